@@ -863,11 +863,19 @@ def test_a_blurbs_parameter_counts_are_whole(tmp_path, page):
         assert page.run(drawn) == ["1,234,567", "123,456"]
 
 
-def test_a_blurb_writes_a_knob_as_the_table_does(tmp_path, page):
+@pytest.mark.parametrize(
+    ("value", "default", "shown"),
+    [
+        (3e-4, 1e-3, "3e-4 (default 0.001)"),
+        ([3e-4, 1e6], [1e-3], "[3e-4, 1e6] (default [0.001])"),  # read [3.00e-4, 1.00e+6]
+    ],
+)
+def test_a_blurb_writes_a_knob_as_the_table_does(tmp_path, page, value, default, shown):
     """A knob set to 3e-4 (default 1e-3) read "T = 3.00e-4 (default 0.001)" in the blurb,
-    while the table's knob column and the note above the blurb read 3e-4."""
+    while the table's knob column and the note above the blurb read 3e-4; a list's numbers
+    too."""
     (tmp_path / _layout.MARKER).write_text(json.dumps({"format": _layout.FORMAT}))
-    knob = {"value": 3e-4, "default": 1e-3, "doc": "", "valid": None}
+    knob = {"value": value, "default": default, "doc": "", "valid": None}
     module = {"path": "", "type": "Net", "params": 0, "knobs": {"T": knob}}
     blurb = {"root": module | {"outputs": {}, "children": []}, "backend": "cpu"}
     drawn = (
@@ -878,7 +886,7 @@ def test_a_blurb_writes_a_knob_as_the_table_does(tmp_path, page):
         page.open(server.url)
         page.run(drawn)
         text = page.run("document.querySelector('#knob .module-info').textContent")
-    assert text == "knob T = 3e-4 (default 0.001)"
+    assert text == f"knob T = {shown}"
 
 
 def test_shapes_and_counts_of_a_model_file_are_shown_as_text_never_parsed(tmp_path, page):

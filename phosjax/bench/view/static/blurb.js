@@ -10,18 +10,21 @@ function shapeText(outputs) {
   return entries.map(([key, spec]) => `${key ? key + " " : ""}(${spec.shape.join("×")}) ${spec.dtype}`).join(", ");
 }
 
-// A value as text: numbers formatted, long arrays shortened, objects as JSON.
-function value(v) {
-  if (Array.isArray(v)) return v.length > 8 ? `[${v.slice(0, 8).map(value).join(", ")}, …]` : `[${v.map(value).join(", ")}]`;
+// A value as text: numbers (those of a list too) as `number` writes them, long arrays
+// shortened, objects as JSON.
+function value(v, number = format) {
+  const each = (item) => value(item, number);
+  if (Array.isArray(v)) return v.length > 8 ? `[${v.slice(0, 8).map(each).join(", ")}, …]` : `[${v.map(each).join(", ")}]`;
   if (v && typeof v === "object") return JSON.stringify(v);
-  return format(v);
+  return number(v);
 }
 
 // A value as HTML (text such as a note's "x<y" is escaped, never parsed).
 const shown = (v) => escapeHtml(value(v));
 
-// A knob's value as HTML, a number as the table's knob column writes it (`formatSetting`).
-const setting = (v) => (typeof v === "number" ? escapeHtml(formatSetting(v)) : shown(v));
+// A knob's value as HTML, its numbers (a list's too) as the table's knob column writes
+// them (`formatSetting`).
+const setting = (v) => escapeHtml(value(v, formatSetting));
 
 function infoLines(module) {
   const lines = [];
