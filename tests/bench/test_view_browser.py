@@ -318,6 +318,25 @@ def test_a_morph_run_directory_shows_its_morph_panel_alone(tmp_path, page):
         assert "morph run" in page.run("document.getElementById('summary').textContent")
 
 
+def test_a_morph_table_tells_long_values_apart_as_the_results_table_does(tmp_path, page):
+    """Two model configs alike in their first 39 characters read alike in a morph file's
+    table, each cut there and "…" (a rule of its own); they are now cut as the results
+    table cuts them (`shortApart`), their ends kept, whole on hover."""
+    (tmp_path / "morph").mkdir()
+    configs = [json.dumps({"widths": [64] * 6, "pool": pool}) for pool in ("max", "mean")]
+    pd.DataFrame({"iteration": [0, 1], "model": configs}).to_parquet(
+        tmp_path / "morph" / "iterations.parquet"
+    )
+    cells = "[...document.querySelectorAll('#morph-files table.board tr td:nth-child(2)')]"
+    with serving(tmp_path) as server:
+        page.open(server.url)
+        shown = page.run(f"{cells}.map((td) => [td.title, td.textContent])")
+    assert [title for title, _ in shown] == configs
+    texts = [text for _, text in shown]
+    assert len(set(texts)) == 2 and all(len(text) <= 40 for text in texts), texts
+    assert texts[0].endswith('"max"}') and texts[1].endswith('"mean"}'), texts
+
+
 def test_a_broken_morph_file_says_why_in_its_place(tmp_path, page):
     """One damaged file under ``morph/`` failed the whole Morph panel, its table of
     iterations not shown; the file says why in its place, the table is drawn."""

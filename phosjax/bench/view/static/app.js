@@ -1200,11 +1200,14 @@ const renderMorph = panel("morph", async () => {
       const head = el("tr");
       for (const c of content.columns) head.appendChild(el("th", {}, c));
       table.appendChild(head);
+      // Long values (a model config) cut as the results table cuts them (`shortApart`),
+      // whole on hover.
+      const cuts = new Map(content.columns.map((c) => [c, shortApart(content.rows.map((row) => format(row[c])), 40)]));
       for (const row of content.rows) {
         const tr = el("tr");
         for (const c of content.columns) {
-          const text = format(row[c]); // long values (a model config) shortened, whole on hover
-          tr.appendChild(text.length > 40 ? el("td", { title: text }, `${text.slice(0, 39)}…`) : el("td", {}, text));
+          const text = format(row[c]), shown = cuts.get(c).get(text);
+          tr.appendChild(el("td", shown === text ? {} : { title: text }, shown));
         }
         table.appendChild(tr);
       }
