@@ -17,6 +17,7 @@ from phosjax._compile import jit_run_once
 from phosjax._listing import counted, listing
 from phosjax.core import KNOBS, Knob, SelectorError, flatten, select, set_knobs
 from phosjax.core._knobs import _trace_init, holds_exactly, what_holds
+from phosjax.core._numbers import in_type_of
 from phosjax.core._selectors import value_per_path
 from phosjax.models._registry import checked_build
 from phosjax.train._group import Group
@@ -591,13 +592,6 @@ def stored_as(leaf: Any, like: Any) -> Any:
     return np.asarray(leaf).view(like.dtype) if _raw_bytes(leaf, like) else leaf
 
 
-def _weakly_typed(leaf: Any) -> Any:
-    """``leaf``'s values, weakly typed (as an array made from a Python number is); ``leaf``
-    itself when JAX's Python-number dtype is another (``jax_enable_x64``)."""
-    zero = jnp.full(np.shape(leaf), np.dtype(leaf.dtype).type(0).item())
-    return zero.at[...].set(leaf) if zero.dtype == leaf.dtype else leaf
-
-
 def with_weak_types(state: Any, group: Group, data: Any) -> Any:
     """``state`` with the leaves that `init_group` makes weakly typed weakly typed again.
 
@@ -623,6 +617,6 @@ def with_weak_types(state: Any, group: Group, data: Any) -> Any:
 
     def restore(leaf: Any, spec: Any) -> Any:
         weak = spec.weak_type and not getattr(leaf, "weak_type", False)
-        return _weakly_typed(leaf) if weak else leaf
+        return in_type_of(leaf, spec) if weak else leaf  # of its dtype already: check_state
 
     return jax.tree.map(restore, state, _layout(group, data))
