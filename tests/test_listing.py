@@ -12,6 +12,8 @@ from phosjax._listing import listing
         (["a: 1, 2", "b: 3", "c: 4"], 1, "; ", False, "a: 1, 2; and 2 more"),
         (["a", "b"], 2, ", ", True, "['a', 'b']"),
         (["a", "b", "c"], 0, ", ", True, "[] and 3 more"),
+        (["a", "b"], 0, ", ", False, "2 more"),
+        (["a", "b"], 0, "; ", False, "2 more"),
         (("a", "b", "c"), 2, ", ", True, "['a', 'b'] and 1 more"),
     ],
 )
