@@ -161,8 +161,11 @@ def no_field(
     Examples:
       >>> print(no_field("Fit", ["stpes", 2], ["lr", "steps"]))
       Fit has no field 'stpes', 2. Did you mean 'steps' for 'stpes'? Its fields: lr, steps.
+      >>> print(no_field("Empty", ["lr"], []))
+      Empty has no field 'lr'. It has no fields.
     """
     tail = otherwise(unknown[0]) if otherwise and isinstance(unknown[0], str) else ""
     near = did_you_mean(list(map(str, unknown)), fields) or f"{tail}."
     named = ", ".join(map(repr, unknown))
-    return f"{name} has no field {named}{near} Its fields: {', '.join(fields)}."
+    listed = f"Its fields: {', '.join(fields)}." if fields else "It has no fields."
+    return f"{name} has no field {named}{near} {listed}"

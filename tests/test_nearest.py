@@ -111,3 +111,16 @@ def test_a_dataclass_fields_checked_takes_its_init_only_variables():
             self.value *= scale
 
     assert Scaled(2.0, scale=3.0).value == 6.0
+
+
+def test_a_dataclass_of_no_fields_says_it_has_none():
+    """It ended "Its fields: ."."""
+
+    @fields_checked
+    @dataclasses.dataclass
+    class Empty:
+        pass
+
+    with pytest.raises(TypeError) as raised:
+        Empty(lr=0.1)
+    assert str(raised.value) == "Empty has no field 'lr'. It has no fields."
