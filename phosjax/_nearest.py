@@ -58,9 +58,11 @@ def nearest(word: str, known: Iterable[str], cutoff: float = 0.6) -> list[str]:
       (['dx'], [])
       >>> nearest("lr", ["lr_schedule", "learning_rate"]), nearest("LR", ["learning_rate", "lr"])
       (['learning_rate'], ['lr', 'learning_rate'])
+      >>> nearest("mpl", ["mlp", "mlp"])
+      ['mlp']
     """
     by_folded: dict[str, list[str]] = {}
-    for name in known:
+    for name in dict.fromkeys(known):  # each once: a name given twice is suggested once
         by_folded.setdefault(name.casefold(), []).append(name)
     folded_word = word.casefold()
     close = difflib.get_close_matches(folded_word, list(by_folded), n=3, cutoff=cutoff)

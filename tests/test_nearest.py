@@ -29,6 +29,12 @@ def test_a_name_in_another_case_is_nearer_than_one_it_spells_the_initials_of():
     assert did_you_mean(["BS"], ["batch_size", "bs"]) == ". Did you mean 'bs' or 'batch_size'?"
 
 
+def test_a_name_known_twice_is_suggested_once():
+    """``did_you_mean`` said "'mlp' or 'mlp'"."""
+    assert nearest("mpl", ["mlp", "mlp", "MLP"]) == ["mlp", "MLP"]
+    assert did_you_mean(["mpl"], ["mlp", "mlp"]) == ". Did you mean 'mlp'?"
+
+
 @pytest.mark.parametrize(
     "make, message",
     [
