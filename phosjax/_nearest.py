@@ -47,7 +47,8 @@ def nearest(word: str, known: Iterable[str], cutoff: float = 0.6) -> list[str]:
     name of two letters one of which differs (``dz`` and ``dx``), which the ratio of
     ``cutoff`` never finds (1 letter of 2 in common is 0.5); a one-letter one is near none.
     A word that spells the initials of a name's ``_``-joined parts is nearest it (``lr``,
-    ``learning_rate``).
+    ``learning_rate``), unless a name is the word in another case, nearest of all (``LR``,
+    ``lr``).
 
     Examples:
       >>> nearest("--dirr", ["--dir", "--dirs", "--port"]), nearest("zzz", ["mlp"])
