@@ -6,6 +6,7 @@ number; every phosjax config file is read the same way, so a number anywhere in 
 (an option, a regularizer's threshold) is a number.
 """
 
+import os
 import pathlib
 import re
 from typing import Any
@@ -75,7 +76,8 @@ def safe_load(text: str, name: str = "<unicode string>") -> Any:
 
 
 def read_file(path: str | pathlib.Path) -> Any:
-    """The data of the YAML file at ``path`` (`safe_load`).
+    """The data of the YAML file at ``path`` (`safe_load`), a leading ``~`` the home
+    directory.
 
     Examples:
       >>> read_file("/no/such.yaml")
@@ -89,7 +91,7 @@ def read_file(path: str | pathlib.Path) -> Any:
     """
     if str(path) == "":  # a Path would read it as ".", the working directory
         raise ValueError("config file path is empty; give a YAML file's path.")
-    path = pathlib.Path(path)
+    path = pathlib.Path(os.path.expanduser(path))  # "~/cfg.yaml" as a shell reads it
     try:
         return safe_load(path.read_text(encoding="utf-8"), str(path))
     except FileNotFoundError as error:

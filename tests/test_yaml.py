@@ -1,7 +1,7 @@
 import pytest
 import yaml
 
-from phosjax._yaml import safe_load
+from phosjax._yaml import read_file, safe_load
 
 
 def test_a_mapping_anchored_where_it_is_merged_reads_as_pyyaml_reads_it_when_aliased_again():
@@ -29,3 +29,10 @@ def test_a_number_with_an_exponent_reads_as_pythons_float_reads_it(text):
 @pytest.mark.parametrize("text", [".inf", "-.inf", ".5", "1e3.5", ".e3", "_1e3", "1e3x"])
 def test_other_scalars_read_as_pyyaml_reads_them(text):
     assert safe_load(f"lr: {text}\n") == yaml.safe_load(f"lr: {text}\n")
+
+
+def test_a_path_in_the_home_directory_is_read(tmp_path, monkeypatch):
+    """``~/cfg.yaml`` was said not to exist: ``~`` was read as a folder's name."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "cfg.yaml").write_text("lr: 1e-3\n")
+    assert read_file("~/cfg.yaml") == {"lr": 1e-3}
