@@ -9,6 +9,7 @@ number; every phosjax config file is read the same way, so a number anywhere in 
 import os
 import pathlib
 import re
+from collections.abc import Hashable
 from typing import Any
 
 import yaml
@@ -29,11 +30,13 @@ class _Loader(yaml.SafeLoader):
         read later holds its merged keys beside its own."""
         if id(node) not in self._checked:
             self._checked.add(id(node))
-            seen: list[Any] = []
+            seen: set[Any] = set()
             for key_node, _ in node.value:
                 if key_node.tag == "tag:yaml.org,2002:merge":  # `<<`: its keys may be replaced
                     continue
                 key = self.construct_object(key_node)
+                if not isinstance(key, Hashable):  # PyYAML refuses it ("unhashable key")
+                    continue
                 if key in seen:
                     raise yaml.constructor.ConstructorError(
                         "while reading a mapping",
@@ -41,7 +44,7 @@ class _Loader(yaml.SafeLoader):
                         f"found the key {key!r} twice (the second would replace the first)",
                         key_node.start_mark,
                     )
-                seen.append(key)
+                seen.add(key)
         super().flatten_mapping(node)
 
 

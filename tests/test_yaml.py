@@ -36,3 +36,9 @@ def test_a_path_in_the_home_directory_is_read(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     (tmp_path / "cfg.yaml").write_text("lr: 1e-3\n")
     assert read_file("~/cfg.yaml") == {"lr": 1e-3}
+
+
+def test_keys_of_a_list_are_refused_as_unhashable_not_as_the_same_key():
+    """``{[1]: a, [2]: b}`` was said to name the key ``[]`` twice (its lists not yet filled)."""
+    with pytest.raises(yaml.YAMLError, match="found unhashable key"):
+        safe_load("{[1]: a, [2]: b}\n")
