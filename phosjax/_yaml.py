@@ -1,9 +1,10 @@
 """Reading YAML configs: PyYAML's safe loader, with ``1e-3`` read as a number.
 
-PyYAML follows YAML 1.1, where a float needs a dot (``1.0e-3``), so its safe loader reads
-``1e-3`` as the string ``'1e-3'``. YAML 1.2 and the command line (jsonargparse) read a
-number; every phosjax config file is read the same way, so a number anywhere in a config
-(an option, a regularizer's threshold) is a number.
+PyYAML follows YAML 1.1, where a float's exponent needs a dot before it and a sign
+(``1.0e-3``), so its safe loader reads ``1e-3``, ``1.0e3`` and ``.5e3`` as strings. YAML
+1.2 and the command line (jsonargparse) read a number; every phosjax config file is read
+the same way, so a number anywhere in a config (an option, a regularizer's threshold) is a
+number.
 """
 
 import os
@@ -16,7 +17,7 @@ import yaml
 
 
 class _Loader(yaml.SafeLoader):
-    """`yaml.SafeLoader` (never runs code) that also reads an exponent without a dot, and
+    """`yaml.SafeLoader` (never runs code) that also reads an exponent without a dot or a sign, and
     refuses a key given twice in one mapping (PyYAML keeps the later silently: a second
     ``grid:`` block would drop the first)."""
 
