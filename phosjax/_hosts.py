@@ -6,6 +6,7 @@ down under them: its teardown waited ~150 s for gloo to give up connecting to th
 already gone. One device each, not all: processes may have different numbers of local
 devices. `local_devices` checks that devices given to train on are this process's own."""
 
+import collections
 import zlib
 from collections.abc import Iterable, Sequence
 
@@ -14,6 +15,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from phosjax._callables import cut_repr
+from phosjax._listing import listing
 
 
 def gather_rows(row: np.ndarray) -> np.ndarray:
@@ -67,10 +69,11 @@ def local_devices(devices: Sequence[jax.Device] | None, where: str) -> list[jax.
             f"{where}: devices is empty; pass at least one device, e.g. "
             "[jax.local_devices()[0]], or None for all local devices."
         )
-    if len(set(listed)) < len(listed):
+    if repeated := [device for device, n in collections.Counter(listed).items() if n > 1]:
         raise ValueError(
-            f"{where}: devices lists a device more than once ({listed!r}); each device "
-            "holds its own block of cells, so name each at most once."
+            f"{where}: devices lists a device more than once ("
+            f"{listing([repr(device) for device in repeated], 3)}); each device holds its "
+            "own block of cells, so name each at most once."
         )
     for device in listed:
         if device.process_index != jax.process_index():
