@@ -35,7 +35,7 @@ from phosjax.core._apply import (
 from phosjax.core._arrays_apart import arrays_apart
 from phosjax.core._blurb_table import table
 from phosjax.core._collections import AUX_LOSS, BLURB, KNOBS, PATH_WEIGHTS
-from phosjax.core._knobs import _declarations, init_kwargs, knobs
+from phosjax.core._knobs import _declarations, init_kwargs, is_traced, knobs
 from phosjax.core._module_check import check_module
 from phosjax.core._numbers import numbers_as_array
 from phosjax.core._paths import SEP, flatten, keys_joined
@@ -638,7 +638,8 @@ def blurb(
 
     Raises:
       TypeError: ``variables`` are no collections (None; the params alone:
-        `naming_params_alone`).
+        `naming_params_alone`); an argument is traced (under ``jax.jit``): blurb runs
+        outside JAX's transformations.
       ValueError: ``repeats`` is no int >= 1.
 
     Examples:
@@ -699,6 +700,7 @@ def _summary(
     if not an_int or repeats < 1:  # checked before the model is traced and compiled
         raise ValueError(f"repeats must be at least 1, a whole number of calls, got {repeats!r}.")
     variables = checked_variables(variables, "blurb")
+    _check_not_traced({"variables": variables, "x": x, **apply_kwargs})
     x = numbers_as_array(x)  # as model.apply reads it, not one traced scalar per number
     mutable = apply_kwargs.pop("mutable", _state_collections(variables))
     try:
@@ -767,6 +769,25 @@ def _summary(
         )
 
     return Blurb(build(""), _platform(variables, x))
+
+
+def _check_not_traced(arguments: Mapping[str, Any]) -> None:
+    """Raises a TypeError naming the ``arguments`` that hold a tracer: `blurb` compiles,
+    runs and reads back the model itself, so it runs outside a JAX transformation (JAX
+    said only that a compiled function got a Tracer, or that one had no concrete value).
+
+    Examples:
+      >>> jax.jit(lambda x: _check_not_traced({"x": x, "train": False}))(1.0)
+      Traceback (most recent call last):
+      TypeError: blurb runs outside jax.jit (and every JAX transformation): it compiles, ...
+    """
+    traced = [name for name, value in arguments.items() if is_traced(value)]
+    if traced:
+        raise TypeError(
+            "blurb runs outside jax.jit (and every JAX transformation): it compiles, runs "
+            f"and reads back the model itself, but got traced values in {', '.join(traced)}; "
+            "call px.blurb(model, variables, x) outside the transformed function."
+        )
 
 
 def _platform(*trees: Any) -> str:

@@ -895,3 +895,24 @@ def test_iterating_a_blurb_is_refused_naming_modules(two_level):
     with pytest.raises(TypeError, match=r"A Blurb is no sequence: iterate b\.modules\(\)"):
         list(two_level)
     assert list(two_level.modules()) == ["", "block", "block/dense_0", "block/dense_1", "head"]
+
+
+def test_blurb_under_jit_is_refused_naming_the_traced_arguments():
+    """It failed deep in its measurement: a compiled function got a Tracer (JAX's words)."""
+    x = jnp.ones((BATCH, 3))
+    variables = nn.Dense(2).init(jax.random.key(0), x)
+    message = (
+        "blurb runs outside jax.jit (and every JAX transformation): it compiles, runs and "
+        "reads back the model itself, but got traced values in {}; call px.blurb(model, "
+        "variables, x) outside the transformed function."
+    )
+    for traced, run in [
+        ("variables", lambda v: blurb(nn.Dense(2), v, x)),
+        ("variables, x", lambda v: blurb(nn.Dense(2), v, v["params"]["kernel"][0])),
+    ]:
+        with pytest.raises(TypeError) as info:
+            jax.jit(run)(variables)
+        assert str(info.value) == message.format(traced)
+    with pytest.raises(TypeError) as info:  # measuring nothing, it read back the outputs
+        jax.jit(lambda x: blurb(nn.Dense(2), variables, x, measure_latency=False, flops=False))(x)
+    assert str(info.value) == message.format("x")
