@@ -6,6 +6,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from phosjax._callables import a_type
 from phosjax.core._apply import (
@@ -146,7 +147,8 @@ def grad_of(
       TypeError: a selected value is not floating point, or ``wrt`` is neither a str nor
         a list of them; ``variables`` are no
         collections (the params alone: `naming_params_alone`); ``fn`` is no function, or
-        gives no scalar (its shape named), or, under ``has_aux``, no pair.
+        gives no scalar (its shape named) or one of no real floating-point dtype (None,
+        an int, a bool), or, under ``has_aux``, no pair.
       ValueError: ``wrt`` is an empty list, or a perturbation never reached its tag: a
         lifted transform, such as nn.scan, whose ``variable_axes`` omit ``perturbations``
         dropped it, though it kept the tagged value (`scan_axes` lists all of phosjax's
@@ -190,6 +192,7 @@ def grad_of(
         value = fn(out)
         _check_kind(value, has_aux)
         loss = value[0] if has_aux else value
+        _check_loss(loss)
         if jnp.ndim(loss):  # JAX: "Gradient only defined for scalar-output functions"
             raise TypeError(
                 f"grad_of: fn gave a value of shape {jnp.shape(loss)}, not a scalar; reduce "
@@ -198,6 +201,33 @@ def grad_of(
         return value
 
     return jax.value_and_grad(run, has_aux=has_aux)(zeros)
+
+
+def _check_loss(loss: Any) -> None:
+    """Raises a TypeError unless ``loss``, what ``fn`` gave, is an array or number of a
+    real floating-point dtype, which alone has a gradient (JAX said "Gradient only defined
+    for scalar-output functions. Output was None", or "grad requires real-valued outputs").
+
+    Examples:
+      >>> _check_loss(jnp.float32(1)), _check_loss(2.0)
+      (None, None)
+      >>> _check_loss(None)
+      Traceback (most recent call last):
+      TypeError: grad_of: fn gave None, not a scalar; return the loss, e.g. ...
+      >>> _check_loss(jnp.int32(3))
+      Traceback (most recent call last):
+      TypeError: grad_of: fn gave a value of dtype int32, and only a real floating-point ...
+    """
+    fix = "e.g. lambda y: jnp.sum(y ** 2)"
+    if not isinstance(loss, jax.Array | np.ndarray | np.generic | int | float | complex):
+        given = "None" if loss is None else a_type(loss)
+        raise TypeError(f"grad_of: fn gave {given}, not a scalar; return the loss, {fix}.")
+    dtype = jnp.result_type(loss)
+    if not jnp.issubdtype(dtype, jnp.floating):  # ints, bools and complex numbers
+        raise TypeError(
+            f"grad_of: fn gave a value of dtype {jnp.dtype(dtype).name}, and only a real "
+            f"floating-point one has a gradient; return the loss, {fix}."
+        )
 
 
 def _check_kind(value: Any, has_aux: bool) -> None:

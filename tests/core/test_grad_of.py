@@ -235,6 +235,32 @@ def test_an_fn_giving_a_pair_without_has_aux_is_told_to_pass_it():
             px.grad_of(fn, TwoLayer(), variables, X, wrt="pre_act", has_aux=True)
 
 
+@pytest.mark.parametrize(
+    ("fn", "given"),
+    [
+        (lambda y: None, "None, not a scalar"),  # JAX: "Output was None"
+        (lambda y: {"loss": y.sum()}, "a dict, not a scalar"),
+        (lambda y: 3, "a value of dtype int32, and only a real floating-point one has a gradient"),
+        (
+            lambda y: y.sum() > 0,
+            "a value of dtype bool, and only a real floating-point one has a gradient",
+        ),
+    ],
+)
+def test_an_fn_giving_no_float_is_told_to_return_the_loss(fn, given):
+    """JAX said "Gradient only defined for scalar-output functions" or "grad requires
+    real-valued outputs", naming no grad_of nor fn."""
+    variables = TwoLayer().init(jax.random.key(0), X)
+    message = f"grad_of: fn gave {given}; return the loss, e.g. lambda y: jnp.sum(y ** 2)."
+    for has_aux in (False, True):
+        with pytest.raises(TypeError) as info:
+            aux_fn = (lambda y: (fn(y), y)) if has_aux else fn
+            px.grad_of(aux_fn, TwoLayer(), variables, X, wrt="pre_act", has_aux=has_aux)
+        assert str(info.value) == message
+    value, _ = px.grad_of(lambda y: 2.0, TwoLayer(), variables, X, wrt="pre_act")
+    assert value == 2.0  # a Python float is a loss, of zero gradient
+
+
 class Tempered(nn.Module):
     """x / T, T a knob declared with a Python number: weakly typed, it keeps x's bfloat16."""
 
