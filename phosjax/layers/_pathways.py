@@ -231,6 +231,13 @@ class Residual(PassesKeywords, CheckedFields):
             )
         if y.shape != x.shape:
             summed = jnp.result_type(x, y)  # as without a projection
+            if not jnp.issubdtype(summed, jnp.inexact):  # Flax's Dense: "must be inexact"
+                raise TypeError(
+                    f"Residual's block changed the width of its input ({x.shape[-1]} to "
+                    f"{y.shape[-1]}), so x goes through a learned projection, which needs "
+                    f"floats, and neither x ({x.dtype}) nor the block's output ({y.dtype}) "
+                    "is one; give x as floats (x.astype(jnp.float32)) or keep its width."
+                )
             projection = nn.Dense(
                 y.shape[-1],
                 use_bias=False,

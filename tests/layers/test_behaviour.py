@@ -1184,6 +1184,24 @@ def test_a_residual_gives_one_dtype_whether_it_projects_or_not(width, stream, bl
     assert out.dtype == jnp.float32 and out.shape == (2, width)
 
 
+def test_a_residual_projecting_integers_is_told_to_give_floats(key):
+    """Flax's Dense said only "Dtype must be inexact: int32", naming no Residual."""
+    layer, x = L.Residual(lambda h: jnp.concatenate([h, h], -1)), jnp.ones((2, 3), jnp.int32)
+    with pytest.raises(TypeError) as info:
+        layer.init(key, x)
+    assert str(info.value) == (
+        "Residual's block changed the width of its input (3 to 6), so x goes through a "
+        "learned projection, which needs floats, and neither x (int32) nor the block's "
+        "output (int32) is one; give x as floats (x.astype(jnp.float32)) or keep its width."
+    )
+    kept = L.Residual(lambda h: h + 1)  # the width kept: no projection, integers sum
+    assert kept.apply({}, x).tolist() == [[3] * 3] * 2
+    out = layer.apply(layer.init(key, x.astype(jnp.float32)), x.astype(jnp.float32))
+    assert out.dtype == jnp.float32 and out.shape == (2, 6)
+    widened = L.Residual(nn.Dense(6))  # a float output: x is projected in float32
+    assert widened.apply(widened.init(key, x), x).dtype == jnp.float32
+
+
 def test_a_residual_of_a_scalar_adds_and_a_block_adding_axes_to_one_is_an_error(key):
     """Both read the scalar's missing last axis (IndexError: tuple index out of range)."""
     layer, x = L.Residual(jnp.sin), jnp.asarray(0.5)
