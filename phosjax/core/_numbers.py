@@ -69,6 +69,8 @@ def in_type_of(value: Any, spec: Any) -> jax.Array:
     """``value`` in ``spec``'s dtype, weakly typed where ``spec`` is (as an array made from
     a Python number is, a knob's value): a value standing in for a weakly typed one then
     scales a bfloat16 activation without promoting it to float32, as the one it replaces.
+    Strongly typed where JAX's Python numbers take another dtype (a float32 knob made
+    without ``jax_enable_x64``, used with it): the dtype is kept over the weak type.
 
     Examples:
       >>> weak = jax.ShapeDtypeStruct((2,), jnp.float32, weak_type=True)
@@ -77,7 +79,7 @@ def in_type_of(value: Any, spec: Any) -> jax.Array:
       >>> in_type_of(jnp.full(2, 1.0), jax.ShapeDtypeStruct((2,), jnp.float16))
       Array([1., 1.], dtype=float16)
     """
-    if not spec.weak_type:
+    python_number = np.dtype(spec.dtype).type(0).item() if spec.weak_type else None
+    if python_number is None or jnp.result_type(python_number) != spec.dtype:  # x64: float64
         return jnp.asarray(value, spec.dtype)
-    zero = jnp.full(jnp.shape(value), np.dtype(spec.dtype).type(0).item())  # weakly typed
-    return zero.at[...].set(value)
+    return jnp.full(jnp.shape(value), python_number).at[...].set(value)  # weakly typed

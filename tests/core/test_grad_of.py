@@ -277,3 +277,13 @@ def test_grad_of_a_weakly_typed_tag_leaves_a_bfloat16_output_bfloat16():
     value, grads = px.grad_of(jnp.sum, Tempered(), variables, x, wrt="temperature")
     assert value.dtype == jnp.bfloat16 and float(value) == 2.0  # 0.5 + 1.5
     assert float(grads["temperature"]) == -1.0  # -(1 + 3) / 2**2
+
+
+def test_grad_of_a_float32_knob_made_without_x64_stays_float32_with_it():
+    """Under jax_enable_x64 its weakly typed zeros were float64: so was its gradient."""
+    x = jnp.array([1.0, 3.0])
+    variables = Tempered().init(jax.random.key(0), x)  # T: a weakly typed float32
+    with jax.enable_x64(True):
+        value, grads = px.grad_of(jnp.sum, Tempered(), variables, x, wrt="temperature")
+        assert value.dtype == grads["temperature"].dtype == jnp.float32
+        assert float(grads["temperature"]) == -1.0  # -(1 + 3) / 2**2
