@@ -257,8 +257,9 @@ def _how_to_give(given: jax.Array, want: Any) -> str:
     for a ``given`` value whose shape broadcasts to it (a scalar), as the tagged value is
     replaced whole (unlike a knob's value, which `set_knobs` broadcasts); for a raw key
     (``jax.random.PRNGKey``'s uint32 pair) where a typed one is tagged, or the other way
-    round. A PRNG key's dtype
-    is no numpy one for `jnp.full` to take: it is broadcast.
+    round, where its data has that shape (and, a raw one, the default implementation's,
+    which ``wrap_key_data`` makes). A PRNG key's dtype is no numpy one for `jnp.full` to
+    take: it is broadcast.
 
     Examples:
       >>> _how_to_give(jnp.zeros(()), jax.ShapeDtypeStruct((2, 3), jnp.float32))
@@ -272,15 +273,23 @@ def _how_to_give(given: jax.Array, want: Any) -> str:
       ' A raw key is no typed one: give jax.random.wrap_key_data(value).'
       >>> _how_to_give(key, jax.ShapeDtypeStruct((2,), jnp.uint32))
       ' A typed key is no raw one: give jax.random.key_data(value).'
+      >>> _how_to_give(key, jax.ShapeDtypeStruct((5,), jnp.uint32))  # five ids, no key
+      ''
     """
-    typed_key = jax.dtypes.issubdtype(want.dtype, jax.dtypes.prng_key)
-    if typed_key and given.dtype == jnp.uint32 and given.shape[:-1] == want.shape:
+    given_key, want_key = (
+        jax.dtypes.issubdtype(s.dtype, jax.dtypes.extended) for s in (given, want)
+    )
+    data_of = lambda keys: jax.eval_shape(jax.random.key_data, keys).shape  # (2,): fry
+    default = jax.eval_shape(jax.random.key, 0).dtype  # the keys wrap_key_data makes
+    if want.dtype == default and given.dtype == jnp.uint32 and given.shape == data_of(want):
         return " A raw key is no typed one: give jax.random.wrap_key_data(value)."
-    if jax.dtypes.issubdtype(given.dtype, jax.dtypes.prng_key) and want.dtype == jnp.uint32:
+    if given_key and want.dtype == jnp.uint32 and want.shape == data_of(given):  # no ids
         return " A typed key is no raw one: give jax.random.key_data(value)."
     if given.shape == want.shape or not broadcasts(given.shape, want.shape):
         return ""
-    if jax.dtypes.issubdtype(want.dtype, jax.dtypes.extended):  # key<fry>: no jnp.key<fry>
+    if given_key != want_key:  # a key for numbers or numbers for a key: broadcast, no fix
+        return ""
+    if want_key:  # key<fry>: no jnp.key<fry>
         return f" An injected value is not broadcast: give jnp.broadcast_to(value, {want.shape})."
     return (
         " An injected value is not broadcast: give "

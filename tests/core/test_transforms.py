@@ -781,6 +781,32 @@ def test_inject_of_a_typed_key_for_a_raw_one_is_told_to_take_its_data():
     )
 
 
+class TagsIdsAndRbgKey(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        ids = px.tag(self, "ids", jnp.arange(5, dtype=jnp.uint32))
+        key = px.tag(self, "key", jax.random.key(0, impl="rbg"))
+        return x + ids.sum() + jax.random.uniform(key, ())
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "given", "tagged"),
+    [
+        ("ids", jax.random.key(1), "() and dtype key<fry>", "(5,) and dtype uint32"),
+        ("key", jax.random.PRNGKey(1), "(2,) and dtype uint32", "() and dtype key<rbg>"),
+    ],
+)
+def test_inject_of_a_key_where_no_such_key_is_tagged_gives_no_key_fix(path, value, given, tagged):
+    """A typed key for five uint32 ids was told to give key_data (a pair), and a raw
+    threefry key for an rbg one to give wrap_key_data (a threefry key): both refused."""
+    with pytest.raises(ValueError) as info:
+        px.inject(TagsIdsAndRbgKey(), {}, jnp.ones(2), {path: value})
+    assert str(info.value) == (
+        f"Injected value for {path!r} has shape {given}, but the tagged value there has "
+        f"shape {tagged}."
+    )
+
+
 def test_two_selectors_that_match_one_path_are_refused_naming_both():
     model, variables = Stack(), init("plain")
     zeros = jnp.zeros((2, WIDTH))
