@@ -62,7 +62,8 @@ def scan_axes(**extra: Any) -> dict[Any, Any]:
 
     Args:
       **extra: more collections and their axes, e.g. ``params=0``; they override the
-        defaults.
+        defaults. ``None`` shares a collection across ``nn.vmap``'s members (``nn.scan``
+        refuses it: give the collection as its ``variable_broadcast``).
 
     Raises:
       TypeError: an axis is no int nor None (``params="0"`` or ``nn.broadcast``, which
@@ -85,7 +86,8 @@ def scan_axes(**extra: Any) -> dict[Any, Any]:
                 f"scan_axes: the axis of {name!r} must be an int or None, got nn.broadcast, "
                 "which nn.scan takes in in_axes alone; for variables every iteration "
                 f"shares, leave {name!r} out here and pass nn.scan(..., "
-                f"variable_broadcast={name!r})."
+                f"variable_broadcast={name!r}) (under nn.vmap, which has no "
+                f"variable_broadcast, give {name}=None)."
             )
         if axis is not None and type(axis) is not int:
             raise TypeError(

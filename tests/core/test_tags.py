@@ -570,11 +570,23 @@ def test_scan_axes_given_nn_broadcast_says_to_broadcast_the_collection_in_nn_sca
     message = (
         "scan_axes: the axis of 'params' must be an int or None, got nn.broadcast, which "
         "nn.scan takes in in_axes alone; for variables every iteration shares, leave "
-        "'params' out here and pass nn.scan(..., variable_broadcast='params')."
+        "'params' out here and pass nn.scan(..., variable_broadcast='params') (under "
+        "nn.vmap, which has no variable_broadcast, give params=None)."
     )
     with pytest.raises(TypeError) as raised:
         px.scan_axes(params=nn.broadcast)
     assert str(raised.value) == message
+
+    class Members(nn.Module):  # params=None, as the message says: one Dense for both
+        @nn.compact
+        def __call__(self, x):
+            axes = px.scan_axes(params=None)
+            return nn.vmap(nn.Dense, variable_axes=axes, split_rngs={"params": False})(2)(x)
+
+    variables = Members().init(jax.random.key(0), jnp.ones((3, 2)))
+    assert jax.tree.map(jnp.shape, variables["params"]) == {
+        "VmapDense_0": {"bias": (2,), "kernel": (2, 2)}
+    }
 
 
 @pytest.mark.parametrize(("typo", "meant"), [("param", "params"), ("knob", "knobs")])
