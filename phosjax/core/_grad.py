@@ -225,7 +225,7 @@ def _check_loss(loss: Any) -> None:
     dtype = jnp.result_type(loss)
     if not jnp.issubdtype(dtype, jnp.floating):  # ints, bools and complex numbers
         raise TypeError(
-            f"grad_of: fn gave a value of dtype {jnp.dtype(dtype).name}, and only a real "
+            f"grad_of: fn gave a value of dtype {dtype}, and only a real "
             f"floating-point one has a gradient; return the loss, {fix}."
         )
 

@@ -245,6 +245,10 @@ def test_an_fn_giving_a_pair_without_has_aux_is_told_to_pass_it():
             lambda y: y.sum() > 0,
             "a value of dtype bool, and only a real floating-point one has a gradient",
         ),
+        (
+            lambda y: jax.random.key(0),  # its dtype was no numpy one to name
+            "a value of dtype key<fry>, and only a real floating-point one has a gradient",
+        ),
     ],
 )
 def test_an_fn_giving_no_float_is_told_to_return_the_loss(fn, given):
