@@ -21,7 +21,7 @@ from phosjax._listing import counted
 from phosjax._nearest import did_you_mean
 from phosjax._yaml import read_file
 from phosjax.bench import _layout
-from phosjax.bench._argv import dir_option, option_value, split_top
+from phosjax.bench._argv import config_files, dir_option, option_names, option_value, split_top
 from phosjax.bench._config import BenchError, colon_hint
 from phosjax.bench._interrupt import (
     BROKEN_PIPE,
@@ -95,7 +95,8 @@ def value_error_line(message: str, argv: Sequence[str] = ()) -> str:
     r"""jsonargparse's (multi-line) message about a bad value on one line: the option, the
     value given and the types it takes; other messages as they are. The value is named as
     ``argv`` typed it where jsonargparse names the number it made of it (``1e3``, not
-    ``1000.0``).
+    ``1000.0``); one that a ``--config`` file of ``argv`` gives, not an option, is named
+    as the file's key (``FILE: model.width``, `_setting_file`).
 
     Examples:
       >>> value_error_line('Parser key "eval_every":\n  Expected a <class \'int\'>. Got value: 1.5')
@@ -115,11 +116,14 @@ def value_error_line(message: str, argv: Sequence[str] = ()) -> str:
     given = re.search(r"^  Given value: (.*)$", rest, re.M) or re.search(
         r"Got value: (.*)$", rest, re.M
     )
+    option = f"--{key[1]}"
+    if path := _setting_file(argv, key[1], given and given[1]):  # not an option's value
+        option = f"{path}: {key[1]}"
     types = re.search(r"^  Subtypes: \[(.*)\]$", rest, re.M) or re.search(
         r"Expected a (<class '\w+'>)", rest
     )
     if given is None or types is None:  # not a value's type: its first line
-        return f"--{key[1]}: {rest.strip().splitlines()[0].strip()}"
+        return f"{option}: {rest.strip().splitlines()[0].strip()}"
     given_text = given[1]
     typed = option_value(argv, f"--{key[1]}")
     if typed is not None and typed != given_text and _same_number(typed, given_text):
@@ -141,8 +145,45 @@ def value_error_line(message: str, argv: Sequence[str] = ()) -> str:
         hint = yaml_float
     shown = given_text if given_text.strip() else repr(given_text)  # '' (an unset variable)
     if typed is not None and typed.lstrip()[:1] == "{" and given_text[:1] != "{":
-        return f"--{key[1]} {typed}: expected each value {expected}, got {shown}{hint}"
-    return f"--{key[1]} {shown}: expected {expected}{hint}"
+        return f"{option} {typed}: expected each value {expected}, got {shown}{hint}"
+    return f"{option} {shown}: expected {expected}{hint}"
+
+
+def _setting_file(argv: Sequence[str], key: str, given: str | None) -> str | None:
+    r"""The last ``--config`` file of ``argv`` that sets the (dotted) ``key``, where its
+    value is the one the parser refused: no option of ``argv`` sets the key
+    (``--model.width``, ``--model.width+`` or ``--model``), or the file's value reads as
+    ``given`` (the parser checks the files first); None: an option's value.
+
+    Examples:
+      >>> import tempfile
+      >>> with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as file:
+      ...     _ = file.write("model: {width: [a, b]}\n")
+      >>> _setting_file(["--config", file.name], "model.width", None) == file.name
+      True
+      >>> _setting_file(["--config", file.name, "--model.width", "x"], "model.width", "x")
+      >>> argv = ["--config", file.name, "--model.width", "x"]
+      >>> _setting_file(argv, "model.width", "['a', 'b']") == file.name
+      True
+      >>> _setting_file(["--config", file.name], "model.depth", None)
+      >>> pathlib.Path(file.name).unlink()
+    """
+    parts = key.split(".")
+    options = {name.removesuffix("+") for name in option_names(argv)}
+    typed = any(f"--{'.'.join(parts[:n])}" in options for n in range(1, len(parts) + 1))
+    for path in reversed(config_files(argv)):
+        try:
+            data = read_file(path)
+        except ValueError:  # read before, by the parser: gone since
+            continue
+        for part in parts:
+            data = data.get(part, _UNSET) if isinstance(data, dict) else _UNSET
+        if data is not _UNSET:
+            return path if not typed or str(data) == given else None
+    return None
+
+
+_UNSET = object()
 
 
 def _same_number(typed: str, shown: str) -> bool:

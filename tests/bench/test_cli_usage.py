@@ -2,6 +2,7 @@
 
 import importlib
 import os
+import pathlib
 import sys
 
 import pytest
@@ -306,6 +307,34 @@ def test_a_grid_mapping_with_a_bad_value_names_the_key_not_the_mapping(given, tm
     assert capsys.readouterr().err.startswith(
         f"error: --grid {given}: --grid.steps abc: expected int or list[int]"
     )
+
+
+@pytest.mark.parametrize(
+    ("width", "options", "said"),
+    [
+        ("[a, b]", [], "{file}: model.width ['a', 'b']: expected int, tuple[int, ...] or null;"),
+        ("[a, b]", ["--model.depth", "1"], "{file}: model.width ['a', 'b']: expected int,"),
+        ("x", [], "{file}: model.width x: expected int, tuple[int, ...] or null;"),
+        # the parser checks the file's value before the option's
+        ("[a, b]", ["--model.width", "[c]"], "{file}: model.width ['a', 'b']: expected int,"),
+        ("[a, b]", ["--model", "{width: [c]}"], "{file}: model.width ['a', 'b']: expected int,"),
+        ("[32]", ["--model.width", "[c]"], "--model.width ['c']: expected int, tuple[int, ...]"),
+    ],
+)
+def test_a_bad_nested_value_of_a_config_file_names_the_file_not_an_option(
+    width, options, said, tmp_path, capsys
+):
+    """It said '--model.width ['a', 'b']: expected int, ...', an option never given, where
+    a bad top-level value names the file; a value given by an option names the option."""
+    from phosjax.morph.__main__ import main
+
+    path = tmp_path / "morph.yaml"
+    text = pathlib.Path("configs/morph_mnist1d.yaml").read_text()
+    path.write_text(text.replace("width: [32, 32, 32]", f"width: {width}"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--config", str(path), *options, "--dir", str(tmp_path / "r")])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.startswith(f"error: {said.format(file=path)}")
 
 
 @pytest.mark.parametrize(
