@@ -11,6 +11,7 @@ memory, or whose estimated time exceeds ``budget`` seconds, is skipped (a row wi
 """
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -92,15 +93,30 @@ def _check(setup: Setup, k: int, method: str, cfg: SpeedConfig, rates: dict[str,
         return
     if previous is None:
         raise Skip("a smaller K of this method was not measured (skipped or failed)")
-    steps, warmup = cfg.steps, 1  # a call's steps, and those warming up before its timings
-    if method == "engine":  # whole chunks; its warm-up a chunk, and auto's timings
-        chunk, steps = engine_steps(cfg.steps)
-        auto = _AUTO_STEPS if cfg.strategy == "auto" else 0  # a strategy given: none timed
-        warmup += chunk + auto
-    seconds = timing_seconds(k * steps / previous, cfg.repeats, cfg.min_time)
-    seconds += k * warmup / previous
+    seconds = _estimated(method, k * _steps(method, cfg)[0] / previous, cfg)
     if seconds > cfg.budget:
         raise Skip(f"estimated {seconds:.3g} s > budget {cfg.budget:g} s")
+
+
+def _steps(method: str, cfg: SpeedConfig) -> tuple[int, int]:
+    """``method``'s steps per call, and those warming it up before its timings."""
+    if method != "engine":
+        return cfg.steps, 1
+    chunk, steps = engine_steps(cfg.steps)  # whole chunks; its warm-up a chunk and auto's
+    auto = _AUTO_STEPS if cfg.strategy == "auto" else 0  # a strategy given: none timed
+    return steps, 1 + chunk + auto
+
+
+def _estimated(method: str, call: float, cfg: SpeedConfig) -> float:
+    """The seconds that ``method``, a call of which takes ``call`` seconds, is warmed up
+    and timed for: what `_check` holds against the budget."""
+    steps, warmup = _steps(method, cfg)
+    return timing_seconds(call, cfg.repeats, cfg.min_time) + call * warmup / steps
+
+
+def _over_budget(cfg: SpeedConfig, method: str, call: float) -> bool:
+    """Whether `_check` skips ``method`` where a call of it takes ``call`` seconds."""
+    return bool(cfg.budget) and _estimated(method, call, cfg) > cfg.budget
 
 
 def _cases(cfg: SpeedConfig) -> Iterator[tuple[str, int]]:
@@ -173,7 +189,7 @@ def measure(
     setups: dict[str, Setup] = {}
     rates: dict[str, dict[str, float | None]] = {}
     cases = list(_cases(cfg))
-    left = CasesLeft(cases, cfg.repeats, cfg.min_time, budget=cfg.budget)
+    left = CasesLeft(cases, cfg.repeats, cfg.min_time, skipped=functools.partial(_over_budget, cfg))
     with EstimatedBar(
         total=len(cases) * len(cfg.methods),
         seconds_left=left.seconds,

@@ -7,14 +7,14 @@ from statistics import fmean
 
 class CasesLeft:
     """Estimates the seconds that the (model, K) ``cases`` left take, the one running now
-    less its time so far; a method's timing over ``budget`` seconds (0: none) counts as
-    none, as `phosjax.bench._speed` skips it. A case costs a fixed part (setting up,
-    compiling and warming up its methods: about the same at each K, most of a case on
-    CPU) and its timing: per method ``repeats`` timings of at least ``min_time`` seconds.
-    Each model's cases are estimated from its last one: the same fixed part, its calls
-    (K models' steps each) scaled by K; those of a model not started yet as the started
-    models' at that K, on average. tqdm's rate, a count of cases, took a CNN's case for
-    an MLP's and a K of 256 for a K of 1.
+    less its time so far. A case costs a fixed part (setting up, compiling and warming up
+    its methods: about the same at each K, most of a case on CPU) and its timing: per
+    method ``repeats`` timings of at least ``min_time`` seconds, none for a method that
+    ``skipped`` says the run skips (given the method and the seconds of its call:
+    `phosjax.bench._speed`'s budget). Each model's cases are estimated from its last one:
+    the same fixed part, its calls (K models' steps each) scaled by K; those of a model
+    not started yet as the started models' at that K, on average. tqdm's rate, a count
+    of cases, took a CNN's case for an MLP's and a K of 256 for a K of 1.
 
     Examples:
       >>> now = [0.0]
@@ -34,11 +34,11 @@ class CasesLeft:
         repeats: int,
         min_time: float,
         clock: Callable[[], float] = time.perf_counter,
-        budget: float = 0.0,
+        skipped: Callable[[str, float], bool] = lambda method, call: False,
     ) -> None:
         self._left = list(cases)
         self._repeats, self._min_time, self._clock = repeats, min_time, clock
-        self._budget = budget
+        self._skipped = skipped
         self._last: dict[str, tuple[int, float, dict[str, float]]] = {}  # K, fixed s, calls
         self._started = clock()
 
@@ -68,8 +68,10 @@ class CasesLeft:
         if model not in self._last:
             return fmean(self._case(started, k) for started in self._last)
         last_k, fixed, calls = self._last[model]
-        timings = [self._timing(call * k / last_k) for call in calls.values()]
-        return fixed + sum(t for t in timings if not self._budget or t <= self._budget)
+        scaled = {method: call * k / last_k for method, call in calls.items()}
+        return fixed + sum(
+            self._timing(call) for method, call in scaled.items() if not self._skipped(method, call)
+        )
 
     def _timing(self, call: float) -> float:
         return timing_seconds(call, self._repeats, self._min_time)

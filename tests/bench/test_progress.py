@@ -122,11 +122,12 @@ def test_speed_time_left_takes_each_model_s_cost_from_its_own_cases():
 
 def test_speed_time_left_counts_no_timing_that_the_budget_skips():
     """mlp K=1 took 10 s (2 methods timed 3 x 1 s, 4 s fixed): at K=8 a method's timings
-    take 24 s, at K=256 768 s, over the 60 s budget, so skipped: K=256 takes 4 s, not the
+    take 24 s, at K=256 768 s, over a 60 s budget, so skipped: K=256 takes 4 s, not the
     1,540 s said."""
     now = [0.0]
     cases = [("mlp", 1), ("mlp", 8), ("mlp", 256)]
-    left = CasesLeft(cases, repeats=3, min_time=0.25, clock=lambda: now[0], budget=60.0)
+    over = lambda method, call: 3 * call > 60.0
+    left = CasesLeft(cases, repeats=3, min_time=0.25, clock=lambda: now[0], skipped=over)
     now[0] = 10.0
     left.case_done({"vmap": 1.0, "engine": 1.0})  # 6 s timed: 4 s fixed
     assert left.seconds() == pytest.approx((4.0 + 2 * 24.0) + 4.0)

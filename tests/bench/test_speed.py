@@ -319,6 +319,30 @@ def test_the_time_estimate_counts_the_min_time_each_timing_lasts():
         _speed._check(_fake_setup(1), 1, "vmap", short, {"vmap": 100.0})
 
 
+def test_the_time_left_counts_no_method_that_the_budget_check_skips(monkeypatch):
+    """The engine under auto warms up 251 steps a model beside the 2 x 10 it times: at
+    K=8 and 100 model-steps/s its timings take 1.6 s, under the 5 s budget, but with its
+    warm-up 21.7 s, over it; the run skipped it, its time left counted its timings."""
+
+    class Made(Exception):
+        pass
+
+    def made(*args, skipped, **kwargs):
+        raise Made(skipped)
+
+    monkeypatch.setattr(_speed, "CasesLeft", made)
+    cfg = SpeedConfig(steps=10, budget=5.0, methods=("engine", "vmap"), repeats=2)
+    with pytest.raises(Skip, match=r"^estimated 21\.7 s > budget 5 s$"):
+        _speed._check(_fake_setup(1), 8, "engine", cfg, {"engine": 100.0})
+    with pytest.raises(Made) as made_info:
+        _speed.measure(cfg, progress=False)
+    skipped = made_info.value.args[0]
+    assert [skipped("engine", 0.8), skipped("vmap", 0.8)] == [True, False]  # vmap: 1.68 s
+    with pytest.raises(Made) as made_info:
+        _speed.measure(dataclasses.replace(cfg, budget=0.0), progress=False)  # no budget
+    assert not made_info.value.args[0]("engine", 0.8)
+
+
 def test_the_engines_memory_check_counts_its_gathered_chunk(monkeypatch):
     """mlp: 41 float32 numbers per example; 64 cells x 100 steps x batch 128 gather
     ~134 MB before their steps. With 100 MB free the engine is skipped, vmap is not."""
