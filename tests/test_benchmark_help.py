@@ -76,3 +76,15 @@ def test_help_says_what_each_option_does(script, monkeypatch):
         if "%(default)" not in a.help and not all(str(value) in a.help for value in shown(a))
     ]
     assert unsaid == []
+
+
+def test_stepwise_unroll_refuses_a_model_the_speed_bench_has_not(monkeypatch, capsys):
+    """``--model nope`` went on to set the model up (its error a traceback); it is a usage
+    error naming the speed bench's models, as ``pad_state.py``'s is."""
+    monkeypatch.setattr(sys, "argv", ["stepwise_unroll.py", "--model", "nope"])
+    with pytest.raises(SystemExit) as exit_info:
+        load_benchmark("stepwise_unroll").main()
+    assert exit_info.value.code == 2
+    assert "argument --model: invalid choice: 'nope' (choose from 'cnn1d', 'cnn2d', " in (
+        capsys.readouterr().err
+    )
