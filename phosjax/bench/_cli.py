@@ -125,7 +125,7 @@ def value_error_line(message: str, argv: Sequence[str] = ()) -> str:
     if given is None or types is None:  # not a value's type: its first line
         return f"{option}: {rest.strip().splitlines()[0].strip()}"
     given_text = given[1]
-    typed = option_value(argv, f"--{key[1]}")
+    typed = None if path else option_value(argv, f"--{key[1]}")  # the value refused, typed
     if typed is not None and typed != given_text and _same_number(typed, given_text):
         given_text = typed
     names = [

@@ -318,6 +318,7 @@ def test_a_grid_mapping_with_a_bad_value_names_the_key_not_the_mapping(given, tm
         # the parser checks the file's value before the option's
         ("[a, b]", ["--model.width", "[c]"], "{file}: model.width ['a', 'b']: expected int,"),
         ("[a, b]", ["--model", "{width: [c]}"], "{file}: model.width ['a', 'b']: expected int,"),
+        ("[a, b]", ["--model.width", "{c: 1}"], "{file}: model.width ['a', 'b']: expected int,"),
         ("[32]", ["--model.width", "[c]"], "--model.width ['c']: expected int, tuple[int, ...]"),
     ],
 )
