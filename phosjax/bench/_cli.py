@@ -136,7 +136,8 @@ def value_error_line(message: str, argv: Sequence[str] = ()) -> str:
     items = split_top(given_text)  # "1e-3,1e-2": the list meant, in its brackets
     meant = len(items) > 1 and given_text[:1] not in ("[", "{")  # a mapping's commas: no list
     written = f"[{', '.join(items)}]" if meant else "[a, b]"
-    hint = f" (a list is written '{written}')" if "list" in expected else ""
+    listed = given_text[:1] == "["  # written as one: an item of it refused
+    hint = f" (a list is written '{written}')" if "list" in expected and not listed else ""
     if unreadable := _unreadable_hint(given_text):
         hint = unreadable
     elif colon := _colon_hint(given_text):

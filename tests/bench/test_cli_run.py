@@ -688,6 +688,15 @@ def test_print_config_knows_the_models_an_import_registers(tmp_path, capsys, mon
             "--grid.learning_rate ['nan', 0.1]: expected float or list[float] (YAML writes NaN "
             "as .nan)",
         ),
+        (  # was told a list is written '[a, b]', of a list whose item is no number
+            ["--grid.learning_rate", "[1, x]"],
+            "--grid.learning_rate [1.0, 'x']: expected float or list[float]; python -m ",
+        ),
+        (  # the same of a list in a mapping
+            ["--grid.knobs", "{T: [1, x]}"],
+            "--grid.knobs {T: [1, x]}: expected each value float or list[float], got [1.0, 'x']"
+            "; python -m ",
+        ),
         (  # was told a list is written "[{'a': 1, 'b': 2}]", the mapping split at its comma
             ["--grid.learning_rate", "{a: 1, b: 2}"],
             "--grid.learning_rate {'a': 1, 'b': 2}: expected float or list[float] (a list is "
