@@ -55,6 +55,8 @@ from phosjax.morph._loop import MorphConfig
 from phosjax.train import STRATEGIES
 
 _OWN = ("config", "dir", "import", "resume", "force", "no_progress", "compilation_cache")
+_FLAGS = ("resume", "force", "no_progress")
+"""The own options that are flags: a config file sets each true or false."""
 
 
 class _Parser(ConfigParser):
@@ -182,6 +184,9 @@ def _check_config_files(paths: Sequence[str]) -> None:
             )
         if not isinstance(data, Mapping):
             raise BenchError(f"{path}: {_refused(data)}")
+        for flag in _FLAGS:  # the parser took any value: 'resume: [1]' resumed
+            if not isinstance(data.get(flag), bool | None):
+                raise BenchError(f"{path}: {flag} must be true or false, got {data[flag]!r}.")
         read.append((path, {k: v for k, v in data.items() if k not in _OWN}))
     refusal = first_refusing(layered_configs(read, "grid"), _refused)
     if refusal is not None:

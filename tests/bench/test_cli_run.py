@@ -410,6 +410,28 @@ def test_a_morph_config_is_refused_saying_which_command_runs_it(tmp_path, capsys
     assert not root.exists()
 
 
+@pytest.mark.parametrize(
+    ("flag", "value", "shown"), [("resume", "[1]", "[1]"), ("no_progress", "maybe", "'maybe'")]
+)
+def test_a_flag_a_config_file_sets_to_no_bool_is_refused_naming_the_file(
+    flag, value, shown, tmp_path, capsys
+):
+    """'resume: [1]' resumed and 'no_progress: maybe' hid the bar: the parser took any
+    value of a flag from a config file, where the command line's takes none."""
+    config = tmp_path / "bench.yaml"
+    config.write_text(f"models: [mlp]\n{flag}: {value}\n")
+    root = tmp_path / "bench"
+    assert new_main(["--config", str(config), "--dir", str(root)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {config}: {flag} must be true or false, got {shown}.\n"
+    )
+    config.write_text(f"models: [mlp]\n{flag}: false\nforce: null\n")  # null: not given
+    with pytest.raises(SystemExit) as exit_info:
+        new_main(["--config", str(config), "--dir", str(root), "--print_config"])
+    assert exit_info.value.code == 0
+    assert not root.exists()
+
+
 def test_a_knob_value_out_of_its_range_is_one_error_line_and_nothing_written(
     tmp_path, capsys, monkeypatch
 ):
