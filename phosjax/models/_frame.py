@@ -21,7 +21,7 @@ from phosjax.layers._common import (
     takes_keyword,
     token_mean,
 )
-from phosjax.models._kinds import IMAGE, KINDS, choose_kind, view_as
+from phosjax.models._kinds import KINDS, VECTOR, choose_kind, view_as
 from phosjax.models._masks import (
     call_mask,
     check_mask_tokens,
@@ -244,7 +244,7 @@ class Frame(PassesKeywords, CheckedFields):
                 f"Frame input_kind must be one of {KINDS}, got {cut_repr(self.input_kind)}"
             )
         kind = self.input_kind  # one the input can be viewed as: (40,) is no image
-        if kind == IMAGE or 1 <= len(self.input_shape) <= 3:  # any shape flattens
+        if self.input_shape or kind != VECTOR:  # a scalar example, (), flattens to (1,) only
             choose_kind(self.input_shape, (kind,), kind, type(self).__name__)
         num_classes, dropout = checked_size(self, "num_classes"), checked_rate(self, "dropout")
         check_keywords(self, self.blocks, {} if mask is None else {"mask": mask})

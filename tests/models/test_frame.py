@@ -467,6 +467,18 @@ def test_a_frame_built_by_hand_views_an_input_of_4_axes_as_a_vector_or_sequence_
         jax.eval_shape(make("image").init, jax.random.key(0), x)
 
 
+def test_a_frame_built_by_hand_views_a_scalar_example_as_a_vector_only():
+    # input_shape=() skipped the kind check: as a sequence it failed in a bare reshape
+    # ("cannot reshape array of shape (2,) ... into shape (2, 1, 2)"), as an image later.
+    make = lambda kind: Frame(3, (), kind, widths=(4,), depth=1, blocks=(nn.Dense(4),))
+    x = jnp.ones((2,))
+    assert jax.eval_shape(make("vector").init_with_output, jax.random.key(0), x)[0].shape == (2, 3)
+    refused = r"^input_shape \(\) has 0 axes; .*: a scalar example is input_shape \(1,\)"
+    for kind in ("sequence", "image"):
+        with pytest.raises(ValueError, match=refused):
+            jax.eval_shape(make(kind).init, jax.random.key(0), x)
+
+
 def test_a_zoo_model_refuses_a_train_flag_that_is_no_bool():
     """apply(..., train="false") trained (dropout on), without a word."""
     model, key = ModelConfig("mlp", 3, (2,), options={"dropout": 0.5}).build(), jax.random.key(0)
