@@ -121,6 +121,7 @@ def check_mask_tokens(
     stem: bool = True,
     taken: bool = False,
     given: Any = None,
+    owner: str = "Frame",
 ) -> None:
     """Raises a ValueError when ``mask`` is a padding mask of the tokens of ``before``
     (``module``'s input: the ``stem``'s, else a block's), or a per-pair attention mask of
@@ -130,6 +131,7 @@ def check_mask_tokens(
     that takes it and the head's pooling, which would then take the padded tokens too.
     ``given``: the mask as the call was given it, when the frame flattened it as the
     input (an image, a volume: `viewed_mask`), which the error shows with its flattened shape.
+    ``owner``: what the error says was given the mask (a graph twin names itself).
 
     Examples:
       >>> viewed, h = jnp.ones((1, 8, 1)), jnp.ones((1, 2, 4))  # 8 tokens in, 2 out
@@ -155,19 +157,19 @@ def check_mask_tokens(
         wanted = f"({tokens[0]}, H, {tokens[1]}, {tokens[1]}) (true: the pair may attend)"
     if stem:
         raise ValueError(
-            f"Frame's mask has shape {shown}, which fits the input's tokens {inputs}, but "
+            f"{owner}'s mask has shape {shown}, which fits the input's tokens {inputs}, but "
             f"its blocks see the tokens of its stem's output ({kind}, {h.shape}): give a "
             f"mask of shape {wanted}."
         )
     if not taken:
         raise ValueError(
-            f"Frame's mask has shape {shown}, which fits the tokens {inputs} of block "
+            f"{owner}'s mask has shape {shown}, which fits the tokens {inputs} of block "
             f"{module.name!r} ({kind}), but no block up to it takes the mask, and those "
             f"after it see the tokens of its output {h.shape}: give a mask of shape "
             f"{wanted}."
         )
     raise ValueError(
-        f"block {module.name!r} ({kind}) maps the tokens {inputs} to {tokens}, so Frame's "
+        f"block {module.name!r} ({kind}) maps the tokens {inputs} to {tokens}, so {owner}'s "
         f"padding mask {shown} does not fit the tokens its head pools, which would take the "
         "padded ones too: change the token count in the stem (and give a mask of its "
         "output's tokens), or call without a mask (every token counts)."

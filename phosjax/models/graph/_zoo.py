@@ -19,7 +19,7 @@ from phosjax.models import FRAME_OPTIONS, ModelConfig, model_spec
 from phosjax.models._config import checked_config
 from phosjax.models._frame import checked_batch, pool_tokens
 from phosjax.models._kinds import choose_kind, view_as
-from phosjax.models._masks import call_mask, padding_mask, zero_padded_input
+from phosjax.models._masks import call_mask, check_mask_tokens, padding_mask, zero_padded_input
 from phosjax.models.graph._model import GraphModel
 from phosjax.models.graph._spec import node
 
@@ -168,14 +168,21 @@ class _View:
 
 @dataclasses.dataclass(frozen=True)
 class _ViewPadded:
-    """`_View`, with the tokens the zoo's ``mask`` pads read as zeros."""
+    """`_View`, with the tokens the zoo's ``mask`` pads read as zeros; a mask of the
+    input's tokens, not the stem's, is refused as the zoo's Frame refuses it."""
 
     __name__: ClassVar[str] = "view_padded"
     view: _View
     stem: nn.Module
 
     def __call__(self, x: jax.Array, mask: Any = None) -> jax.Array:
-        return zero_padded_input(call_mask(mask), self.view(x), self.stem)
+        mask, viewed = call_mask(mask), self.view(x)
+        if mask is not None:  # the stem's tokens, its shapes alone (traced, not run)
+            stem = self.stem.clone(parent=None)
+            made = jax.eval_shape(lambda v: stem.init_with_output(jax.random.key(0), v)[0], viewed)
+            owner = f"graph_model({self.view.model!r})"
+            check_mask_tokens(self.stem, mask, viewed, made, owner=owner)
+        return zero_padded_input(mask, viewed, self.stem)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,7 +218,8 @@ def graph_model(config: ModelConfig) -> GraphModel:
     ``features`` (pooled), ``dropout`` (when the option is set) and ``head`` (the logits).
     ``view`` checks the input shape as the zoo model does. A transformer's call (of depth
     1 or more; at depth 0 no node takes it, as no block of the zoo model does) takes the
-    zoo model's ``mask`` (see `phosjax.models.Frame`): ``view`` reads the padded tokens
+    zoo model's ``mask`` (see `phosjax.models.Frame`; ``view`` refuses one of the input's
+    tokens, not the stem's, as the zoo model does): ``view`` reads the padded tokens
     as zeros, its attention nodes attend the real tokens only and ``features`` pools
     them. The nodes take it as given, so an image's is one of its pixels as the sequence
     the twin views, ``(batch, height * width)`` (the zoo model also takes ``(batch,

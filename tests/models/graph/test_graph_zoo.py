@@ -76,6 +76,29 @@ def test_what_the_transformer_twins_padded_patches_hold_reaches_no_gradient(key)
 
 
 @pytest.mark.parametrize(
+    ("shape", "mask", "wanted"), [((16, 3), (2, 16), (2, 4)), ((2, 2, 2, 3), (2, 8), (2, 2))]
+)
+def test_a_mask_of_the_inputs_tokens_is_refused_as_the_zoo_model_refuses_it(shape, mask, wanted):
+    # The twin failed inside node blocks_0/attention ("MultiHeadSelfAttention mask must
+    # have the shape ..."), naming neither the stem nor the input's tokens.
+    config = ModelConfig("transformer", 3, shape, width=4, depth=1)
+    x, real = jnp.ones((2, *shape)), jnp.ones(mask, bool)
+    told = (
+        rf"'s mask has shape \({mask[0]}, {mask[1]}\), which fits the input's tokens "
+        rf"\({mask[0]}, {mask[1]}\), but its blocks see the tokens of its stem's output "
+        rf"\(Patches, \({wanted[0]}, {wanted[1]}, 4\)\): give a mask of shape "
+        rf"\({wanted[0]}, {wanted[1]}\) \(true: a real token\)\."  # jit adds a note
+    )
+    for model, owner in ((build_model(config), "Frame"), (graph_model(config), "graph_model")):
+        variables = jax.eval_shape(model.init, jax.random.key(0), x)
+        with pytest.raises(ValueError, match=rf"^{owner}(\('transformer'\))?{told}"):
+            jax.jit(model.apply)(variables, x, mask=real)
+    twin = graph_model(config)  # a mask of the stem's tokens runs, jitted too
+    variables = twin.init(jax.random.key(0), x)
+    assert jax.jit(twin.apply)(variables, x, mask=jnp.ones(wanted, bool))["head"].shape == (2, 3)
+
+
+@pytest.mark.parametrize(
     "config",
     [
         ModelConfig("resnet", 3, (40,), width=4),
