@@ -23,25 +23,25 @@ _VOLUME = (SEQUENCE, VECTOR)
 """The kinds an input of 4 axes or more (a volume, no kind of its own) can be viewed as."""
 
 
-def natural_kind(input_shape: Sequence[int]) -> str:
-    """The kind an example's shape suggests: 1 axis a vector, 2 a sequence, 3 an image
-    (of 4 or more, a volume, none: `own_kinds`); a ValueError for another shape.
+def natural_kind(input_shape: Sequence[int]) -> str | None:
+    """The kind an example's shape suggests: 1 axis a vector, 2 a sequence, 3 an image;
+    None for 4 or more, a volume, which has no kind of its own (it is viewed as a
+    sequence or a vector: `own_kinds`); a ValueError for no axes.
 
     Examples:
-      >>> natural_kind((8, 8, 1))
-      'image'
+      >>> natural_kind((8, 8, 1)), natural_kind((2, 8, 8, 1))
+      ('image', None)
       >>> natural_kind(())
       Traceback (most recent call last):
       ValueError: input_shape () has 0 axes; the frame takes (features,), (length, channels), ...
     """
-    if len(input_shape) not in _NATURAL:
+    if not input_shape:
         raise ValueError(
-            f"input_shape {tuple(input_shape)} has {len(input_shape)} axes; the frame takes "
-            "(features,), (length, channels), (height, width, channels) or more axes (a "
-            "volume, viewed as a sequence or a vector)"
-            + (": a scalar example is input_shape (1,), x[..., None]." if not input_shape else ".")
+            "input_shape () has 0 axes; the frame takes (features,), (length, channels), "
+            "(height, width, channels) or more axes (a volume, viewed as a sequence or a "
+            "vector): a scalar example is input_shape (1,), x[..., None]."
         )
-    return _NATURAL[len(input_shape)]
+    return _NATURAL.get(len(input_shape))
 
 
 def own_kinds(input_shape: Sequence[int]) -> tuple[str, ...]:
@@ -53,7 +53,8 @@ def own_kinds(input_shape: Sequence[int]) -> tuple[str, ...]:
       >>> own_kinds((8, 8, 1)), own_kinds((2, 8, 8, 1))
       (('image',), ('sequence', 'vector'))
     """
-    return _VOLUME if len(input_shape) > 3 else (natural_kind(input_shape),)
+    natural = natural_kind(input_shape)
+    return _VOLUME if natural is None else (natural,)
 
 
 def _one_channel(input_shape: Sequence[int], kinds: Sequence[str]) -> str:
@@ -94,7 +95,7 @@ def choose_kind(
       Traceback (most recent call last):
       ValueError: model 'm' takes image inputs; ... image is input_shape (28, 28, 1): x[..., None]).
     """
-    natural = None if len(input_shape) > 3 else natural_kind(input_shape)  # a volume: None
+    natural = natural_kind(input_shape)  # a volume: None
     reachable = _VOLUME if natural is None else _REACHABLE[natural]
     own = f"{len(input_shape)} axes" if natural is None else natural
     if forced is not None:
