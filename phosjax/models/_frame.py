@@ -238,7 +238,7 @@ class Frame(PassesKeywords, CheckedFields):
                 f"{self.depth}."
             )
         if self.pool not in POOLS:
-            raise ValueError(f"pool {self.pool!r} is not one of {POOLS}")
+            raise ValueError(f"Frame pool must be one of {POOLS}, got {cut_repr(self.pool)}")
         if self.input_kind not in KINDS:
             raise ValueError(
                 f"Frame input_kind must be one of {KINDS}, got {cut_repr(self.input_kind)}"

@@ -486,3 +486,16 @@ def test_a_zoo_model_refuses_a_train_flag_that_is_no_bool():
         jax.eval_shape(
             lambda: model.init({"params": key, "dropout": key}, jnp.ones((1, 2)), "false")
         )
+
+
+@pytest.mark.parametrize("field", ["pool", "input_kind"])
+def test_a_frame_s_pool_or_kind_given_as_a_long_list_is_shown_cut(field):
+    # The pool was shown whole ("pool (0, 1, 2, ...) is not one of ..."), thousands of
+    # characters, while its sibling input_kind was cut.
+    fields = {"pool": "mean", "input_kind": "vector", field: list(range(1000))}
+    frame = Frame(3, (4,), widths=(4,), depth=1, blocks=(nn.Dense(4),), **fields)
+    with pytest.raises(ValueError, match=rf"^Frame {field} must be one of \(.*\), got \(0, 1, 2"):
+        jax.eval_shape(frame.init, jax.random.key(0), jnp.ones((2, 4)))
+    with pytest.raises(ValueError) as caught:
+        jax.eval_shape(frame.init, jax.random.key(0), jnp.ones((2, 4)))
+    assert len(str(caught.value)) < 200
