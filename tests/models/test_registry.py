@@ -735,3 +735,24 @@ def test_a_model_of_any_input_kind_views_a_volume_as_the_frame_does(registry, ki
         match=r"^model 'any_kind' does not take input_kind 'image'; it takes sequence, vector$",
     ):
         build_model(image)
+
+
+class _Scalar(nn.Module):
+    """A user model of a scalar example, ``x`` of shape ``(batch,)``."""
+
+    num_classes: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        return nn.Dense(self.num_classes)(x[:, None])
+
+
+def test_a_scalar_example_is_a_build_model_s_to_take_and_a_frame_model_s_to_refuse(registry):
+    # ModelConfig takes input_shape () (random_dataset makes such data): a model built by
+    # a function of its config may take it; the frame cannot view it and says how to.
+    register_model("scalar_user", build=lambda config: _Scalar(config.num_classes))
+    model = build_model(ModelConfig("scalar_user", 3, ()))
+    assert jax.eval_shape(model.init_with_output, jax.random.key(0), jnp.ones(2))[0].shape == (2, 3)
+    scalar = r"a scalar example is input_shape \(1,\), x\[\.\.\., None\]\.$"
+    with pytest.raises(ValueError, match=scalar):
+        ModelConfig("mlp", 3, ()).resolved()
