@@ -164,10 +164,10 @@ class Frame(PassesKeywords, CheckedFields):
     stem's tokens when the stem has an ``input_mask(mask, x)`` method that gives the
     input tokens making up its real ones (`Patches`; one returning None takes the input
     as it is); with any other stem, such a mask is an error (which input tokens it pads
-    cannot be told). An image's mask (``(batch, height, width)``) is flattened as the
-    image is when the frame views it as a sequence of pixels; a mask of a sequence's or an
-    image's tokens is an error when the frame views it as a vector, which has no tokens
-    to pad. A block that changes the token
+    cannot be told). An image's mask (``(batch, height, width)``), or a volume's (its
+    shape but the channels), is flattened as the input is when the frame views it as a
+    sequence; a mask of a sequence's, an image's or a volume's tokens is an error when the
+    frame views it as a vector, which has no tokens to pad. A block that changes the token
     count under a padding mask (a strided convolution, say) is an error naming it and
     both token shapes: after a block that takes the mask, since it no longer fits the
     tokens pooled; before any, since the blocks that take it see the new tokens (the

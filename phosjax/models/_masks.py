@@ -72,7 +72,7 @@ def zero_padded_input(mask: Any, h: jax.Array, stem: Any = None) -> jax.Array:
 def viewed_mask(mask: Any, x: jax.Array, viewed: jax.Array) -> Any:
     """``mask``, a padding mask of ``x``'s tokens (its shape but the features, axes of
     size 1 broadcasting), as one of ``viewed``'s when the frame's view flattened them (an
-    image seen as a sequence of pixels); any other ``mask`` as given.
+    image seen as a sequence of pixels, a volume as a sequence); any other ``mask`` as given.
 
     Examples:
       >>> x, viewed = jnp.ones((1, 2, 2, 1)), jnp.ones((1, 4, 1))  # 2 x 2 pixels: 4 tokens
