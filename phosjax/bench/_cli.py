@@ -151,10 +151,11 @@ def value_error_line(message: str, argv: Sequence[str] = ()) -> str:
 
 
 def _setting_file(argv: Sequence[str], key: str, given: str | None) -> str | None:
-    r"""The last ``--config`` file of ``argv`` that sets the (dotted) ``key``, where its
-    value is the one the parser refused: no option of ``argv`` sets the key
-    (``--model.width``, ``--model.width+`` or ``--model``), or the file's value reads as
-    ``given`` (the parser checks the files first); None: an option's value.
+    r"""The ``--config`` file of ``argv`` whose value of the (dotted) ``key`` the parser
+    refused: the first whose value reads as ``given`` (the parser checks each file as it
+    reads it, in order, and the files before the options), else, where no option of
+    ``argv`` sets the key (``--model.width``, ``--model.width+`` or ``--model``), the last
+    that sets it; None: an option's value.
 
     Examples:
       >>> import tempfile
@@ -172,7 +173,8 @@ def _setting_file(argv: Sequence[str], key: str, given: str | None) -> str | Non
     parts = key.split(".")
     options = {name.removesuffix("+") for name in option_names(argv)}
     typed = any(f"--{'.'.join(parts[:n])}" in options for n in range(1, len(parts) + 1))
-    for path in reversed(config_files(argv)):
+    setting = []  # the files that set the key, in order
+    for path in config_files(argv):
         try:
             data = read_file(path)
         except ValueError:  # read before, by the parser: gone since
@@ -180,8 +182,10 @@ def _setting_file(argv: Sequence[str], key: str, given: str | None) -> str | Non
         for part in parts:
             data = data.get(part, _UNSET) if isinstance(data, dict) else _UNSET
         if data is not _UNSET:
-            return path if not typed or str(data) == given else None
-    return None
+            if given is not None and str(data) == given:  # a later file's value never read
+                return path
+            setting.append(path)
+    return setting[-1] if setting and not typed else None
 
 
 _UNSET = object()

@@ -338,6 +338,21 @@ def test_a_bad_nested_value_of_a_config_file_names_the_file_not_an_option(
     assert capsys.readouterr().err.startswith(f"error: {said.format(file=path)}")
 
 
+def test_a_bad_nested_value_names_the_file_that_gave_it_not_a_later_one(tmp_path, capsys):
+    """The parser refuses the first file's width as it reads it: it was said of the
+    second file, the last to set the key, whose width is good."""
+    from phosjax.morph.__main__ import main
+
+    bad, good = tmp_path / "bad.yaml", tmp_path / "good.yaml"
+    text = pathlib.Path("configs/morph_mnist1d.yaml").read_text()
+    bad.write_text(text.replace("width: [32, 32, 32]", "width: [a, b]"))
+    good.write_text("model: {width: [32]}\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--config", str(bad), "--config", str(good), "--dir", str(tmp_path / "r")])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.startswith(f"error: {bad}: model.width ['a', 'b']: expected")
+
+
 @pytest.mark.parametrize(
     ("module", "option", "config"),
     [
