@@ -96,7 +96,7 @@ def value_error_line(message: str, argv: Sequence[str] = ()) -> str:
     value given and the types it takes; other messages as they are. The value is named as
     ``argv`` typed it where jsonargparse names the number it made of it (``1e3``, not
     ``1000.0``); one that a ``--config`` file of ``argv`` gives, not an option, is named
-    as the file's key (``FILE: model.width``, `_setting_file`).
+    as the file's key (``FILE: model.width``, `setting_file`).
 
     Examples:
       >>> value_error_line('Parser key "eval_every":\n  Expected a <class \'int\'>. Got value: 1.5')
@@ -117,7 +117,7 @@ def value_error_line(message: str, argv: Sequence[str] = ()) -> str:
         r"Got value: (.*)$", rest, re.M
     )
     option = f"--{key[1]}"
-    if path := _setting_file(argv, key[1], given and given[1]):  # not an option's value
+    if path := setting_file(argv, key[1], given and given[1]):  # not an option's value
         option = f"{path}: {key[1]}"
     types = re.search(r"^  Subtypes: \[(.*)\]$", rest, re.M) or re.search(
         r"Expected a (<class '\w+'>)", rest
@@ -150,7 +150,7 @@ def value_error_line(message: str, argv: Sequence[str] = ()) -> str:
     return f"{option} {shown}: expected {expected}{hint}"
 
 
-def _setting_file(argv: Sequence[str], key: str, given: str | None) -> str | None:
+def setting_file(argv: Sequence[str], key: str, given: str | None) -> str | None:
     r"""The ``--config`` file of ``argv`` whose value of the (dotted) ``key`` the parser
     refused: the first whose value reads as ``given`` (the parser checks each file as it
     reads it, in order, and the files before the options), else, where no option of
@@ -161,13 +161,13 @@ def _setting_file(argv: Sequence[str], key: str, given: str | None) -> str | Non
       >>> import tempfile
       >>> with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as file:
       ...     _ = file.write("model: {width: [a, b]}\n")
-      >>> _setting_file(["--config", file.name], "model.width", None) == file.name
+      >>> setting_file(["--config", file.name], "model.width", None) == file.name
       True
-      >>> _setting_file(["--config", file.name, "--model.width", "x"], "model.width", "x")
+      >>> setting_file(["--config", file.name, "--model.width", "x"], "model.width", "x")
       >>> argv = ["--config", file.name, "--model.width", "x"]
-      >>> _setting_file(argv, "model.width", "['a', 'b']") == file.name
+      >>> setting_file(argv, "model.width", "['a', 'b']") == file.name
       True
-      >>> _setting_file(["--config", file.name], "model.depth", None)
+      >>> setting_file(["--config", file.name], "model.depth", None)
       >>> pathlib.Path(file.name).unlink()
     """
     parts = key.split(".")

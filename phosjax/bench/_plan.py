@@ -450,7 +450,13 @@ def _model_config(entry: ModelEntry, data: DataShape, depth: Any, width: Any) ->
         return _resolved(entry, data, **{**sizes, **_own_sizes(entry)})
     except (ValueError, TypeError) as error:
         hint = _own_sizes_hint(entry, data, taken)
-        raise BenchError(f"model {entry.name!r} on {data.name!r}: {error}{hint}") from error
+        refused = EntryError if not taken else BenchError  # the grid's sizes: not its own
+        raise refused(f"model {entry.name!r} on {data.name!r}: {error}{hint}") from error
+
+
+class EntryError(BenchError):
+    """A models entry whose own depth, width or options its model refuses (none of the
+    grid's sizes taken): the file or option that sets ``models`` gave them."""
 
 
 def _own_sizes(entry: ModelEntry) -> dict[str, Any]:

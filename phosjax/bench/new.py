@@ -15,10 +15,11 @@ data sets from ``NEW``. A bench records the ``--import`` modules that registered
 continues a bench of your own models too.
 """
 
+import contextlib
 import dataclasses
 import pathlib
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from jsonargparse import ActionConfigFile, ArgumentParser
@@ -42,6 +43,7 @@ from phosjax.bench._cli import (
     exit_process,
     kept_in_bench,
     parsed_fields,
+    setting_file,
 )
 from phosjax.bench._compile_cache import add_compilation_cache, compilation_cache
 from phosjax.bench._config import NAMED_HPARAMS, BenchConfig, BenchError, read_yaml
@@ -92,7 +94,8 @@ class _Parser(ConfigParser):
             pathlib.Path(directory), bench, bool(options.get("resume")), force
         ):
             _plan.check_distinct_datasets(bench)  # a bench made so before continues
-        _plan.check_model_sizes(bench, shapes)
+        with _entry_errors_named(self.argv, bool(options.get("resume"))):
+            _plan.check_model_sizes(bench, shapes)
         unchecked = [name for name in bench.datasets if name not in shapes]
         if not unchecked:  # a knob may be on a model's config on another data set alone
             _plan.check_knobs(bench, shapes)
@@ -192,6 +195,21 @@ def _check_config_files(paths: Sequence[str]) -> None:
     if refusal is not None:
         path, problem = refusal
         raise BenchError(f"{path or ', '.join(paths)}: {problem}")
+
+
+@contextlib.contextmanager
+def _entry_errors_named(argv: Sequence[str], resume: bool) -> Iterator[None]:
+    """Names the ``--config`` file of ``argv`` that sets ``models`` (`setting_file`: no
+    ``--models`` option does) in an `_plan.EntryError`, which planning raises where the
+    file is not known, as the other errors of a file's config name it; ``resume``: the
+    bench's stored config is planned, not the file's."""
+    try:
+        yield
+    except _plan.EntryError as error:
+        path = None if resume else setting_file(argv, "models", None)
+        if path is None:
+            raise
+        raise BenchError(f"{path}: {error}") from error
 
 
 def _refused(data: Any) -> str | None:
@@ -324,7 +342,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         config = BenchConfig.from_dict(fields) if keys else None
     if config is not None and "config" not in keys and not (args.resume or args.force):
         _refuse_defaults_for_a_bench(args.dir, config, argv)
-    with data_bars_hidden(args.no_progress), compilation_cache(args.compilation_cache, args.dir):
+    with (
+        _entry_errors_named(argv, args.resume),
+        data_bars_hidden(args.no_progress),
+        compilation_cache(args.compilation_cache, args.dir),
+    ):
         run(
             config,
             args.dir,

@@ -432,6 +432,25 @@ def test_a_flag_a_config_file_sets_to_no_bool_is_refused_naming_the_file(
     assert not root.exists()
 
 
+@pytest.mark.parametrize("print_config", [False, True])
+def test_a_models_entry_its_model_refuses_names_the_config_file_that_gave_it(
+    print_config, tmp_path, capsys
+):
+    """Planning refuses it, where the file is not known: its error named no file, as a
+    config file's other errors do; given by --models, it names none."""
+    config = tmp_path / "bench.yaml"
+    config.write_text("models: [{name: mlp, width: [a, b]}]\ndatasets: [mnist1d]\n")
+    root = tmp_path / "bench"
+    refused = "model 'mlp' on 'mnist1d': model 'mlp': width must be an int >= 1"
+    shown = ["--print_config"] if print_config else ["--no_progress"]
+    assert new_main(["--config", str(config), "--dir", str(root), *shown]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {config}: {refused}")
+    models = ["--models", "{name: mlp, width: [c]}"]
+    assert new_main(["--config", str(config), *models, "--dir", str(root), *shown]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {refused}")
+    assert not root.exists()
+
+
 def test_a_knob_value_out_of_its_range_is_one_error_line_and_nothing_written(
     tmp_path, capsys, monkeypatch
 ):
