@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 import jax
+from _rounds import add_model
 from jax.profiler import ProfileData
 
 from phosjax.bench._speed_config import SpeedConfig
@@ -81,7 +82,7 @@ def profile(run: Any, steps: int) -> tuple[float, collections.Counter, collectio
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="cnn2d", help="the speed bench's model (%(default)s)")
+    add_model(parser, "cnn2d")
     parser.add_argument("--k", type=int, default=64, help="the grid size (%(default)s)")
     parser.add_argument(
         "--strategies",

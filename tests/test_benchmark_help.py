@@ -78,12 +78,13 @@ def test_help_says_what_each_option_does(script, monkeypatch):
     assert unsaid == []
 
 
-def test_stepwise_unroll_refuses_a_model_the_speed_bench_has_not(monkeypatch, capsys):
+@pytest.mark.parametrize("script", ["stepwise_unroll", "step_profile"])
+def test_a_model_the_speed_bench_has_not_is_a_usage_error(script, monkeypatch, capsys):
     """``--model nope`` went on to set the model up (its error a traceback); it is a usage
     error naming the speed bench's models, as ``pad_state.py``'s is."""
-    monkeypatch.setattr(sys, "argv", ["stepwise_unroll.py", "--model", "nope"])
+    monkeypatch.setattr(sys, "argv", [f"{script}.py", "--model", "nope"])
     with pytest.raises(SystemExit) as exit_info:
-        load_benchmark("stepwise_unroll").main()
+        load_benchmark(script).main()
     assert exit_info.value.code == 2
     assert "argument --model: invalid choice: 'nope' (choose from 'cnn1d', 'cnn2d', " in (
         capsys.readouterr().err
