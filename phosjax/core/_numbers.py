@@ -69,14 +69,17 @@ def in_type_of(value: Any, spec: Any) -> jax.Array:
     """``value`` in ``spec``'s dtype, weakly typed where ``spec`` is (as an array made from
     a Python number is, a knob's value): a value standing in for a weakly typed one then
     scales a bfloat16 activation without promoting it to float32, as the one it replaces.
-    Strongly typed where JAX's Python numbers take another dtype (a float32 knob made
-    without ``jax_enable_x64``, used with it): the dtype is kept over the weak type.
+    Strongly typed where JAX reads no Python number in that dtype: the dtype is kept over
+    the weak type (a weakly typed float16 or bfloat16; a float32 knob made without
+    ``jax_enable_x64``, used with it, where Python numbers are float64).
 
     Examples:
       >>> weak = jax.ShapeDtypeStruct((2,), jnp.float32, weak_type=True)
       >>> in_type_of(jnp.ones(2), weak)
       Array([1., 1.], dtype=float32, weak_type=True)
       >>> in_type_of(jnp.full(2, 1.0), jax.ShapeDtypeStruct((2,), jnp.float16))
+      Array([1., 1.], dtype=float16)
+      >>> in_type_of(np.ones(2, np.float16), weak.update(dtype=jnp.float16))
       Array([1., 1.], dtype=float16)
     """
     python_number = np.dtype(spec.dtype).type(0).item() if spec.weak_type else None
