@@ -19,7 +19,7 @@ from phosjax.core._apply import (
 )
 from phosjax.core._collections import INTERMEDIATES, PERTURBATIONS
 from phosjax.core._module_check import check_module
-from phosjax.core._numbers import in_type_of
+from phosjax.core._numbers import zeros_in_type_of
 from phosjax.core._paths import unflatten
 from phosjax.core._selectors import selector_list
 
@@ -49,8 +49,7 @@ def _zeros_per_call(path: str, calls: tuple[Any, ...], selector: str) -> Any:
                     f"{selector!r} selects it: give selectors that {fix}."
                 )
     # weakly typed as the tagged value (a knob's): a bfloat16 output stays bfloat16
-    zero = lambda s: in_type_of(jnp.zeros(s.shape, s.dtype), s)
-    zeros = tuple(jax.tree.map(zero, call) for call in calls)
+    zeros = tuple(jax.tree.map(zeros_in_type_of, call) for call in calls)
     return zeros[0] if len(zeros) == 1 else zeros
 
 

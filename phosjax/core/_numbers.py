@@ -1,6 +1,7 @@
 """`numbers_as_array`: a nested list of scalars as the one array a model reads
 (`numbers_read_together`: the groups of numbers read as one array each, with its dtype);
-`in_type_of`: an array in the dtype and weak type of a value it stands in for."""
+`in_type_of`: an array in the dtype and weak type of a value it stands in for
+(`zeros_in_type_of`: zeros so typed)."""
 
 import contextlib
 from typing import Any
@@ -82,7 +83,31 @@ def in_type_of(value: Any, spec: Any) -> jax.Array:
       >>> in_type_of(np.ones(2, np.float16), weak.update(dtype=jnp.float16))
       Array([1., 1.], dtype=float16)
     """
-    python_number = np.dtype(spec.dtype).type(0).item() if spec.weak_type else None
-    if python_number is None or jnp.result_type(python_number) != spec.dtype:  # x64: float64
+    zero = _weak_zero(spec)
+    if zero is None:
         return jnp.asarray(value, spec.dtype)
-    return jnp.full(jnp.shape(value), python_number).at[...].set(value)  # weakly typed
+    return jnp.full(jnp.shape(value), zero).at[...].set(value)  # weakly typed
+
+
+def zeros_in_type_of(spec: Any) -> jax.Array:
+    """Zeros of ``spec``'s shape, typed as `in_type_of` types a value for it, made by one
+    operation (not zeros, then a weakly typed copy of them).
+
+    Examples:
+      >>> zeros_in_type_of(jax.ShapeDtypeStruct((2,), jnp.float32, weak_type=True))
+      Array([0., 0.], dtype=float32, weak_type=True)
+      >>> zeros_in_type_of(jax.ShapeDtypeStruct((), jnp.bfloat16, weak_type=True))
+      Array(0, dtype=bfloat16)
+    """
+    zero = _weak_zero(spec)
+    return jnp.zeros(spec.shape, spec.dtype) if zero is None else jnp.full(spec.shape, zero)
+
+
+def _weak_zero(spec: Any) -> Any:
+    """The Python number JAX reads as a weakly typed zero of ``spec``'s dtype, where
+    ``spec`` is weakly typed and there is one (`in_type_of`); else None (a float16, or a
+    float32 under ``jax_enable_x64``, where Python floats are float64)."""
+    if not spec.weak_type:
+        return None
+    zero = np.dtype(spec.dtype).type(0).item()
+    return zero if jnp.result_type(zero) == spec.dtype else None

@@ -8,6 +8,7 @@ import optax
 import pytest
 
 import phosjax as px
+from phosjax.core._grad import _zeros_per_call
 from tests.core.models import Pytrees
 
 
@@ -291,3 +292,13 @@ def test_grad_of_a_float32_knob_made_without_x64_stays_float32_with_it():
         value, grads = px.grad_of(jnp.sum, Tempered(), variables, x, wrt="temperature")
         assert value.dtype == grads["temperature"].dtype == jnp.float32
         assert float(grads["temperature"]) == -1.0  # -(1 + 3) / 2**2
+
+
+@pytest.mark.parametrize("weak", [True, False])
+def test_the_zeros_of_a_tagged_value_are_made_by_one_operation(weak):
+    """Weakly typed ones were made twice: zeros, then a weakly typed copy (a scatter)."""
+    spec = jax.ShapeDtypeStruct((2,), jnp.float32, weak_type=weak)
+    jaxpr = jax.make_jaxpr(lambda: _zeros_per_call("T", (spec,), "T"))()
+    assert len(jaxpr.eqns) == 1
+    (zeros,) = jaxpr.out_avals
+    assert zeros.weak_type == weak and zeros.dtype == jnp.float32
