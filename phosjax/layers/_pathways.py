@@ -231,7 +231,8 @@ class Residual(PassesKeywords, CheckedFields):
             )
         if y.shape != x.shape:
             summed = jnp.result_type(x, y)  # as without a projection
-            if not jnp.issubdtype(summed, jnp.inexact):  # Flax's Dense: "must be inexact"
+            computed = summed if self.dtype is None else self.dtype  # a float: CheckedFields
+            if not jnp.issubdtype(computed, jnp.inexact):  # Flax's Dense: "must be inexact"
                 raise TypeError(
                     f"Residual's block changed the width of its input ({x.shape[-1]} to "
                     f"{y.shape[-1]}), so x goes through a learned projection, which needs "
@@ -241,7 +242,7 @@ class Residual(PassesKeywords, CheckedFields):
             projection = nn.Dense(
                 y.shape[-1],
                 use_bias=False,
-                dtype=summed if self.dtype is None else self.dtype,
+                dtype=computed,
                 param_dtype=self.param_dtype,
                 name="projection",
             )

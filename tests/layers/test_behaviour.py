@@ -1200,6 +1200,9 @@ def test_a_residual_projecting_integers_is_told_to_give_floats(key):
     assert out.dtype == jnp.float32 and out.shape == (2, 6)
     widened = L.Residual(nn.Dense(6))  # a float output: x is projected in float32
     assert widened.apply(widened.init(key, x), x).dtype == jnp.float32
+    computed = layer.copy(dtype=jnp.float32)  # projected in float32, as it was before
+    out = computed.apply(computed.init(key, x), x)
+    assert out.dtype == jnp.int32 and out.shape == (2, 6)
 
 
 def test_a_residual_of_a_scalar_adds_and_a_block_adding_axes_to_one_is_an_error(key):
