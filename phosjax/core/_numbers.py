@@ -83,10 +83,9 @@ def in_type_of(value: Any, spec: Any) -> jax.Array:
       >>> in_type_of(np.ones(2, np.float16), weak.update(dtype=jnp.float16))
       Array([1., 1.], dtype=float16)
     """
-    zero = _weak_zero(spec)
-    if zero is None:
-        return jnp.asarray(value, spec.dtype)
-    return jnp.full(jnp.shape(value), zero).at[...].set(value)  # weakly typed
+    typed, zero = jnp.asarray(value, spec.dtype), _weak_zero(spec)
+    # cast first: a float set into an int array warns (JAX: "will result in an error")
+    return typed if zero is None else jnp.full(typed.shape, zero).at[...].set(typed)
 
 
 def zeros_in_type_of(spec: Any) -> jax.Array:

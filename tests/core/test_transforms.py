@@ -1,6 +1,7 @@
 """Every transform under jit, vmap and grad, on plain, nn.remat and nn.scan stacks."""
 
 import functools
+import warnings
 
 import flax.linen as nn
 import jax
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 import phosjax as px
+from phosjax.core._numbers import in_type_of
 from tests.core.models import DEPTH, KINDS, WIDTH, Pytrees, ScanBlock, Stack, pre_act_path
 
 X = jnp.linspace(-1.0, 1.0, 6).reshape(2, 3)
@@ -1307,6 +1309,17 @@ def test_a_value_injected_for_a_weakly_typed_tag_keeps_the_models_output_dtype(v
     assert _Gained().apply({}, x).dtype == jnp.bfloat16
     out = px.inject(_Gained(), {}, x, {"scale": value})
     assert out.dtype == jnp.bfloat16 and out.tolist() == [3.0, 6.0]
+
+
+@pytest.mark.parametrize("weak", [True, False])
+def test_in_type_of_casts_a_value_of_another_kind_weakly_typed_or_not_alike(weak):
+    """Set into a weakly typed int32, a float warned that JAX would refuse it, where a
+    strongly typed int32 took it cast."""
+    spec = jax.ShapeDtypeStruct((2,), jnp.int32, weak_type=weak)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = in_type_of(jnp.array([1.5, -2.5]), spec)
+    assert out.dtype == jnp.int32 and out.weak_type == weak and out.tolist() == [1, -2]
 
 
 def test_inject_a_pytree_of_the_wrong_structure_names_both():
