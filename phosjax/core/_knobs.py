@@ -54,25 +54,15 @@ class Range:
     lt: float | None = None
     le: float | None = None
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> "Range":
-        self = super().__new__(cls)
-        object.__setattr__(self, "_by_position", bool(args))  # for `__post_init__` alone
-        return self
-
     def __post_init__(self) -> None:
-        by_position = self.__dict__.pop("_by_position", False)  # Range(0, 1): gt=0, ge=1
         for name, bound in self.bounds().items():
             if not isinstance(bound, numbers.Real) or isinstance(bound, bool) or bound != bound:
                 raise TypeError(f"Range {name} must be a number, got {bound!r}.")
         for low, high in ((self.gt, self.ge), (self.lt, self.le)):
             if low is not None and high is not None:
-                order = (
-                    " (by position, the bounds are gt, ge, lt, le: name them, e.g. "
-                    "Range(ge=0, le=1))"
-                )
                 raise ValueError(
-                    f"{self!r}: give one lower and one upper bound at most"
-                    f"{order if by_position else ''}."
+                    f"{self!r}: give one lower and one upper bound at most (by position, "
+                    "the bounds are gt, ge, lt, le: name them, e.g. Range(ge=0, le=1))."
                 )
         low, high = self.ge if self.gt is None else self.gt, self.le if self.lt is None else self.lt
         open_end = self.gt is not None or self.lt is not None

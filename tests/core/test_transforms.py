@@ -516,11 +516,8 @@ def test_an_array_out_of_range_is_named_by_its_first_entry_out():
 
 
 def test_a_range_takes_one_lower_bound_at_most():
-    """Bounds named are not told the positional order, which they did not use."""
-    for bounds in [{"gt": 0, "ge": 0}, {"lt": 2, "le": 1}]:
-        with pytest.raises(ValueError) as info:
-            px.Range(**bounds)
-        assert str(info.value).endswith(": give one lower and one upper bound at most.")
+    with pytest.raises(ValueError, match=r"Range\(gt=0, ge=0\): give one lower"):
+        px.Range(gt=0, ge=0)
 
 
 def test_a_range_given_two_bounds_by_position_is_told_their_names():
@@ -531,10 +528,6 @@ def test_a_range_given_two_bounds_by_position_is_told_their_names():
         "Range(gt=0, ge=1): give one lower and one upper bound at most (by position, the "
         "bounds are gt, ge, lt, le: name them, e.g. Range(ge=0, le=1))."
     )
-    with pytest.raises(ValueError, match=r"^Range\(gt=0, ge=1\): .* \(by position, the bounds"):
-        px.Range(0, ge=1)
-    assert px.Range(0, lt=1) == px.Range(gt=0, lt=1)  # what it noted is gone
-    assert list(vars(px.Range(0))) == ["gt", "ge", "lt", "le"]
 
 
 def test_knobs_of_a_model_under_nn_jit_are_found_after_its_init():
