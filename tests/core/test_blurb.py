@@ -237,7 +237,7 @@ def test_a_nested_list_of_numbers_is_read_as_its_array_as_apply_reads_it():
 
 
 @pytest.mark.parametrize("scalar", [jnp.float32, np.float32], ids=["0-d array", "numpy"])
-def test_a_nested_list_of_any_scalars_is_read_as_its_array_as_a_graph_node_reads_it(scalar):
+def test_a_nested_list_of_any_scalars_is_read_as_its_array(scalar):
     # only Python numbers were: a list of 0-d arrays or numpy scalars raised, as traced apart
     rows = [[scalar(1.0), scalar(2.0), scalar(3.0)]]
     x = jnp.asarray(rows)
