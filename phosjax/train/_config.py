@@ -10,6 +10,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from phosjax._callables import cut_repr
 from phosjax._nearest import did_you_mean, fields_checked
 from phosjax.core import compile_selector
 from phosjax.core._knobs import holds_exactly, what_holds
@@ -54,7 +55,7 @@ def int_at_least(
     """
     if not is_int(value):
         raise ValueError(
-            f"{where} must be an int, got {value!r} ({type(value).__name__}); give a "
+            f"{where} must be an int, got {cut_repr(value)} ({type(value).__name__}); give a "
             f"whole number >= {least} as an int (a numpy int is fine)."
         )
     if value < least:
@@ -79,7 +80,9 @@ def one_of(where: str, value: Any, choices: Sequence[Any]) -> None:
     if value not in choices:
         names = [choice for choice in choices if isinstance(choice, str)]
         hint = did_you_mean([value], names) if isinstance(value, str) else ""
-        raise ValueError(f"{where} {value!r}: expected one of {tuple(choices)}{hint or '.'}")
+        raise ValueError(
+            f"{where} {cut_repr(value)}: expected one of {tuple(choices)}{hint or '.'}"
+        )
 
 
 def number_in(
@@ -116,7 +119,9 @@ def number_in(
         if array.ndim == 0 and array.dtype != bool:
             number = float(array)
     if math.isnan(number):
-        raise ValueError(f"{where} must be a number, got {value!r} ({type(value).__name__}).")
+        raise ValueError(
+            f"{where} must be a number, got {cut_repr(value)} ({type(value).__name__})."
+        )
     if math.isinf(number):
         raise ValueError(f"{where} must be a finite number, got {number}.")
     if not (least < number if strict else least <= number) or not number <= most:

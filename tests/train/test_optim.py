@@ -141,3 +141,23 @@ def test_numpy_float64_gradients_are_clipped_without_a_warning_on_each_update():
     clip = clip_by_global_norm(1.0)
     clipped, _ = clip.update({"w": np.array([3.0, 4.0])}, clip.init(None))
     assert clipped["w"].tolist() == pytest.approx([0.6, 0.8])
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (
+            {"learning_rate": [1e-3] * 40},
+            "HParams learning_rate must be a number, got [0.001, 0.001, ",
+        ),
+        ({"steps": [10] * 40}, "HParams steps must be an int, got [10, 10, 10, "),
+        ({"optimizer": ["adam"] * 40}, "HParams optimizer ['adam', 'adam', 'adam', "),
+    ],
+)
+def test_a_long_value_is_shown_cut_to_one_short_line(option, message):
+    """A list of 40 values (or an optax transformation's repr) was printed whole."""
+    with pytest.raises(ValueError) as error:
+        HParams(**option)
+    shown = str(error.value)
+    assert shown.startswith(message), shown
+    assert "…" in shown and len(shown) < 200, shown
