@@ -9,6 +9,7 @@ from typing import Any
 
 import jax
 import numpy as np
+import optax
 
 from phosjax._callables import cut_repr
 from phosjax._nearest import did_you_mean, fields_checked
@@ -271,6 +272,36 @@ OPTIMIZER_RANGES = (
 )
 """``(name, least, most, hint)`` of the optimizer's per-cell values (`number_in`'s ranges)."""
 
+
+def refuse_optax(where: str, value: Any) -> None:
+    """Raises a ValueError naming ``where`` and what the engine takes instead if ``value``
+    is an optax transformation (an optimizer) or a function (a learning-rate schedule): a
+    group builds each family's optax chain itself, with each cell's rates in its state.
+
+    Examples:
+      >>> refuse_optax("HParams learning_rate", lambda count: 1e-3)
+      Traceback (most recent call last):
+      ValueError: HParams learning_rate must be a number (the peak rate), got a function
+      <function <lambda> at 0x...>: the engine schedules each cell's rate itself; give its
+      peak as learning_rate and its shape as lr_schedule (one of ('constant', 'cosine',
+      'linear')) and warmup_steps.
+    """
+    if isinstance(value, optax.GradientTransformation):
+        raise ValueError(
+            f"{where} must be an optimizer family's name, one of {OPTIMIZERS}, got an optax "
+            "transformation: the engine builds the family's optax chain itself "
+            "(make_optimizer), each cell's learning_rate, weight_decay and momentum in its "
+            "state, so that one compiled update serves a group; give the family's name and "
+            "grad_clip, lr_schedule and warmup_steps."
+        )
+    if callable(value):
+        raise ValueError(
+            f"{where} must be a number (the peak rate), got a function {cut_repr(value, 40)}: "
+            "the engine schedules each cell's rate itself; give its peak as learning_rate "
+            f"and its shape as lr_schedule (one of {LR_SCHEDULES}) and warmup_steps."
+        )
+
+
 GRAD_CLIP_HINT = " (a global norm) or None (no clipping)"
 
 INT32_HINT = " (2**31 - 1 at most: the engine holds it in an int32 on device)"
@@ -406,6 +437,7 @@ class HParams:
     compute_dtype: str = "float32"
 
     def __post_init__(self) -> None:
+        refuse_optax("HParams optimizer", self.optimizer)
         one_of("HParams optimizer", self.optimizer, OPTIMIZERS)
         _check_compute_dtype(self.compute_dtype)
         one_of("HParams lr_schedule", self.lr_schedule, LR_SCHEDULES)
@@ -424,6 +456,7 @@ class HParams:
                 f"warm up over at most {self.steps} steps (the learning rate peaks at the "
                 "warmup's end)."
             )
+        refuse_optax("HParams learning_rate", self.learning_rate)
         for name, least, most, hint in (
             *OPTIMIZER_RANGES,
             ("label_smoothing", 0, 1, " (the mass spread over the classes)"),

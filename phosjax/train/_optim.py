@@ -18,6 +18,7 @@ from phosjax.train._config import (
     int_at_least,
     number_in,
     one_of,
+    refuse_optax,
 )
 from phosjax.train._reduce import scaled_global_norm
 
@@ -226,6 +227,7 @@ def make_optimizer(
         )
     one_of("Unknown optimizer", name, OPTIMIZERS)
     _check_schedule(lr_schedule)  # before asking for the steps an unknown one would need
+    refuse_optax("make_optimizer learning_rate", learning_rate)
     given = {"learning_rate": learning_rate, "weight_decay": weight_decay, "momentum": momentum}
     for key, least, most, hint in OPTIMIZER_RANGES:
         value, where = given[key], f"make_optimizer {key}"

@@ -161,3 +161,34 @@ def test_a_long_value_is_shown_cut_to_one_short_line(option, message):
     shown = str(error.value)
     assert shown.startswith(message), shown
     assert "…" in shown and len(shown) < 200, shown
+
+
+SCHEDULE_TOLD = (
+    r"learning_rate must be a number \(the peak rate\), got a function <function .*: the "
+    r"engine schedules each cell's rate itself; give its peak as learning_rate and its shape "
+    r"as lr_schedule \(one of \('constant', 'cosine', 'linear'\)\) and warmup_steps\.$"
+)
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda rate: HParams(learning_rate=rate),
+        lambda rate: make_optimizer("adam", learning_rate=rate),
+    ],
+)
+def test_an_optax_schedule_as_learning_rate_is_told_to_give_the_peak_and_lr_schedule(build):
+    with pytest.raises(ValueError, match=SCHEDULE_TOLD):
+        build(optax.cosine_decay_schedule(1e-3, 100))
+
+
+def test_an_optax_transformation_as_optimizer_is_told_to_give_a_familys_name():
+    with pytest.raises(ValueError) as error:
+        HParams(optimizer=optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-3)))
+    assert str(error.value) == (
+        "HParams optimizer must be an optimizer family's name, one of ('adam', 'adamw', 'sgd', "
+        "'momentum'), got an optax transformation: the engine builds the family's optax chain "
+        "itself (make_optimizer), each cell's learning_rate, weight_decay and momentum in its "
+        "state, so that one compiled update serves a group; give the family's name and "
+        "grad_clip, lr_schedule and warmup_steps."
+    )
