@@ -176,9 +176,10 @@ an output whose rows are not the examples' (e.g. a mean over the batch) shows.""
 
 
 @functools.cache
-def _logits_shape(model_config: Any, input_shape: tuple[int, ...]) -> Any:
-    """The shape of the model's output for a batch of `CHECKED_BATCH` examples (traced, not
-    computed); a pytree of shapes for a model that returns a pytree (a graph model's dict).
+def _logits_spec(model_config: Any, input_shape: tuple[int, ...]) -> Any:
+    """The shape and dtype of the model's output for a batch of `CHECKED_BATCH` examples
+    (traced, not computed); a pytree of them for a model that returns a pytree (a graph
+    model's dict).
 
     Raises:
       TypeError: naming the model: its ``build`` returned no Flax module, or one whose
@@ -189,12 +190,12 @@ def _logits_shape(model_config: Any, input_shape: tuple[int, ...]) -> Any:
     init = functools.partial(module.init_with_output, train=False)
     x = jax.ShapeDtypeStruct((CHECKED_BATCH, *input_shape), jnp.float32)
     logits, _ = jax.eval_shape(init, jax.random.key(0), x)
-    return jax.tree.map(lambda leaf: tuple(leaf.shape), logits)
+    return logits
 
 
 def _check_classes(group: Group, data: Any) -> None:
     """Raises unless the group's model takes ``data``'s examples (when its config names an
-    ``input_shape``) and returns ``data.num_classes`` logits per example, one row per
+    ``input_shape``) and returns ``data.num_classes`` float logits per example, one row per
     example."""
     name = getattr(group.model, "name", group.model)
     built_for = getattr(group.model, "input_shape", None)
@@ -206,19 +207,25 @@ def _check_classes(group: Group, data: Any) -> None:
             f"input_shape={tuple(data.input_shape)} or train it on a data set of "
             f"{tuple(built_for)} examples"
         )
-    batch_shape = _logits_shape(group.model, tuple(data.input_shape))
-    one_array = isinstance(batch_shape, tuple) and all(isinstance(n, int) for n in batch_shape)
-    if not one_array:
+    logits = _logits_spec(group.model, tuple(data.input_shape))
+    if not isinstance(logits, jax.ShapeDtypeStruct):
         fix = (
             "a graph model returns {node: value}: build it with GraphModel(spec, "
             "returns='head') (a zoo twin: graph_model(config).clone(returns='head')) so it "
             "returns its logits node"
-            if isinstance(batch_shape, Mapping)
+            if isinstance(logits, Mapping)
             else "return the logits alone, and tag the other values (px.tag) for px.probe to read"
         )
         raise ValueError(
-            f"model {name!r} returns a {type(batch_shape).__name__}, not an array of logits; {fix}"
+            f"model {name!r} returns a {type(logits).__name__}, not an array of logits; {fix}"
         )
+    if not jnp.issubdtype(logits.dtype, jnp.floating):
+        raise ValueError(
+            f"model {name!r} returns {logits.dtype} outputs, not float logits: the loss has no "
+            "gradient through them, so no cell would learn; return the float logits (before "
+            "an argmax, a rounding or a cast)"
+        )
+    batch_shape = logits.shape
     if batch_shape[:1] != (CHECKED_BATCH,):
         raise ValueError(
             f"model {name!r} returns an output of shape "

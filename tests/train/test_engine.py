@@ -1216,6 +1216,26 @@ def test_a_model_returning_a_tuple_is_told_to_return_its_logits_alone(toy):
         init_group(group, toy)
 
 
+class _Predictions(nn.Module):
+    """Returns its predicted classes, one-hot as integers: no gradient reaches its params."""
+
+    @nn.compact
+    def __call__(self, x, train=False):
+        return jax.nn.one_hot(jnp.argmax(nn.Dense(3)(x), -1), 3, dtype=jnp.int32)
+
+
+def test_a_model_returning_integer_outputs_is_told_to_return_float_logits(toy):
+    """It trained: every cell's loss stayed log(3), its params unchanged."""
+    [group] = plan_groups([Cell(Builds(_Predictions()), "toy", ADAM, 0)])
+    with pytest.raises(ValueError) as error:
+        init_group(group, toy)
+    assert str(error.value) == (
+        "model Builds(module=_Predictions()) returns int32 outputs, not float logits: the loss "
+        "has no gradient through them, so no cell would learn; return the float logits (before "
+        "an argmax, a rounding or a cast)"
+    )
+
+
 def test_a_model_built_for_other_examples_than_the_data_sets_is_refused(toy):
     [group] = plan_groups([Cell(ModelConfig("mlp", 3, (9,)), "toy", ADAM, 0)])
     with pytest.raises(
