@@ -225,6 +225,15 @@ class Page:
         """Moves the mouse to (``x``, ``y``) of the window."""
         self._call("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": x, "y": y})
 
+    def press(self, key: str) -> None:
+        """Presses and releases ``key`` (``"Enter"``, ``" "``, ``"Tab"``) on the element
+        with the focus, as a keyboard does."""
+        codes = {"Enter": ("Enter", 13, "\r"), " ": ("Space", 32, " "), "Tab": ("Tab", 9, "")}
+        code, number, text = codes[key]
+        event = {"key": key, "code": code, "windowsVirtualKeyCode": number}
+        self._call("Input.dispatchKeyEvent", {"type": "keyDown", "text": text, **event})
+        self._call("Input.dispatchKeyEvent", {"type": "keyUp", **event})
+
     def close(self) -> None:
         """Closes the page and drops its browser context. A browser that does not answer
         (hangs) is ended: the next page gets one started again."""

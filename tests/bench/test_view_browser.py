@@ -436,6 +436,38 @@ def test_a_loss_is_sorted_lowest_first_by_its_header_or_the_menu(tmp_path, page)
         assert page.run(first) == min(loss, key=loss.get)
 
 
+def test_the_table_is_sorted_and_its_rows_lit_from_the_keyboard(tmp_path, page):
+    """A header sorted on a click alone (Tab passed it by, Enter and Space did nothing, a
+    screen reader heard no order), and a row lit its curves on hovering alone. A header is
+    reached by Tab, sorts on Enter or Space, keeps the focus and tells its order
+    (aria-sort); a row whose tick box has the focus lights its curves."""
+    written = write_bench(tmp_path / "grid", blurb_json(), seeds=(0,))
+    loss = _final(written, "test", "loss")
+    first = "document.querySelector('#board .board-row').dataset.key"
+    order = "document.activeElement.dataset.sort + ' ' + document.activeElement.ariaSort"
+    with serving(written.root) as server:
+        page.open(server.url)
+        page.run(
+            "[...document.querySelectorAll('#board th')]"
+            ".find((th) => th.textContent === 'test loss').previousElementSibling.focus()"
+        )
+        page.press("Tab")
+        assert page.run(order) == "test:loss none"
+        page.press("Enter")
+        page.settle()
+        assert page.run(first) == min(loss, key=loss.get)
+        assert page.run(order) == "test:loss ascending"
+        page.press(" ")
+        page.settle()
+        assert page.run(first) == max(loss, key=loss.get)
+        assert page.run(order) == "test:loss descending"
+        page.run("document.querySelector('#board .board-row input').focus()")
+        lit = "[...document.querySelectorAll('.curve.lit')].map((c) => c.dataset.key)"
+        assert page.run(lit) == [max(loss, key=loss.get)] * len(SPLITS)
+        page.run("document.activeElement.blur()")
+        assert page.run(lit) == []
+
+
 def test_a_regularizer_is_sorted_lowest_first_a_path_weight_highest(tmp_path, page):
     """The regularizer (a penalty, part of the loss) was sorted highest first, and a path
     weight whose module path holds "loss" lowest first: a metric's name was searched for

@@ -644,8 +644,19 @@ function renderBoard() {
     } else {
       th.textContent = column.label;
       th.classList.add("sortable");
-      if (state.sort.key === column.key) th.classList.add(state.sort.dir > 0 ? "asc" : "desc");
-      th.addEventListener("click", () => chooseSort(state.sort.key === column.key ? { key: column.key, dir: -state.sort.dir } : { key: column.key, dir: firstDirection(column) }));
+      // Reached by Tab and sorted by Enter or Space too, as a button is (a keyboard user's).
+      th.tabIndex = 0;
+      th.dataset.sort = column.key;
+      const sorted = state.sort.key === column.key;
+      th.setAttribute("aria-sort", sorted ? (state.sort.dir > 0 ? "ascending" : "descending") : "none");
+      if (sorted) th.classList.add(state.sort.dir > 0 ? "asc" : "desc");
+      const sort = () => chooseSort(sorted ? { key: column.key, dir: -state.sort.dir } : { key: column.key, dir: firstDirection(column) });
+      th.addEventListener("click", sort);
+      th.addEventListener("keydown", (event) => {
+        if (event.key !== "Enter" && event.key !== " ") return;
+        event.preventDefault(); // Space: no scrolling
+        sort();
+      });
     }
     head.appendChild(th);
   }
@@ -698,6 +709,8 @@ function renderBoard() {
     }
     tr.addEventListener("mouseenter", () => highlight(r.key));
     tr.addEventListener("mouseleave", () => highlight(null));
+    tr.addEventListener("focusin", () => highlight(r.key)); // a keyboard user on its tick box
+    tr.addEventListener("focusout", () => highlight(null));
     body.appendChild(tr);
   }
   table.appendChild(body);
@@ -1432,6 +1445,7 @@ function focusedSelector() {
   if (node.matches("#filters select")) return `#filters select[data-column="${CSS.escape(node.dataset.column)}"]`;
   const row = node.closest("#board tr.board-row");
   if (row && node.matches("input")) return `#board tr.board-row[data-key="${CSS.escape(row.dataset.key)}"] input`;
+  if (node.matches("#board th[data-sort]")) return `#board th[data-sort="${CSS.escape(node.dataset.sort)}"]`;
   return node.matches("#board thead input") ? "#board thead input" : null;
 }
 
