@@ -733,6 +733,29 @@ def test_the_table_tells_long_values_apart(tmp_path, page):
     }
 
 
+def test_each_plot_tells_a_screen_reader_what_it_shows(tmp_path, page):
+    """The plots were drawings without a name: a screen reader read out their tick labels
+    one by one. Each is one image named by its title and what it draws against what."""
+    written = write_bench(tmp_path / "grid", blurb_json(), seeds=(0,))
+    charts = (
+        "[...document.querySelectorAll('svg.chart')].map((chart) =>"
+        " `${chart.closest('[id]').id} ${chart.getAttribute('role')} ${chart.ariaLabel}`)"
+    )
+    with serving(written.root) as server:
+        page.open(server.url)
+        assert page.run(charts) == [
+            "curve-plots img test: loss against step",
+            "curve-plots img train: loss against step",
+            "hp-plot img test accuracy against lr",  # its title says it: once
+            "aux-plots img balance: aux against step",
+            "aux-plots img frame/choice/branch_0: path weight against step",
+            "aux-plots img frame/choice/branch_1: path weight against step",
+            "phases img seconds per phase, per group (hover for each step, evaluation, compile):"
+            " seconds",
+            "memory img memory over time: MiB against seconds since the bench first ran",
+        ]
+
+
 def test_a_flat_curve_smoothed_gets_an_axis(tmp_path, page):
     """A loss of 0.75 at every step, smoothed: the averages differ from it by a rounding
     error alone (0.7500000000000001), and the y axis still gets a few distinct ticks

@@ -158,6 +158,12 @@ function logExtent(values, pad = 0) {
   return [10 ** lo, 10 ** hi];
 }
 
+// The attributes that make a chart one image to a screen reader, read out as what it
+// shows: its title, then what it draws against what where the title does not say it.
+function spoken(title, shows) {
+  return { role: "img", "aria-label": !title || title === shows ? shows : `${title}: ${shows}` };
+}
+
 // The frame of a chart: the svg, scales, grid, axes, labels and title. `xPad` widens the x
 // range by that part of its span (room for the points of a scatter plot); `wholeX`: the x
 // values are whole (steps), the range ends and the ticks too (one step, 5, reads 4 to 6,
@@ -165,7 +171,7 @@ function logExtent(values, pad = 0) {
 function frame(el, { xs, ys, xLabel, yLabel, title, logX = false, logY = false, xPad = 0, wholeX = false, height = 300, xFormat = format, yFormat = format }) {
   clear(el);
   const width = Math.max(280, el.clientWidth || 560);
-  const root = svg("svg", { width, height, class: "chart", viewBox: `0 0 ${width} ${height}` }, el);
+  const root = svg("svg", { width, height, class: "chart", viewBox: `0 0 ${width} ${height}`, ...spoken(title, `${yLabel} against ${xLabel}`) }, el);
   const inner = { w: width - MARGIN.left - MARGIN.right, h: height - MARGIN.top - MARGIN.bottom };
   let [x0, x1] = logX ? logExtent(xs, xPad) : extent(xs, xPad);
   if (wholeX) [x0, x1] = [x0 < 0 && !xs.some((v) => v < 0) ? 0 : Math.floor(x0), Math.ceil(x1)];
@@ -329,7 +335,7 @@ export function stackedBars(el, { rows, xLabel = "seconds", title = "", legend =
   clear(el);
   const width = Math.max(280, el.clientWidth || 560);
   const labelWidth = Math.min(160, 12 + 7 * Math.max(...rows.map((r) => r.label.length), 4));
-  const root = svg("svg", { width, height, class: "chart", viewBox: `0 0 ${width} ${height}` }, el);
+  const root = svg("svg", { width, height, class: "chart", viewBox: `0 0 ${width} ${height}`, ...spoken(title, xLabel) }, el);
   const left = labelWidth, innerW = width - left - MARGIN.right - 48; // room for the totals
   const max = Math.max(...totals, 1e-9);
   const sx = (v) => left + (v / max) * innerW;
