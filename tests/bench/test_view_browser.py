@@ -733,6 +733,27 @@ def test_the_table_tells_long_values_apart(tmp_path, page):
     }
 
 
+def test_a_screen_reader_hears_the_mode_chosen_and_the_order(tmp_path, page):
+    """The mode chosen (one row per cell, or mean over seeds) was shown by its button's
+    colour alone, and the order's button read out as an arrow: each mode button tells
+    whether it is chosen (aria-pressed), and the order's button the order."""
+    written = write_bench(tmp_path / "grid", blurb_json())
+    pressed = (
+        "[...document.querySelectorAll('.segmented button')]"
+        ".map((b) => `${b.dataset.mode} ${b.ariaPressed}`)"
+    )
+    order = "document.getElementById('sort-dir').ariaLabel"
+    with serving(written.root) as server:
+        page.open(server.url)
+        assert page.run(pressed) == ["cells true", "configs false"] * 2
+        assert page.run(order) == "descending: reverse the order"  # the best accuracy first
+        page.run("document.querySelector('.segmented button[data-mode=configs]').click()")
+        page.run("document.getElementById('sort-dir').click()")
+        page.settle()
+        assert page.run(pressed) == ["cells false", "configs true"] * 2
+        assert page.run(order) == "ascending: reverse the order"
+
+
 def test_each_plot_tells_a_screen_reader_what_it_shows(tmp_path, page):
     """The plots were drawings without a name: a screen reader read out their tick labels
     one by one. Each is one image named by its title and what it draws against what."""

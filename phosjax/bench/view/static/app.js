@@ -565,6 +565,7 @@ function renderSortBy(sortable) {
   const select = $("sort-by");
   fillSelect(select, sortable.map((c) => [c.key, c.label]), state.sort.key);
   $("sort-dir").textContent = state.sort.dir > 0 ? "↑" : "↓";
+  $("sort-dir").setAttribute("aria-label", `${state.sort.dir > 0 ? "ascending" : "descending"}: reverse the order`); // read out, not an arrow
 }
 
 // The order a column is first sorted in: lowest first for a loss, its regularizer part, an
@@ -1635,7 +1636,12 @@ async function main() {
   renderFilters();
   for (const id of [...ADDRESS_MENUS.map(([, menu]) => menu), "log-y", "hp-log-x", "hp-log-y"]) $(id).addEventListener("change", rememberInAddress);
   const modeButtons = document.querySelectorAll(".segmented button[data-mode]");
-  const showMode = () => { for (const b of modeButtons) b.classList.toggle("on", b.dataset.mode === state.mode); };
+  const showMode = () => {
+    for (const b of modeButtons) {
+      b.classList.toggle("on", b.dataset.mode === state.mode);
+      b.setAttribute("aria-pressed", String(b.dataset.mode === state.mode)); // the one chosen, read out
+    }
+  };
   showMode();
   for (const button of modeButtons) {
     button.addEventListener("click", () => { state.mode = button.dataset.mode; showMode(); renderAll(); });
