@@ -19,7 +19,7 @@ import yaml
 import phosjax as px
 import phosjax.morph.__main__ as cli
 from phosjax.bench._directory import locked
-from phosjax.data import ArrayDataset, load
+from phosjax.data import ArrayDataset, load, random_dataset
 from phosjax.models import ModelConfig, build_model
 from phosjax.morph import (
     MorphConfig,
@@ -1059,9 +1059,6 @@ def test_a_model_with_bfloat16_logits_is_trained_on_a_float32_loss(monkeypatch):
     takes it in float32, and so does the loop's."""
     import optax
 
-    from phosjax.data import random_dataset
-    from phosjax.morph import _loop
-
     taken = []
     cross_entropy = optax.softmax_cross_entropy_with_integer_labels
 
@@ -1080,10 +1077,6 @@ def test_train_keeps_bfloat16_batch_statistics_as_the_engine_does(monkeypatch):
     """A BatchNorm storing its statistics in bfloat16 wrote them back float32, which the
     loop's scan refused ("carry types differ"); the engine's step casts them back, and
     so does the loop's."""
-    import flax.linen as nn
-
-    from phosjax.data import random_dataset
-    from phosjax.morph import _loop
 
     class Normed(nn.Module):
         @nn.compact
@@ -1107,9 +1100,6 @@ def test_train_names_a_variable_the_model_writes_in_training_alone_as_the_engine
 ):
     """A collection variable made in training alone failed the loop's scan with a pytree
     structure error; the loop names it as the engine's step does."""
-    import flax.linen as nn
-
-    from phosjax.data import random_dataset
 
     class Counted(nn.Module):
         @nn.compact
@@ -1142,7 +1132,6 @@ def test_train_carries_a_collection_other_than_batch_stats_as_made_as_the_engine
     """The loop made every collection init returned mutable in training: a sown one grew
     a call each step and the loop refused it ("with mean/1 (not made at init)"), where the
     engine's step writes the running statistics alone and carries the rest as made."""
-    from phosjax.data import random_dataset
 
     monkeypatch.setattr(_loop, "build_model", lambda config: _SowsAStatistic())
     config = ModelConfig("mlp", 3, (8,), width=8)
@@ -1181,7 +1170,6 @@ def test_train_names_a_dropped_aux_loss_or_another_rng_stream_as_the_engine_does
     """The loop applied the model itself: an aux loss a transform dropped was trained
     without, silently, and a draw from another stream than "dropout" was Flax's
     InvalidRngError; it applies it as the engine's step does, which names both."""
-    from phosjax.data import random_dataset
 
     monkeypatch.setattr(_loop, "build_model", lambda config: model)
     config = ModelConfig("mlp", 3, (8,), width=8)
@@ -1192,12 +1180,6 @@ def test_train_names_a_dropped_aux_loss_or_another_rng_stream_as_the_engine_does
 def test_train_adds_the_models_aux_losses_as_the_engine_does(monkeypatch):
     """The loop's train took the cross-entropy alone: moenet's load-balance loss (any
     `aux_loss`) was dropped, so the loop trained another objective than the bench."""
-    import flax.linen as nn
-    import jax.numpy as jnp
-
-    import phosjax as px
-    from phosjax.data import random_dataset
-    from phosjax.morph import _loop
 
     class Penalized(nn.Module):  # logits that do not depend on w: only its aux loss moves it
         @nn.compact
@@ -1224,7 +1206,6 @@ def test_train_adds_the_models_aux_losses_as_the_engine_does(monkeypatch):
 def test_train_names_a_bad_step_count_rate_strength_or_seed(arguments, error, message):
     """steps=-1 trained nothing and a NaN rate trained NaNs, without a word; a seed 'a'
     raised JAX's "Value 'a' with dtype <U1 is not a valid JAX array type"."""
-    from phosjax.data import random_dataset
 
     given = {"steps": 1, "batch_size": 4, "learning_rate": 0.1, "seed": 0} | arguments
     with pytest.raises(error, match="^" + re.escape(message)):
@@ -1235,8 +1216,6 @@ def test_train_takes_an_optax_schedule_as_its_learning_rate():
     """optax.adam takes a schedule, and train passed it on, until a check of the rate
     refused it as "expected a finite number > 0" (a batch too big stops it, untrained)."""
     import optax
-
-    from phosjax.data import random_dataset
 
     schedule = optax.linear_schedule(0.1, 0.0, 10)
     with pytest.raises(ValueError, match="batch_size"):
@@ -1254,7 +1233,6 @@ def test_train_takes_an_optax_schedule_as_its_learning_rate():
 def test_train_takes_a_numpy_or_jax_integer_seed(seed):
     """A 0-d array seed (np.array(3), jnp.array(3)), which jax.random.key takes, was refused
     as "expected an integer"; it passes that check (a batch too big stops it, untrained)."""
-    from phosjax.data import random_dataset
 
     with pytest.raises(ValueError, match="batch_size"):
         _loop.train(
@@ -1270,7 +1248,6 @@ def test_train_takes_a_numpy_or_jax_integer_seed(seed):
 def test_train_refuses_a_model_with_fewer_logits_than_the_data_set_has_classes():
     """train(config, data, ...) with num_classes=3 on labels 0..3 trained on out-of-range
     labels without a word and returned an accuracy."""
-    from phosjax.data import random_dataset
 
     with pytest.raises(
         ValueError,
@@ -1286,7 +1263,6 @@ def test_a_stage_trains_in_chunks_to_the_same_numbers_as_one_scan(monkeypatch):
     """One scan of the stage's steps held a Ctrl-C to the stage's end (20 s for one at 8 s):
     chunks (`even_chunk` of its steps) stop between two, and give bitwise the same
     variables."""
-    from phosjax.data import random_dataset
 
     data, config = random_dataset("toy", (8,), 3), ModelConfig("mlp", 3, (8,), width=8)
     scanned = []
