@@ -36,7 +36,7 @@ from phosjax.bench._directory import locked
 from phosjax.bench._errors import BenchError
 from phosjax.bench._progress import Bar
 from phosjax.bench._reading import read_parquet
-from phosjax.bench._store import write_bytes, write_table
+from phosjax.bench._store import remove_stale_temporaries, write_bytes, write_table
 from phosjax.bench._summary import command_line
 from phosjax.core import AUX_LOSS, aux_total
 from phosjax.data import ArrayDataset, batch_indices, check_batch_size, load
@@ -673,7 +673,9 @@ def _output(directory: str | os.PathLike, overwrite: bool) -> Iterator[pathlib.P
     With ``overwrite``, an earlier run's rows and states are moved aside to
     ``iterations.parquet.old-<time>`` and ``states.old-<time>`` (see `aside_path`), never
     deleted, so a new run that fails loses nothing; stderr names where they went. States
-    without rows (a run stopped before its first rows) are moved aside too.
+    without rows (a run stopped before its first rows) are moved aside too. The temporary
+    files of a run killed mid-write (`remove_stale_temporaries`) are removed, as a bench
+    run removes its own.
 
     Raises:
       RunDirectoryError: ``directory`` is ``''`` or lies inside a bench
@@ -709,6 +711,7 @@ def _output(directory: str | os.PathLike, overwrite: bool) -> Iterator[pathlib.P
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             held.enter_context(locked(path.parent, (0, 1)))
+            remove_stale_temporaries(path.parent)  # what a run killed mid-write left
             # looked at once locked: rows another run wrote meanwhile are continued, kept
             earlier = {"rows": path, "states": pathlib.Path(directory) / STATES}
             if not overwrite and path.exists():

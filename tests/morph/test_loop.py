@@ -1392,6 +1392,25 @@ def test_an_interrupted_run_continues_to_the_rows_and_variables_of_an_uninterrup
         load_variables(tmp_path / "none")
 
 
+def test_a_run_removes_the_temporary_files_a_run_killed_mid_write_left(tmp_path):
+    """A run killed (kill -9) while it wrote its rows or a state left the temporary file
+    (a part of the state, as large) in morph/ for good, each kill one more; the next run
+    removes those of writers gone, as a bench run does, under the lock."""
+    from phosjax.bench._store import machine
+
+    gone = 2**22 + 1  # above Linux's largest pid: no process
+    morph, states = tmp_path / "morph", tmp_path / _loop.STATES
+    states.mkdir(parents=True)
+    left = [morph / f".tmp~{machine()}~{gone}~iterations.parquet"]
+    left.append(states / f".tmp~{machine()}~{gone}~iteration-1.npz")
+    writing = states / f".tmp~{machine()}~{os.getpid()}~iteration-2.npz"  # alive: kept
+    for path in (*left, writing, tmp_path / _loop.ITERATIONS):  # rows: continued, not moved
+        path.write_bytes(b"part")
+    with _loop._output(tmp_path, overwrite=False):
+        assert [path.exists() for path in left] == [False, False]
+    assert writing.exists()
+
+
 def test_a_continued_latency_run_prices_by_the_table_it_stored_not_one_measured_anew(
     tmp_path, monkeypatch
 ):
