@@ -361,7 +361,6 @@ class _Walker:
         self.unsafe: set[tuple[int, int]] = set()
         self.scopes: list[str] = []  # the name stacks of the calls being walked
         self.places: list[str] = []  # where in user code those calls are (`_place`)
-        self.products: dict[int, str] = {}  # {atom: the product that met it on two axes}
 
     def where(self, eqn: Any) -> str:
         """``eqn``'s primitive and where user code runs it: its own line, else (inside a
@@ -434,33 +433,26 @@ class _Walker:
                 continue
             if not any(atom in self.zero_atoms(side) for side in sides):
                 reason = f"{where} sums over channels that are not zero when dead"
-                root = self.labels.find(atom)
-                product = next(
-                    (at for a, at in self.products.items() if self.labels.find(a) == root), None
-                )
-                if product is not None:  # zero there, on a row and a column: not followed
-                    reason = (
-                        f"{where} sums over channels that {product} multiplied by themselves "
-                        "on another axis (an outer product), which phosjax.morph does not follow"
-                    )
                 self.labels.pin(atom, reason)
 
-    def note_products(
-        self, zero_axes: dict[int, dict[int, list[int]]], labels: list[int], where: str
-    ) -> None:
-        """Notes the atoms a product (``mul``, ``and``: ``zero_axes`` of its operands, its
-        output's ``labels``) meets on several axes, zero wherever one is dead, though no
-        operand is zero along every one of them (`covering` drops them): a dead channel is
-        a zero row and a zero column of ``h[:, :, None] * h[:, None, :]``. A contraction
-        over them then names the product (`check_contraction`), not zeros it lacks."""
+    def product_zeros(
+        self, zero_axes: dict[int, dict[int, list[int]]], labels: list[int]
+    ) -> set[int]:
+        """The atoms a product (``mul``, ``and``: ``zero_axes`` of its operands, its output's
+        ``labels``) is zero along every axis carrying them, though no operand is (`covering`
+        drops them): each axis is one operand's, and a product is zero where one factor is.
+        A dead channel is a zero row and a zero column of ``h[:, :, None] * h[:, None, :]``,
+        as of ``jnp.einsum("bi,bj->bij", h, h)``."""
         covered: dict[int, list[set[int]]] = {}
         for axes_of in zero_axes.values():
             for atom, axes in axes_of.items():
                 covered.setdefault(self.labels.find(atom), []).append(set(axes))
+        zeros: set[int] = set()
         for root, sides in covered.items():
             carrying = {k for k, label in enumerate(labels) if root in self.atoms(label)}
-            if set().union(*sides) == carrying and any(axes != carrying for axes in sides):
-                self.products.setdefault(root, where)
+            if set().union(*sides) == carrying:
+                zeros.add(root)
+        return zeros
 
     def pinned_axis(self, label: int, reason: str, size: int) -> int:
         self.labels.pin(label, reason)
@@ -489,8 +481,7 @@ class _Walker:
             for other in carried[1:]:
                 self.labels.union(carried[0], other, where)
             labels.append(carried[0] if carried else self.make(size))
-        if name in ANY_ZERO:
-            self.note_products(zero_axes, labels, where)
+        products = self.product_zeros(zero_axes, labels) if name in ANY_ZERO else set()
         used = {i: self.covering(v, zero_axes[i], labels) for i, v in used.items()}
         full = list(used.values())
         args = [used.get(i, v) for i, v in enumerate(ins)]
@@ -498,7 +489,7 @@ class _Walker:
         zeros: set[int]
         keeps, moves = _zero_rule(eqn)
         if name in ANY_ZERO:
-            zeros = set().union(*(self.zero_atoms(v) for v in cases))
+            zeros = set().union(*(self.zero_atoms(v) for v in cases), products)
         elif name in ALL_ZERO:
             zeros = self.all_zero(name, args, known)
             if name == "select_n":

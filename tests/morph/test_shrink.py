@@ -349,23 +349,35 @@ def test_flipping_pooling_or_squaring_channels_or_losing_their_zeros_pins_them(o
     assert any(re.search(reason, why) for why in groups.pinned.values()), groups.pinned
 
 
-def test_channels_a_product_meets_with_themselves_are_pinned_as_an_outer_product():
-    """``h_i * h_j`` is zero for a dead ``i`` or ``j`` (a row and a column): the pin names
-    the product, which phosjax.morph does not follow, not zeros it has."""
+@pytest.mark.parametrize(
+    "outer",
+    [lambda h: h[:, :, None] * h[:, None, :], lambda h: jnp.einsum("bi,bj->bij", h, h)],
+    ids=["mul", "einsum"],
+)
+def test_channels_a_product_meets_with_themselves_prune_exactly_as_an_einsum_does(outer):
+    """``h_i * h_j`` is zero for a dead ``i`` or ``j`` (a row and a column), as the einsum's
+    outer product is; the mul's was pinned ("mul ... multiplied by themselves on another
+    axis (an outer product), which phosjax.morph does not follow") where the einsum's is
+    pruned: both are, the shrunk model's outputs the masked one's."""
 
     def apply(p, x):
         h = jax.nn.relu(x @ p["w1"])
-        return jnp.einsum("bij,ijo->bo", h[:, :, None] * h[:, None, :], p["w2"])
+        return jnp.einsum("bij,ijo->bo", outer(h), p["w2"])
 
-    x, p = jnp.ones((3, 5)), {"w1": jnp.ones((5, 4)), "w2": jnp.ones((4, 4, 2))}
+    keys = iter(jax.random.split(jax.random.key(0), 3))
+    x = jax.random.normal(next(keys), (3, 5))
+    p = {
+        "w1": jax.random.normal(next(keys), (5, 4)),
+        "w2": jax.random.normal(next(keys), (4, 4, 2)),
+    }
     groups = channel_groups(apply, p, x)
-    assert groups.groups == ()
-    assert re.fullmatch(
-        r"dot_general \(.*\) sums over channels that mul \(.*test_shrink.py:\d+.*\) "
-        r"multiplied by themselves on another axis \(an outer product\), which "
-        r"phosjax.morph does not follow",
-        groups.pinned["w1:1"],
-    ), groups.pinned
+    assert groups.names == ("w1",), groups.pinned
+    tied = {(m.path, m.axis) for m in groups.groups[0].members}
+    assert tied == {("w1", 1), ("w2", 0), ("w2", 1)}
+    alive = {"w1": np.array([True, False, True, False])}
+    small = shrink(p, alive, groups).variables
+    assert small["w2"].shape == (2, 2, 2)
+    np.testing.assert_allclose(apply(small, x), apply(mask(p, alive, groups), x), atol=1e-5)
 
 
 @pytest.mark.parametrize("combine", [jnp.add, jnp.maximum])
