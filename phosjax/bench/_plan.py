@@ -451,7 +451,7 @@ def _model_config(entry: ModelEntry, data: DataShape, depth: Any, width: Any) ->
     except (ValueError, TypeError) as error:
         hint = _own_sizes_hint(entry, data, taken)
         refused = EntryError if not taken else BenchError  # the grid's sizes: not its own
-        raise refused(f"model {entry.name!r} on {data.name!r}: {error}{hint}") from error
+        raise refused(f"{_model_on(entry.name, data.name, error)}{hint}") from error
 
 
 class EntryError(BenchError):
@@ -493,7 +493,25 @@ def _built(
         return _traced_knobs(config, tuple(config.input_shape))
     except Exception as error:  # a model's own code, a plugin's too: any failure to build
         why = error if isinstance(error, ValueError | TypeError) else repr(error)
-        raise BenchError(f"model {name!r} on {dataset!r}: {why}") from error
+        raise BenchError(_model_on(name, dataset, why)) from error
+
+
+def _model_on(name: str, dataset: str, why: object) -> str:
+    """``model 'NAME' on 'DATASET': why``, naming the model once where ``why``, a model's
+    error, starts by naming it (``model 'mlp': width must be ...``).
+
+    Examples:
+      >>> _model_on("mlp", "toy", "model 'mlp': width must be an int >= 1")
+      "model 'mlp' on 'toy': width must be an int >= 1"
+      >>> _model_on("cnn2d", "toy", "model 'cnn2d' takes image inputs")
+      "model 'cnn2d' on 'toy' takes image inputs"
+      >>> _model_on("mlp", "toy", "model 'mlp2' failed")
+      "model 'mlp' on 'toy': model 'mlp2' failed"
+    """
+    named, text = f"model {name!r}", str(why)
+    rest = text.removeprefix(named)
+    said = f"{named} on {dataset!r}"
+    return f"{said}{rest}" if rest[:1] in (":", " ") and rest != text else f"{said}: {text}"
 
 
 @functools.cache

@@ -441,7 +441,7 @@ def test_a_models_entry_its_model_refuses_names_the_config_file_that_gave_it(
     config = tmp_path / "bench.yaml"
     config.write_text("models: [{name: mlp, width: [a, b]}]\ndatasets: [mnist1d]\n")
     root = tmp_path / "bench"
-    refused = "model 'mlp' on 'mnist1d': model 'mlp': width must be an int >= 1"
+    refused = "model 'mlp' on 'mnist1d': width must be an int >= 1"
     shown = ["--print_config"] if print_config else ["--no_progress"]
     assert new_main(["--config", str(config), "--dir", str(root), *shown]) == 2
     assert capsys.readouterr().err.startswith(f"error: {config}: {refused}")
@@ -579,12 +579,12 @@ def test_an_option_before_config_overrides_the_file_too(tmp_path, capsys):
         ),
         (  # entries the plan refuses: mnist1d's metadata gives its shape and classes
             '--models=[{"name": "mlp", "width": 0}]',
-            "model 'mlp' on 'mnist1d': model 'mlp': width must be an int >= 1 or a list of "
+            "model 'mlp' on 'mnist1d': width must be an int >= 1 or a list of "
             "them (one per stage), got 0\n",
         ),
         (
             '--models=[{"name": "mlp", "options": {"nosuch": 1}}]',
-            "model 'mlp' on 'mnist1d': model 'mlp' has no option(s) ['nosuch']; it takes ",
+            "model 'mlp' on 'mnist1d' has no option(s) ['nosuch']; it takes ",
         ),
         (  # it was printed, and the run refused it
             "--datasets=[mnist1d, mnist1d:1.0.0]",
