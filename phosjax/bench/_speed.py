@@ -89,13 +89,13 @@ def _check(setup: Setup, k: int, method: str, cfg: SpeedConfig, rates: dict[str,
     if need > 0.9 * free:
         raise Skip(f"would not fit: ~{need / 2**30:.1f} GiB needed, {free / 2**30:.1f} GiB free")
     previous = rates.get(method)
-    if not cfg.budget or method not in rates:
+    if not cfg.budget or method not in rates:  # no budget: nor need a smaller K be measured
         return
     if previous is None:
         raise Skip("a smaller K of this method was not measured (skipped or failed)")
-    seconds = _estimated(method, k * _steps(method, cfg)[0] / previous, cfg)
-    if seconds > cfg.budget:
-        raise Skip(f"estimated {seconds:.3g} s > budget {cfg.budget:g} s")
+    call = k * _steps(method, cfg)[0] / previous
+    if _over_budget(cfg, method, call):
+        raise Skip(f"estimated {_estimated(method, call, cfg):.3g} s > budget {cfg.budget:g} s")
 
 
 def _steps(method: str, cfg: SpeedConfig) -> tuple[int, int]:
@@ -115,7 +115,8 @@ def _estimated(method: str, call: float, cfg: SpeedConfig) -> float:
 
 
 def _over_budget(cfg: SpeedConfig, method: str, call: float) -> bool:
-    """Whether `_check` skips ``method`` where a call of it takes ``call`` seconds."""
+    """Whether the budget skips ``method`` where a call of it takes ``call`` seconds: the
+    one rule of `_check` and of the time left (`CasesLeft`'s ``skipped``)."""
     return bool(cfg.budget) and _estimated(method, call, cfg) > cfg.budget
 
 
