@@ -598,7 +598,8 @@ runpy.run_module(MODULE, run_name="__main__", alter_sys=True)
 
 
 @pytest.mark.parametrize(
-    "module", ["phosjax.bench.new", "phosjax.bench.add_models", "phosjax.morph"]
+    "module",
+    ["phosjax.bench.new", "phosjax.bench.add_models", "phosjax.morph", "phosjax.bench.speed"],
 )
 def test_ctrl_c_dropped_while_a_command_imports_jax_still_stops_it(module):
     """Before ``main`` runs, while the command imports jax (seconds), a Ctrl-C dropped in a

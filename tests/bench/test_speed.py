@@ -5,8 +5,6 @@ import importlib.util
 import os
 import pathlib
 import re
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -16,7 +14,6 @@ import pytest
 from phosjax.bench import _speed, _speed_methods, _speed_report, speed
 from phosjax.bench._speed import COLUMNS, METHODS, Skip, SpeedConfig
 from phosjax.bench._speed_config import SpeedConfigError
-from tests.bench.test_cli_interrupt import DROPS_ONE_CTRL_C, STARTING
 from tests.benchmark_scripts import load_benchmark
 
 
@@ -589,17 +586,6 @@ def test_a_benchmark_without_options_refuses_an_argument(script, monkeypatch, ca
         load_benchmark(script).main()
     assert exit_info.value.code == 2
     assert "unrecognized arguments: --rounds 3" in capsys.readouterr().err
-
-
-def test_ctrl_c_dropped_while_it_imports_jax_still_stops_it():
-    """A Ctrl-C dropped in a gc callback while the command imported jax was lost (it
-    imported `_interrupt` after jax): the run went on to its end, exit status 0. It stops
-    with one line, as the commands that train do."""
-    code = DROPS_ONE_CTRL_C.replace("MODULE", repr("phosjax.bench.speed"))
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 130, done.stderr[-2000:]
-    assert done.stderr == STARTING.format("phosjax.bench.speed")
-    assert "usage:" not in done.stdout
 
 
 def test_every_parquet_column_is_documented():
