@@ -1280,11 +1280,16 @@ def test_a_writer_in_another_container_of_one_host_name_keeps_its_temporary_file
     assert theirs.read_text() == "being written"
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/self/ns"), reason="no /proc namespaces to read")
 def test_the_machine_is_read_once_not_for_every_file_written(tmp_path, monkeypatch):
     """machine() read the boot id and the namespaces again for every file written (each
     temporary file names its machine); one process's are read once."""
-    first, read, readlink = machine(), [], os.readlink
+    read, readlink = [], os.readlink
     monkeypatch.setattr(os, "readlink", lambda path: read.append(path) or readlink(path))
+    _store._boot_and_namespaces.cache_clear()
+    first = machine()  # the spy sees it read them
+    assert read == ["/proc/self/ns/pid", "/proc/self/ns/mnt"]
+    read.clear()
     for i in range(3):
         write_text(tmp_path / f"{i}.txt", "whole")
     assert (read, machine()) == ([], first)
