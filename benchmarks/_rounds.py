@@ -31,6 +31,28 @@ def add_model(parser: argparse.ArgumentParser, default: str = "mlp") -> None:
     )
 
 
+def add_models(parser: argparse.ArgumentParser, default: str) -> None:
+    """``--models``: some of the speed bench's models, comma-separated (``default``); a
+    name it has not is a usage error, before any is measured."""
+    from phosjax.bench._speed_config import MODELS
+
+    def names(text: str) -> list[str]:
+        unknown = [name for name in text.split(",") if name not in MODELS]
+        if unknown:
+            raise argparse.ArgumentTypeError(
+                f"not the speed bench's: {', '.join(map(repr, unknown))} (choose from "
+                f"{', '.join(map(repr, sorted(MODELS)))})"
+            )
+        return text.split(",")
+
+    parser.add_argument(
+        "--models",
+        type=names,
+        default=default,
+        help="the speed bench's models, comma-separated (%(default)s)",
+    )
+
+
 def time_rounds(
     calls: dict[str, Callable[[], Any]], rounds: int, steps: int
 ) -> dict[str, list[float]]:

@@ -27,7 +27,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _rounds import add_rounds, time_rounds
+from _rounds import add_models, add_rounds, time_rounds
 
 from phosjax.bench._speed_config import SpeedConfig
 from phosjax.bench._speed_methods import (
@@ -138,16 +138,12 @@ def add_grid_options(parser: argparse.ArgumentParser, rounds: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--models",
-        default="cnn1d,cnn2d",
-        help="the speed bench's models, comma-separated (%(default)s)",
-    )
+    add_models(parser, "cnn1d,cnn2d")
     add_grid_options(parser, rounds=5)
     args = parser.parse_args()
     cfg = SpeedConfig(steps=args.steps, batch=args.batch, compute_dtype=args.dtype)
     print_header(args.dtype)
-    for name in args.models.split(","):
+    for name in args.models:
         setup = setup_model(name, cfg)
         for k in map(int, args.sizes.split(",")):
             report(name, k, variants(setup, k, cfg), args.rounds, args.steps)

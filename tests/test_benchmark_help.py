@@ -90,3 +90,16 @@ def test_a_model_the_speed_bench_has_not_is_a_usage_error(script, monkeypatch, c
     assert "argument --model: invalid choice: 'nope' (choose from 'cnn1d', 'cnn2d', " in (
         capsys.readouterr().err
     )
+
+
+def test_a_model_the_speed_bench_has_not_in_conv_forms_models_is_a_usage_error(monkeypatch, capsys):
+    """``--models cnn1d,nope`` printed its header, measured cnn1d, then ended in a
+    KeyError traceback at ``nope``; it is a usage error naming the speed bench's models,
+    before anything is measured."""
+    monkeypatch.setattr(sys, "argv", ["conv_forms.py", "--models", "cnn1d,nope"])
+    with pytest.raises(SystemExit) as exit_info:
+        load_benchmark("conv_forms").main()
+    assert exit_info.value.code == 2
+    out, err = capsys.readouterr()
+    said = "argument --models: not the speed bench's: 'nope' (choose from 'cnn1d', 'cnn2d', "
+    assert (out, said in err) == ("", True), err
