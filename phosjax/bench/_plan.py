@@ -450,13 +450,13 @@ def _model_config(entry: ModelEntry, data: DataShape, depth: Any, width: Any) ->
         return _resolved(entry, data, **{**sizes, **_own_sizes(entry)})
     except (ValueError, TypeError) as error:
         hint = _own_sizes_hint(entry, data, taken)
-        refused = EntryError if not taken else BenchError  # the grid's sizes: not its own
+        refused = BenchError if hint else EntryError  # the grid's sizes refused, not its own
         raise refused(f"{_model_on(entry.name, data.name, error)}{hint}") from error
 
 
 class EntryError(BenchError):
-    """A models entry whose own depth, width or options its model refuses (none of the
-    grid's sizes taken): the file or option that sets ``models`` gave them."""
+    """A models entry whose own depth, width or options its model refuses (it fails
+    without the grid's sizes too): the file or option that sets ``models`` gave them."""
 
 
 def _own_sizes(entry: ModelEntry) -> dict[str, Any]:

@@ -194,6 +194,19 @@ def test_grid_sizes_a_model_cannot_take_name_the_grid_and_the_entry_to_write(toy
     assert {c.row["model"] for c in planned.cells} == {"logreg", "mlp"}
 
 
+@pytest.mark.parametrize("grid", [{}, {"depth": [1, 2]}])
+def test_an_entry_refused_for_its_own_sizes_is_an_entry_error_the_grid_s_not(toy, grid):
+    """An entry's own bad width was an `_plan.EntryError` (which `new` names with the file
+    setting models) only where it took none of the grid's sizes: with a grid of depths, a
+    plain BenchError, the file unnamed. A size of the grid's refused is the grid's."""
+    config = tiny_config(models=[{"name": "mlp", "width": [0]}], grid=small(**grid))
+    with pytest.raises(_plan.EntryError, match=r"^model 'mlp' on 'toy': width must be "):
+        plan(config, toy)
+    with pytest.raises(BenchError) as info:
+        plan(tiny_config(models=["logreg"], grid=small(depth=[1, 2])), toy)
+    assert type(info.value) is BenchError
+
+
 def test_unknown_model_lists_the_registered_ones(toy):
     message = r"unknown model 'mpl' \(did you mean 'mlp'\?\); registered models: .*mlp"
     with pytest.raises(BenchError, match=message):
