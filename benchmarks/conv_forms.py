@@ -117,11 +117,25 @@ def report(name: str, k: int, made: dict[str, Any], rounds: int, steps: int) -> 
         )
 
 
+def _sizes(text: str) -> list[int]:
+    """``--sizes``' comma-separated whole numbers; another is a usage error, before any run."""
+    try:
+        sizes = [int(size) for size in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not comma-separated whole numbers: {text!r}") from None
+    if min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"a grid size must be 1 or more, got {text!r}")
+    return sizes
+
+
 def add_grid_options(parser: argparse.ArgumentParser, rounds: int) -> None:
     """The options of a timed grid's run, shared with pallas_conv.py: ``--sizes``,
     ``--dtype``, ``--batch``, ``--steps`` and ``--rounds`` (``rounds`` by default)."""
     parser.add_argument(
-        "--sizes", default="8,64", help="the grid sizes K, comma-separated (%(default)s)"
+        "--sizes",
+        default="8,64",
+        type=_sizes,
+        help="the grid sizes K, comma-separated (%(default)s)",
     )
     parser.add_argument(
         "--dtype",
@@ -145,7 +159,7 @@ def main() -> None:
     print_header(args.dtype)
     for name in args.models:
         setup = setup_model(name, cfg)
-        for k in map(int, args.sizes.split(",")):
+        for k in args.sizes:
             report(name, k, variants(setup, k, cfg), args.rounds, args.steps)
 
 

@@ -539,7 +539,7 @@ def main() -> None:
         sys.exit(0 if checks(blocks, args.dtype) else 1)
     setup = setup_model("cnn2d", cfg)
     conv_forms.print_header(args.dtype)
-    for k in map(int, args.sizes.split(",")):
+    for k in args.sizes:
         made = conv_forms.variants(setup, k, cfg, forms)
         for block in blocks:  # one that fails to compile leaves the others
             name = f"pallas {block}"

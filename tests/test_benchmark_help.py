@@ -92,14 +92,24 @@ def test_a_model_the_speed_bench_has_not_is_a_usage_error(script, monkeypatch, c
     )
 
 
-def test_a_model_the_speed_bench_has_not_in_conv_forms_models_is_a_usage_error(monkeypatch, capsys):
-    """``--models cnn1d,nope`` printed its header, measured cnn1d, then ended in a
-    KeyError traceback at ``nope``; it is a usage error naming the speed bench's models,
-    before anything is measured."""
-    monkeypatch.setattr(sys, "argv", ["conv_forms.py", "--models", "cnn1d,nope"])
+@pytest.mark.parametrize(
+    "option, said",
+    [
+        (
+            ["--models", "cnn1d,nope"],
+            "argument --models: not the speed bench's: 'nope' (choose from 'cnn1d', 'cnn2d', ",
+        ),
+        (["--sizes", "8,x"], "argument --sizes: not comma-separated whole numbers: '8,x'\n"),
+        (["--sizes", "8,0"], "argument --sizes: a grid size must be 1 or more, got '8,0'\n"),
+    ],
+)
+def test_a_bad_model_or_size_for_conv_forms_is_a_usage_error(monkeypatch, capsys, option, said):
+    """``--models cnn1d,nope`` (or ``--sizes 8,x``) printed its header, measured cnn1d, then
+    ended in a KeyError (a ValueError) traceback at ``nope`` (``x``); each is a usage error
+    naming what it takes, before anything is measured."""
+    monkeypatch.setattr(sys, "argv", ["conv_forms.py", *option])
     with pytest.raises(SystemExit) as exit_info:
         load_benchmark("conv_forms").main()
     assert exit_info.value.code == 2
     out, err = capsys.readouterr()
-    said = "argument --models: not the speed bench's: 'nope' (choose from 'cnn1d', 'cnn2d', "
     assert (out, said in err) == ("", True), err
