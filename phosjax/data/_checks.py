@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import operator
 from typing import Any
 
@@ -41,17 +42,47 @@ def static_int_at_least(name: str, value: Any, least: int = 1) -> int:
     return value
 
 
-def shape_listed(shape: Any) -> Any:
-    """``shape`` as a list where it is a 1-D numpy (or concrete jax) array, as
-    `phosjax.models.ModelConfig` reads an ``input_shape``; any other value as it is, for
-    the caller to check.
+def shape_sizes(shape: Any) -> Any:
+    """``shape``, one example's shape as given (an ``input_shape``), as a tuple of its
+    sizes, numpy and concrete JAX scalars read as Python numbers: an int is one axis, and
+    a list, tuple, range or 1-D numpy (or concrete JAX) array is read entry by entry. Any
+    other value (a string, a 2-D or traced array) as it is, and the sizes unchecked, for
+    the caller to check. `phosjax.models.ModelConfig` and `phosjax.data` read an
+    ``input_shape`` so.
 
     Examples:
-      >>> shape_listed(np.array([8, 8, 1])), shape_listed((3,)), shape_listed(np.array(3))
-      ([8, 8, 1], (3,), array(3))
+      >>> shape_sizes(np.array([8, 8, 1])), shape_sizes(40), shape_sizes(range(2))
+      ((8, 8, 1), (40,), (0, 1))
+      >>> shape_sizes(np.array(3)), shape_sizes("8"), shape_sizes((8, 1.5))
+      ((3,), '8', (8, 1.5))
     """
     held = isinstance(shape, np.ndarray | jax.Array) and not isinstance(shape, jax.core.Tracer)
-    return np.asarray(shape).tolist() if held and np.ndim(shape) == 1 else shape
+    if held and np.ndim(shape) <= 1:
+        shape = np.asarray(shape).tolist()  # 0-d: a Python number; 1-D: a list of them
+    if isinstance(shape, numbers.Integral) and not isinstance(shape, bool):
+        return (int(shape),)
+    if isinstance(shape, list | tuple | range):
+        return tuple(_number(n) for n in shape)
+    return shape
+
+
+def _number(value: Any) -> Any:
+    """``value`` as a Python number when it is a numpy or concrete JAX scalar (0-d), an
+    int for any integer but a bool; the rest as it is.
+
+    Examples:
+      >>> _number(np.int64(3)), _number(jnp.int32(3)), _number(np.float32(1.5)), _number("a")
+      (3, 3, 1.5, 'a')
+    """
+    if isinstance(value, np.generic) or (
+        isinstance(value, np.ndarray | jax.Array)
+        and not isinstance(value, jax.core.Tracer)
+        and np.ndim(value) == 0
+    ):
+        value = np.asarray(value).item()
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    return value
 
 
 def first_outside(values: Any, stop: int) -> Any:

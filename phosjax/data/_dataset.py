@@ -9,7 +9,7 @@ import jax
 import numpy as np
 
 from phosjax._callables import cut_repr
-from phosjax.data._checks import first_outside, is_real, shape_listed, static_int_at_least
+from phosjax.data._checks import first_outside, is_real, shape_sizes, static_int_at_least
 
 Array = np.ndarray | jax.Array
 
@@ -36,8 +36,9 @@ class ArrayDataset:
         x_test: inputs, shape ``(num_test, *input_shape)``, as ``x_train``.
         y_test: labels in ``[0, num_classes)``, shape ``(num_test,)``, as ``y_train``.
         num_classes: number of classes.
-        input_shape: the shape of ONE example, e.g. ``(40,)`` or ``(8, 8, 1)`` (a list or a
-          1-D numpy array is read as that tuple).
+        input_shape: the shape of ONE example, e.g. ``(40,)`` or ``(8, 8, 1)`` (a list, a range,
+          a 1-D numpy array or an int, one axis, is read as that tuple, as
+          `phosjax.models.ModelConfig` reads it).
 
     Examples:
         >>> import numpy as np
@@ -74,8 +75,8 @@ class ArrayDataset:
                 f"ArrayDataset {self.name!r}: num_classes must be a whole number >= 1, "
                 f"got {cut_repr(self.num_classes)}"
             )
-        shape = shape_listed(self.input_shape)
-        if not isinstance(shape, tuple | list) or not all(whole(n) and n >= 0 for n in shape):
+        shape = shape_sizes(self.input_shape)
+        if not isinstance(shape, tuple) or not all(whole(n) and n >= 0 for n in shape):
             raise ValueError(
                 f"ArrayDataset {self.name!r}: input_shape must be the shape of one example, "
                 f"a tuple of sizes such as (40,) or (8, 8, 1), got {cut_repr(self.input_shape)}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from phosjax._callables import cut_repr
-from phosjax.data._checks import shape_listed, static_int_at_least
+from phosjax.data._checks import shape_sizes, static_int_at_least
 from phosjax.data._dataset import ArrayDataset
 
 
@@ -29,8 +29,8 @@ def random_dataset(
 
     Args:
       name: the data set's name, e.g. ``"toy"`` (what a `phosjax.train.Cell` names).
-      input_shape: the shape of ONE example, e.g. ``(8,)`` or ``(8, 8, 1)`` (a list or a
-        1-D numpy array too).
+      input_shape: the shape of ONE example, e.g. ``(8,)`` or ``(8, 8, 1)`` (a list, a range,
+        a 1-D numpy array or an int, one axis, too, as `phosjax.models.ModelConfig` reads it).
       num_classes: number of classes (labels lie in ``[0, num_classes)``).
       num_train: train examples (at least 1).
       num_test: test examples (at least 1).
@@ -38,7 +38,7 @@ def random_dataset(
 
     Raises:
       TypeError: naming the argument: ``name`` is no str (or empty), ``input_shape`` is
-        no tuple (or list) of ints, or a count or the seed is no int.
+        no shape (an int, or a tuple or list of ints), or a count or the seed is no int.
       ValueError: naming the argument: a size in ``input_shape`` is below 0,
         ``num_classes``, ``num_train`` or ``num_test`` is below 1, or ``seed`` below 0.
 
@@ -54,8 +54,8 @@ def random_dataset(
     """
     if not isinstance(name, str) or not name:
         raise TypeError(f"random_dataset: name must be a non-empty str, got {cut_repr(name)}")
-    listed = shape_listed(input_shape)
-    if not isinstance(listed, tuple | list):
+    listed = shape_sizes(input_shape)
+    if not isinstance(listed, tuple):
         raise TypeError(
             "random_dataset: input_shape must be the shape of one example, a tuple of ints "
             f"such as (8,) or (8, 8, 1), got {cut_repr(input_shape)}"

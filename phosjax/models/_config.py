@@ -12,6 +12,7 @@ import numpy as np
 
 from phosjax._callables import a_type, cut_repr
 from phosjax._nearest import fields_checked, no_field
+from phosjax.data._checks import shape_sizes
 
 Width = int | tuple[int, ...]
 
@@ -94,16 +95,15 @@ def plain_width(value: Any) -> Any:
 
 
 def _shape(value: Any, name: str) -> tuple[int, ...]:
-    """``input_shape`` as a tuple of positive Python ints (an int is one axis; a list,
-    range or 1-D numpy array is read as `plain_width` reads a width)."""
-    shape = plain_width(value)
-    shape = (shape,) if is_int(shape) else shape
+    """``input_shape`` as a tuple of positive Python ints, read as `phosjax.data` reads
+    one (`shape_sizes`: an int is one axis; a list, range or 1-D numpy array a tuple)."""
+    shape = shape_sizes(value)
     if not isinstance(shape, tuple) or not all(is_int(n) and n >= 1 for n in shape):
         raise ValueError(
             f"ModelConfig {name!r}: input_shape must be one example's shape, positive ints "
             f"such as (40,) or (8, 8, 1), got {cut_repr(value)}"
         )
-    return tuple(int(n) for n in shape)
+    return shape
 
 
 def _dtype_named(key: str, value: Any) -> Any:

@@ -1130,7 +1130,7 @@ def test_array_dataset_refuses_a_scalar_split_whose_size_num_train_could_not_rea
 @pytest.mark.parametrize(
     ("field", "value", "match"),
     [
-        ("input_shape", 3, r"input_shape must be the shape of one example, .*got 3"),
+        ("input_shape", "3", r"input_shape must be the shape of one example, .*got '3'$"),
         ("input_shape", (3.0,), r"input_shape must be .*got \(3\.0,\)"),
         ("num_classes", 2.5, r"num_classes must be a whole number >= 1, got 2\.5"),
         ("num_classes", 0, r"num_classes must be a whole number >= 1, got 0"),

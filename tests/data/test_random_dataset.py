@@ -8,6 +8,7 @@ import pytest
 
 import phosjax.data
 from phosjax.data import ArrayDataset, random_dataset
+from phosjax.models import ModelConfig
 
 
 def test_is_public():
@@ -72,7 +73,7 @@ def test_numpy_ints_are_taken():
     [
         ((None, (8,), 3), {}, TypeError, "name must be a non-empty str, got None"),
         (("", (8,), 3), {}, TypeError, "name must be a non-empty str, got ''"),  # ArrayDataset's
-        (("toy", 8, 3), {}, TypeError, "input_shape must be the shape of one example, a tuple"),
+        (("toy", "8", 3), {}, TypeError, "input_shape must be the shape of one example, a tuple"),
         (("toy", (8, 2.0), 3), {}, TypeError, "input_shape[1] must be a static int >= 0, got 2.0"),
         (("toy", (-1,), 3), {}, ValueError, "input_shape[0] must be an int >= 0, got -1"),
         (("toy", (8,), 0), {}, ValueError, "num_classes must be a positive int, got 0"),
@@ -121,6 +122,18 @@ def test_an_argument_error_cuts_a_long_value_it_shows(call):
     got = re.search(r"got (?:the \w+ )?(\S.*?…)", str(caught.value))
     assert got is not None and got.group(1).startswith(("[", "{")), str(caught.value)
     assert len(got.group(1)) == 60 and len(str(caught.value)) < 400
+
+
+@pytest.mark.parametrize(
+    "shape", [40, np.int64(40), np.array(40), range(40, 41), [np.int64(40)], (jnp.int32(40),)]
+)
+def test_an_input_shape_is_read_as_modelconfig_reads_it(shape):
+    # An int, a 0-d array or a range was refused (a TypeError), though ModelConfig takes it.
+    data = random_dataset("toy", shape, 3, num_train=2, num_test=1)
+    assert data.input_shape == ModelConfig("mlp", 3, shape).input_shape == (40,)
+    assert all(type(n) is int for n in data.input_shape) and data.x_train.shape == (2, 40)
+    splits = (data.x_train, data.y_train, data.x_test, data.y_test)
+    assert ArrayDataset("toy", *splits, 3, shape).input_shape == (40,)
 
 
 @pytest.mark.parametrize("shape", [np.array([2, 3]), jnp.array([2, 3]), [2, 3]])
