@@ -23,37 +23,39 @@ _VOLUME = (SEQUENCE, VECTOR)
 """The kinds an input of 4 axes or more (a volume, no kind of its own) can be viewed as."""
 
 
-def natural_kind(input_shape: Sequence[int]) -> str | None:
+def natural_kind(input_shape: Sequence[int], model: str | None = None) -> str | None:
     """The kind an example's shape suggests: 1 axis a vector, 2 a sequence, 3 an image;
     None for 4 or more, a volume, which has no kind of its own (it is viewed as a
-    sequence or a vector: `own_kinds`); a ValueError for no axes.
+    sequence or a vector: `own_kinds`); a ValueError for no axes, naming ``model`` if given.
 
     Examples:
       >>> natural_kind((8, 8, 1)), natural_kind((2, 8, 8, 1))
       ('image', None)
-      >>> natural_kind(())
+      >>> natural_kind((), "m")
       Traceback (most recent call last):
-      ValueError: input_shape () has 0 axes; the frame takes (features,), (length, channels), ...
+      ValueError: model 'm': input_shape () has 0 axes; the frame takes (features,), ...
     """
     if not input_shape:
         raise ValueError(
-            "input_shape () has 0 axes; the frame takes (features,), (length, channels), "
+            ("" if model is None else f"model {model!r}: ") + "input_shape () has 0 axes; "
+            "the frame takes (features,), (length, channels), "
             "(height, width, channels) or more axes (a volume, viewed as a sequence or a "
             "vector): a scalar example is input_shape (1,), x[..., None]."
         )
     return _NATURAL.get(len(input_shape))
 
 
-def own_kinds(input_shape: Sequence[int]) -> tuple[str, ...]:
+def own_kinds(input_shape: Sequence[int], model: str | None = None) -> tuple[str, ...]:
     """The kinds a model that takes whatever its input is (``input_kinds=None``) views
     ``input_shape`` as: its own kind (`natural_kind`); a volume, of 4 axes or more, has
-    none: a sequence, or a vector where ``input_kind`` asks for one (as the frame views it).
+    none: a sequence, or a vector where ``input_kind`` asks for one (as the frame views it);
+    a ValueError naming ``model`` for no axes (`natural_kind`).
 
     Examples:
       >>> own_kinds((8, 8, 1)), own_kinds((2, 8, 8, 1))
       (('image',), ('sequence', 'vector'))
     """
-    natural = natural_kind(input_shape)
+    natural = natural_kind(input_shape, model)
     return _VOLUME if natural is None else (natural,)
 
 
@@ -77,7 +79,8 @@ def choose_kind(
     viewed as a sequence or a vector, as the frame takes it).
 
     Raises:
-      ValueError: the kind is unknown, unsupported by the model, or cannot view this shape.
+      ValueError: naming ``model``: the kind is unknown, unsupported by the model, or
+        cannot view this shape, or the shape has no axes.
 
     Examples:
       >>> choose_kind((40,), ["sequence", "vector"], None, "m")  # its own kind first
@@ -95,7 +98,7 @@ def choose_kind(
       Traceback (most recent call last):
       ValueError: model 'm' takes image inputs; ... image is input_shape (28, 28, 1): x[..., None]).
     """
-    natural = natural_kind(input_shape)  # a volume: None
+    natural = natural_kind(input_shape, model)  # a volume: None
     reachable = _VOLUME if natural is None else _REACHABLE[natural]
     own = f"{len(input_shape)} axes" if natural is None else natural
     if forced is not None:

@@ -213,7 +213,7 @@ class ModelSpec:
     def _input_kind(self, input_shape: tuple[int, ...], forced: str | None) -> str:
         """The kind a frame model views its input as (`choose_kind`); raises a ValueError
         when it takes no kind this input can be viewed as, or not the ``forced`` one."""
-        supported = self.input_kinds or own_kinds(input_shape)
+        supported = self.input_kinds or own_kinds(input_shape, self.name)
         return choose_kind(input_shape, supported, forced, self.name)
 
     def make(self, config: ModelConfig) -> nn.Module:

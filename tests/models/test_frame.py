@@ -473,7 +473,9 @@ def test_a_frame_built_by_hand_views_a_scalar_example_as_a_vector_only():
     make = lambda kind: Frame(3, (), kind, widths=(4,), depth=1, blocks=(nn.Dense(4),))
     x = jnp.ones((2,))
     assert jax.eval_shape(make("vector").init_with_output, jax.random.key(0), x)[0].shape == (2, 3)
-    refused = r"^input_shape \(\) has 0 axes; .*: a scalar example is input_shape \(1,\)"
+    refused = (
+        r"^model 'Frame': input_shape \(\) has 0 axes; .*: a scalar example is input_shape \(1,\)"
+    )
     for kind in ("sequence", "image"):
         with pytest.raises(ValueError, match=refused):
             jax.eval_shape(make(kind).init, jax.random.key(0), x)

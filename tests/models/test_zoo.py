@@ -505,12 +505,14 @@ def test_a_zoo_model_views_an_input_of_4_axes_as_it_views_that_input_flattened(n
 
 def test_an_input_of_no_axes_is_told_what_the_frame_takes_volumes_too():
     # It said the frame takes "(features,), (length, channels) or (height, width,
-    # channels)", untrue since a volume (4 axes or more) is viewed as a sequence or vector.
+    # channels)", untrue since a volume (4 axes or more) is viewed as a sequence or vector;
+    # and it lacked the "model 'mlp': " its sibling errors of build_model begin with.
     with pytest.raises(
         ValueError,
-        match=r"^input_shape \(\) has 0 axes; the frame takes \(features,\), \(length, channels\), "
-        r"\(height, width, channels\) or more axes \(a volume, viewed as a sequence or a "
-        r"vector\): a scalar example is input_shape \(1,\), x\[\.\.\., None\]\.$",
+        match=r"^model 'mlp': input_shape \(\) has 0 axes; the frame takes \(features,\), "
+        r"\(length, channels\), \(height, width, channels\) or more axes \(a volume, viewed "
+        r"as a sequence or a vector\): a scalar example is "
+        r"input_shape \(1,\), x\[\.\.\., None\]\.$",
     ):
         build_model(ModelConfig("mlp", 3, ()))
 
