@@ -693,9 +693,8 @@ def test_a_failed_plain_import_says_so_and_import_models_drops_what_it_left(
 
 def test_a_name_unregistered_leaves_no_module_behind(registry, tmp_path, monkeypatch):
     """A name undone by a failed import, or dropped by `import_models` before importing
-    again, kept its entry in `_RUN_BY` (which module registered it) for good."""
-    from phosjax.models import _registry
-
+    again, kept which module registered it for good (no public call reads that entry once
+    the name is gone: what is seen is that the name is gone and free to register again)."""
     source = "import flax.linen as nn\nfrom phosjax.models import register_model\n"
     source += "register_model('user_j', stem=nn.Dense, depth=0, width=3)\nraise KeyError\n"
     (tmp_path / "user_models_j.py").write_text(source)
@@ -703,15 +702,23 @@ def test_a_name_unregistered_leaves_no_module_behind(registry, tmp_path, monkeyp
     monkeypatch.delitem(sys.modules, "user_models_j", raising=False)
     with pytest.raises(KeyError):
         import_models("user_models_j")
-    assert "user_j" not in _registry._RUN_BY
+    assert "user_j" not in registered_models()
     with pytest.raises(KeyError):
         importlib.import_module("user_models_j")  # a plain import: not undone
-    assert _registry._RUN_BY["user_j"] == "user_models_j"
+    taken = (
+        r"^model 'user_j' is already registered \(by user_models_j\); if an import of "
+        r"user_models_j failed .* import it with phosjax\.models\.import_models\("
+        r"'user_models_j'\), .* pick another name\.$"
+    )
+    with pytest.raises(ValueError, match=taken):
+        register_model("user_j", stem=nn.Dense, depth=0, width=3)
     fixed = source.replace("'user_j'", "'user_k'").replace("raise KeyError\n", "")
     (tmp_path / "user_models_j.py").write_text(fixed)  # registers another name now
     importlib.invalidate_caches()
     assert import_models("user_models_j") == ["user_k"]
-    assert "user_j" not in _registry._RUN_BY and "user_j" not in registry
+    assert "user_j" not in registered_models() and "user_k" in registered_models()
+    register_model("user_j", stem=nn.Dense, depth=0, width=3)  # free again, and now ours
+    assert model_spec("user_j").module == __name__
 
 
 @pytest.mark.parametrize(
