@@ -1453,5 +1453,9 @@ def test_a_long_value_out_of_the_nodes_range_is_cut_with_a_mark_not_mid_number()
     variables = model.init(jax.random.key(0), x)
     long = [[2**70, *range(31)]]
     for given in (x, None):  # checked against the node's output, and read unchecked
-        with pytest.raises(GraphError, match=r"got \[\[1180591620717411303424, 0, .*…\."):
+        with pytest.raises(GraphError) as raised:
             model.apply(variables, given, outputs="out", inject={"n": long})
+        message = str(raised.value).split("\n")[0]  # JAX adds a note on its frames below
+        assert message.endswith(
+            ": got [[1180591620717411303424, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,…."
+        )
