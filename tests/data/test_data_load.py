@@ -758,7 +758,9 @@ def test_a_data_dir_deeper_inside_a_data_dir_lists_no_name(toys_dir, tmp_path):
     assert "toy_weighted" not in str(raised.value)
 
 
-def test_an_unfinished_preparation_deeper_inside_a_data_set_s_folder_is_not_its(tmp_path):
+def test_an_unfinished_preparation_deeper_inside_a_data_set_s_folder_is_not_its(
+    tmp_path, monkeypatch
+):
     """A data dir's unfinished preparation two folders down ('outer/inner/toy/incomplete.
     AB12CD_1.0.0') was named as one of 'outer' to delete (and a built-in data set's
     preparation deleted such folders); only outer/[<config>/]incomplete.* are its."""
@@ -766,6 +768,20 @@ def test_an_unfinished_preparation_deeper_inside_a_data_set_s_folder_is_not_its(
     with pytest.raises(ValueError, match="unknown data set 'outer'") as raised:
         load("outer", data_dir=tmp_path)
     assert "did not finish" not in str(raised.value)
+    own = tmp_path / "digits/incomplete.AB12CD_1.0.0"
+    deeper = tmp_path / "digits/inner/toy/incomplete.AB12CD_1.0.0"
+    for folder in (own, deeper):
+        folder.mkdir(parents=True)
+    prepared = []
+
+    class Builder:  # a built-in's, whose preparation runs (TFDS's own work left out)
+        def download_and_prepare(self, **kwargs):
+            prepared.append(kwargs)
+
+    monkeypatch.setattr(_load, "_builder", lambda name, data_dirs: (Builder(),))
+    monkeypatch.setattr(_load, "_is_prepared", lambda builder: False)
+    _load._prepare_builtin("digits", tmp_path)
+    assert len(prepared) == 1 and not own.exists() and deeper.is_dir()  # the deeper survives
 
 
 def test_a_version_folder_deeper_inside_a_data_set_s_folder_is_not_its_damaged_one(tmp_path):
