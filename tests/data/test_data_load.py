@@ -755,7 +755,10 @@ def test_a_data_dir_deeper_inside_a_data_dir_lists_no_name(toys_dir, tmp_path):
     assert prepared_names(tmp_path) == []
     with pytest.raises(ValueError) as raised:
         load("outer/inner", data_dir=tmp_path)
-    assert "toy_weighted" not in str(raised.value)
+    assert str(raised.value).startswith(
+        "unknown data set 'outer/inner': it is neither built in (digits, mnist1d, "
+        f"mnist1d_shuffled) nor prepared in {tmp_path} (none). "
+    )
 
 
 def test_an_unfinished_preparation_deeper_inside_a_data_set_s_folder_is_not_its(
