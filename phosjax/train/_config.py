@@ -273,30 +273,53 @@ OPTIMIZER_RANGES = (
 """``(name, least, most, hint)`` of the optimizer's per-cell values (`number_in`'s ranges)."""
 
 
-def refuse_optax(where: str, value: Any) -> None:
-    """Raises a ValueError naming ``where`` and what the engine takes instead if ``value``
-    is an optax transformation (an optimizer) or a function (a learning-rate schedule): a
-    group builds each family's optax chain itself, with each cell's rates in its state.
+def _optax_shown(value: Any) -> str:
+    """How a refusal shows an optax transformation or a function; ``""`` for other values."""
+    if isinstance(value, optax.GradientTransformation):
+        return "an optax transformation"
+    return f"a function {cut_repr(value, 40)}" if callable(value) else ""
+
+
+def refuse_optax_optimizer(where: str, value: Any, error: type[Exception] = ValueError) -> None:
+    """Raises ``error`` naming ``where`` and the family names the engine takes instead if
+    ``value`` is an optax transformation or a function (an optimizer's factory, as
+    ``optax.adam``): a group builds each family's optax chain itself, with each cell's rates
+    in its state.
 
     Examples:
-      >>> refuse_optax("HParams learning_rate", lambda count: 1e-3)
+      >>> import optax
+      >>> refuse_optax_optimizer("HParams optimizer", optax.adam)
+      Traceback (most recent call last):
+      ValueError: HParams optimizer must be an optimizer family's name, one of ('adam', ...
+    """
+    shown = _optax_shown(value)
+    if shown:
+        raise error(
+            f"{where} must be an optimizer family's name, one of {OPTIMIZERS}, got {shown}: "
+            "the engine builds the family's optax chain itself (make_optimizer), each cell's "
+            "learning_rate, weight_decay and momentum in its state, so that one compiled "
+            "update serves a group; give the family's name and grad_clip, lr_schedule and "
+            "warmup_steps."
+        )
+
+
+def refuse_optax_schedule(where: str, value: Any) -> None:
+    """Raises a ValueError naming ``where`` and what the engine takes instead if ``value``
+    is a function (a learning-rate schedule) or an optax transformation: a group schedules
+    each cell's rate itself, its peak in the cell's state.
+
+    Examples:
+      >>> refuse_optax_schedule("HParams learning_rate", lambda count: 1e-3)
       Traceback (most recent call last):
       ValueError: HParams learning_rate must be a number (the peak rate), got a function
       <function <lambda> at 0x...>: the engine schedules each cell's rate itself; give its
       peak as learning_rate and its shape as lr_schedule (one of ('constant', 'cosine',
       'linear')) and warmup_steps.
     """
-    if isinstance(value, optax.GradientTransformation):
+    shown = _optax_shown(value)
+    if shown:
         raise ValueError(
-            f"{where} must be an optimizer family's name, one of {OPTIMIZERS}, got an optax "
-            "transformation: the engine builds the family's optax chain itself "
-            "(make_optimizer), each cell's learning_rate, weight_decay and momentum in its "
-            "state, so that one compiled update serves a group; give the family's name and "
-            "grad_clip, lr_schedule and warmup_steps."
-        )
-    if callable(value):
-        raise ValueError(
-            f"{where} must be a number (the peak rate), got a function {cut_repr(value, 40)}: "
+            f"{where} must be a number (the peak rate), got {shown}: "
             "the engine schedules each cell's rate itself; give its peak as learning_rate "
             f"and its shape as lr_schedule (one of {LR_SCHEDULES}) and warmup_steps."
         )
@@ -437,7 +460,7 @@ class HParams:
     compute_dtype: str = "float32"
 
     def __post_init__(self) -> None:
-        refuse_optax("HParams optimizer", self.optimizer)
+        refuse_optax_optimizer("HParams optimizer", self.optimizer)
         one_of("HParams optimizer", self.optimizer, OPTIMIZERS)
         _check_compute_dtype(self.compute_dtype)
         one_of("HParams lr_schedule", self.lr_schedule, LR_SCHEDULES)
@@ -456,7 +479,7 @@ class HParams:
                 f"warm up over at most {self.steps} steps (the learning rate peaks at the "
                 "warmup's end)."
             )
-        refuse_optax("HParams learning_rate", self.learning_rate)
+        refuse_optax_schedule("HParams learning_rate", self.learning_rate)
         for name, least, most, hint in (
             *OPTIMIZER_RANGES,
             ("label_smoothing", 0, 1, " (the mass spread over the classes)"),

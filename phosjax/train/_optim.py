@@ -18,7 +18,8 @@ from phosjax.train._config import (
     int_at_least,
     number_in,
     one_of,
-    refuse_optax,
+    refuse_optax_optimizer,
+    refuse_optax_schedule,
 )
 from phosjax.train._reduce import scaled_global_norm
 
@@ -196,7 +197,8 @@ def make_optimizer(
       steps: the number of updates the schedule spans; needed by a decay or a warmup.
 
     Raises:
-      TypeError: ``name`` is no str (e.g. an `HParams`).
+      TypeError: ``name`` is no str (e.g. an `HParams`, or an optax transformation: the
+        message, as `HParams`' ValueError for one, says to give the family's name).
       ValueError: an unknown ``name`` or ``lr_schedule``, a schedule without ``steps``, a
         ``grad_clip`` that is no number above 0 (a negative one would turn every clipped
         step up the loss; 0, every step to nothing), or a ``learning_rate``,
@@ -219,6 +221,7 @@ def make_optimizer(
       >>> tx.update({"w": jnp.ones(2)}, tx.init(params), params)[0]["w"].tolist()
       [-0.5, -0.5]
     """
+    refuse_optax_optimizer("make_optimizer: name", name, TypeError)
     if not isinstance(name, str):
         raise TypeError(
             f"make_optimizer: name must be an optimizer family's name, one of {OPTIMIZERS}, "
@@ -227,7 +230,7 @@ def make_optimizer(
         )
     one_of("Unknown optimizer", name, OPTIMIZERS)
     _check_schedule(lr_schedule)  # before asking for the steps an unknown one would need
-    refuse_optax("make_optimizer learning_rate", learning_rate)
+    refuse_optax_schedule("make_optimizer learning_rate", learning_rate)
     given = {"learning_rate": learning_rate, "weight_decay": weight_decay, "momentum": momentum}
     for key, least, most, hint in OPTIMIZER_RANGES:
         value, where = given[key], f"make_optimizer {key}"

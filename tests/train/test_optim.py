@@ -182,13 +182,50 @@ def test_an_optax_schedule_as_learning_rate_is_told_to_give_the_peak_and_lr_sche
         build(optax.cosine_decay_schedule(1e-3, 100))
 
 
-def test_an_optax_transformation_as_optimizer_is_told_to_give_a_familys_name():
-    with pytest.raises(ValueError) as error:
-        HParams(optimizer=optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-3)))
-    assert str(error.value) == (
-        "HParams optimizer must be an optimizer family's name, one of ('adam', 'adamw', 'sgd', "
-        "'momentum'), got an optax transformation: the engine builds the family's optax chain "
-        "itself (make_optimizer), each cell's learning_rate, weight_decay and momentum in its "
-        "state, so that one compiled update serves a group; give the family's name and "
-        "grad_clip, lr_schedule and warmup_steps."
-    )
+FAMILY_TOLD = (
+    " must be an optimizer family's name, one of ('adam', 'adamw', 'sgd', 'momentum'), got "
+    "{shown}: the engine builds the family's optax chain itself (make_optimizer), each cell's "
+    "learning_rate, weight_decay and momentum in its state, so that one compiled update serves "
+    "a group; give the family's name and grad_clip, lr_schedule and warmup_steps."
+)
+
+
+@pytest.mark.parametrize(
+    "build, error, where",
+    [
+        (lambda tx: HParams(optimizer=tx), ValueError, "HParams optimizer"),
+        (make_optimizer, TypeError, "make_optimizer: name"),  # its TypeError for a non-str
+    ],
+)
+def test_an_optax_transformation_as_optimizer_is_told_to_give_a_familys_name(build, error, where):
+    """make_optimizer said only 'got a value of type GradientTransformationExtraArgs'."""
+    tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-3))
+    with pytest.raises(error) as raised:
+        build(tx)
+    assert str(raised.value) == where + FAMILY_TOLD.format(shown="an optax transformation")
+
+
+@pytest.mark.parametrize(
+    "build, error, where",
+    [
+        (lambda tx: HParams(optimizer=tx), ValueError, "HParams optimizer"),
+        (make_optimizer, TypeError, "make_optimizer: name"),
+    ],
+)
+def test_an_optax_factory_as_optimizer_is_told_to_give_a_familys_name(build, error, where):
+    """HParams(optimizer=optax.adam) was told to give a number, the peak rate."""
+    with pytest.raises(error) as raised:
+        build(optax.adam)
+    shown = str(raised.value)
+    assert shown.startswith(where + " must be an optimizer family's name"), shown
+    assert shown.endswith(FAMILY_TOLD.split("{shown}")[1]), shown
+
+
+def test_an_optax_transformation_as_learning_rate_is_told_to_give_the_peak():
+    """It was told to give an optimizer family's name."""
+    with pytest.raises(ValueError) as raised:
+        HParams(learning_rate=optax.adam(1e-3))
+    assert str(raised.value).startswith(
+        "HParams learning_rate must be a number (the peak rate), got an optax transformation: "
+        "the engine schedules each cell's rate itself;"
+    ), raised.value
