@@ -219,6 +219,12 @@ def _check_classes(group: Group, data: Any) -> None:
         raise ValueError(
             f"model {name!r} returns a {type(logits).__name__}, not an array of logits; {fix}"
         )
+    if jnp.issubdtype(logits.dtype, jnp.complexfloating):
+        raise ValueError(
+            f"model {name!r} returns complex outputs ({logits.dtype}), not float logits: the "
+            "softmax cross-entropy takes real logits; return a real float array (e.g. the "
+            "magnitudes, jnp.abs, or the real parts)"
+        )
     if not jnp.issubdtype(logits.dtype, jnp.floating):
         raise ValueError(
             f"model {name!r} returns {logits.dtype} outputs, not float logits: the loss has no "

@@ -1236,6 +1236,25 @@ def test_a_model_returning_integer_outputs_is_told_to_return_float_logits(toy):
     )
 
 
+class _Complex(nn.Module):
+    """Returns complex logits: told above that no gradient flows through them."""
+
+    @nn.compact
+    def __call__(self, x, train=False):
+        return nn.Dense(3)(x) * (1 + 1j)
+
+
+def test_a_model_returning_complex_outputs_is_told_to_return_real_logits(toy):
+    [group] = plan_groups([Cell(Builds(_Complex()), "toy", ADAM, 0)])
+    with pytest.raises(ValueError) as error:
+        init_group(group, toy)
+    assert str(error.value) == (
+        "model Builds(module=_Complex()) returns complex outputs (complex64), not float logits: "
+        "the softmax cross-entropy takes real logits; return a real float array (e.g. the "
+        "magnitudes, jnp.abs, or the real parts)"
+    )
+
+
 def test_a_model_built_for_other_examples_than_the_data_sets_is_refused(toy):
     [group] = plan_groups([Cell(ModelConfig("mlp", 3, (9,)), "toy", ADAM, 0)])
     with pytest.raises(
