@@ -1362,12 +1362,17 @@ def test_a_run_after_the_threefry_setting_changed_trains_as_one_made_under_it(to
     from phosjax.train import _strategy
 
     [group] = plan_groups([Cell(Tiny(rich=True), "toy", ADAM, 3)])
-    run_group(group, init_group(group, toy), toy, 2, strategy="vmap")  # compiled
+    before, _ = run_group(group, init_group(group, toy), toy, 1, strategy="vmap")  # compiled
     with _flipped_threefry():
-        after, _ = run_group(group, init_group(group, toy), toy, 2, strategy="vmap")
+        after, _ = run_group(group, init_group(group, toy), toy, 1, strategy="vmap")
         monkeypatch.setattr(_strategy, "_LIFTED", collections.OrderedDict())  # compiled anew
-        fresh, _ = run_group(group, init_group(group, toy), toy, 2, strategy="vmap")
+        fresh, _ = run_group(group, init_group(group, toy), toy, 1, strategy="vmap")
     assert_trees_close(after.params, fresh.params, rtol=0, atol=0)
+    # the setting changes what the step draws: else the old program would pass as well
+    differ = jax.tree.leaves(
+        jax.tree.map(lambda a, b: bool((a != b).any()), before.params, fresh.params)
+    )
+    assert any(differ)
 
 
 def test_the_state_checks_keep_the_keys_and_layouts_of_the_last_groups_alone(toy, monkeypatch):
