@@ -504,27 +504,12 @@ def test_auto_converts_the_data_once_and_a_later_call_neither_measures_nor_conve
     assert len(converted) == 1 and second.strategy == first.strategy
 
 
-def test_auto_trains_on_the_data_it_measured_on_placed_once(toy, monkeypatch):
-    """Strategy "auto" placed the data on the devices to measure, and the run again."""
-    import phosjax.train._run as run_module
-
-    placed = []
-    put_data = run_module.Executor.put_data
-    monkeypatch.setattr(
-        run_module.Executor, "put_data", lambda self, a: placed.append(1) or put_data(self, a)
-    )
-    monkeypatch.setattr(_auto, "_CHOICES", collections.OrderedDict())  # measures
-    monkeypatch.setattr(_auto, "candidates", lambda *args: ("vmap",))  # one compile
-    [group] = plan_groups(CELLS[:1])
-    data = dataclasses.replace(toy)  # not placed yet
-    _, run = run_group(group, init_group(group, data), data, 2, strategy="auto")
-    assert list(run.timings) == ["vmap"] and len(placed) == 1
-
-
 @pytest.mark.parametrize("chosen", ["vmap", "sequential"])
 def test_auto_keeps_placed_only_the_data_the_run_trains_on(toy, monkeypatch, chosen):
-    """Measuring on 4 devices placed the data on all 4 ("vmap") and on the first alone
-    ("sequential"): both stayed placed, the first device holding the data set twice."""
+    """Measuring on several devices placed the data on them ("vmap") and on the first alone
+    ("sequential"): both stayed placed, the first device holding the data set twice. The
+    run trains on the placement it measured on (placed once per candidate, not again for
+    the run); the other is let go: a run on it places the data anew."""
     import phosjax.train._run as run_module
 
     placed = []
@@ -535,12 +520,15 @@ def test_auto_keeps_placed_only_the_data_the_run_trains_on(toy, monkeypatch, cho
     monkeypatch.setattr(_auto, "_CHOICES", collections.OrderedDict())  # measures
     monkeypatch.setattr(_auto, "candidates", lambda *args: ("vmap", "sequential"))
     monkeypatch.setattr(_auto, "fastest", lambda timings: chosen)
-    [group] = plan_groups(CELLS)
+    [group] = plan_groups(CELLS[:2])
     data = dataclasses.replace(toy)  # not placed yet
-    _, run = run_group(group, init_group(group, data), data, 2, strategy="auto")
-    mine = [key[1] for key in run_module._PLACED if key[0] == id(data)]
-    used = Executor(chosen, len(group), jax.devices()).mesh.devices.size
-    assert (run.strategy, len(placed), [len(on) for on in mine]) == (chosen, 2, [used])
+    state, run = run_group(group, init_group(group, data), data, 2, strategy="auto")
+    assert (run.strategy, len(placed)) == (chosen, 2)
+    run_group(group, state, data, 4, strategy=chosen)
+    assert len(placed) == 2  # kept
+    other = "sequential" if chosen == "vmap" else "vmap"
+    run_group(group, state, data, 4, strategy=other)
+    assert len(placed) == 3  # let go
 
 
 @pytest.mark.parametrize("strategy", ["vmap", "auto"])
