@@ -1380,11 +1380,26 @@ def test_the_state_checks_keep_the_keys_and_layouts_of_the_last_groups_alone(toy
     from phosjax.train import _state
 
     monkeypatch.setattr(_state, "INIT_PROGRAMS_KEPT", 2)
+    monkeypatch.setattr(_state, "_LAYOUTS", collections.OrderedDict())
+    monkeypatch.setattr(_state, "_SEED_DATA_KEYS", collections.OrderedDict())
+    made = []
+    for name, what in (("_init_fn", "layout"), ("_data_keys", "keys")):
+        fn = getattr(_state, name)
+        monkeypatch.setattr(_state, name, lambda *a, fn=fn, what=what: made.append(what) or fn(*a))
     groups = [plan_groups([Cell(Tiny(width), "toy", ADAM, 40 + width)])[0] for width in (2, 3, 4)]
-    for group in groups:
-        run_group(group, init_group(group, toy), toy, 0)  # checked: nothing runs
-    assert [key[0][0].width for key in _state._LAYOUTS] == [3, 4]
-    assert [key[0] for key in _state._SEED_DATA_KEYS] == [(43,), (44,)]
+    states = [init_group(group, toy) for group in groups]
+    made.clear()
+    for group, state in zip(groups, states, strict=True):
+        run_group(group, state, toy, 0)  # checked: nothing runs
+    assert (made, len(_state._LAYOUTS), len(_state._SEED_DATA_KEYS)) == (
+        ["layout", "keys"] * 3,
+        2,
+        2,
+    )
+    made.clear()
+    run_group(groups[2], states[2], toy, 0)  # kept: not made again
+    run_group(groups[0], states[0], toy, 0)  # let go: checked again
+    assert (made, len(_state._LAYOUTS), len(_state._SEED_DATA_KEYS)) == (["layout", "keys"], 2, 2)
 
 
 def test_a_seed_jax_random_key_refuses_is_a_clear_error():
