@@ -1224,35 +1224,38 @@ class _Predictions(nn.Module):
         return jax.nn.one_hot(jnp.argmax(nn.Dense(3)(x), -1), 3, dtype=jnp.int32)
 
 
-def test_a_model_returning_integer_outputs_is_told_to_return_float_logits(toy):
-    """It trained: every cell's loss stayed log(3), its params unchanged."""
-    [group] = plan_groups([Cell(Builds(_Predictions()), "toy", ADAM, 0)])
-    with pytest.raises(ValueError) as error:
-        init_group(group, toy)
-    assert str(error.value) == (
-        "model Builds(module=_Predictions()) returns int32 outputs, not float logits: the loss "
-        "has no gradient through them, so no cell would learn; return the float logits (before "
-        "an argmax, a rounding or a cast)"
-    )
-
-
 class _Complex(nn.Module):
-    """Returns complex logits: told above that no gradient flows through them."""
+    """Returns complex logits, which the softmax cross-entropy does not take."""
 
     @nn.compact
     def __call__(self, x, train=False):
         return nn.Dense(3)(x) * (1 + 1j)
 
 
-def test_a_model_returning_complex_outputs_is_told_to_return_real_logits(toy):
-    [group] = plan_groups([Cell(Builds(_Complex()), "toy", ADAM, 0)])
+@pytest.mark.parametrize(
+    "module, said",
+    [
+        (
+            _Predictions(),
+            "returns int32 outputs, not float logits: the loss has no gradient through them, "
+            "so no cell would learn; return the float logits (before an argmax, a rounding or "
+            "a cast)",
+        ),
+        (
+            _Complex(),
+            "returns complex outputs (complex64), not float logits: the softmax cross-entropy "
+            "takes real logits; return a real float array (e.g. the magnitudes, jnp.abs, or "
+            "the real parts)",
+        ),
+    ],
+    ids=["integers", "complex"],
+)
+def test_a_model_returning_no_real_float_logits_is_told_to_return_them(toy, module, said):
+    """Integer outputs trained: every cell's loss stayed log(3), its params unchanged."""
+    [group] = plan_groups([Cell(Builds(module), "toy", ADAM, 0)])
     with pytest.raises(ValueError) as error:
         init_group(group, toy)
-    assert str(error.value) == (
-        "model Builds(module=_Complex()) returns complex outputs (complex64), not float logits: "
-        "the softmax cross-entropy takes real logits; return a real float array (e.g. the "
-        "magnitudes, jnp.abs, or the real parts)"
-    )
+    assert str(error.value) == f"model Builds(module={module!r}) {said}"
 
 
 def test_a_model_built_for_other_examples_than_the_data_sets_is_refused(toy):
