@@ -128,10 +128,10 @@ def one_integer(
         array of them.
 
     Examples:
-      >>> one_integer("f", "salt", 1.5, "the permutation's salt", "0", "vmap f")
+      >>> one_integer("f", "salt", 1.5, "a salt", "0", "vmap f")  # doctest: +NORMALIZE_WHITESPACE
       Traceback (most recent call last):
-      TypeError: f: salt must be a whole number (the permutation's salt), got dtype float32; a
-      float salt would be cut to an int silently
+      TypeError: f: salt must be a whole number (a salt), got dtype float32; a float salt
+      would be cut to an int silently
       >>> one_integer("f", "step", None, "the global step", "0", "vmap f")
       Traceback (most recent call last):
       TypeError: f: step must be a whole number (the global step), got None
