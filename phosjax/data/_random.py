@@ -38,7 +38,7 @@ def random_dataset(
 
     Raises:
       TypeError: naming the argument: ``name`` is no str (or empty), ``input_shape`` is
-        no shape (an int, or a tuple or list of ints), or a count or the seed is no int.
+        no shape (read as Args says), or a count or the seed is no int.
       ValueError: naming the argument: a size in ``input_shape`` is below 0,
         ``num_classes``, ``num_train`` or ``num_test`` is below 1, or ``seed`` below 0.
 
