@@ -438,11 +438,12 @@ class _Walker:
     def product_zeros(
         self, zero_axes: dict[int, dict[int, list[int]]], labels: list[int]
     ) -> set[int]:
-        """The atoms a product (``mul``, ``and``: ``zero_axes`` of its operands, its output's
-        ``labels``) is zero along every axis carrying them, though no operand is (`covering`
-        drops them): each axis is one operand's, and a product is zero where one factor is.
-        A dead channel is a zero row and a zero column of ``h[:, :, None] * h[:, None, :]``,
-        as of ``jnp.einsum("bi,bj->bij", h, h)``."""
+        """The atoms a product (``mul``, ``and``, a ``dot_general``'s terms: ``zero_axes`` of
+        its operands, its output's ``labels``) is zero along every axis carrying them, though
+        no operand need be (`covering` drops them): each axis is one operand's, and a product
+        is zero where one factor is. A dead channel is a zero row and a zero column of
+        ``h[:, :, None] * h[:, None, :]``, as of ``jnp.einsum("bi,bj->bij", h, h)``; of
+        ``jnp.einsum("bi,bj->bij", h, g)`` a zero row only, unless ``g`` is zero there too."""
         covered: dict[int, list[set[int]]] = {}
         for axes_of in zero_axes.values():
             for atom, axes in axes_of.items():
@@ -628,13 +629,20 @@ class _Walker:
         lfree = [lhs.labels[i] for i in range(len(lhs.labels)) if i not in (*lc, *lb)]
         rfree = [rhs.labels[j] for j in range(len(rhs.labels)) if j not in (*rc, *rb)]
         batch = [lhs.labels[i] for i in lb]
-        lz, rz = self.zero_atoms(lhs), self.zero_atoms(rhs)
-        zeros = {a for a in lz for x in (*lfree, *batch) if a in self.atoms(x)}
-        zeros |= {a for a in rz for x in (*rfree, *batch) if a in self.atoms(x)}
+        out = [*batch, *lfree, *rfree]
+        lhs_axes = range(len(batch) + len(lfree))  # the axes of out each operand gives
+        rhs_axes = [*range(len(batch)), *range(len(batch) + len(lfree), len(out))]
+        zero_axes = {
+            side: {a: [k for k in axes if a in self.atoms(out[k])] for a in self.zero_atoms(v)}
+            for side, (v, axes) in enumerate(((lhs, lhs_axes), (rhs, rhs_axes)))
+        }
+        # a sum of products: zero where each is, on the axes its operands cover together
+        carried = set().union(*(self.atoms(label) for label in out))
+        zeros = self.product_zeros(zero_axes, out) & carried
         self.ops.append(("dot_general", [*batch, *lfree, *rfree, *(lhs.labels[i] for i in lc)], 1))
         made_by = _produced(lhs, [i not in (*lc, *lb) for i in range(len(lhs.labels))])
         made_by |= _produced(rhs, [j not in (*rc, *rb) for j in range(len(rhs.labels))])
-        return _contracted(lhs, rhs, [*batch, *lfree, *rfree], zeros, made_by)
+        return _contracted(lhs, rhs, out, zeros, made_by)
 
     def conv(self, eqn: Any, lhs: Value, rhs: Value) -> Value:
         where = self.where(eqn)

@@ -380,6 +380,38 @@ def test_channels_a_product_meets_with_themselves_prune_exactly_as_an_einsum_doe
     np.testing.assert_allclose(apply(small, x), apply(mask(p, alive, groups), x), atol=1e-5)
 
 
+@pytest.mark.parametrize(
+    "outer",
+    [
+        lambda h, g: h[:, :, None] * g[:, None, :],
+        lambda h, g: jnp.einsum("bi,bj->bij", h, g),
+    ],
+    ids=["mul", "einsum"],
+)
+def test_a_product_of_channels_with_a_factor_not_zero_when_dead_pins_them(outer):
+    """``h_i * g_j`` with ``g = 1 / (h + 1)`` (1 for a dead channel) is zero for a dead
+    ``i`` only, not a dead ``j``: the einsum's zeros were ``h``'s on every axis carrying
+    the channels, so it was pruned and the shrunk model's outputs were not the masked
+    one's; both are pinned, as the mul is."""
+
+    def apply(p, x):
+        h = jax.nn.relu(x @ p["w1"])
+        return jnp.einsum("bij,ijo->bo", outer(h, 1 / (h + 1)), p["w2"])
+
+    keys = iter(jax.random.split(jax.random.key(0), 3))
+    x = jax.random.normal(next(keys), (3, 5))
+    p = {
+        "w1": jax.random.normal(next(keys), (5, 4)),
+        "w2": jax.random.normal(next(keys), (4, 4, 2)),
+    }
+    groups = channel_groups(apply, p, x)
+    assert groups.groups == (), groups.names
+    assert re.fullmatch(
+        r"dot_general \(.*test_shrink.py:\d+.*\) sums over channels that are not zero when dead",
+        groups.pinned["w1:1"],
+    ), groups.pinned
+
+
 @pytest.mark.parametrize("combine", [jnp.add, jnp.maximum])
 def test_channels_an_op_meets_with_themselves_on_another_axis_are_pinned(combine):
     """``h_i + h_j`` is not zero for a dead ``i`` and a live ``j``: the zeros of each
