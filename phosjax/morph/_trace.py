@@ -489,7 +489,9 @@ class _Walker:
         cases = full[1:] if name == "select_n" else full
         zeros: set[int]
         keeps, moves = _zero_rule(eqn)
-        if name in ANY_ZERO:
+        if name in ANY_ZERO and not all(np.all(np.isfinite(k)) for k in known if k is not None):
+            zeros = set()  # 0 * inf is NaN: h * jnp.inf is NaN where h is dead
+        elif name in ANY_ZERO:
             zeros = set().union(*(self.zero_atoms(v) for v in cases), products)
         elif name in ALL_ZERO:
             zeros = self.all_zero(name, args, known)
