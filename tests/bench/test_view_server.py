@@ -193,8 +193,14 @@ def test_results_endpoint_returns_the_curves(server, written):
 def test_results_endpoint_thins_long_curves(server, written):
     cell = written.cells["cell_id"].iloc[0]
     data = get_json(server, f"/api/results?cells={cell}&columns=accuracy&max_points=5")
+    group = written.cells.set_index("cell_id").group_id
+    of_group = written.results[written.results.cell_id.map(group) == group[cell]]
     for series in data["series"]:
-        assert series["step"] == [0, 80, 150, 220, 300]  # first and last kept, evenly spread
+        # First and last kept, evenly spread, and the steps of the group's seeds' extremes.
+        rows = of_group[of_group.split == series["split"]].set_index("step").groupby("cell_id")
+        extremes = {*rows.accuracy.idxmax(), *rows.accuracy.idxmin()}
+        assert series["step"] == sorted({0, 80, 150, 220, 300} | extremes)
+        assert len(series["step"]) <= 5 + 5
         rows = written.results[
             (written.results.cell_id == cell) & (written.results.split == series["split"])
         ].set_index("step")
@@ -221,6 +227,35 @@ def test_seeds_at_different_steps_are_thinned_on_the_same_steps(tmp_path):
     assert steps[behind] == [step for step in steps[ahead] if step <= 699]  # the same steps
     assert alone["series"][0]["step"] == steps[behind]
     assert 390 <= len(steps[ahead]) <= _api.DEFAULT_POINTS + 1
+
+
+def test_thinning_keeps_the_steps_of_each_spike_dip_and_nan_on_every_seed(tmp_path):
+    # Evenly spread steps alone would drop a seed's spike, its first NaN, or a dip.
+    bench = write_bench(tmp_path / "example", blurb_json())
+    for part in _layout.part_files(bench.root / _layout.RESULTS):
+        part.unlink()
+    seeds = bench.cells[(bench.cells.model == "mlp") & (bench.cells.lr == 0.01)].cell_id
+    ahead, behind = seeds.tolist()
+    rows = [(ahead, step, 1.0 - step * 1e-4) for step in range(1000)]
+    rows += [(behind, step, 1.0 - step * 1e-4) for step in range(700)]
+    results = pd.DataFrame(rows, columns=["cell_id", "step", "loss"]).assign(split="train")
+    results.loc[(results.cell_id == behind) & (results.step == 333), "loss"] = 5.0  # a spike
+    results.loc[(results.cell_id == behind) & (results.step == 444), "loss"] = -1.0  # a dip
+    odd = [555, 556, 557, 901, 903, 905, 907]  # runs of NaNs: the first three runs' starts
+    results.loc[(results.cell_id == ahead) & results.step.isin(odd), "loss"] = np.nan
+    results.to_parquet(bench.root / _layout.RESULTS / "part-g-mlp-000000000.parquet")
+    with serving(bench.root) as server:
+        both = get_json(server, f"/api/results?columns=loss&cells={ahead},{behind}&max_points=5")
+        alone = get_json(server, f"/api/results?columns=loss&cells={behind}&max_points=5")
+    series = {s["cell_id"]: s for s in both["series"]}
+    evenly = [0, 250, 500, 749, 999]
+    assert series[ahead]["step"] == sorted([*evenly, 333, 444, 555, 699, 901, 903])
+    assert series[behind]["step"] == [0, 250, 333, 444, 500, 555, 699]
+    assert alone["series"][0]["step"] == series[behind]["step"]  # whichever cells asked
+    at = dict(zip(series[behind]["step"], series[behind]["values"]["loss"], strict=True))
+    assert (at[333], at[444]) == (5.0, -1.0)
+    at = dict(zip(series[ahead]["step"], series[ahead]["values"]["loss"], strict=True))
+    assert (at[555], at[901], at[903]) == ("nan", "nan", "nan")
 
 
 @pytest.mark.parametrize(

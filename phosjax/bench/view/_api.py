@@ -421,7 +421,8 @@ def curves(
       bench: the bench.
       cells: cell ids (all when None).
       columns: metric columns (`BenchFiles.metrics`).
-      max_points: the points per series (plus the last step of each cell of its group).
+      max_points: the points per series (plus the last step of each cell of its group,
+        and up to ``max_points`` steps that show its group's extremes and non-finite values).
     """
     if max_points < 2:
         raise BadRequest(f"max_points must be at least 2, got {max_points}.")
@@ -442,7 +443,7 @@ def curves(
     # one read of their parts, then those of the cells asked for.
     of_groups = None if cells is None else group_of.index[group_of.isin(group_of[cells])]
     read = bench.results(columns, None if of_groups is None else of_groups.tolist())
-    grids = _step_grids(read, group_of, max_points)
+    grids = _step_grids(read, group_of, max_points, columns)
     results = read if cells is None else read[read["cell_id"].isin(cells)]
     marks, steps = nonfinite_marks(results, columns), results["step"].to_numpy()
     series = []
@@ -459,12 +460,64 @@ def curves(
     return {"columns": columns, "series": series}
 
 
+_ODD_RUNS_KEPT = 3
+"""The non-finite runs of a series and column whose first steps `_telling_steps` keeps."""
+
+
+def _telling_steps(
+    logged: pd.DataFrame, series: np.ndarray, columns: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of ``logged`` (`BenchFiles.results`, sorted by step; ``series``: each
+    row's series number) that evenly spread steps could drop but a
+    plot must show, and each one's rank (the lower kept first where there are too many):
+    of each series and column, the first row of each of its first `_ODD_RUNS_KEPT` runs of
+    values `nonfinite_marks` sends as text (``"nan"``, ``"inf"``, ``"-inf"``,
+    ``"diverged"``), rank 0, and the rows of its largest and smallest finite values (a
+    spike, a dip), ranks 1 and 2.
+
+    Examples:
+      >>> logged = pd.DataFrame({"step": range(6), "loss": [3.0, 9.0, 1.0, np.nan, np.nan, 2.0]})
+      >>> rows, rank = _telling_steps(logged, np.zeros(6, dtype=int), ["loss"])
+      >>> rows.tolist(), rank.tolist()
+      ([3, 1, 2], [0, 1, 2])
+    """
+    order = np.argsort(series, kind="stable")  # each series' rows together, by step
+    series = series[order]
+    values = logged[list(columns)].to_numpy(dtype=float, na_value=np.nan)[order]
+    recorded = logged[list(columns)].notna().to_numpy(dtype=bool)[order]
+    first = np.flatnonzero(np.r_[True, series[1:] != series[:-1]])  # each series' first row
+    length = np.diff(np.r_[first, len(series)])
+    so_far = np.cumsum(recorded, axis=0)
+    before = np.repeat(so_far[first] - recorded[first], length, axis=0)
+    odd = ~np.isfinite(values) & (so_far > before)  # a null after the first value: "nan" too
+    if _layout.DIVERGED in logged:
+        frozen = logged[_layout.DIVERGED].eq(True).to_numpy(dtype=bool)[order]
+        odd |= frozen[:, None] & recorded
+    starts = odd.copy()  # the first row of each run
+    starts[1:] &= ~odd[:-1]
+    starts[first] = odd[first]
+    row, column = np.nonzero(starts)
+    nth = pd.Series(row).groupby([series[row], column]).cumcount().to_numpy()
+    found = [row[nth < _ODD_RUNS_KEPT]]
+    plain = np.isfinite(values) & ~odd
+    for extreme, fill in ((np.maximum, -np.inf), (np.minimum, np.inf)):
+        shown = np.where(plain, values, fill)
+        at = plain & (shown == np.repeat(extreme.reduceat(shown, first, axis=0), length, axis=0))
+        row, column = np.nonzero(at)  # the first row of each series and column at its extreme
+        key = series[row] * len(columns) + column
+        found.append(row[np.unique(key, return_index=True)[1]])
+    rank = np.concatenate([np.full(len(f), r) for r, f in enumerate(found)])
+    return order[np.concatenate(found)], rank
+
+
 def _step_grids(
-    logged: pd.DataFrame, group_of: pd.Series, max_points: int
+    logged: pd.DataFrame, group_of: pd.Series, max_points: int, columns: Sequence[str] = ()
 ) -> dict[tuple[str, str], np.ndarray]:
     """The steps `curves` keeps of each (cell, split) series of ``logged`` (`BenchFiles.results`
     of whole groups, ``group_of`` each cell's): ``max_points`` of the steps the cells of
-    its group logged, evenly spread, and each such cell's last. Every cell of a group (the
+    its group logged, evenly spread, each such cell's last, and up to ``max_points`` steps
+    where one of them has a value of ``columns`` that a plot must show (`_telling_steps`:
+    a non-finite value first, then a largest, then a smallest). Every cell of a group (the
     seeds of a configuration among them) keeps the same steps, whichever cells a request
     names and however far each has trained (a bench's processes train a group's cells
     apart), so that a mean over seeds takes each seed at each step.
@@ -494,6 +547,16 @@ def _step_grids(
         np.union1d(own[thin(len(own), max_points)], last)
         for own, last in zip(step_of, end_of, strict=True)
     ]
+    if columns:  # the steps of each group's spikes, dips and non-finite values too
+        rows, rank = _telling_steps(logged, cell * len(splits) + split, columns)
+        told = pd.DataFrame({"which": which[rows], "step": frame["step"].to_numpy()[rows]})
+        told = told.iloc[np.lexsort((rank, told["which"]))].drop_duplicates()
+        extra = dict(iter(told.groupby("which")["step"]))  # each, most telling first
+        for k, numbered in enumerate(np.unique(which)):
+            if numbered in extra:
+                more = extra[numbered].to_numpy()
+                more = more[~np.isin(more, grid_of[k])][:max_points]
+                grid_of[k] = np.union1d(grid_of[k], more)
     at = np.searchsorted(np.unique(which), ends["which"].to_numpy())
     return {
         (cells[series // len(splits)], splits[series % len(splits)]): grid_of[i]
