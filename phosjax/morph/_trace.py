@@ -620,6 +620,9 @@ class _Walker:
             self.labels.union(lhs.labels[i], rhs.labels[j], where)
         lhs = self.use(lhs, ["in" if i in lc else "out" for i in range(len(lhs.labels))])
         rhs = self.use(rhs, ["in" if j in rc else "out" for j in range(len(rhs.labels))])
+        if not all(np.all(np.isfinite(v.known)) for v in (lhs, rhs) if v.known is not None):
+            # 0 * inf is NaN: a dead channel times jnp.inf is not zero, summed or not
+            lhs, rhs = (dataclasses.replace(v, zeros=frozenset()) for v in (lhs, rhs))
         for i in lc:
             self.check_contraction(lhs.labels[i], (lhs, rhs), where)
             if lhs.data and rhs.data:  # e.g. attention's query . key

@@ -412,6 +412,31 @@ def test_a_product_of_channels_with_a_factor_not_zero_when_dead_pins_them(outer)
     ), groups.pinned
 
 
+@pytest.mark.parametrize(
+    "against",
+    [
+        lambda h, w: jnp.einsum("bi,io->bo", h, jnp.full((4, 2), jnp.inf)),
+        lambda h, w: jnp.einsum("bij,ijo->bo", jnp.einsum("bi,j->bij", h, jnp.full(4, jnp.inf)), w),
+    ],
+    ids=["contracted", "free"],
+)
+def test_a_contraction_against_a_constant_holding_inf_pins_the_channels(against):
+    """A dead channel contracted with ``jnp.inf`` is ``0 * inf = NaN`` in the masked model
+    and missing from the shrunk one: it was pruned, as ``h * jnp.inf`` was; it is pinned."""
+
+    def apply(p, x):
+        return against(jax.nn.relu(x @ p["w1"]), p["w2"])
+
+    x = jax.random.normal(jax.random.key(1), (3, 5))
+    p = {"w1": jax.random.normal(jax.random.key(2), (5, 4)), "w2": jnp.ones((4, 4, 2))}
+    groups = channel_groups(apply, p, x)
+    assert groups.groups == (), groups.names
+    assert re.fullmatch(
+        r"dot_general \(.*test_shrink.py:\d+.*\) sums over channels that are not zero when dead",
+        groups.pinned["w1:1"],
+    ), groups.pinned
+
+
 @pytest.mark.parametrize("combine", [jnp.add, jnp.maximum])
 def test_channels_an_op_meets_with_themselves_on_another_axis_are_pinned(combine):
     """``h_i + h_j`` is not zero for a dead ``i`` and a live ``j``: the zeros of each
