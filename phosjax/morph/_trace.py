@@ -304,6 +304,15 @@ def _contracted(
     return Value(labels, frozenset(zeros), None, data, made_by, poles=poles, zeroed_by=zeroed_by)
 
 
+def _without_zeros_times_inf(lhs: Value, rhs: Value) -> tuple[Value, Value]:
+    """``lhs`` and ``rhs``, each without its zeros where either is a known value that is not
+    finite: ``0 * inf`` is NaN, so a dead channel multiplied (then summed or not, by a
+    contraction or a convolution) with ``jnp.inf`` is not zero."""
+    if all(np.all(np.isfinite(v.known)) for v in (lhs, rhs) if v.known is not None):
+        return lhs, rhs
+    return dataclasses.replace(lhs, zeros=frozenset()), dataclasses.replace(rhs, zeros=frozenset())
+
+
 def _produced(value: Value, free: Sequence[bool]) -> frozenset[tuple[int, int]]:
     """The leaf axes of ``value`` (a kernel) that a contraction leaves free ("out")."""
     if value.src is None:
@@ -620,9 +629,7 @@ class _Walker:
             self.labels.union(lhs.labels[i], rhs.labels[j], where)
         lhs = self.use(lhs, ["in" if i in lc else "out" for i in range(len(lhs.labels))])
         rhs = self.use(rhs, ["in" if j in rc else "out" for j in range(len(rhs.labels))])
-        if not all(np.all(np.isfinite(v.known)) for v in (lhs, rhs) if v.known is not None):
-            # 0 * inf is NaN: a dead channel times jnp.inf is not zero, summed or not
-            lhs, rhs = (dataclasses.replace(v, zeros=frozenset()) for v in (lhs, rhs))
+        lhs, rhs = _without_zeros_times_inf(lhs, rhs)
         for i in lc:
             self.check_contraction(lhs.labels[i], (lhs, rhs), where)
             if lhs.data and rhs.data:  # e.g. attention's query . key
@@ -664,7 +671,7 @@ class _Walker:
         lf, ri, ro = lhs.labels[lhs_spec[1]], rhs.labels[rhs_spec[1]], rhs.labels[rhs_spec[0]]
         kinds = ["in"] * len(rhs.labels)
         kinds[rhs_spec[0]] = "out"
-        rhs = self.use(rhs, kinds)
+        lhs, rhs = _without_zeros_times_inf(lhs, self.use(rhs, kinds))
         out = [0] * len(out_spec)
         out[out_spec[0]] = lhs.labels[lhs_spec[0]]
         for axis in lhs_spec[2:]:

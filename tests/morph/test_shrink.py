@@ -417,11 +417,20 @@ def test_a_product_of_channels_with_a_factor_not_zero_when_dead_pins_them(outer)
     [
         lambda h, w: jnp.einsum("bi,io->bo", h, jnp.full((4, 2), jnp.inf)),
         lambda h, w: jnp.einsum("bij,ijo->bo", jnp.einsum("bi,j->bij", h, jnp.full(4, jnp.inf)), w),
+        lambda h, w: jax.lax.conv_general_dilated(
+            h[:, None],
+            jnp.full((1, 4, 2), jnp.inf),
+            (1,),
+            "VALID",
+            None,
+            None,
+            ("NWC", "WIO", "NWC"),
+        ),
     ],
-    ids=["contracted", "free"],
+    ids=["contracted", "free", "convolved"],
 )
 def test_a_contraction_against_a_constant_holding_inf_pins_the_channels(against):
-    """A dead channel contracted with ``jnp.inf`` is ``0 * inf = NaN`` in the masked model
+    """A dead channel contracted (or convolved) with ``jnp.inf`` is ``0 * inf = NaN`` masked
     and missing from the shrunk one: it was pruned, as ``h * jnp.inf`` was; it is pinned."""
 
     def apply(p, x):
@@ -432,7 +441,8 @@ def test_a_contraction_against_a_constant_holding_inf_pins_the_channels(against)
     groups = channel_groups(apply, p, x)
     assert groups.groups == (), groups.names
     assert re.fullmatch(
-        r"dot_general \(.*test_shrink.py:\d+.*\) sums over channels that are not zero when dead",
+        r"(dot_general|conv_general_dilated) \(.*test_shrink.py:\d+.*\) sums over channels "
+        r"that are not zero when dead",
         groups.pinned["w1:1"],
     ), groups.pinned
 
