@@ -468,6 +468,25 @@ def test_the_table_is_sorted_and_its_rows_lit_from_the_keyboard(tmp_path, page):
         assert page.run(lit) == []
 
 
+def test_leaving_a_hovered_row_lights_the_focused_row_again(tmp_path, page):
+    """A row lit because its tick box had the focus went dark when the mouse left any
+    other row (its ``mouseleave`` lit nothing); it lights the focused row again."""
+    written = write_bench(tmp_path / "grid", blurb_json(), seeds=(0,))
+    keys = "[...document.querySelectorAll('#board .board-row')].map((r) => r.dataset.key)"
+    lit = "[...document.querySelectorAll('.board-row.lit')].map((r) => r.dataset.key)"
+    with serving(written.root) as server:
+        page.open(server.url)
+        focused, other = page.run(keys)[:2]
+        page.run("document.querySelector('#board .board-row input').focus()")
+        assert page.run(lit) == [focused]
+        page.hover(f'#board .board-row[data-key="{other}"]')
+        assert page.run(lit) == [other]
+        page.move_to(0, 0)  # off the table
+        assert page.run(lit) == [focused]
+        page.run("document.activeElement.blur()")
+        assert page.run(lit) == []
+
+
 def test_a_regularizer_is_sorted_lowest_first_a_path_weight_highest(tmp_path, page):
     """The regularizer (a penalty, part of the loss) was sorted highest first, and a path
     weight whose module path holds "loss" lowest first: a metric's name was searched for

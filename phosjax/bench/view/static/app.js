@@ -709,7 +709,7 @@ function renderBoard() {
       tr.appendChild(td);
     }
     tr.addEventListener("mouseenter", () => highlight(r.key));
-    tr.addEventListener("mouseleave", () => highlight(null));
+    tr.addEventListener("mouseleave", () => highlight(focusedRow())); // back to the focused row's
     tr.addEventListener("focusin", () => highlight(r.key)); // a keyboard user on its tick box
     tr.addEventListener("focusout", () => highlight(null));
     body.appendChild(tr);
@@ -721,6 +721,12 @@ function renderBoard() {
     tr.appendChild(el("td", { colspan: columns.length, class: "empty" }, why));
     body.appendChild(tr);
   }
+}
+
+// The key of the row whose tick box has the focus, or null.
+function focusedRow() {
+  const row = document.activeElement?.closest("#board tr.board-row");
+  return row ? row.dataset.key : null;
 }
 
 function highlight(key) {
