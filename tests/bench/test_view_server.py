@@ -246,12 +246,16 @@ def test_thinning_keeps_the_steps_of_each_spike_dip_and_nan_on_every_seed(tmp_pa
     results.to_parquet(bench.root / _layout.RESULTS / "part-g-mlp-000000000.parquet")
     with serving(bench.root) as server:
         both = get_json(server, f"/api/results?columns=loss&cells={ahead},{behind}&max_points=5")
-        alone = get_json(server, f"/api/results?columns=loss&cells={behind}&max_points=5")
+        alone = {
+            cell: get_json(server, f"/api/results?columns=loss&cells={cell}&max_points=5")
+            for cell in (behind, ahead)
+        }
     series = {s["cell_id"]: s for s in both["series"]}
     evenly = [0, 250, 500, 749, 999]
     assert series[ahead]["step"] == sorted([*evenly, 333, 444, 555, 699, 901, 903])
     assert series[behind]["step"] == [0, 250, 333, 444, 500, 555, 699]
-    assert alone["series"][0]["step"] == series[behind]["step"]  # whichever cells asked
+    for cell in (ahead, behind):  # whichever cells asked
+        assert alone[cell]["series"][0]["step"] == series[cell]["step"]
     at = dict(zip(series[behind]["step"], series[behind]["values"]["loss"], strict=True))
     assert (at[333], at[444]) == (5.0, -1.0)
     at = dict(zip(series[ahead]["step"], series[ahead]["values"]["loss"], strict=True))
