@@ -78,6 +78,27 @@ _SERIES = ["cell_id", "split"]
 """The columns of `BenchFiles.results` that name a series (one cell's rows of one split)."""
 
 
+def _readings(
+    results: pd.DataFrame,
+    columns: Sequence[str],
+    series: Any,
+    seen: pd.DataFrame | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rule `nonfinite_marks` sends by, of each row of ``results`` and column: its
+    value (NaN for a null), whether its series (``series``: the keys grouping rows by
+    series) had recorded the column by then (``seen``'s, if given), and whether it is
+    ``"diverged"`` (recorded in a row whose cell had diverged by its step)."""
+    recorded = results[list(columns)].notna()
+    had = recorded if seen is None else seen[list(columns)]
+    started = had.groupby(series, sort=False).cummax().to_numpy(dtype=bool)
+    values = results[list(columns)].to_numpy(dtype=float, na_value=np.nan)
+    diverged = np.zeros(values.shape, dtype=bool)
+    if _layout.DIVERGED in results:  # null in rows written before it was: not diverged
+        frozen = results[_layout.DIVERGED].eq(True).to_numpy(dtype=bool)
+        diverged = frozen[:, None] & recorded.to_numpy(dtype=bool)
+    return values, started, diverged
+
+
 def nonfinite_marks(
     results: pd.DataFrame,
     columns: list[str],
@@ -107,19 +128,14 @@ def nonfinite_marks(
       >>> nonfinite_marks(results, ["loss"])[5:, 0].tolist()
       [None, 'diverged', 'nan']
     """
-    recorded = results[columns].notna()
-    had = recorded if seen is None else seen[columns]
-    by_series = had.groupby([results[k] for k in _SERIES], sort=False)
-    started = by_series.cummax().to_numpy(dtype=bool)[rows]
-    values = results[columns].to_numpy(dtype=float, na_value=np.nan)[rows]
+    series = [results[k] for k in _SERIES]
+    values, started, diverged = (a[rows] for a in _readings(results, columns, series, seen))
     marks = values.astype(object)
     marks[np.isnan(values)] = "nan"
     marks[np.isposinf(values)] = "inf"
     marks[np.isneginf(values)] = "-inf"
     marks[~started] = None
-    if _layout.DIVERGED in results:  # null in rows written before it was: not diverged
-        frozen = results[_layout.DIVERGED].eq(True).to_numpy(dtype=bool)[rows]
-        marks[frozen[:, None] & recorded.to_numpy(dtype=bool)[rows]] = "diverged"
+    marks[diverged] = "diverged"
     return marks
 
 
@@ -481,18 +497,11 @@ def _telling_steps(
       >>> rows.tolist(), rank.tolist()
       ([3, 1, 2], [0, 1, 2])
     """
+    values, started, diverged = _readings(logged, columns, series)
+    odd = (started & ~np.isfinite(values)) | diverged  # sent as text
     order = np.argsort(series, kind="stable")  # each series' rows together, by step
-    series = series[order]
-    values = logged[list(columns)].to_numpy(dtype=float, na_value=np.nan)[order]
-    recorded = logged[list(columns)].notna().to_numpy(dtype=bool)[order]
+    series, values, odd = series[order], values[order], odd[order]
     first = np.flatnonzero(np.r_[True, series[1:] != series[:-1]])  # each series' first row
-    length = np.diff(np.r_[first, len(series)])
-    so_far = np.cumsum(recorded, axis=0)
-    before = np.repeat(so_far[first] - recorded[first], length, axis=0)
-    odd = ~np.isfinite(values) & (so_far > before)  # a null after the first value: "nan" too
-    if _layout.DIVERGED in logged:
-        frozen = logged[_layout.DIVERGED].eq(True).to_numpy(dtype=bool)[order]
-        odd |= frozen[:, None] & recorded
     starts = odd.copy()  # the first row of each run
     starts[1:] &= ~odd[:-1]
     starts[first] = odd[first]
@@ -500,12 +509,17 @@ def _telling_steps(
     nth = pd.Series(row).groupby([series[row], column]).cumcount().to_numpy()
     found = [row[nth < _ODD_RUNS_KEPT]]
     plain = np.isfinite(values) & ~odd
+    length = np.diff(np.r_[first, len(series)])
     for extreme, fill in ((np.maximum, -np.inf), (np.minimum, np.inf)):
         shown = np.where(plain, values, fill)
-        at = plain & (shown == np.repeat(extreme.reduceat(shown, first, axis=0), length, axis=0))
-        row, column = np.nonzero(at)  # the first row of each series and column at its extreme
-        key = series[row] * len(columns) + column
-        found.append(row[np.unique(key, return_index=True)[1]])
+        hits = []  # of each column, the first row of each series at its extreme
+        for i in range(len(columns)):
+            top = np.repeat(extreme.reduceat(shown[:, i], first), length)
+            row = np.flatnonzero(plain[:, i] & (shown[:, i] == top))
+            hits.append(row[np.diff(series[row], prepend=-1) != 0])
+        row = np.concatenate(hits)
+        column = np.repeat(np.arange(len(columns)), [len(h) for h in hits])
+        found.append(row[np.argsort(series[row] * len(columns) + column)])
     rank = np.concatenate([np.full(len(f), r) for r, f in enumerate(found)])
     return order[np.concatenate(found)], rank
 
