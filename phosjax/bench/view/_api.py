@@ -525,7 +525,7 @@ def _telling_steps(
 
 
 def _step_grids(
-    logged: pd.DataFrame, group_of: pd.Series, max_points: int, columns: Sequence[str] = ()
+    logged: pd.DataFrame, group_of: pd.Series, max_points: int, columns: Sequence[str]
 ) -> dict[tuple[str, str], np.ndarray]:
     """The steps `curves` keeps of each (cell, split) series of ``logged`` (`BenchFiles.results`
     of whole groups, ``group_of`` each cell's): ``max_points`` of the steps the cells of
@@ -539,9 +539,10 @@ def _step_grids(
     Examples:
       >>> logged = pd.DataFrame({"cell_id": ["a"] * 4 + ["b"] * 2, "split": "test"})
       >>> logged["step"] = [10, 20, 30, 40, 10, 20]  # b, a process behind, stopped at 20
-      >>> grids = _step_grids(logged, pd.Series({"a": "g", "b": "g"}), max_points=2)
+      >>> logged["loss"] = [1.0, 2.0, 9.0, 4.0, 1.0, 2.0]  # a spike of a's at 30
+      >>> grids = _step_grids(logged, pd.Series({"a": "g", "b": "g"}), 2, ["loss"])
       >>> grids["a", "test"].tolist(), grids["b", "test"].tolist()
-      ([10, 20, 40], [10, 20, 40])
+      ([10, 20, 30, 40], [10, 20, 30, 40])
     """
     if not len(logged):
         return {}
@@ -561,16 +562,16 @@ def _step_grids(
         np.union1d(own[thin(len(own), max_points)], last)
         for own, last in zip(step_of, end_of, strict=True)
     ]
-    if columns:  # the steps of each group's spikes, dips and non-finite values too
-        rows, rank = _telling_steps(logged, cell * len(splits) + split, columns)
-        told = pd.DataFrame({"which": which[rows], "step": frame["step"].to_numpy()[rows]})
-        told = told.iloc[np.lexsort((rank, told["which"]))].drop_duplicates()
-        extra = dict(iter(told.groupby("which")["step"]))  # each, most telling first
-        for k, numbered in enumerate(np.unique(which)):
-            if numbered in extra:
-                more = extra[numbered].to_numpy()
-                more = more[~np.isin(more, grid_of[k])][:max_points]
-                grid_of[k] = np.union1d(grid_of[k], more)
+    # The steps of each group's spikes, dips and non-finite values too.
+    rows, rank = _telling_steps(logged, cell * len(splits) + split, columns)
+    told = pd.DataFrame({"which": which[rows], "step": frame["step"].to_numpy()[rows]})
+    told = told.iloc[np.lexsort((rank, told["which"]))].drop_duplicates()
+    extra = dict(iter(told.groupby("which")["step"]))  # each, most telling first
+    for k, numbered in enumerate(np.unique(which)):
+        if numbered in extra:
+            more = extra[numbered].to_numpy()
+            more = more[~np.isin(more, grid_of[k])][:max_points]
+            grid_of[k] = np.union1d(grid_of[k], more)
     at = np.searchsorted(np.unique(which), ends["which"].to_numpy())
     return {
         (cells[series // len(splits)], splits[series % len(splits)]): grid_of[i]
