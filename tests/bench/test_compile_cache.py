@@ -208,8 +208,8 @@ def test_a_config_files_off_turns_it_off_and_an_empty_or_true_value_is_refused(t
     with pytest.raises(SystemExit) as exit_info:
         new.main(["--config", str(config), "--dir", str(tmp_path / "b")])
     assert exit_info.value.code == 2
-    said = capsys.readouterr().err
-    assert "--compilation_cache: True is neither a directory nor off; give one" in said, said
+    said = capsys.readouterr().err  # the file named, which gave it, not an option
+    assert f"error: {config}: compilation_cache: True is neither a directory nor off" in said, said
 
 
 def test_the_words_yaml_reads_as_false_turn_it_off_on_the_command_line_too(monkeypatch):
