@@ -349,6 +349,16 @@ def test_flipping_pooling_or_squaring_channels_or_losing_their_zeros_pins_them(o
     assert any(re.search(reason, why) for why in groups.pinned.values()), groups.pinned
 
 
+def _products_params_and_inputs():
+    """A (5 → 4) layer's and a (4 × 4 → 2) contraction's params, and 3 inputs."""
+    keys = iter(jax.random.split(jax.random.key(0), 3))
+    x = jax.random.normal(next(keys), (3, 5))
+    return {
+        "w1": jax.random.normal(next(keys), (5, 4)),
+        "w2": jax.random.normal(next(keys), (4, 4, 2)),
+    }, x
+
+
 @pytest.mark.parametrize(
     "outer",
     [lambda h: h[:, :, None] * h[:, None, :], lambda h: jnp.einsum("bi,bj->bij", h, h)],
@@ -364,12 +374,7 @@ def test_channels_a_product_meets_with_themselves_prune_exactly_as_an_einsum_doe
         h = jax.nn.relu(x @ p["w1"])
         return jnp.einsum("bij,ijo->bo", outer(h), p["w2"])
 
-    keys = iter(jax.random.split(jax.random.key(0), 3))
-    x = jax.random.normal(next(keys), (3, 5))
-    p = {
-        "w1": jax.random.normal(next(keys), (5, 4)),
-        "w2": jax.random.normal(next(keys), (4, 4, 2)),
-    }
+    p, x = _products_params_and_inputs()
     groups = channel_groups(apply, p, x)
     assert groups.names == ("w1",), groups.pinned
     tied = {(m.path, m.axis) for m in groups.groups[0].members}
@@ -398,12 +403,7 @@ def test_a_product_of_channels_with_a_factor_not_zero_when_dead_pins_them(outer)
         h = jax.nn.relu(x @ p["w1"])
         return jnp.einsum("bij,ijo->bo", outer(h, 1 / (h + 1)), p["w2"])
 
-    keys = iter(jax.random.split(jax.random.key(0), 3))
-    x = jax.random.normal(next(keys), (3, 5))
-    p = {
-        "w1": jax.random.normal(next(keys), (5, 4)),
-        "w2": jax.random.normal(next(keys), (4, 4, 2)),
-    }
+    p, x = _products_params_and_inputs()
     groups = channel_groups(apply, p, x)
     assert groups.groups == (), groups.names
     assert re.fullmatch(
