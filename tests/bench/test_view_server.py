@@ -209,13 +209,19 @@ def test_results_endpoint_thins_long_curves(server, written):
         )
 
 
-def test_seeds_at_different_steps_are_thinned_on_the_same_steps(tmp_path):
-    # The processes of a bench train a group's seeds apart: one may be far behind the other.
+def _bench_of_no_results_and_two_seeds(tmp_path):
+    """An example bench with its results removed, and the cell ids of two seeds of one
+    configuration (whose results a test writes)."""
     bench = write_bench(tmp_path / "example", blurb_json())
     for part in _layout.part_files(bench.root / _layout.RESULTS):
         part.unlink()
     seeds = bench.cells[(bench.cells.model == "mlp") & (bench.cells.lr == 0.01)].cell_id
-    ahead, behind = seeds.tolist()
+    return bench, seeds.tolist()
+
+
+def test_seeds_at_different_steps_are_thinned_on_the_same_steps(tmp_path):
+    # The processes of a bench train a group's seeds apart: one may be far behind the other.
+    bench, (ahead, behind) = _bench_of_no_results_and_two_seeds(tmp_path)
     rows = [(ahead, step) for step in range(1000)] + [(behind, step) for step in range(700)]
     results = pd.DataFrame(rows, columns=["cell_id", "step"]).assign(split="train", loss=1.0)
     results.to_parquet(bench.root / _layout.RESULTS / "part-g-mlp-000000000.parquet")
@@ -231,11 +237,7 @@ def test_seeds_at_different_steps_are_thinned_on_the_same_steps(tmp_path):
 
 def test_thinning_keeps_the_steps_of_each_spike_dip_and_nan_on_every_seed(tmp_path):
     # Evenly spread steps alone would drop a seed's spike, its first NaN, or a dip.
-    bench = write_bench(tmp_path / "example", blurb_json())
-    for part in _layout.part_files(bench.root / _layout.RESULTS):
-        part.unlink()
-    seeds = bench.cells[(bench.cells.model == "mlp") & (bench.cells.lr == 0.01)].cell_id
-    ahead, behind = seeds.tolist()
+    bench, (ahead, behind) = _bench_of_no_results_and_two_seeds(tmp_path)
     rows = [(ahead, step, 1.0 - step * 1e-4) for step in range(1000)]
     rows += [(behind, step, 1.0 - step * 1e-4) for step in range(700)]
     results = pd.DataFrame(rows, columns=["cell_id", "step", "loss"]).assign(split="train")
