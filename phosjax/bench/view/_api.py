@@ -552,10 +552,11 @@ def _step_grids(
     cell, cells = pd.factorize(logged["cell_id"])
     split, splits = pd.factorize(logged["split"])
     group = pd.factorize(group_of.reindex(cells), use_na_sentinel=False)[0]
-    which = group[cell] * len(splits) + split
+    which, own = group[cell] * len(splits) + split, cell * len(splits) + split
+    numbered = np.unique(which)  # each (group, split), in grid_of's order
     frame = pd.DataFrame({"which": which, "step": logged["step"].to_numpy()})
     steps = frame.drop_duplicates().sort_values(["which", "step"])
-    ends = frame.groupby(cell * len(splits) + split).max().sort_values("which", kind="stable")
+    ends = frame.groupby(own).max().sort_values("which", kind="stable")
     step_of = np.split(steps["step"].to_numpy(), np.flatnonzero(np.diff(steps["which"])) + 1)
     end_of = np.split(ends["step"].to_numpy(), np.flatnonzero(np.diff(ends["which"])) + 1)
     grid_of = [
@@ -563,16 +564,16 @@ def _step_grids(
         for own, last in zip(step_of, end_of, strict=True)
     ]
     # The steps of each group's spikes, dips and non-finite values too.
-    rows, rank = _telling_steps(logged, cell * len(splits) + split, columns)
+    rows, rank = _telling_steps(logged, own, columns)
     told = pd.DataFrame({"which": which[rows], "step": frame["step"].to_numpy()[rows]})
     told = told.iloc[np.lexsort((rank, told["which"]))].drop_duplicates()
     extra = dict(iter(told.groupby("which")["step"]))  # each, most telling first
-    for k, numbered in enumerate(np.unique(which)):
-        if numbered in extra:
-            more = extra[numbered].to_numpy()
+    for k, number in enumerate(numbered):
+        if number in extra:
+            more = extra[number].to_numpy()
             more = more[~np.isin(more, grid_of[k])][:max_points]
             grid_of[k] = np.union1d(grid_of[k], more)
-    at = np.searchsorted(np.unique(which), ends["which"].to_numpy())
+    at = np.searchsorted(numbered, ends["which"].to_numpy())
     return {
         (cells[series // len(splits)], splits[series % len(splits)]): grid_of[i]
         for series, i in zip(ends.index, at, strict=True)
