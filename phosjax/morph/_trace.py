@@ -304,11 +304,17 @@ def _contracted(
     return Value(labels, frozenset(zeros), None, data, made_by, poles=poles, zeroed_by=zeroed_by)
 
 
+def _finite(known: Sequence[Any]) -> bool:
+    """Whether each of the ``known`` values (None: not known) is finite: ``0 * inf`` is NaN,
+    so a dead channel multiplied with ``jnp.inf`` is not zero."""
+    return all(np.all(np.isfinite(k)) for k in known if k is not None)
+
+
 def _without_zeros_times_inf(lhs: Value, rhs: Value) -> tuple[Value, Value]:
     """``lhs`` and ``rhs``, each without its zeros where either is a known value that is not
-    finite: ``0 * inf`` is NaN, so a dead channel multiplied (then summed or not, by a
-    contraction or a convolution) with ``jnp.inf`` is not zero."""
-    if all(np.all(np.isfinite(v.known)) for v in (lhs, rhs) if v.known is not None):
+    `_finite`, a dead channel multiplied with it (then summed or not, by a contraction or a
+    convolution) not zero."""
+    if _finite([lhs.known, rhs.known]):
         return lhs, rhs
     return dataclasses.replace(lhs, zeros=frozenset()), dataclasses.replace(rhs, zeros=frozenset())
 
@@ -498,8 +504,8 @@ class _Walker:
         cases = full[1:] if name == "select_n" else full
         zeros: set[int]
         keeps, moves = _zero_rule(eqn)
-        if name in ANY_ZERO and not all(np.all(np.isfinite(k)) for k in known if k is not None):
-            zeros = set()  # 0 * inf is NaN: h * jnp.inf is NaN where h is dead
+        if name in ANY_ZERO and not _finite(known):
+            zeros = set()  # h * jnp.inf is NaN where h is dead
         elif name in ANY_ZERO:
             zeros = set().union(*(self.zero_atoms(v) for v in cases), products)
         elif name in ALL_ZERO:
