@@ -54,7 +54,7 @@ from phosjax.morph._cost import COSTS, LatencyTable, latency_table, latency_tabl
 from phosjax.morph._expand import config_cost, expand, once
 from phosjax.morph._groups import ChannelGroups, channel_groups, leaf_paths, read_by_the_model
 from phosjax.morph._regularizer import SOURCES, check_source, morph_regularizer
-from phosjax.train._step import PERSISTENT_MUTABLE, _as_stored, training_apply
+from phosjax.train._step import training_apply, training_mutable, written_as_stored
 
 ITERATIONS = _layout.MORPH_ITERATIONS
 """Where `run` writes its rows, relative to the run directory."""
@@ -545,7 +545,7 @@ def train(
     tx = optax.adam(learning_rate)
     # as the engine's step: training writes the running statistics alone; another
     # collection init made (a sown one, which would grow each step) is carried as made
-    mutable = [name for name in state if name in PERSISTENT_MUTABLE] + [AUX_LOSS]
+    mutable = training_mutable(state, AUX_LOSS)
 
     def loss(params: Any, state: Any, step: jax.Array) -> tuple[jax.Array, Any]:
         index = batch_indices(key, step, x_train.shape[0], batch_size)
@@ -557,13 +557,11 @@ def train(
             jax.random.fold_in(key, step),
             mutable,
         )
+        written = dict(written)
+        aux, _ = aux_total(written.pop(AUX_LOSS, {}))  # as the engine's step (moenet's balance)
         # as the engine's step: the scan's carry keeps its variables and dtypes (bfloat16
         # batch statistics come back float32)
-        new_state = {
-            **state,
-            **{k: _as_stored(k, v, state[k]) for k, v in written.items() if k != AUX_LOSS},
-        }
-        aux, _ = aux_total(written.get(AUX_LOSS, {}))  # as the engine's step (moenet's balance)
+        new_state = {**state, **written_as_stored(written, state)}
         logits = logits.astype(jnp.float32)  # as the engine's step: bfloat16 ones rounded it
         task = optax.softmax_cross_entropy_with_integer_labels(logits, y_train[index]).mean()
         extra = strength * penalty({"params": params, **state}) if penalty else 0.0

@@ -7,7 +7,7 @@ and the test split cut into padded batches ``x_test (B, E, ...)``, ``y_test (B, 
 
 import dataclasses
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import flax.errors
@@ -476,6 +476,24 @@ def _as_stored(name: str, written: Any, stored: Any) -> Any:
     return cast(written, stored)
 
 
+def training_mutable(collections: Iterable[str], *sown: str) -> list[str]:
+    """The collections a training step writes: those of ``collections`` it keeps from step
+    to step (`PERSISTENT_MUTABLE`: running statistics; another, e.g. a sown one, is carried
+    as init made it), then the ``sown`` ones it reads and drops.
+
+    Examples:
+      >>> training_mutable(["batch_stats", "stats"], "aux_loss")
+      ['batch_stats', 'aux_loss']
+    """
+    return [name for name in collections if name in PERSISTENT_MUTABLE] + list(sown)
+
+
+def written_as_stored(written: Mapping[str, Any], stored: Mapping[str, Any]) -> dict[str, Any]:
+    """Each collection of ``written`` (a training step's, the sown ones dropped) in the dtypes
+    of its ``stored`` one (`_as_stored`, which names a variable init did not make)."""
+    return {name: _as_stored(name, value, stored[name]) for name, value in written.items()}
+
+
 def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> TrainStep:
     """``(cell_state, arrays) -> (cell_state, metrics)``: one train step of one cell.
 
@@ -529,7 +547,7 @@ def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> Tra
     def loss_fn(
         params: Any, state: GroupState, x: jax.Array, y: jax.Array, rng: jax.Array
     ) -> tuple[jax.Array, tuple[dict[str, Any], Metrics]]:
-        mutable = [c for c in state.collections if c in PERSISTENT_MUTABLE] + collect
+        mutable = training_mutable(state.collections, *collect)
         logits, written = training_apply(
             model, apply, {"params": params, **state.collections}, x, rng, mutable
         )
@@ -572,10 +590,7 @@ def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> Tra
         # A collection keeps the dtype it is stored in, as optax keeps the params': Flax's
         # BatchNorm storing its statistics in bfloat16 (force_float32_reductions=False)
         # writes float32 ones, and `precision_apply` hands every written one back float32.
-        written = {
-            name: _as_stored(name, value, state.collections[name])
-            for name, value in written.items()
-        }
+        written = written_as_stored(written, state.collections)
         root, scale = scaled_global_norm(grads)  # root: finite where every entry is
         grad_norm = root / scale  # inf above the dtype's largest value
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
