@@ -17,6 +17,7 @@ from phosjax.core._arrays_apart import arrays_apart
 from phosjax.core._collections import INTERMEDIATES, KNOBS
 from phosjax.core._module_check import check_module
 from phosjax.core._paths import flatten
+from phosjax.core._record import Calls
 from phosjax.core._selectors import SelectorError, select, shown
 from phosjax.core._tags import tags_seen
 
@@ -305,11 +306,18 @@ def _traceable(leaf: Any) -> bool:
         return True
 
 
-def _is_tag(path: str, seen: Mapping[str, Mapping[str, None]]) -> bool:
-    """Whether `tag` recorded the value at ``path`` in ``intermediates``, as `tags_seen`
-    saw it; when it saw no tag run at all, every value counts: a trace that `nn.jit`
-    cached from an earlier call runs no Python, so no tag is seen there."""
-    return not seen or path in seen.get(INTERMEDIATES, {})
+def _is_tag(record: Any) -> bool:
+    """Whether `tag` made ``record``, a value of ``intermediates`` (unwrapped or not): its
+    records are `Calls`, those of Flax's ``sow`` and ``capture_intermediates`` plain tuples.
+    The record tells even where no tag ran in Python: a trace that `nn.jit` reused, from an
+    earlier call or from a sibling module of the same fields (it fingerprints neither
+    names nor paths).
+
+    Examples:
+      >>> _is_tag(Calls((1.0,), ((),))), _is_tag((1.0,))
+      (True, False)
+    """
+    return isinstance(record, Calls)
 
 
 def tag_shapes(
@@ -345,9 +353,11 @@ def tag_shapes(
         and what model.init returns.
     """
     check_module("tag_shapes", model)
-    with naming_params_alone(variables, "tag_shapes") as variables, tags_seen() as seen:
-        flat = flatten(_recorded_shapes(model, variables, *args, **kwargs))
-    return {path: shape for path, shape in flat.items() if _is_tag(path, seen)}
+    with naming_params_alone(variables, "tag_shapes") as variables:
+        recorded = _recorded_shapes(model, variables, *args, **kwargs)
+    tags = [path for path, record in flatten(recorded, unwrap=False).items() if _is_tag(record)]
+    unwrapped = flatten(recorded)
+    return {path: unwrapped[path] for path in tags}
 
 
 def dropped_tags(
@@ -393,8 +403,8 @@ def tag_call_shapes(
     """
     with tags_seen() as seen:
         flat = flatten(_recorded_shapes(model, variables, *args, **kwargs), unwrap=False)
-    calls = {p: c for p, c in flat.items() if _is_tag(p, seen)}
-    return calls, [p for p in flat if not _is_tag(p, seen)], dropped_tags(seen, flat)
+    calls = {p: c for p, c in flat.items() if _is_tag(c)}
+    return calls, [p for p in flat if p not in calls], dropped_tags(seen, flat)
 
 
 def no_array_in(calls: Any) -> Any:
@@ -488,7 +498,8 @@ def apply_reaching_tags(
     """
     with tags_seen() as seen:
         result = apply_collecting(model, variables, *args, **kwargs)
-    missed = [p for p in paths if seen and p not in seen.get(collection, {})]
+    ran = seen.get(INTERMEDIATES, {})  # not a tag in a trace nn.jit reused: it cannot tell
+    missed = [p for p in paths if p in ran and p not in seen.get(collection, {})]
     if missed:
         raise ValueError(
             f"The {collection!r} entry for {missed[0]!r} never reached its tag: a lifted "

@@ -35,9 +35,9 @@ def tags_seen() -> contextlib.AbstractContextManager[dict[str, dict[str, None]]]
     """Within it, `tag` keeps the path of each value it records (under ``intermediates``
     in the dict yielded), replaces (``injections``) or perturbs (``perturbations``).
 
-    So the values of ``intermediates`` that `tag` made can be told from those Flax's
-    ``sow`` put there, and an injection or perturbation that never reached its tag (a
-    lifted transform's ``variable_axes`` dropped it) can be told from one that did.
+    So a tag whose record a lifted transform's ``variable_axes`` dropped can be named,
+    and an injection or perturbation that never reached its tag can be told from one
+    that did. A tag in a trace that nn.jit reused ran no Python, and is not kept.
     The tags of a model the call applies inside itself (a frozen teacher's ``.apply``)
     are that apply's, not the call's: they are not kept.
     """

@@ -11,7 +11,16 @@ import pytest
 
 import phosjax as px
 from phosjax.core._numbers import in_type_of
-from tests.core.models import DEPTH, KINDS, WIDTH, Pytrees, ScanBlock, Stack, pre_act_path
+from tests.core.models import (
+    DEPTH,
+    KINDS,
+    WIDTH,
+    Block,
+    Pytrees,
+    ScanBlock,
+    Stack,
+    pre_act_path,
+)
 
 X = jnp.linspace(-1.0, 1.0, 6).reshape(2, 3)
 
@@ -936,6 +945,48 @@ def test_a_model_under_nn_jit_is_probed_injected_and_differentiated_again_and_ag
         via_inject = jax.grad(lambda h: px.inject(model, variables, X, {"h": h}))(found["h"])
         np.testing.assert_allclose(grads["h"], via_inject, rtol=1e-6)
         assert float(jnp.max(jnp.abs(via_inject))) > 0
+
+        with pytest.raises(
+            px.SelectorError, match=r"'feature' in 'intermediates', which Flax's sow"
+        ):
+            px.inject(model, variables, X, {"feature": found["feature"]})  # on a reused trace too
+
+
+class TwoBlocks(nn.Module):
+    """Two `Block` s, each under nn.jit or not; nn.jit fingerprints no module name, so the
+    second reuses the first's trace, and no tag of it runs in Python."""
+
+    jitted: bool = True
+
+    @nn.compact
+    def __call__(self, x):
+        block = nn.jit(Block) if self.jitted else Block
+        for i in range(2):
+            x = block(name=f"blocks_{i}")(x)
+        return x
+
+
+def test_tags_of_a_block_whose_nn_jit_trace_another_made_are_differentiated_and_injected():
+    # the second block's tags read as Flax's sow: grad_of "**/pre_act" left it out, and
+    # inject refused it
+    x = jnp.linspace(-1.0, 1.0, 2 * WIDTH).reshape(2, WIDTH)
+    variables = TwoBlocks(jitted=False).init(jax.random.key(0), x)
+    loss = lambda out: jnp.sum(out**2)
+    value = jnp.full((2, WIDTH), 0.3)
+    results = [
+        (
+            px.grad_of(loss, model, variables, x, wrt="**/pre_act"),
+            px.inject(model, variables, x, {"blocks_1/pre_act": value}),
+            sorted(px.core.tag_shapes(model, variables, x)),
+        )
+        for model in (TwoBlocks(jitted=True), TwoBlocks(jitted=False))
+    ]
+    jitted, plain = results
+    tags = ["blocks_0/out", "blocks_0/pre_act", "blocks_1/out", "blocks_1/pre_act"]
+    assert jitted[2] == plain[2] == tags
+    assert list(jitted[0][1]) == ["blocks_0/pre_act", "blocks_1/pre_act"]
+    assert_trees_close(jitted[:2], plain[:2], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(jitted[1], jnp.tanh(value), rtol=1e-6)  # the injected value
 
 
 def test_tag_shapes_lists_the_tags_not_what_flax_sowed():
