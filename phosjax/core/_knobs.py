@@ -41,10 +41,14 @@ from phosjax.core._selectors import (
 class Range:
     """The values a knob takes: finite numbers within the bounds given (``gt``/``ge`` a
     lower bound, open or closed; ``lt``/``le`` an upper one); NaN and infinities never.
+    A bound given by position is ``gt``: ``Range(0)`` is ``Range(gt=0)``, which refuses 0
+    itself; name the bounds (``Range(ge=0)``) to say which.
 
     Examples:
       >>> Range(gt=0), str(Range(gt=0)), str(Range(ge=0, lt=1))
       (Range(gt=0), 'a finite number > 0', 'a finite number >= 0 and < 1')
+      >>> Range(0), Range(0).contains(0.0)
+      (Range(gt=0), False)
       >>> Range(ge=0).contains(np.array([0.0, 2.0])), Range(gt=0).contains(np.inf)
       (True, False)
     """
