@@ -409,6 +409,9 @@ def set_knobs(
     (so a knob stacked on a grid axis takes one value for every cell). Given the model's
     knobs as ``declared`` (`knobs`), a concrete value is checked against its knob's
     ``valid`` range here, before anything is traced (a traced one reads NaN in the model).
+    Whether an integer knob holds a value is checked where the value is concrete too: a
+    traced one (under ``jit`` or ``vmap``, as the engine sets a grid's knobs, from
+    float32) is cast toward zero (2.5 sets 2).
 
     Raises:
       SelectorError: a selector matches no knob (the message lists the nearest), or
@@ -431,6 +434,10 @@ def set_knobs(
       >>> set_knobs(v, {"**/T": 0}, declared=declared)
       Traceback (most recent call last):
       ValueError: knob 'blocks_1/T' must be a finite number > 0, got 0.
+      >>> import jax
+      >>> count = {"knobs": {"n": jnp.array(2)}}
+      >>> jax.jit(lambda n: set_knobs(count, {"n": n})["knobs"]["n"])(2.5).item()  # traced
+      2
     """
     variables = checked_variables(variables, "set_knobs")
     check_values(values, "knob")  # first: a bare value is no selector
