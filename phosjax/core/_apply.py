@@ -66,6 +66,9 @@ _READS = (
 )
 """Flax's two wordings of a param read and not found: (its name, its module's path)."""
 
+_COLLECTION_READ = re.compile(r'from collection "(.*?)"')
+"""The collection named by Flax's `flax.errors.ScopeCollectionNotFound`."""
+
 
 def params_alone_text(variables: Mapping[str, Any], error: Exception, caller: str) -> str | None:
     """What ``caller`` says of Flax's ``error`` (one of `MISSING_PARAMS`) where the model
@@ -125,7 +128,8 @@ def naming_params_alone(variables: Any, caller: str) -> Iterator[Mapping[str, An
         yield variables
     except MISSING_PARAMS as error:
         text = params_alone_text(variables, error, caller)
-        if text is None and isinstance(error, flax.errors.ScopeCollectionNotFound):
+        read = _COLLECTION_READ.search(str(error))
+        if text is None and read is not None and read[1] not in variables:
             error.add_note(  # this model's params, say, without their batch_stats
                 f"({caller}: the variables hold the collections {sorted(variables)}, not "
                 "the one the model reads: pass all that model.init returns)"

@@ -641,6 +641,16 @@ def test_this_model_s_params_without_its_batch_stats_are_not_said_another_model_
     )
 
 
+def test_an_empty_collection_the_model_reads_is_not_said_to_be_another_one():
+    """It said the variables hold ['params'], "not the one the model reads": 'params'."""
+    with pytest.raises(flax.errors.ScopeCollectionNotFound) as error:
+        px.probe(nn.Dense(2), {"params": {}}, X)
+    assert error.value.__notes__[-1] == (
+        "(probe: its 'params' hold the modules []: are they another model's? pass this "
+        "model's, e.g. model.init's)"
+    )
+
+
 class TagsAStr(nn.Module):
     @nn.compact
     def __call__(self, x):
