@@ -303,10 +303,11 @@ def refuse_optax_optimizer(where: str, value: Any, error: type[Exception] = Valu
         )
 
 
-def refuse_optax_schedule(where: str, value: Any) -> None:
+def refuse_optax_schedule(where: str, value: Any, name: str = "learning_rate") -> None:
     """Raises a ValueError naming ``where`` and what the engine takes instead if ``value``
-    is a function (a learning-rate schedule) or an optax transformation: a group schedules
-    each cell's rate itself, its peak in the cell's state.
+    (the `HParams` field ``name``: ``learning_rate``, ``weight_decay``, ...) is a function
+    (a schedule) or an optax transformation: a group schedules each cell's learning rate
+    itself, its peak in the cell's state, and holds the other values constant.
 
     Examples:
       >>> refuse_optax_schedule("HParams learning_rate", lambda count: 1e-3)
@@ -315,14 +316,27 @@ def refuse_optax_schedule(where: str, value: Any) -> None:
       <function <lambda> at 0x...>: the engine schedules each cell's rate itself; give its
       peak as learning_rate and its shape as lr_schedule (one of ('constant', 'cosine',
       'linear')) and warmup_steps.
+      >>> refuse_optax_schedule("HParams weight_decay", lambda count: 1e-4, "weight_decay")
+      Traceback (most recent call last):
+      ValueError: HParams weight_decay must be a number, got a function <function <lambda>
+      at 0x...>: the engine holds each cell's weight_decay constant through the run (only
+      the learning rate follows a schedule: lr_schedule, one of ('constant', 'cosine',
+      'linear'), and warmup_steps); give weight_decay as one number.
     """
     shown = _optax_shown(value)
-    if shown:
+    if not shown:
+        return
+    if name == "learning_rate":
         raise ValueError(
             f"{where} must be a number (the peak rate), got {shown}: "
             "the engine schedules each cell's rate itself; give its peak as learning_rate "
             f"and its shape as lr_schedule (one of {LR_SCHEDULES}) and warmup_steps."
         )
+    raise ValueError(
+        f"{where} must be a number, got {shown}: the engine holds each cell's {name} "
+        "constant through the run (only the learning rate follows a schedule: lr_schedule, "
+        f"one of {LR_SCHEDULES}, and warmup_steps); give {name} as one number."
+    )
 
 
 GRAD_CLIP_HINT = " (a global norm) or None (no clipping)"
@@ -479,11 +493,11 @@ class HParams:
                 f"warm up over at most {self.steps} steps (the learning rate peaks at the "
                 "warmup's end)."
             )
-        refuse_optax_schedule("HParams learning_rate", self.learning_rate)
         for name, least, most, hint in (
             *OPTIMIZER_RANGES,
             ("label_smoothing", 0, 1, " (the mass spread over the classes)"),
         ):
+            refuse_optax_schedule(f"HParams {name}", getattr(self, name), name)
             number = group_number_in(f"HParams {name}", getattr(self, name), least, most, hint=hint)
             object.__setattr__(self, name, number)
         if self.grad_clip is not None:

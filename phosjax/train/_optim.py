@@ -230,10 +230,10 @@ def make_optimizer(
         )
     one_of("Unknown optimizer", name, OPTIMIZERS)
     _check_schedule(lr_schedule)  # before asking for the steps an unknown one would need
-    refuse_optax_schedule("make_optimizer learning_rate", learning_rate)
     given = {"learning_rate": learning_rate, "weight_decay": weight_decay, "momentum": momentum}
     for key, least, most, hint in OPTIMIZER_RANGES:
         value, where = given[key], f"make_optimizer {key}"
+        refuse_optax_schedule(where, value, key)
         if isinstance(value, jax.core.Tracer):  # a cell's value in a grid's init
             if value.shape != ():
                 raise ValueError(

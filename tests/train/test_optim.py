@@ -229,3 +229,23 @@ def test_an_optax_transformation_as_learning_rate_is_told_to_give_the_peak():
         "HParams learning_rate must be a number (the peak rate), got an optax transformation: "
         "the engine schedules each cell's rate itself;"
     ), raised.value
+
+
+@pytest.mark.parametrize(
+    "build, where",
+    [
+        (lambda **kw: HParams(**kw), "HParams"),
+        (lambda **kw: make_optimizer("adamw", **kw), "make_optimizer"),
+    ],
+)
+@pytest.mark.parametrize("name", ["weight_decay", "momentum"])
+def test_a_schedule_as_weight_decay_or_momentum_is_told_to_give_one_number(build, where, name):
+    """It was told only that it 'must be a number', not that the rate alone is scheduled."""
+    with pytest.raises(ValueError) as raised:
+        build(**{name: optax.constant_schedule(1e-4)})
+    assert str(raised.value).startswith(f"{where} {name} must be a number, got a function <")
+    assert str(raised.value).endswith(
+        f"…: the engine holds each cell's {name} constant through the run (only the learning "
+        "rate follows a schedule: lr_schedule, one of ('constant', 'cosine', 'linear'), and "
+        f"warmup_steps); give {name} as one number."
+    ), raised.value
