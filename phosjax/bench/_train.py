@@ -24,13 +24,13 @@ import pyarrow as pa
 import tqdm
 
 from phosjax.bench import _layout
-from phosjax.bench._checkpoint import Checkpoints
+from phosjax.bench._checkpoint import Checkpoints, OtherLeavesError
 from phosjax.bench._interrupt import held_to_chunk_end
 from phosjax.bench._plan import PlannedCell
 from phosjax.bench._profile import PhaseClock, device_bytes, init_rows
 from phosjax.bench._store import STEP_TIME, as_table, drop_parts_after, part_path, write_table
 from phosjax.data import ArrayDataset
-from phosjax.train import Chunk, Group, init_group, run_group
+from phosjax.train import Chunk, Group, GroupState, init_group, run_group
 from phosjax.train._grid import chunk_splits
 
 
@@ -119,6 +119,19 @@ def _segments(start: int, steps: int, every: int) -> list[int]:
     return [min(stop, steps) for stop in range((start // every + 1) * every, steps + every, every)]
 
 
+def _restored(checkpoints: Checkpoints, step: int, like: GroupState) -> GroupState:
+    """The state checkpointed at ``step`` (``like``'s layout); one written before states
+    recorded their settings (`GroupState.settings`) without them, as `run_group` resumes it.
+    """
+    try:
+        return checkpoints.restore(step, like)
+    except OtherLeavesError as error:
+        old = (p.startswith(".settings[") and p.endswith("found nothing") for p in error.problems)
+        if not all(old):
+            raise
+    return checkpoints.restore(step, like.replace(settings={}))  # type: ignore[attr-defined]
+
+
 def restored_step(root: pathlib.Path, key: str) -> int:
     """The step the group ``key`` resumes from: its newest whole checkpoint's (0: none)."""
     return Checkpoints(root / _layout.CHECKPOINTS / key).latest() or 0
@@ -162,7 +175,7 @@ def train_group(
         _warn_cut_short(path, job.key, latest)
     chosen: dict[str, Any] = {"strategy": strategy, "timings": {}}
     if latest:
-        state = checkpoints.restore(latest, jax.eval_shape(lambda: init_group(group, data)))
+        state = _restored(checkpoints, latest, jax.eval_shape(lambda: init_group(group, data)))
         chosen |= {k: v for k, v in (previous or {}).items() if k in chosen}
     else:
         state = init_group(group, data)

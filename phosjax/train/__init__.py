@@ -20,7 +20,7 @@ from phosjax.train._matmul_convs import (
 from phosjax.train._optim import lr_multiplier, make_optimizer
 from phosjax.train._precision import precision_apply
 from phosjax.train._run import Chunk, GroupRun, run_group
-from phosjax.train._state import GroupState, init_group
+from phosjax.train._state import RECORDED_SETTINGS, GroupState, init_group
 from phosjax.train._step import device_arrays, make_train_step
 from phosjax.train._strategy import MATMUL_STRATEGIES, STRATEGIES
 
@@ -29,6 +29,7 @@ __all__ = [
     "LR_SCHEDULES",
     "MATMUL_STRATEGIES",
     "OPTIMIZERS",
+    "RECORDED_SETTINGS",
     "STRATEGIES",
     "Cell",
     "Chunk",

@@ -26,6 +26,7 @@ from phosjax.train._state import (
     GroupState,
     check_arguments,
     check_state,
+    with_settings,
     with_stored_dtypes,
     with_weak_types,
 )
@@ -383,7 +384,9 @@ def run_group(
         repeated device or another process's, a state whose cells are at
         different steps, or a state `init_group` did not make for this group and data
         (another cell count, tree, leaf shape or dtype, other per-cell
-        hyperparameters or seeds; the message says what differs).
+        hyperparameters or seeds; the message says what differs) or one trained under
+        other `RECORDED_SETTINGS` (``steps`` may change under ``lr_schedule="constant"``:
+        `check_settings`; the message names the setting, its saved and its new value).
 
     Examples:
       >>> from phosjax.data import random_dataset
@@ -445,6 +448,7 @@ def run_group(
     stops = _stops(start, until, chunk_steps, hp.eval_every)
     if not stops:  # already at until_step: nothing to build, choose, place or run
         return state, GroupRun(strategy, {}, [])
+    state = with_settings(state, group)  # e.g. steps extended: the steps it trains to
     state = with_weak_types(state, group, data)  # e.g. a checkpoint's knobs
     signature = group.signature()
     model = functools.cache(group.model.build)  # built only when a program is

@@ -20,6 +20,7 @@ from phosjax.core._knobs import _trace_init, holds_exactly, what_holds
 from phosjax.core._numbers import in_type_of
 from phosjax.core._selectors import value_per_path
 from phosjax.models._registry import checked_build
+from phosjax.train._config import COMPUTE_DTYPES, LR_SCHEDULES, OPTIMIZERS, HParams
 from phosjax.train._group import Group
 from phosjax.train._optim import hparams_optimizer
 from phosjax.train._strategy import kept, trace_config
@@ -46,6 +47,9 @@ class GroupState:
       diverged: whether the loss, the gradient norm, an updated param, running statistic
         (e.g. ``batch_stats``) or optimizer state became NaN/inf; the cell is then frozen.
       diverged_at: the step at which it diverged (-1: never).
+      settings: the `RECORDED_SETTINGS` the state was last trained under (`init_group`'s
+        or `run_group`'s group's), which `run_group` checks on resume; empty in a state
+        written before states recorded them, which resumes unchecked.
 
     Examples:
       `init_group` makes one; `run_group` trains it, from numpy too (a checkpoint):
@@ -81,6 +85,7 @@ class GroupState:
     step: jax.Array
     diverged: jax.Array
     diverged_at: jax.Array
+    settings: dict[str, jax.Array] = flax.struct.field(default_factory=dict)
 
     def __repr__(self) -> str:  # the dataclass's printed every param of every cell
         leaves = jax.tree.leaves(self.params)
@@ -97,6 +102,84 @@ class GroupState:
             f"GroupState({counted(np.size(self.step), 'cell')}, {each:,} "
             f"param{'' if each == 1 else 's'} each in {counted(len(leaves), 'array')}, {where})"
         )
+
+
+RECORDED_SETTINGS = (
+    "optimizer",
+    "lr_schedule",
+    "warmup_steps",
+    "steps",
+    "grad_clip",
+    "batch_size",
+    "compute_dtype",
+)
+"""The `HParams` a `GroupState` records (``settings``): those that shape its training
+beyond the per-cell values it holds itself, which its tree does not show (a cosine
+schedule's ``steps``, a ``grad_clip``'s norm, ...)."""
+
+_NAMED = {"optimizer": OPTIMIZERS, "lr_schedule": LR_SCHEDULES, "compute_dtype": COMPUTE_DTYPES}
+"""The `RECORDED_SETTINGS` that are names, recorded as their index among these choices."""
+
+
+def recorded_settings(hp: HParams) -> dict[str, np.ndarray]:
+    """``hp``'s `RECORDED_SETTINGS` as a `GroupState` records them for one cell: a name
+    as its index among its choices, a ``grad_clip`` of None as NaN.
+
+    Examples:
+      >>> recorded_settings(HParams(lr_schedule="cosine", grad_clip=1.0))["lr_schedule"]
+      array(1, dtype=int32)
+    """
+
+    def recorded(name: str) -> np.ndarray:
+        value = getattr(hp, name)
+        if name in _NAMED:
+            return np.asarray(_NAMED[name].index(value), np.int32)
+        if name == "grad_clip":
+            return np.asarray(np.nan if value is None else value, np.float32)
+        return np.asarray(value, np.int32)
+
+    return {name: recorded(name) for name in RECORDED_SETTINGS}
+
+
+def _shown_setting(name: str, recorded: np.ndarray) -> str:
+    """A setting `recorded_settings` recorded, as `HParams` takes it."""
+    if name in _NAMED:
+        return repr(_NAMED[name][int(recorded)])
+    if name == "grad_clip":
+        return "None" if np.isnan(recorded) else str(recorded)
+    return str(int(recorded))
+
+
+def _same(got: np.ndarray, want: np.ndarray) -> np.ndarray:
+    """Where a recorded setting ``got`` is ``want`` (a ``grad_clip`` of None: NaN in both)."""
+    return (got == want) | (np.isnan(got) & np.isnan(want))
+
+
+def check_settings(state: GroupState, group: Group) -> None:
+    """Raises unless ``state`` records ``group``'s `RECORDED_SETTINGS` (or none: a state
+    written before states recorded them). ``steps`` may differ under ``lr_schedule="constant"``,
+    whose rate does not depend on it (a warmup's neither): a run may be extended."""
+    hp = group.hparams
+    want = recorded_settings(hp)
+    for name, got in jax.device_get(state.settings).items():
+        if name == "steps" and hp.lr_schedule == "constant":
+            continue
+        same = _same(got, want[name])
+        if not np.all(same):
+            saved = _shown_setting(name, np.ravel(got)[np.argmin(np.ravel(same))])
+            shown = _shown_setting(name, want[name])
+            why = (
+                f" (lr_schedule {hp.lr_schedule!r} decays the learning rate over steps: "
+                "resumed under others, the rate would jump; steps may change under "
+                "lr_schedule 'constant' alone)"
+                if name == "steps"
+                else ""
+            )
+            raise ValueError(
+                f"run_group: the state was trained under hparams {name}={saved} but the "
+                f"group has {name}={shown}{why}; resume it under {name}={saved}, or train "
+                "the group from its start (init_group) as a new run."
+            )
 
 
 def _root_keys(group: Group) -> jax.Array:
@@ -153,6 +236,7 @@ def _vmapped_init(signature: Any, input_shape: tuple[int, ...]) -> Any:
             step=jnp.zeros((), jnp.int32),
             diverged=jnp.zeros((), bool),
             diverged_at=jnp.full((), -1, jnp.int32),
+            settings={name: jnp.asarray(v) for name, v in recorded_settings(hp).items()},
         )
 
     return jax.vmap(init_cell)
@@ -537,20 +621,42 @@ def _layout(group: Group, data: Any) -> GroupState:
 def check_state(state: Any, group: Group, data: Any) -> None:
     """Raises unless ``state`` is one `init_group` (or `run_group`) made for ``group`` and
     ``data``: the same paths, leaf shapes and dtypes (host numpy is fine), the group's
-    per-cell hyperparameters (learning rate, ..., knob values) and its cells' seeds."""
+    `RECORDED_SETTINGS` (`check_settings`), per-cell hyperparameters (learning rate, ..., knob
+    values) and its cells' seeds."""
     _check_classes(group, data)
+
+    def refuse(difference: str | None) -> None:
+        if difference:
+            raise ValueError(
+                f"run_group: the state was made for another group (or data set): "
+                f"{difference}; pass the state init_group (or run_group) made for this group "
+                f"and data set {data.name!r}."
+            )
+
+    refuse(_layout_difference(state, _layout_of(state, group, data)))
+    check_settings(state, group)
+    refuse(_value_difference(state, group) or _seed_difference(state, group))
+
+
+def with_settings(state: GroupState, group: Group) -> GroupState:
+    """``state`` recording ``group``'s `RECORDED_SETTINGS`, those it trains under next (a
+    state `check_settings` passed: its own, ``steps`` extended, or none recorded); itself
+    where it records them already (placed, it is not placed again)."""
+    want = recorded_settings(group.hparams)
+    got = jax.device_get(state.settings)
+    if got.keys() == want.keys() and all(np.all(_same(got[n], want[n])) for n in want):
+        return state
+    cells = np.shape(state.step)
+    recorded = {name: np.full(cells, value) for name, value in want.items()}
+    return state.replace(settings=recorded)  # type: ignore[attr-defined]
+
+
+def _layout_of(state: Any, group: Group, data: Any) -> GroupState:
+    """`_layout`, less the ``settings`` where ``state`` records none (one written before
+    states recorded them)."""
     like = _layout(group, data)
-    difference = (
-        _layout_difference(state, like)
-        or _value_difference(state, group)
-        or _seed_difference(state, group)
-    )
-    if difference:
-        raise ValueError(
-            f"run_group: the state was made for another group (or data set): {difference}; "
-            f"pass the state init_group (or run_group) made for this group and data set "
-            f"{data.name!r}."
-        )
+    recorded = getattr(state, "settings", True)
+    return like if recorded else like.replace(settings={})  # type: ignore[attr-defined]
 
 
 def with_stored_dtypes(state: Any, group: Group, data: Any) -> Any:
@@ -579,7 +685,7 @@ def with_stored_dtypes(state: Any, group: Group, data: Any) -> Any:
     raw = (isinstance(a, np.ndarray) and a.dtype.type is np.void for a in jax.tree.leaves(state))
     if not any(raw):  # the usual case, found without the group's layout (run_group's cost)
         return state
-    like = _layout(group, data)
+    like = _layout_of(state, group, data)
     tree: Any = jax.tree.structure(state)  # Any: jaxlib's PyTreeDef has no stubs
     if tree != jax.tree.structure(like):
         return state  # `check_state` names the difference

@@ -39,6 +39,7 @@ from phosjax.bench import (
     plan,
     run,
 )
+from phosjax.bench._checkpoint import Checkpoints
 from phosjax.bench._directory import choose_config, choose_config_together, export_locked
 from phosjax.bench._plan import Plan, PlannedCell, PlannedGroup
 from phosjax.bench._profile import (
@@ -70,7 +71,7 @@ from phosjax.bench.view._api import curves, leaderboard
 from phosjax.models import ModelConfig, register_model, registered_models
 from phosjax.models._registry import FRAME_OPTIONS
 from phosjax.models.graph import GraphModel, node
-from phosjax.train import Chunk, train_grid
+from phosjax.train import Chunk, GroupState, train_grid
 from phosjax.train._grid import chunk_frame
 from tests.bench.runner_tiny import Killed, killed_after_save, tiny_config
 from tests.compiles import compiles_seen
@@ -1361,6 +1362,25 @@ def test_resuming_drops_the_parts_after_the_checkpoint_and_keeps_the_one_ending_
         f"part-{key}-000000002.parquet",
         f"part-{key}2-000000003.parquet",
     ]
+
+
+def test_a_checkpoint_that_records_no_settings_resumes_as_the_uninterrupted_run(
+    bench, toy, tmp_path
+):
+    """A bench killed after checkpointing step 6 as phosjax wrote checkpoints before a
+    state recorded its settings (`GroupState.settings`), run again, resumes there (its
+    restore had expected the settings) and ends with the uninterrupted bench's results."""
+    save = Checkpoints.save
+
+    def save_as_before(self: Checkpoints, step: int, state: GroupState) -> None:
+        save(self, step, state.replace(settings={}))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Checkpoints, "save", save_as_before)
+        with killed_after_save(6):
+            run(tiny_config(models=[{"name": "mlp", "width": 8}]), tmp_path, datasets=toy)
+    resumed = run(tiny_config(models=[{"name": "mlp", "width": 8}]), tmp_path, datasets=toy)
+    pd.testing.assert_frame_equal(NOT_STEP_TIME(sort(resumed)), NOT_STEP_TIME(sort(bench[1])))
 
 
 def test_a_chunks_rows_are_the_engines_a_metric_not_reported_null_not_nan():

@@ -963,6 +963,68 @@ def test_run_group_refuses_a_state_made_for_another_group_saying_what_differs(to
         run_group(group, state, toy, strategy="vmap")
 
 
+SCHEDULED = HParams(
+    batch_size=16, steps=8, lr_schedule="cosine", warmup_steps=2, grad_clip=1.0, eval_every=4
+)
+"""Settings a state's tree does not show: a cosine's steps, a warmup's, a clip's norm."""
+
+
+@pytest.mark.parametrize(
+    ("changes", "saved", "given", "why"),
+    [
+        (
+            {"steps": 16},
+            "steps=8",
+            "steps=16",
+            " (lr_schedule 'cosine' decays the learning rate over steps: resumed under "
+            "others, the rate would jump; steps may change under lr_schedule 'constant' alone)",
+        ),
+        ({"lr_schedule": "linear"}, "lr_schedule='cosine'", "lr_schedule='linear'", ""),
+        ({"warmup_steps": 1}, "warmup_steps=2", "warmup_steps=1", ""),
+        ({"grad_clip": 2.0}, "grad_clip=1.0", "grad_clip=2.0", ""),
+        ({"batch_size": 8}, "batch_size=16", "batch_size=8", ""),
+        ({"compute_dtype": "bfloat16"}, "compute_dtype='float32'", "compute_dtype='bfloat16'", ""),
+    ],
+)
+def test_run_group_refuses_to_resume_a_state_under_other_settings(toy, changes, saved, given, why):
+    """None of them was in the state: it resumed under the new ones (a cosine's rate jumped
+    where its steps changed)."""
+    [made_for] = plan_groups([Cell(Tiny(), "toy", SCHEDULED, 0)])
+    [group] = plan_groups([Cell(Tiny(), "toy", dataclasses.replace(SCHEDULED, **changes), 0)])
+    state = jax.device_get(init_group(made_for, toy))  # a checkpoint's host numpy, too
+    with pytest.raises(ValueError) as raised:
+        run_group(group, state, toy, strategy="vmap")
+    assert str(raised.value) == (
+        f"run_group: the state was trained under hparams {saved} but the group has {given}"
+        f"{why}; resume it under {saved}, or train the group from its start (init_group) as "
+        "a new run."
+    )
+
+
+def test_a_constant_schedule_extends_its_steps_as_one_run_would_train_them(toy):
+    """Its rate (a warmup's too) does not depend on steps: a run trained to 4 steps and
+    resumed to 8 is the run of 8 steps, bit for bit, and records 8."""
+    warm = HParams(batch_size=16, steps=4, warmup_steps=2)
+    [short] = plan_groups([Cell(Tiny(), "toy", warm, 0)])
+    [long] = plan_groups([Cell(Tiny(), "toy", dataclasses.replace(warm, steps=8), 0)])
+    half, _ = run_group(short, init_group(short, toy), toy, strategy="vmap", chunk_steps=4)
+    resumed, _ = run_group(long, jax.device_get(half), toy, strategy="vmap", chunk_steps=4)
+    whole, _ = run_group(long, init_group(long, toy), toy, strategy="vmap", chunk_steps=4)
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(resumed), jax.device_get(whole))
+    assert resumed.settings["steps"].tolist() == [8]
+
+
+def test_a_state_that_records_no_settings_resumes_as_the_uninterrupted_run(toy):
+    """A state (a checkpoint) written before states recorded their settings resumes,
+    unchecked, and comes back recording the group's."""
+    [group] = plan_groups([Cell(Tiny(), "toy", SCHEDULED, 0)])
+    whole, _ = run_group(group, init_group(group, toy), toy, strategy="vmap", chunk_steps=4)
+    half, _ = run_group(group, init_group(group, toy), toy, 4, strategy="vmap", chunk_steps=4)
+    old = jax.device_get(half).replace(settings={})
+    resumed, _ = run_group(group, old, toy, strategy="vmap", chunk_steps=4)
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(resumed), jax.device_get(whole))
+
+
 def test_a_state_of_other_paths_names_three_of_each_side_and_counts_the_rest():
     """It said "lacks ['x0'], ['x1'], ['x2'] (and 2 more) and has extra ['a']"."""
     like = {f"x{i}": np.zeros(1) for i in range(5)}

@@ -323,6 +323,7 @@ def test_public_names():
         "LR_SCHEDULES",
         "MATMUL_STRATEGIES",
         "OPTIMIZERS",
+        "RECORDED_SETTINGS",
         "STRATEGIES",
         "Cell",
         "Chunk",
