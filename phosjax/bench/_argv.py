@@ -229,6 +229,18 @@ def option_value(argv: Sequence[str], option: str) -> str | None:
     return found
 
 
+def group_file(argv: Sequence[str], group: str) -> str | None:
+    """The file that ``argv`` gives the option ``--<group>`` (``--grid grid.yaml``: a file
+    of ``grid``'s keys); None: none, or a YAML mapping given instead of a file.
+
+    Examples:
+      >>> group_file(["--grid", "{steps: 3}"], "grid"), group_file([], "grid")
+      (None, None)
+    """
+    value = option_value(argv, f"--{group}")
+    return value if value is not None and os.path.isfile(value) else None
+
+
 def dir_option(argv: Sequence[str]) -> str | None:
     """The ``--dir`` that ``argv`` gives (the last, as the parser takes it, a ``~``
     beginning it expanded: `expand_dirs`); None: none.

@@ -21,7 +21,14 @@ from phosjax._listing import counted
 from phosjax._nearest import did_you_mean
 from phosjax._yaml import read_file
 from phosjax.bench import _layout
-from phosjax.bench._argv import config_files, dir_option, option_names, option_value, split_top
+from phosjax.bench._argv import (
+    config_files,
+    dir_option,
+    group_file,
+    option_names,
+    option_value,
+    split_top,
+)
 from phosjax.bench._config import BenchError, colon_hint
 from phosjax.bench._interrupt import (
     BROKEN_PIPE,
@@ -151,11 +158,12 @@ def value_error_line(message: str, argv: Sequence[str] = ()) -> str:
 
 
 def setting_file(argv: Sequence[str], key: str, given: str | None) -> str | None:
-    r"""The ``--config`` file of ``argv`` whose value of the (dotted) ``key`` the parser
-    refused: the first whose value reads as ``given`` (the parser checks each file as it
-    reads it, in order, and the files before the options), else, where no option of
-    ``argv`` sets the key (``--model.width``, ``--model.width+`` or ``--model``), the last
-    that sets it; None: an option's value.
+    r"""The ``--config`` file of ``argv``, or the file of a group's option after them
+    (``--model model.yaml``: its ``width`` is ``model.width``), whose value of the (dotted)
+    ``key`` the parser refused: the first whose value reads as ``given`` (the parser checks
+    each file as it reads it, in order, and the files before the options), else, where no
+    option of ``argv`` sets the key (``--model.width``, ``--model.width+`` or ``--model``
+    given a mapping), the last that sets it; None: an option's value.
 
     Examples:
       >>> import tempfile
@@ -172,14 +180,18 @@ def setting_file(argv: Sequence[str], key: str, given: str | None) -> str | None
     """
     parts = key.split(".")
     options = {name.removesuffix("+") for name in option_names(argv)}
+    files = [(path, 0) for path in config_files(argv)]  # each with the parts it holds keys of
+    if len(parts) > 1 and (group := group_file(argv, parts[0])):  # read after them
+        files.append((group, 1))
+        options.discard(f"--{parts[0]}")  # its file's value, not the option's
     typed = any(f"--{'.'.join(parts[:n])}" in options for n in range(1, len(parts) + 1))
     setting = []  # the files that set the key, in order
-    for path in config_files(argv):
+    for path, within in files:
         try:
             data = read_file(path)
         except ValueError:  # read before, by the parser: gone since
             continue
-        for part in parts:
+        for part in parts[within:]:
             data = data.get(part, _UNSET) if isinstance(data, dict) else _UNSET
         if data is not _UNSET:
             if given is not None and str(data) == given:  # a later file's value never read
@@ -378,7 +390,8 @@ class Parser(ArgumentParser):
         keys = self._group_keys(found[1])
         if found.re is _UNLOADABLE and (nested := _NESTED_KEY.search(message)):
             value = re.sub("^  ", "", message[nested.end() :], flags=re.M)  # a key's value
-            return f"--{found[1]} {found[2]}: {value_error_line(nested[1] + value)}"
+            line = value_error_line(nested[1] + value, self.argv)  # a file's: named by it
+            return line if group_file(self.argv, found[1]) else f"--{found[1]} {found[2]}: {line}"
         if found.re is _UNLOADABLE:
             return unloadable_group(f"--{found[1]}", found[2], keys)
         return (

@@ -31,6 +31,7 @@ from phosjax.bench._argv import (
     config_files_first,
     dir_option,
     first_refusing,
+    group_file,
     layered_configs,
     names_as_lists,
     option_names,
@@ -46,7 +47,7 @@ from phosjax.bench._cli import (
     setting_file,
 )
 from phosjax.bench._compile_cache import add_compilation_cache, compilation_cache
-from phosjax.bench._config import NAMED_HPARAMS, BenchConfig, BenchError, read_yaml
+from phosjax.bench._config import NAMED_HPARAMS, BenchConfig, BenchError, Grid, read_yaml
 from phosjax.bench._directory import check_dir_kind, open_bench, shown_differences
 from phosjax.bench._imports import import_for_bench, planned_models
 from phosjax.bench._plan import check_models
@@ -170,12 +171,14 @@ def _is_morph_config(data: Any) -> bool:
     return isinstance(data.get("model"), Mapping) and set(data) <= fields
 
 
-def _check_config_files(paths: Sequence[str]) -> None:
+def _check_config_files(paths: Sequence[str], grid_file: str | None) -> None:
     """Raises a `BenchError` for ``--config`` files that make a config a run refuses, each
-    read over the ones before it (``grid`` key by key, as jsonargparse reads them), naming
-    the first file from which on it is refused and the bad key or value (clearer than
-    jsonargparse's), or for a config of ``python -m phosjax.morph``; the command's own keys
-    (``dir``, ``resume``, ...) may be there."""
+    read over the ones before it (``grid`` key by key, as jsonargparse reads them), and
+    ``grid_file`` (``--grid FILE``) over them, naming the first file from which on it is
+    refused and the bad key or value (clearer than jsonargparse's), or for a config of
+    ``python -m phosjax.morph``; the command's own keys (``dir``, ``resume``, ...) may be
+    there. A ``grid_file`` the parser refuses (unreadable, a key not of ``grid``) is left
+    to it."""
     read: list[tuple[str, Mapping[str, Any]]] = []
     for path in paths:
         data = read_yaml(path)
@@ -191,10 +194,23 @@ def _check_config_files(paths: Sequence[str]) -> None:
             if not isinstance(data.get(flag), bool | None):
                 raise BenchError(f"{path}: {flag} must be true or false, got {data[flag]!r}.")
         read.append((path, {k: v for k, v in data.items() if k not in _OWN}))
+    grid = _grid_keys(grid_file) if grid_file is not None else None
+    if grid is not None:
+        read.append((grid_file, {"grid": grid}))
     refusal = first_refusing(layered_configs(read, "grid"), _refused)
     if refusal is not None:
         path, problem = refusal
         raise BenchError(f"{path or ', '.join(paths)}: {problem}")
+
+
+def _grid_keys(path: str) -> Mapping[str, Any] | None:
+    """The mapping of ``grid`` keys in ``path``; None where it holds anything else."""
+    try:
+        data = read_yaml(path)
+    except BenchError:
+        return None
+    keys = {field.name for field in dataclasses.fields(Grid)}
+    return data if isinstance(data, Mapping) and set(data) <= keys else None
 
 
 @contextlib.contextmanager
@@ -326,7 +342,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Runs the command line ``argv`` (default ``sys.argv[1:]``)."""
     argv = config_files_first(sys.argv[1:] if argv is None else argv)
     argv = _stored_config_to_print(names_as_lists(argv, _EXAMPLES))
-    _check_config_files(config_files(argv))  # named, clear errors before jsonargparse's
+    # named, clear errors before jsonargparse's
+    _check_config_files(config_files(argv), group_file(argv, "grid"))
     args = parser().parse_args(argv)
     if args.resume and args.force:
         raise BenchError(

@@ -15,6 +15,14 @@ def _main(command):
     return importlib.import_module(module).main
 
 
+def _exit_status(main, argv):
+    """``main(argv)``'s exit status: returned (a `BenchError`'s) or raised (a usage error's)."""
+    try:
+        return main(argv)
+    except SystemExit as exit_info:
+        return exit_info.code
+
+
 @pytest.mark.parametrize("command", COMMANDS)
 def test_a_misspelt_option_is_the_error_with_the_nearest_option(command, tmp_path, capsys):
     args = ["--dirr", str(tmp_path / "b")] + (["--mlflow", "x"] if command == "export" else [])
@@ -295,18 +303,56 @@ def test_a_grid_file_naming_a_key_twice_is_refused_as_a_config_file_is(tmp_path,
     assert "found the key 'steps' twice (the second would replace the first)" in err
 
 
-@pytest.mark.parametrize("given", ["{steps: abc}", "grid.yaml"])
-def test_a_grid_mapping_with_a_bad_value_names_the_key_not_the_mapping(given, tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        ("{steps: abc}", "--grid {given}: --grid.steps abc: expected int or list[int]"),
+        ("grid.yaml", "{given}: grid.steps must be a whole number >= 1, got 'abc' (str)."),
+    ],
+)
+def test_a_grid_mapping_with_a_bad_value_names_the_key_not_the_mapping(
+    given, said, tmp_path, capsys
+):
     """A mapping (or a file of one) whose steps was 'abc' was called "neither a YAML file
-    nor a YAML mapping" ("holds a dict, not a mapping"); it names the key and its value."""
+    nor a YAML mapping" ("holds a dict, not a mapping"); it names the key and its value,
+    and the file, as a --config file's bad value is named (`test_a_bad_value_in_a_group_
+    file_names_the_file_not_the_option`)."""
     (tmp_path / "grid.yaml").write_text("steps: abc\n")
     given = str(tmp_path / given) if given.endswith(".yaml") else given
-    with pytest.raises(SystemExit) as exit_info:
-        _main("new")(["--dir", str(tmp_path / "b"), "--grid", given])
-    assert exit_info.value.code == 2
-    assert capsys.readouterr().err.startswith(
-        f"error: --grid {given}: --grid.steps abc: expected int or list[int]"
-    )
+    assert _exit_status(_main("new"), ["--dir", str(tmp_path / "b"), "--grid", given]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {said.format(given=given)}")
+
+
+@pytest.mark.parametrize(
+    ("module", "option", "keys", "said"),
+    [
+        (
+            "phosjax.bench.new",
+            ["--config", "configs/example.yaml", "--grid"],
+            "learning_rate: [0.1, -1]\n",
+            "grid.learning_rate must be a number > 0, got -1.\n",
+        ),
+        (
+            "phosjax.morph.__main__",
+            ["--config", "configs/morph_mnist1d.yaml", "--model"],
+            "width: x\n",
+            "model.width x: expected int, tuple[int, ...] or null;",
+        ),
+    ],
+)
+def test_a_bad_value_in_a_group_file_names_the_file_not_the_option(
+    module, option, keys, said, tmp_path, capsys
+):
+    """``--grid grid.yaml`` of a learning rate of -1 said "grid.learning_rate must be ...",
+    no file, where a --config file's bad value names the file; morph's ``--model
+    model.yaml`` of a width of 'x' said "--model FILE: --model.width x", an option never
+    given."""
+    path = tmp_path / "keys.yaml"
+    path.write_text(keys)
+    main = importlib.import_module(module).main
+    assert _exit_status(main, [*option, str(path), "--dir", str(tmp_path / "b")]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {path}: {said}")
+    assert not (tmp_path / "b").exists()
 
 
 @pytest.mark.parametrize(
