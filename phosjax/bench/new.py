@@ -217,14 +217,19 @@ def _grid_keys(path: str) -> Mapping[str, Any] | None:
 def _entry_errors_named(argv: Sequence[str], resume: bool) -> Iterator[None]:
     """Names the ``--config`` file of ``argv`` that sets ``models`` (`setting_file`: no
     ``--models`` option does) in an `_plan.EntryError`, which planning raises where the
-    file is not known, as the other errors of a file's config name it; ``resume``: the
-    bench's stored config is planned, not the file's."""
+    file is not known, as the other errors of a file's config name it, and another that
+    sets ``datasets``, which the error names an entry on (``a.yaml (models), b.yaml
+    (datasets): model 'cnn2d' on 'mnist1d' takes image inputs``); ``resume``: the bench's
+    stored config is planned, not the file's."""
     try:
         yield
     except _plan.EntryError as error:
         path = None if resume else setting_file(argv, "models", None)
         if path is None:
             raise
+        datasets = setting_file(argv, "datasets", None)
+        if datasets not in (None, path):
+            path = f"{path} (models), {datasets} (datasets)"
         raise BenchError(f"{path}: {error}") from error
 
 

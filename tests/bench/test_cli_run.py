@@ -451,6 +451,25 @@ def test_a_models_entry_its_model_refuses_names_the_config_file_that_gave_it(
     assert not root.exists()
 
 
+def test_a_models_entry_refused_on_a_data_set_of_another_file_names_both_files(tmp_path, capsys):
+    """models in one file, datasets in another: it named the models' file alone, the
+    data set's shape the entry is refused on coming from the other; a later file setting
+    datasets again is the one named."""
+    models, datasets, both = (tmp_path / name for name in ("models.yaml", "data.yaml", "b.yaml"))
+    models.write_text("models: [cnn2d]\n")
+    datasets.write_text("datasets: [mnist1d]\n")
+    both.write_text("models: [cnn2d]\ndatasets: [mnist1d]\n")
+    refused = "model 'cnn2d' on 'mnist1d' takes image inputs; input_shape (40,) (vector)"
+    for first, second in [(models, datasets), (both, datasets)]:
+        argv = ["--config", str(first), "--config", str(second), "--dir", str(tmp_path / "r")]
+        assert new_main([*argv, "--print_config"]) == 2  # checked as a run checks it
+        said = f"error: {first} (models), {second} (datasets): {refused}"
+        assert capsys.readouterr().err.startswith(said)
+    assert new_main(["--config", str(both), "--dir", str(tmp_path / "r"), "--print_config"]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {both}: {refused}")  # one file: once
+    assert not (tmp_path / "r").exists()
+
+
 def test_a_knob_value_out_of_its_range_is_one_error_line_and_nothing_written(
     tmp_path, capsys, monkeypatch
 ):
