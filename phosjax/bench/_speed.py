@@ -211,7 +211,8 @@ def measure(
                     if name not in setups:
                         setups[name] = setup_model(name, cfg)
                     _check(setups[name], k, method, cfg, seen)
-                    ready[method] = PREPARE[method](setups[name], k, cfg)
+                    with left.setting_up(method):
+                        ready[method] = PREPARE[method](setups[name], k, cfg)
                 except (Skip, Failed) as error:
                     status = "skipped" if isinstance(error, Skip) else "failed"
                     found[method] |= {"status": status, "note": str(error)}

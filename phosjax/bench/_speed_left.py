@@ -1,7 +1,8 @@
 """The speed bench's time left: each (model, K) case's seconds from the cases before it."""
 
+import contextlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from statistics import fmean
 
 
@@ -9,12 +10,13 @@ class CasesLeft:
     """Estimates the seconds that the (model, K) ``cases`` left take, the one running now
     less its time so far. A case costs a fixed part (setting up, compiling and warming up
     its methods: about the same at each K, most of a case on CPU) and its timing: per
-    method ``repeats`` timings of at least ``min_time`` seconds, none for a method that
-    ``skipped`` says the run skips (given the method and the seconds of its call:
-    `phosjax.bench._speed`'s budget). Each model's cases are estimated from its last one:
-    the same fixed part, its calls (K models' steps each) scaled by K; those of a model
-    not started yet as the started models' at that K, on average. tqdm's rate, a count
-    of cases, took a CNN's case for an MLP's and a K of 256 for a K of 1.
+    method ``repeats`` timings of at least ``min_time`` seconds. A method that ``skipped``
+    says the run skips (given the method and the seconds of its call:
+    `phosjax.bench._speed`'s budget) costs neither its timing nor its set-up (timed in
+    `setting_up`). Each model's cases are estimated from its last one: the same fixed
+    part, its calls (K models' steps each) scaled by K; those of a model not started yet
+    as the started models' at that K, on average. tqdm's rate, a count of cases, took a
+    CNN's case for an MLP's and a K of 256 for a K of 1.
 
     Examples:
       >>> now = [0.0]
@@ -39,18 +41,29 @@ class CasesLeft:
         self._left = list(cases)
         self._repeats, self._min_time, self._clock = repeats, min_time, clock
         self._skipped = skipped
-        self._last: dict[str, tuple[int, float, dict[str, float]]] = {}  # K, fixed s, calls
+        self._last: dict[str, tuple[int, float, dict[str, float], dict[str, float]]] = {}
+        self._set_up: dict[str, float] = {}  # the case running now's, by method
         self._started = clock()
+
+    @contextlib.contextmanager
+    def setting_up(self, method: str) -> Iterator[None]:
+        """Times the set-up of ``method`` in the case running now: a case that skips the
+        method does not cost it (one that raises is not timed: the fixed part's)."""
+        start = self._clock()
+        yield
+        self._set_up[method] = self._clock() - start
 
     def case_done(self, calls: dict[str, float]) -> None:
         """The case running now is measured: ``calls`` holds the seconds of one call of
         each method timed (none of a method skipped); its fixed part is the rest of the
-        time since the case before."""
+        time since the case before, less its methods' set-ups. Each case is estimated
+        from its last: K, fixed seconds, and each method's call and set-up seconds."""
         model, k = self._left.pop(0)
         now = self._clock()
-        timing = sum(self._timing(call) for call in calls.values())
-        self._last[model] = (k, max(0.0, now - self._started - timing), calls)
-        self._started = now
+        set_up = {method: self._set_up.get(method, 0.0) for method in calls}
+        spent = sum(self._timing(call) for call in calls.values()) + sum(set_up.values())
+        self._last[model] = (k, max(0.0, now - self._started - spent), calls, set_up)
+        self._started, self._set_up = now, {}
 
     def seconds(self) -> float | None:
         """The seconds the cases left take; None before a case is measured, unless none
@@ -67,10 +80,12 @@ class CasesLeft:
         model's, on average, if it has none)."""
         if model not in self._last:
             return fmean(self._case(started, k) for started in self._last)
-        last_k, fixed, calls = self._last[model]
+        last_k, fixed, calls, set_up = self._last[model]
         scaled = {method: call * k / last_k for method, call in calls.items()}
         return fixed + sum(
-            self._timing(call) for method, call in scaled.items() if not self._skipped(method, call)
+            set_up[method] + self._timing(call)
+            for method, call in scaled.items()
+            if not self._skipped(method, call)
         )
 
     def _timing(self, call: float) -> float:

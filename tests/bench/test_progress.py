@@ -169,6 +169,40 @@ def test_speed_bar_shows_the_time_left_of_its_cases(capsys, monkeypatch):
     assert lines and "<00:23," in lines[-1], lines
 
 
+def test_speed_time_left_counts_no_set_up_of_a_method_that_the_budget_skips(capsys, monkeypatch):
+    """mlp K=1: vmap set up in 1 s, fused in 10 s, each timed 1 s. At K=2 the budget skips
+    fused: the case takes vmap's set-up and a timing of 2 s, 3 s, where it counted
+    fused's 10 s of set-up too (13 s)."""
+    now = [0.0]
+
+    def prepare(seconds):
+        def prepared(setup, k, cfg):
+            now[0] += seconds
+            return Ready(lambda: k, 0.0, 1)  # its call: K seconds
+
+        return prepared
+
+    def timed(run):
+        now[0] += run()
+        return float(run())
+
+    clocked = lambda *args, **kwargs: CasesLeft(*args, clock=lambda: now[0], **kwargs)
+    monkeypatch.setattr(_speed, "CasesLeft", clocked)
+    monkeypatch.setattr(_speed, "_cases", lambda cfg: [("mlp", 1), ("mlp", 2)])
+    monkeypatch.setattr(_speed, "setup_model", lambda name, cfg: None)
+    monkeypatch.setattr(_speed, "_check", lambda *args: None)
+    monkeypatch.setattr(
+        _speed, "_over_budget", lambda cfg, method, call: method == "fused" and call > 1.5
+    )
+    monkeypatch.setitem(_speed.PREPARE, "vmap", prepare(1.0))
+    monkeypatch.setitem(_speed.PREPARE, "fused", prepare(10.0))
+    monkeypatch.setattr(_speed, "timed", timed)
+    monkeypatch.setattr(_speed, "_frame", list)
+    _speed.measure(SpeedConfig(methods=("vmap", "fused"), repeats=1, min_time=0.0))
+    lines = [line for line in capsys.readouterr().err.splitlines() if " 2/4 " in line]
+    assert lines and "<00:03," in lines[-1], lines
+
+
 def test_a_bar_to_a_log_writes_lines_at_most_every_log_interval(monkeypatch):
     """Piped or written to a file (no terminal), each display is a line, no carriage
     returns joining a run's displays in one line, at most every 30 s: a description set
