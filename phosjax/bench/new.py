@@ -194,8 +194,7 @@ def _check_config_files(paths: Sequence[str], grid_file: str | None) -> None:
             if not isinstance(data.get(flag), bool | None):
                 raise BenchError(f"{path}: {flag} must be true or false, got {data[flag]!r}.")
         read.append((path, {k: v for k, v in data.items() if k not in _OWN}))
-    grid = _grid_keys(grid_file) if grid_file is not None else None
-    if grid is not None:
+    if grid_file is not None and (grid := _grid_keys(grid_file)) is not None:
         read.append((grid_file, {"grid": grid}))
     refusal = first_refusing(layered_configs(read, "grid"), _refused)
     if refusal is not None:
