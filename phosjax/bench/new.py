@@ -202,6 +202,26 @@ def _check_config_files(paths: Sequence[str], grid_file: str | None) -> None:
         raise BenchError(f"{path or ', '.join(paths)}: {problem}")
 
 
+def _grid_file_alone(argv: Sequence[str]) -> str | None:
+    """The ``--grid`` file of ``argv`` where no other option sets a config key (the
+    config is then the files', a value refused in it a value the run refuses); None
+    where one does (it may replace the file's refused value: the run's config is checked)
+    or none is given.
+
+    Examples:
+      >>> _grid_file_alone(["--config", "a.yaml", "--grid", __file__, "--dir", "d"]) == __file__
+      True
+      >>> _grid_file_alone(["--grid", __file__, "--grid.steps", "3"])  # may replace its value
+    """
+    fields = {field.name for field in dataclasses.fields(BenchConfig)}
+    others = [
+        name
+        for name in option_names(argv)
+        if name != "--grid" and name[2:].split(".")[0].removesuffix("+") in fields
+    ]
+    return None if others else group_file(argv, "grid")
+
+
 def _grid_keys(path: str) -> Mapping[str, Any] | None:
     """The mapping of ``grid`` keys in ``path``; None where it holds anything else."""
     try:
@@ -347,7 +367,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     argv = config_files_first(sys.argv[1:] if argv is None else argv)
     argv = _stored_config_to_print(names_as_lists(argv, _EXAMPLES))
     # named, clear errors before jsonargparse's
-    _check_config_files(config_files(argv), group_file(argv, "grid"))
+    _check_config_files(config_files(argv), _grid_file_alone(argv))
     args = parser().parse_args(argv)
     if args.resume and args.force:
         raise BenchError(

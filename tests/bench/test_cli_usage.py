@@ -6,6 +6,7 @@ import pathlib
 import sys
 
 import pytest
+import yaml
 
 COMMANDS = ["new", "add_models", "view", "profile", "export"]
 
@@ -353,6 +354,17 @@ def test_a_bad_value_in_a_group_file_names_the_file_not_the_option(
     assert _exit_status(main, [*option, str(path), "--dir", str(tmp_path / "b")]) == 2
     assert capsys.readouterr().err.startswith(f"error: {path}: {said}")
     assert not (tmp_path / "b").exists()
+
+
+def test_a_grid_file_value_an_option_replaces_is_not_refused(tmp_path, capsys):
+    """``--grid grid.yaml --grid.learning_rate 0.1`` of a file's -1: the run's rate is the
+    option's, and the file is not refused for the value it no longer gives."""
+    (tmp_path / "grid.yaml").write_text("learning_rate: -1\nsteps: 7\n")
+    argv = ["--config", "configs/example.yaml", "--grid", str(tmp_path / "grid.yaml")]
+    argv += ["--grid.learning_rate", "0.1", "--dir", str(tmp_path / "b"), "--print_config"]
+    assert _exit_status(_main("new"), argv) == 0
+    grid = yaml.safe_load(capsys.readouterr().out)["grid"]
+    assert (grid["learning_rate"], grid["steps"]) == (0.1, 7)
 
 
 @pytest.mark.parametrize(
