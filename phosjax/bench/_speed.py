@@ -209,7 +209,8 @@ def measure(
                     if method == "torch" and (why := _speed_torch.unavailable()):  # pre-compile
                         raise Skip(f"{why}: install torch to compare")
                     if name not in setups:
-                        setups[name] = setup_model(name, cfg)
+                        with left.setting_up():
+                            setups[name] = setup_model(name, cfg)
                     _check(setups[name], k, method, cfg, seen)
                     with left.setting_up(method):
                         ready[method] = PREPARE[method](setups[name], k, cfg)

@@ -15,8 +15,9 @@ class CasesLeft:
     `phosjax.bench._speed`'s budget) costs neither its timing nor its set-up (timed in
     `setting_up`). Each model's cases are estimated from its last one: the same fixed
     part, its calls (K models' steps each) scaled by K; those of a model not started yet
-    as the started models' at that K, on average. tqdm's rate, a count of cases, took a
-    CNN's case for an MLP's and a K of 256 for a K of 1.
+    as the started models' at that K, on average, and its own set-up (made once, in its
+    first case) as theirs. tqdm's rate, a count of cases, took a CNN's case for an MLP's
+    and a K of 256 for a K of 1.
 
     Examples:
       >>> now = [0.0]
@@ -42,13 +43,15 @@ class CasesLeft:
         self._repeats, self._min_time, self._clock = repeats, min_time, clock
         self._skipped = skipped
         self._last: dict[str, tuple[int, float, dict[str, float], dict[str, float]]] = {}
-        self._set_up: dict[str, float] = {}  # the case running now's, by method
+        self._set_up: dict[str | None, float] = {}  # the case running now's, by method
+        self._once: dict[str, float] = {}  # each started model's own set-up
         self._started = clock()
 
     @contextlib.contextmanager
-    def setting_up(self, method: str) -> Iterator[None]:
+    def setting_up(self, method: str | None = None) -> Iterator[None]:
         """Times the set-up of ``method`` in the case running now: a case that skips the
-        method does not cost it (one that raises is not timed: the fixed part's)."""
+        method does not cost it (one that raises is not timed: the fixed part's). None:
+        the model's own, made in its first case alone."""
         start = self._clock()
         yield
         self._set_up[method] = self._clock() - start
@@ -56,12 +59,15 @@ class CasesLeft:
     def case_done(self, calls: dict[str, float]) -> None:
         """The case running now is measured: ``calls`` holds the seconds of one call of
         each method timed (none of a method skipped); its fixed part is the rest of the
-        time since the case before, less its methods' set-ups. Each case is estimated
-        from its last: K, fixed seconds, and each method's call and set-up seconds."""
+        time since the case before, less its methods' and its model's set-ups. Each case
+        is estimated from its last: K, fixed seconds, and each method's call and set-up."""
         model, k = self._left.pop(0)
         now = self._clock()
         set_up = {method: self._set_up.get(method, 0.0) for method in calls}
-        spent = sum(self._timing(call) for call in calls.values()) + sum(set_up.values())
+        own = self._set_up.get(None, 0.0)  # the model's: in its first case alone
+        self._once.setdefault(model, own)
+        timing = sum(self._timing(call) for call in calls.values())
+        spent = timing + sum(set_up.values()) + own
         self._last[model] = (k, max(0.0, now - self._started - spent), calls, set_up)
         self._started, self._set_up = now, {}
 
@@ -72,8 +78,12 @@ class CasesLeft:
             return 0.0
         if not self._last:
             return None
-        total = sum(self._case(model, k) for model, k in self._left)
-        return total - min(self._case(*self._left[0]), self._clock() - self._started)
+        cases = [self._case(model, k) for model, k in self._left]
+        once = fmean(self._once.values())  # a model not started: its set-up ahead
+        new = {model for model, _ in self._left if model not in self._once}
+        running = cases[0] + (once if self._left[0][0] in new else 0.0)
+        total = sum(cases) + once * len(new)
+        return total - min(running, self._clock() - self._started)
 
     def _case(self, model: str, k: int) -> float:
         """The seconds of ``model``'s case at ``k``, from its last case (or each started

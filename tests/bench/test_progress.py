@@ -203,6 +203,36 @@ def test_speed_time_left_counts_no_set_up_of_a_method_that_the_budget_skips(caps
     assert lines and "<00:03," in lines[-1], lines
 
 
+def test_speed_time_left_counts_a_models_set_up_once(capsys, monkeypatch):
+    """mlp K=1: the model set up in 5 s (once: its step compiled), vmap in 1 s, timed 1 s.
+    Left: mlp K=2, 1 s and a timing of 2 s; cnn1d K=1, as mlp K=1 (2 s) and a model's
+    set-up (5 s): 10 s, where each counted mlp's set-up again (15 s)."""
+    now = [0.0]
+
+    def setup_model(name, cfg):
+        now[0] += 5.0
+
+    def prepared(setup, k, cfg):
+        now[0] += 1.0
+        return Ready(lambda: k, 0.0, 1)  # its call: K seconds
+
+    def timed(run):
+        now[0] += run()
+        return float(run())
+
+    clocked = lambda *args, **kwargs: CasesLeft(*args, clock=lambda: now[0], **kwargs)
+    monkeypatch.setattr(_speed, "CasesLeft", clocked)
+    monkeypatch.setattr(_speed, "_cases", lambda cfg: [("mlp", 1), ("mlp", 2), ("cnn1d", 1)])
+    monkeypatch.setattr(_speed, "setup_model", setup_model)
+    monkeypatch.setattr(_speed, "_check", lambda *args: None)
+    monkeypatch.setitem(_speed.PREPARE, "vmap", prepared)
+    monkeypatch.setattr(_speed, "timed", timed)
+    monkeypatch.setattr(_speed, "_frame", list)
+    _speed.measure(SpeedConfig(methods=("vmap",), repeats=1, min_time=0.0))
+    lines = [line for line in capsys.readouterr().err.splitlines() if " 1/3 " in line]
+    assert lines and "<00:10," in lines[-1], lines
+
+
 def test_a_bar_to_a_log_writes_lines_at_most_every_log_interval(monkeypatch):
     """Piped or written to a file (no terminal), each display is a line, no carriage
     returns joining a run's displays in one line, at most every 30 s: a description set
