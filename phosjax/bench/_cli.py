@@ -382,8 +382,9 @@ class Parser(ArgumentParser):
         """jsonargparse's message about the value of a group's option (``--grid``,
         ``--model``): one it could not load (`unloadable_group`), one holding a bad value
         (the key, the value and the types it takes, as ``--grid.KEY``'s), or one with an
-        unknown key, named with the nearest and the group's keys as a config file's is;
-        None for any other message."""
+        unknown key, named with the nearest and the group's keys as a config file's is; a
+        file's (``--grid FILE``) bad value or unknown key names the file; None for any
+        other message."""
         found = _UNLOADABLE.match(message) or _UNKNOWN_KEY.match(message)
         if found is None:
             return None
@@ -394,10 +395,11 @@ class Parser(ArgumentParser):
             return line if group_file(self.argv, found[1]) else f"--{found[1]} {found[2]}: {line}"
         if found.re is _UNLOADABLE:
             return unloadable_group(f"--{found[1]}", found[2], keys)
-        return (
-            f"--{found[1]}: unknown key {found[2]!r}{did_you_mean([found[2]], keys) or '.'} "
-            f"Valid keys: {', '.join(keys)}"
-        )
+        unknown = f"--{found[1]}: unknown key {found[2]!r}"
+        if path := group_file(self.argv, found[1]):  # named as a config file's grid names it
+            unknown = f"{path}: unknown key {found[2]!r} in {found[1]}"
+        near = did_you_mean([found[2]], keys) or "."
+        return f"{unknown}{near} Valid keys: {', '.join(keys)}"
 
     def _group_keys(self, group: str) -> list[str]:
         """The keys of the options ``--<group>.KEY`` (none: ``group`` is no group)."""

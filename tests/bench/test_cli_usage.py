@@ -460,6 +460,22 @@ def test_an_unknown_key_in_a_grid_mapping_names_the_nearest_and_the_keys(tmp_pat
     )
 
 
+@pytest.mark.parametrize(
+    ("module", "option", "key"),
+    [("phosjax.bench.new", "--grid", "steps"), ("phosjax.morph.__main__", "--model", "width")],
+)
+def test_an_unknown_key_in_a_group_file_names_the_file(module, option, key, tmp_path, capsys):
+    """It was "--grid: unknown key 'stepz'", the file unnamed, where a config file's grid
+    names the file."""
+    path = tmp_path / "keys.yaml"
+    path.write_text(f"{key}z: 3\n")
+    main = importlib.import_module(module).main
+    assert _exit_status(main, [option, str(path), "--dir", str(tmp_path / "b")]) == 2
+    assert capsys.readouterr().err.startswith(
+        f"error: {path}: unknown key '{key}z' in {option[2:]}. Did you mean '{key}'? Valid keys: "
+    )
+
+
 @pytest.mark.parametrize("command", ["profile", "add_models", "export"])
 def test_a_mistyped_dir_names_the_bench_beside_it(command, tmp_path, capsys):
     """It said 'no such directory' alone, where the viewer names the bench of a close name."""
