@@ -19,7 +19,9 @@ different steps). Then times, in this one run (best of three):
   then ``/api/results?columns=loss`` (`curves`), each with
   its JSON encoding, as the server builds them: the curves of every cell (the page asked
   for them all) against those of the 80 cells a plot draws, the leaderboard's first rows
-  (``cells=<id>,...``, as the page asks now), each with the size of its body; for the
+  (``cells=<id>,...``, as the page asks now), each with the size of its body, at a new
+  viewer's first read, read again and after one part changed; then those of 80 other
+  cells (the next rows: the page scrolled or sorted anew), each time new ones; for the
   learning curves' ``loss`` and for the aux plots' four columns.
 """
 
@@ -209,13 +211,25 @@ def main() -> None:
                 f"/api/{path} {first_s:.2f} s, read again {again_s:.2f} s, "
                 f"after a part changed {changed_s:.2f} s"
             )
-        drawn = first_rows(new)
+        order = first_rows(new, len(new))
+        drawn, below = order[:80], [order[80 * n : 80 * n + 80] for n in (1, 2, 3)]
         for columns in (["loss"], list(AUX)):  # the curves' request, and the aux plots'
             print(f"/api/results?columns={','.join(columns)}:")
             for label, cells in (("every cell", None), (f"the {len(drawn)} drawn", drawn)):
-                send = lambda c=cells, k=columns: _api.encode(_api.curves(bench, c, k))
-                curves_s, body = best_of(send)
-                print(f"  {label:>13}: {curves_s:.3f} s, {len(body) / 2**10:,.0f} KiB")
+                send = lambda b, c=cells, k=columns: _api.encode(_api.curves(b, c, k))
+                first_s, body = best_of(lambda s=send: s(BenchFiles(root).snapshot()))
+                again_s, _ = best_of(lambda s=send: s(bench.snapshot()))
+                changed_s, _ = best_of(lambda s=send: touch() or s(bench.snapshot()))
+                print(
+                    f"  {label:>13}: {first_s:.3f} s, read again {again_s:.3f} s, after a part "
+                    f"changed {changed_s:.3f} s; {len(body) / 2**10:,.0f} KiB"
+                )
+            # The rows below the drawn ones (the page scrolled, sorted or filtered anew):
+            # other cells of the same groups, 80 new ones each time.
+            others = iter(below)
+            send = lambda k=columns, o=others: _api.curves(bench.snapshot(), next(o), k)
+            others_s, _ = best_of(lambda s=send: _api.encode(s()))
+            print(f"  {'80 others':>13}: {others_s:.3f} s")
 
 
 if __name__ == "__main__":

@@ -1731,6 +1731,68 @@ def test_the_curves_of_some_cells_read_the_parts_of_their_groups_alone(tmp_path,
     assert parts == {"part-g-mlp-000000000.parquet"}
 
 
+def _spied_reads(monkeypatch):
+    """The part files each read of the results reads, by name, as a list per read."""
+    read = []
+    read_parquets = _bench.read_parquets
+    spy = lambda paths, *a: read.append(sorted(p.name for p in paths)) or read_parquets(paths, *a)
+    monkeypatch.setattr(_bench, "read_parquets", spy)
+    return read
+
+
+def test_the_curves_of_other_cells_of_a_group_read_nothing_again(tmp_path, monkeypatch):
+    """Each request of curves read every row of its cells' groups again to pick their
+    steps: 2 s a request on 1,000 cells x 2,000 steps, 14-20 s to the page's first
+    plots. A group's thinned series are kept per version of its parts: other cells of it
+    read nothing again, a part changed or removed is read again (its group alone), and
+    each answer is a new viewer's."""
+    bench = write_bench(tmp_path / "example", blurb_json())
+    results = bench.root / _layout.RESULTS
+    mlp, choice = (bench.cells.loc[bench.cells.model == m, "cell_id"].tolist() for m in MODELS)
+    files = BenchFiles(bench.root)
+    fresh = lambda cells: _api.curves(BenchFiles(bench.root), cells, ["loss"])
+    read = _spied_reads(monkeypatch)
+    asked = lambda cells: _api.curves(files.snapshot(), cells, ["loss"])
+    mlp_part, choice_part = (f"part-g-{m}-000000000.parquet" for m in MODELS)
+    assert asked(mlp[:1]) and read == [[mlp_part]]
+    want = fresh(mlp[1:2])
+    read.clear()
+    assert asked(mlp[1:2]) == want and read == []
+    want = fresh([choice[0], mlp[2]])
+    read.clear()
+    assert asked([choice[0], mlp[2]]) == want and read == [[choice_part]]  # mlp's kept
+    before = asked(mlp[1:2])
+    part = results / mlp_part
+    table = pq.read_table(part)
+    twice = pc.multiply(table["loss"], 2.0)
+    twice = table.set_column(table.schema.get_field_index("loss"), "loss", twice)
+    pq.write_table(twice, part.with_name(".new"))
+    part.with_name(".new").replace(part)  # as the runner writes a part: renamed over it
+    want = fresh(mlp[1:2])
+    read.clear()
+    after = asked(mlp[1:2])
+    assert read == [[mlp_part]] and after == want != before
+    assert after["series"][0]["values"]["loss"][0] == 2 * before["series"][0]["values"]["loss"][0]
+    want = fresh(choice[:1])
+    part.unlink()
+    read.clear()
+    assert asked(mlp[1:2])["series"] == [] and asked(choice[:1]) == want
+    assert [name for names in read for name in names] == []  # no mlp part; choice's kept
+
+
+def test_the_curves_kept_are_bounded_in_bytes(tmp_path, monkeypatch):
+    """What `test_the_curves_of_other_cells_of_a_group_read_nothing_again` keeps is
+    bounded: beyond `_bench._PER_GROUP_BYTES`, the least recently used is let go (here
+    all of it, and each request reads its group again)."""
+    bench = write_bench(tmp_path / "example", blurb_json())
+    files = BenchFiles(bench.root)
+    cell = bench.cells["cell_id"].iloc[0]
+    monkeypatch.setattr(_bench, "_PER_GROUP_BYTES", 1)
+    read = _spied_reads(monkeypatch)
+    assert _api.curves(files.snapshot(), [cell], ["loss"]) == _api.curves(files, [cell], ["loss"])
+    assert len(read) == 2
+
+
 def test_a_part_replaced_as_the_curves_read_it_is_read_as_opened(tmp_path, monkeypatch):
     """A part replaced (`add_models` widening it) as the viewer read some cells' curves:
     pyarrow, given its path, opened it twice (its footer as it filtered, then its pages)

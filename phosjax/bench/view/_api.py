@@ -1,5 +1,6 @@
 """The viewer's JSON payloads, each built from the bench's files on request."""
 
+import dataclasses
 import json
 import math
 import pathlib
@@ -129,7 +130,11 @@ def nonfinite_marks(
       [None, 'diverged', 'nan']
     """
     series = [results[k] for k in _SERIES]
-    values, started, diverged = (a[rows] for a in _readings(results, columns, series, seen))
+    return _marks(*(a[rows] for a in _readings(results, columns, series, seen)))
+
+
+def _marks(values: np.ndarray, started: np.ndarray, diverged: np.ndarray) -> np.ndarray:
+    """`nonfinite_marks` of `_readings`."""
     marks = values.astype(object)
     marks[np.isnan(values)] = "nan"
     marks[np.isposinf(values)] = "inf"
@@ -455,25 +460,84 @@ def curves(
     if cells is not None:
         _check_known("cells", cells, bench.cells()["cell_id"].tolist(), "all in /api/cells")
     group_of = bench.cells().set_index("cell_id")["group_id"]
-    # The rows of every cell of the groups asked for (each shapes its group's steps), in
-    # one read of their parts, then those of the cells asked for.
-    of_groups = None if cells is None else group_of.index[group_of.isin(group_of[cells])]
-    read = bench.results(columns, None if of_groups is None else of_groups.tolist())
-    grids = _step_grids(read, group_of, max_points, columns)
-    results = read if cells is None else read[read["cell_id"].isin(cells)]
-    marks, steps = nonfinite_marks(results, columns), results["step"].to_numpy()
+    # Each group's series thinned (each shapes its group's steps), kept per version of
+    # its parts: a request for other cells of a group reads nothing again.
+    groups = [None] if cells is None else list(dict.fromkeys(group_of[cells]))
+    compute = lambda missing: _thinned(bench, group_of, missing, columns, max_points)
+    key = ("curves", tuple(columns), max_points)
+    thinned = bench.per_group(key, groups, compute, lambda kept: kept.nbytes)
+    sent = [(kept, i) for kept in thinned.values() for i in range(len(kept.series))]
+    if cells is not None:  # those of the cells asked, by cell id
+        wanted = set(cells)
+        sent = sorted(
+            ((kept, i) for kept, i in sent if kept.series[i][0] in wanted),
+            key=lambda pair: pair[0].series[pair[1]][0],
+        )
     series = []
-    for (cell_id, split), rows in results.groupby(_SERIES, sort=False).indices.items():
-        kept = rows[np.isin(steps[rows], grids[cell_id, split])]
+    for kept, at in sent:
+        (cell_id, split), rows = kept.series[at], slice(*kept.bounds[at : at + 2])
+        marks = _marks(kept.values[rows], kept.started[rows], kept.diverged[rows])
         series.append(
             {
                 "cell_id": cell_id,
                 "split": split,
-                "step": steps[kept].tolist(),
-                "values": {c: marks[kept, i].tolist() for i, c in enumerate(columns)},
+                "step": kept.step[rows].tolist(),
+                "values": {c: marks[:, i].tolist() for i, c in enumerate(columns)},
             }
         )
     return {"columns": columns, "series": series}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Kept:
+    """The rows `curves` sends of the series of a group's cells (or of every cell): each
+    series' ``(cell_id, split)`` in the order sent, its rows ``bounds[i]:bounds[i + 1]``
+    of ``step`` and of `_readings`' ``values``, ``started`` and ``diverged``."""
+
+    series: list[tuple[str, str]]
+    bounds: np.ndarray
+    step: np.ndarray
+    values: np.ndarray
+    started: np.ndarray
+    diverged: np.ndarray
+
+    @property
+    def nbytes(self) -> int:
+        arrays = (self.bounds, self.step, self.values, self.started, self.diverged)
+        return sum(a.nbytes for a in arrays) + 100 * len(self.series)
+
+
+def _thinned(
+    bench: BenchFiles,
+    group_of: pd.Series,
+    groups: list[str | None],
+    columns: list[str],
+    max_points: int,
+) -> dict[str | None, _Kept]:
+    """The `_Kept` rows of each of ``groups`` (``[None]``: of every cell of the bench, one),
+    read in one read of their parts (`_step_grids` shapes each group's steps alone)."""
+    every = groups == [None]
+    of_groups = None if every else group_of.index[group_of.isin(groups)].tolist()
+    read = bench.results(columns, of_groups)
+    grids = _step_grids(read, group_of, max_points, columns)
+    steps = read["step"].to_numpy()
+    values, started, diverged = _readings(read, columns, [read[k] for k in _SERIES])
+    found: dict[str | None, tuple[list[tuple[str, str]], list[np.ndarray]]] = {
+        group: ([], []) for group in groups
+    }
+    group_by_cell = group_of.to_dict()
+    for (cell_id, split), rows in read.groupby(_SERIES, sort=False).indices.items():
+        series, kept = found[None if every else group_by_cell[cell_id]]
+        series.append((cell_id, split))
+        kept.append(rows[np.isin(steps[rows], grids[cell_id, split])])
+    thinned = {}
+    for group, (series, kept) in found.items():
+        rows = np.concatenate(kept) if kept else np.zeros(0, dtype=int)
+        bounds = np.r_[0, np.cumsum([len(k) for k in kept], dtype=int)]
+        thinned[group] = _Kept(
+            series, bounds, steps[rows], values[rows], started[rows], diverged[rows]
+        )
+    return thinned
 
 
 _ODD_RUNS_KEPT = 3

@@ -13,7 +13,8 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
@@ -369,6 +370,7 @@ class BenchFiles:
         self._schemas: dict[_Version, pa.Schema] = {}
         self._alike: dict[Any, Any] = {}  # the cached values, one of each alike (`_alike`)
         self._ends: list[_Ends] = []  # the parts' last rows, as last read (at most one)
+        self._per_group: OrderedDict[Any, _Held] = OrderedDict()  # `per_group`'s, oldest first
         self._cache_lock = threading.RLock()  # held while reading (`_per_version`)
 
     def snapshot(self) -> "BenchFiles":
@@ -752,6 +754,51 @@ class BenchFiles:
             parts = [p for p in parts if _layout.group_of_part(p.name) in kept]
         return parts, schema
 
+    def per_group(
+        self,
+        key: Hashable,
+        groups: Sequence[str | None],
+        compute: Callable[[list[str | None]], dict[str | None, _T]],
+        size: Callable[[_T], int],
+    ) -> dict[str | None, _T]:
+        """``compute(missing)``'s value of each of ``groups`` (None: the whole bench), kept
+        per ``key`` and version of the group's part files (its own and those whose name
+        tells no group, `_results`), as `_per_version` keeps a part's: a request for other
+        cells of a group, or again after a part of another group changed, computes
+        nothing again. ``compute`` gets the groups not kept, and must give each the value
+        it would alone. Values of versions no longer there (a part replaced, removed)
+        are forgotten, and beyond `_PER_GROUP_BYTES` (each value's ``size``) those used
+        least recently. The lock is not held while computing (a request of curves takes
+        seconds): two requests of a group at once may both compute it."""
+        parts, versions, _ = self._parts()
+        of_group: dict[str | None, list[_Version]] = {}
+        for part, version in zip(parts, versions, strict=True):
+            of_group.setdefault(_layout.group_of_part(part.name), []).append(version)
+        read = lambda group: (
+            tuple(versions)
+            if group is None
+            else (*of_group.get(group, ()), *of_group.get(None, ()))
+        )
+        wanted = {group: read(group) for group in groups}
+        with self._cache_lock:
+            kept = {g: self._per_group.get((key, g)) for g in groups}
+            found = {g: h.value for g, h in kept.items() if h and h.versions == wanted[g]}
+            for group in found:
+                self._per_group.move_to_end((key, group))
+        missing = [group for group in groups if group not in found]
+        new = compute(missing) if missing else {}
+        with self._cache_lock:
+            for group, value in new.items():
+                self._per_group[key, group] = _Held(wanted[group], value, size(value))
+            current = set(versions)
+            gone = [k for k, h in self._per_group.items() if not current.issuperset(h.versions)]
+            for old in gone:
+                del self._per_group[old]
+            held = sum(h.size for h in self._per_group.values())
+            while held > _PER_GROUP_BYTES:
+                held -= self._per_group.popitem(last=False)[1].size
+        return found | new
+
     def metrics(self) -> list[str]:
         """The numeric result columns that are neither cell, hparam, key nor pandas index
         columns."""
@@ -924,6 +971,21 @@ def _alike(value: Any) -> Any:
     if isinstance(value, pa.Schema):
         return value, tuple(sorted((value.metadata or {}).items()))
     return value
+
+
+_PER_GROUP_BYTES = 256 * 2**20
+"""The most bytes of values `BenchFiles.per_group` keeps (the curves of a bench of 1,000
+cells x 2,000 steps, every cell's of four columns, take about 60 MB)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Held:
+    """A value `BenchFiles.per_group` keeps: the ``versions`` of the part files it was
+    computed from, and its ``size`` in bytes."""
+
+    versions: tuple[_Version, ...]
+    value: Any
+    size: int
 
 
 _KEYS = ["cell_id", *_layout.RESULT_KEYS]
