@@ -975,7 +975,7 @@ def _alike(value: Any) -> Any:
 
 _PER_GROUP_BYTES = 256 * 2**20
 """The most bytes of values `BenchFiles.per_group` keeps (the curves of a bench of 1,000
-cells x 2,000 steps, every cell's of four columns, take about 60 MB)."""
+cells x 2,000 steps, every cell's of four columns, take about 40 MB)."""
 
 
 @dataclasses.dataclass(frozen=True)
