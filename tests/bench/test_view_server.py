@@ -468,6 +468,30 @@ def test_a_diverged_run_is_sent_apart_from_missing_values(tmp_path, nan_as_null)
             assert all(isinstance(v, float) for v in loss) and aux == [None] * len(STEPS)
 
 
+def test_a_diverged_column_of_pandas_booleans_beside_an_older_part_is_read(tmp_path):
+    """A part rewritten with pandas' nullable types (``dtype_backend="numpy_nullable"``)
+    stores its diverged column as pandas booleans; beside a part written before phosjax
+    recorded it (no such column, null there), each request of the curves of that older
+    part's cells failed (500: cannot convert to 'bool'-dtype NumPy array with missing
+    values). A null there is not diverged, as in any other part."""
+    bench, (mlp, _) = _bench_of_no_results_and_two_seeds(tmp_path)
+    choice = bench.cells.loc[bench.cells.model == "choice", "cell_id"].iloc[0]
+    rows = lambda cell: pd.DataFrame(
+        {"cell_id": cell, "step": [0, 1, 2], "split": "train", "loss": [3.0, 2.0, 1.0]}
+    )
+    results = bench.root / _layout.RESULTS  # the newer part first, whose pandas types are read
+    newer = rows(choice).assign(diverged=pd.array([False, False, True], dtype="boolean"))
+    newer.to_parquet(results / "part-g-choice-000000000.parquet")
+    rows(mlp).to_parquet(results / "part-g-mlp-000000000.parquet")
+    files = BenchFiles(bench.root)
+    every = {s["cell_id"]: s for s in _api.curves(files, None, ["loss"])["series"]}
+    assert {cell: s["values"]["loss"] for cell, s in every.items()} == {
+        choice: [3.0, 2.0, "diverged"],
+        mlp: [3.0, 2.0, 1.0],
+    }
+    assert _api.curves(files, [mlp], ["loss"])["series"] == [every[mlp]]
+
+
 @pytest.mark.parametrize("content", ["a whole part", "half a part"])
 def test_a_part_file_being_written_is_not_read(tmp_path, content):
     """A writer's hidden temporary (`phosjax.bench._store`) in results/ is not a result."""

@@ -95,7 +95,7 @@ def _readings(
     values = results[list(columns)].to_numpy(dtype=float, na_value=np.nan)
     diverged = np.zeros(values.shape, dtype=bool)
     if _layout.DIVERGED in results:  # null in rows written before it was: not diverged
-        frozen = results[_layout.DIVERGED].eq(True).to_numpy(dtype=bool)
+        frozen = results[_layout.DIVERGED].eq(True).to_numpy(dtype=bool, na_value=False)
         diverged = frozen[:, None] & recorded.to_numpy(dtype=bool)
     return values, started, diverged
 
