@@ -1804,6 +1804,24 @@ def test_the_curves_of_other_cells_of_a_group_read_nothing_again(tmp_path, monke
     assert [name for names in read for name in names] == []  # no mlp part; choice's kept
 
 
+def test_the_curves_kept_of_a_group_follow_its_cells_in_the_plan(tmp_path):
+    """The thinned series a group keeps were kept while its parts stayed as they were,
+    whatever the plan said: a cell taken out of the group's plan (its rows still in
+    the parts) went on shaping the steps of the group's cells (here its spike's). They
+    are computed again when the group's cells in the plan change, as a new viewer
+    computes them."""
+    bench, (ahead, behind) = _bench_of_no_results_and_two_seeds(tmp_path)
+    rows = [(cell, step, 1.0 - step * 1e-4) for cell in (ahead, behind) for step in range(1000)]
+    results = pd.DataFrame(rows, columns=["cell_id", "step", "loss"]).assign(split="train")
+    results.loc[(results.cell_id == behind) & (results.step == 333), "loss"] = 5.0  # a spike
+    results.to_parquet(bench.root / _layout.RESULTS / "part-g-mlp-000000000.parquet")
+    files = BenchFiles(bench.root)
+    steps = lambda files: _api.curves(files.snapshot(), [ahead], ["loss"], 5)["series"][0]["step"]
+    assert steps(files) == [0, 250, 333, 500, 749, 999]
+    bench.cells[bench.cells.cell_id != behind].to_parquet(bench.root / _layout.CELLS)
+    assert steps(files) == steps(BenchFiles(bench.root)) == [0, 250, 500, 749, 999]
+
+
 def test_the_curves_kept_are_bounded_in_bytes(tmp_path, monkeypatch):
     """What `test_the_curves_of_other_cells_of_a_group_read_nothing_again` keeps is
     bounded: beyond `_bench._PER_GROUP_BYTES`, the least recently used is let go (here

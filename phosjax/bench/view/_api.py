@@ -461,11 +461,15 @@ def curves(
         _check_known("cells", cells, bench.cells()["cell_id"].tolist(), "all in /api/cells")
     group_of = bench.cells().set_index("cell_id")["group_id"]
     # Each group's series thinned (each shapes its group's steps), kept per version of
-    # its parts: a request for other cells of a group reads nothing again.
-    groups = [None] if cells is None else list(dict.fromkeys(group_of[cells]))
+    # its parts and its cells in the plan: other cells of a group read nothing again.
+    asked = ("curves", tuple(columns), max_points)
+    if cells is None:
+        keys = {None: (*asked, tuple(group_of.items()))}
+    else:
+        members = group_of.index.groupby(group_of)
+        keys = {g: (*asked, tuple(members[g])) for g in dict.fromkeys(group_of[cells])}
     compute = lambda missing: _thinned(bench, group_of, missing, columns, max_points)
-    key = ("curves", tuple(columns), max_points)
-    thinned = bench.per_group(key, groups, compute, lambda kept: kept.nbytes)
+    thinned = bench.per_group(keys, compute, lambda kept: kept.nbytes)
     sent = [(kept, i) for kept in thinned.values() for i in range(len(kept.series))]
     if cells is not None:  # those of the cells asked, by cell id
         wanted = set(cells)

@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
@@ -756,13 +756,13 @@ class BenchFiles:
 
     def per_group(
         self,
-        key: Hashable,
-        groups: Sequence[str | None],
+        keys: Mapping[str | None, Hashable],
         compute: Callable[[list[str | None]], dict[str | None, _T]],
         size: Callable[[_T], int],
     ) -> dict[str | None, _T]:
-        """``compute(missing)``'s value of each of ``groups`` (None: the whole bench), kept
-        per ``key`` and version of the group's part files (its own and those whose name
+        """``compute(missing)``'s value of each group of ``keys`` (None: the whole bench),
+        kept per its key (all else the value is computed from: the group's cells in the
+        plan, ...) and version of the group's part files (its own and those whose name
         tells no group, `_results`), as `_per_version` keeps a part's: a request for other
         cells of a group, or again after a part of another group changed, computes
         nothing again. ``compute`` gets the groups not kept, and must give each the value
@@ -779,17 +779,17 @@ class BenchFiles:
             if group is None
             else (*of_group.get(group, ()), *of_group.get(None, ()))
         )
-        wanted = {group: read(group) for group in groups}
+        wanted = {group: read(group) for group in keys}
         with self._cache_lock:
-            kept = {g: self._per_group.get((key, g)) for g in groups}
+            kept = {g: self._per_group.get((key, g)) for g, key in keys.items()}
             found = {g: h.value for g, h in kept.items() if h and h.versions == wanted[g]}
             for group in found:
-                self._per_group.move_to_end((key, group))
-        missing = [group for group in groups if group not in found]
+                self._per_group.move_to_end((keys[group], group))
+        missing = [group for group in keys if group not in found]
         new = compute(missing) if missing else {}
         with self._cache_lock:
             for group, value in new.items():
-                self._per_group[key, group] = _Held(wanted[group], value, size(value))
+                self._per_group[keys[group], group] = _Held(wanted[group], value, size(value))
             current = set(versions)
             gone = [k for k, h in self._per_group.items() if not current.issuperset(h.versions)]
             for old in gone:
