@@ -4,7 +4,7 @@ import dataclasses
 import json
 import math
 import pathlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -463,6 +463,7 @@ def curves(
     # Each group's series thinned (each shapes its group's steps), kept per version of
     # its parts and its cells in the plan: other cells of a group read nothing again.
     asked = ("curves", tuple(columns), max_points)
+    keys: dict[str | None, Hashable]
     if cells is None:
         keys = {None: (*asked, tuple(group_of.items()))}
     else:
