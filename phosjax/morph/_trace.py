@@ -364,6 +364,40 @@ def _live(jaxpr: Any) -> list[bool]:
     return live[::-1]
 
 
+def _taps_off_inserted_zeros(eqn: Any) -> int:
+    """How many (output position, window tap) pairs of the convolution ``eqn`` read an
+    input element or its padding, not a zero its ``lhs_dilation`` inserts between input
+    elements (a transposed convolution's stride): only those multiply-add something.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> conv = lambda x, k: jax.lax.conv_general_dilated(x, k, (1,), [(1, 1)], (2,))
+      >>> eqn = jax.make_jaxpr(conv)(jnp.ones((1, 1, 3)), jnp.ones((1, 1, 3))).eqns[0]
+      >>> _taps_off_inserted_zeros(eqn)  # of 5 outputs x 3 taps: 7 on the inputs, 2 on the padding
+      9
+    """
+    p = eqn.params
+    lhs_spec, rhs_spec, out_spec = p["dimension_numbers"]
+    inside, real, every = [], [], []
+    for d in range(len(lhs_spec) - 2):
+        n = eqn.invars[0].aval.shape[lhs_spec[d + 2]]
+        k = eqn.invars[1].aval.shape[rhs_spec[d + 2]]
+        outputs = eqn.outvars[0].aval.shape[out_spec[d + 2]]
+        low, dilation = p["padding"][d][0], p["lhs_dilation"][d]
+        position = (
+            np.arange(outputs)[:, None] * p["window_strides"][d]
+            + np.arange(k)[None, :] * p["rhs_dilation"][d]
+            - low
+        )
+        within = (position >= 0) & (position <= (n - 1) * dilation)
+        inside.append(int(within.sum()))
+        real.append(int((within & (position % dilation == 0)).sum()))
+        every.append(outputs * k)
+    # a tap reads an inserted zero where it lies within the dilated input on every axis and
+    # between two of its elements on some axis
+    return int(np.prod(every) - np.prod(inside) + np.prod(real))
+
+
 class _Walker:
     def __init__(self, num_leaves: int, zeroing: set[tuple[int, int]] | None) -> None:
         self.labels = Labels()
@@ -705,8 +739,11 @@ class _Walker:
             for label in (lf, ri, ro):
                 self.labels.pin(label, reason)
             out[out_spec[1]] = self.labels.new(size[ro], reason)
-        window = [rhs.labels[axis] for axis in rhs_spec[2:]]
-        self.ops.append(("conv_general_dilated", [*out, ri, *window], 1))
+        loop = [*out, ri, *(rhs.labels[axis] for axis in rhs_spec[2:])]
+        if any(d != 1 for d in eqn.params["lhs_dilation"]):  # a transposed convolution
+            taps = self.labels.new(_taps_off_inserted_zeros(eqn), f"{where} spatial axes")
+            loop = [out[out_spec[0]], out[out_spec[1]], ri, taps]
+        self.ops.append(("conv_general_dilated", loop, 1))
         made_by = _produced(rhs, [axis == rhs_spec[0] for axis in range(len(rhs.labels))])
         return _contracted(lhs, rhs, out, zeros, made_by)
 

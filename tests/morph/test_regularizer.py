@@ -50,6 +50,33 @@ def test_costs_are_exact_for_the_alive_counts():
     assert 0 < latency < 1
 
 
+def test_a_transposed_convolution_s_flops_leave_out_the_zeros_its_stride_inserts():
+    """They were counted: a stride-2 ConvTranspose cost 4 times its multiply-adds in 2-D,
+    as every output position was priced by the whole window."""
+
+    class Up(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            h = nn.relu(nn.Dense(6)(x))
+            h = nn.ConvTranspose(5, (3, 2), strides=(2, 2), padding=((0, 0), (0, 0)))(h)
+            return nn.Dense(2)(nn.relu(h))
+
+    x = jnp.ones((2, 4, 3, 1))
+    model = Up()
+    variables = model.init(jax.random.key(0), x)
+    groups = channel_groups(model, variables, x)
+    assert groups.names == ("ConvTranspose_0", "Dense_0")
+    out_h, out_w = model.apply(variables, x).shape[1:3]
+
+    def reads(inputs, taps, outputs):  # (input element, tap) pairs whose output exists
+        return sum(0 <= 2 * i - j < outputs for i in range(inputs) for j in range(taps))
+
+    taps = reads(4, 3, out_h) * reads(3, 2, out_w)  # 8 * 4 of the 5 * 4 outputs' 3 * 2 taps
+    counts = [4, 3]  # ConvTranspose_0 keeps 4 of 5 channels, Dense_0 3 of 6
+    flops = 2 * (12 * 1 * 3 + taps * 3 * 4 + out_h * out_w * 4 * 2)
+    assert evaluate(cost_polynomial(groups, "flops"), counts) == flops
+
+
 def test_a_config_s_latency_cost_is_priced_by_the_table_given_not_one_cached_earlier():
     """It was cached per config and cost: a run continued after another in one process
     took its budget from the other run's table, not its own stored one."""
