@@ -21,7 +21,7 @@ from phosjax.core._apply import (
     params_alone_text,
 )
 from phosjax.models.graph import GraphModel
-from phosjax.morph._labels import PROD, SUM
+from phosjax.morph._labels import PROD, SUM, Labels
 from phosjax.morph._trace import ZEROING, Trace, trace
 
 Monomial = tuple[float, tuple[int, ...]]
@@ -333,6 +333,14 @@ def _unique(names: list[str]) -> list[str]:
     return names
 
 
+def _unsplit(labels: Labels, label: int) -> set[int]:
+    """The unsplit labels ``label`` is made of (itself, if it is one)."""
+    root = labels.find(label)
+    if root not in labels.parts:
+        return {root}
+    return set().union(*(_unsplit(labels, child) for child in labels.parts[root][1]))
+
+
 def _polynomial(facts: Trace, label: int, group_of: Mapping[int, int]) -> list[Monomial]:
     labels = facts.labels
     root = labels.find(label)
@@ -613,6 +621,15 @@ def channel_groups(
         for axis, label in enumerate(axes)
         if labels.reason(label) and (facts.kinds.get((leaf, axis), set()) & {"out", "scale"})
     }
+    for (leaf, axis), where in facts.reshaped.items():
+        if not _unsplit(labels, facts.leaf_labels[leaf][axis]) <= group_of.keys():
+            pinned.setdefault(
+                f"{paths[leaf]}:{axis}",
+                f"{where} splits or merges this axis of the variable, and morph does not "
+                "follow how a variable is used through a reshape (as a kernel's output "
+                "channels), so what no other use ties to a group is kept whole; store the "
+                "variable in the shape it is used in (a kernel as (inputs, outputs), not flat)",
+            )
     params = tuple(
         tuple(_product([_polynomial(facts, label, group_of) for label in axes]))
         for axes in facts.leaf_labels

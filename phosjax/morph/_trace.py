@@ -234,6 +234,9 @@ class Trace:
     unsafe: set[tuple[int, int]] = dataclasses.field(default_factory=set)
     """Zeroed leaf axes whose zeros reach an op that makes them inf or NaN (a divisor,
     ``rsqrt``, ``log``: weight normalization's ``k / norm(k)``); `mask` must not zero them."""
+    reshaped: dict[tuple[int, int], str] = dataclasses.field(default_factory=dict)
+    """``{leaf axis: where}`` for leaf axes a reshape splits or merges (a kernel stored flat):
+    how they are used after it, say as a kernel's output channels, is not recorded."""
 
 
 def _operand_kind(name: str, index: int, operands: int) -> str:
@@ -408,6 +411,7 @@ class _Walker:
         self.num_leaves = num_leaves
         self.made: set[int] = set()
         self.unsafe: set[tuple[int, int]] = set()
+        self.reshaped: dict[tuple[int, int], str] = {}
         self.scopes: list[str] = []  # the name stacks of the calls being walked
         self.places: list[str] = []  # where in user code those calls are (`_place`)
 
@@ -786,6 +790,9 @@ class _Walker:
             parts = [merged] if len(jj) == 1 else labels.split(merged, [new[k] for k in jj], where)
             out.extend(parts)
             one_to_one = len(ii) == 1 and len(jj) == 1 and value.src is not None
+            if value.src is not None and not one_to_one:
+                for source in set().union(*(value.src[k] for k in ii)):
+                    self.reshaped.setdefault(source, where)
             src.extend([value.src[ii[0]] if one_to_one else NO_SOURCE] * len(jj))  # type: ignore[index]
         return _carry(value, out, value.zeros, src if value.src is not None else None)
 
@@ -1117,12 +1124,28 @@ class _Walker:
 
     def save(self) -> tuple[Any, ...]:
         """A copy of what a walk changes, for `restore`."""
-        state = (self.labels, self.kinds, self.ops, self.normalized, self.made, self.unsafe)
+        state = (
+            self.labels,
+            self.kinds,
+            self.ops,
+            self.normalized,
+            self.made,
+            self.unsafe,
+            self.reshaped,
+        )
         return copy.deepcopy(state)
 
     def restore(self, saved: tuple[Any, ...]) -> None:
         """Undoes what walks did since `save` gave ``saved``."""
-        self.labels, self.kinds, self.ops, self.normalized, self.made, self.unsafe = saved
+        (
+            self.labels,
+            self.kinds,
+            self.ops,
+            self.normalized,
+            self.made,
+            self.unsafe,
+            self.reshaped,
+        ) = saved
 
     # -- the walk ---------------------------------------------------------------------
 
@@ -1293,4 +1316,5 @@ def trace(
         walker.normalized,
         walker.made,
         walker.unsafe,
+        walker.reshaped,
     )

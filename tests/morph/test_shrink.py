@@ -1372,3 +1372,31 @@ def test_an_axis_of_a_closed_over_array_is_pinned_saying_why():
     groups = channel_groups(apply, variables["params"], x)
     assert groups.names == ()
     assert re.search(r"closed over.*pass it in the variables", groups.pinned["Dense_0/kernel:1"])
+
+
+def test_a_kernel_stored_flat_and_reshaped_when_used_is_pinned_saying_why():
+    """Its output channels formed no group, and nothing said why: the reshape lost which
+    of its axes the kernel's outputs are. Stored as it is used, they are a group."""
+
+    class Flat(nn.Module):
+        shape: tuple[int, ...]
+
+        @nn.compact
+        def __call__(self, x):
+            h = nn.relu(nn.Dense(5)(x))
+            kernel = self.param("k", nn.initializers.normal(), self.shape)
+            return nn.Dense(2)(nn.relu(h @ kernel.reshape(5, 6)))
+
+    x = jnp.ones((2, 4))
+    groups = channel_groups(Flat((30,)), Flat((30,)).init(jax.random.key(0), x), x)
+    assert groups.names == ("Dense_0",)
+    why = groups.pinned["params/k:0"]
+    assert why.startswith("reshape (") and "test_shrink.py:" in why, why
+    assert why.endswith(
+        ") splits or merges this axis of the variable, and morph does not follow how a "
+        "variable is used through a reshape (as a kernel's output channels), so what no "
+        "other use ties to a group is kept whole; store the variable in the shape it is "
+        "used in (a kernel as (inputs, outputs), not flat)"
+    )
+    stored = channel_groups(Flat((5, 6)), Flat((5, 6)).init(jax.random.key(0), x), x)
+    assert stored.names == ("Dense_0", "k") and "params/k:0" not in stored.pinned
