@@ -105,7 +105,8 @@ def cost_polynomial(groups: ChannelGroups, cost: str = "flops") -> tuple[Monomia
     Args:
       groups: the model's `ChannelGroups`.
       cost: ``"params"`` (the size of the ``params`` collection, or of every leaf if
-        there is none), ``"flops"`` (per example, contractions only) or ``"latency"``
+        there is none), ``"flops"`` (per example, contractions only; one computed from
+        params alone counts once, as in a call on one example) or ``"latency"``
         (seconds of one forward call on a single example, from `latency_table`: each run
         of a contraction costs its per-call overhead, not divided by any batch size, plus
         seconds per FLOP times its FLOPs per example).

@@ -484,7 +484,8 @@ def channel_groups(
       model: a Flax module (its ``apply`` is traced) or any ``apply(variables, *args)``.
       variables: the model's variables (any pytree of arrays).
       *args: example inputs (the leading axis of the first one that is not a scalar is
-        the batch, whose size divides the FLOPs), e.g. ``x``; arrays (or pytrees of
+        the batch, whose size divides the FLOPs of each op it reaches; an op it does not,
+        computed from params alone, runs once per call), e.g. ``x``; arrays (or pytrees of
         them) are traced, anything else (``False`` for a ``train`` flag) is passed as
         it is.
       **kwargs: passed to ``apply`` (e.g. ``train=False``).
@@ -635,14 +636,21 @@ def channel_groups(
         for axes in facts.leaf_labels
     )
     # the batch: the leading axis of the first input that has one (a scalar input, say a
-    # temperature or time step, has none)
-    batched = [np.shape(leaf) for leaf in jax.tree.leaves(arrays) if np.ndim(leaf) > 0]
-    batch = max(1, int(batched[0][0])) if batched else 1
+    # temperature or time step, has none); an op without it runs once per call, not once
+    # per example (a kernel a hyper-network makes from params alone)
+    batched = [axes for axes in facts.input_labels if axes]
+    batch = max(1, labels.size[labels.find(batched[0][0])]) if batched else 1
+    batch_atoms = _unsplit(labels, batched[0][0]) if batched else set()
+
+    def per_example(op: list[int]) -> int:
+        atoms = set().union(*(_unsplit(labels, label) for label in op))
+        return batch if atoms & batch_atoms else 1
+
     flops = tuple(
         (
             name,
             tuple(
-                (2.0 * c / batch, g)
+                (2.0 * c / per_example(op), g)
                 for c, g in _product([_polynomial(facts, label, group_of) for label in op])
             ),
             runs,

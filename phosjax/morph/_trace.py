@@ -237,6 +237,8 @@ class Trace:
     reshaped: dict[tuple[int, int], str] = dataclasses.field(default_factory=dict)
     """``{leaf axis: where}`` for leaf axes a reshape splits or merges (a kernel stored flat):
     how they are used after it, say as a kernel's output channels, is not recorded."""
+    input_labels: list[list[int]] = dataclasses.field(default_factory=list)
+    """The labels of each input's axes (the leaves of ``args``)."""
 
 
 def _operand_kind(name: str, index: int, operands: int) -> str:
@@ -1300,8 +1302,11 @@ def trace(
     walker = _Walker(len(leaves), zeroing)
     leaf_labels = [[walker.labels.new(n) for n in np.shape(leaf)] for leaf in leaves]
     ins: list[Value | None] = [walker.leaf(k, labels) for k, labels in enumerate(leaf_labels)]
-    for arg in jax.tree.leaves(args):
-        ins.append(Value([walker.labels.new(n, "model input") for n in np.shape(arg)], data=True))
+    input_labels = [
+        [walker.labels.new(n, "model input") for n in np.shape(arg)]
+        for arg in jax.tree.leaves(args)
+    ]
+    ins += [Value(labels, data=True) for labels in input_labels]
     consts = [walker.constant(c) for c in closed.consts]
     outs = walker.walk(closed.jaxpr, ins, consts)
     for out in outs:
@@ -1317,4 +1322,5 @@ def trace(
         walker.made,
         walker.unsafe,
         walker.reshaped,
+        input_labels,
     )

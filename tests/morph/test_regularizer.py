@@ -77,6 +77,26 @@ def test_a_transposed_convolution_s_flops_leave_out_the_zeros_its_stride_inserts
     assert evaluate(cost_polynomial(groups, "flops"), counts) == flops
 
 
+def test_flops_of_an_op_computed_from_params_alone_count_once_whatever_the_batch():
+    """Every op's FLOPs were divided by the batch traced: a scale made from params alone,
+    which runs once per call, cost a quarter of its multiply-adds traced on 4 examples."""
+
+    class Generated(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            h = nn.relu(nn.Dense(5)(x))
+            code = self.param("code", nn.initializers.normal(), (3,))
+            made = self.param("made", nn.initializers.normal(), (3, 5))
+            return nn.Dense(2)(h * (code @ made))  # code @ made: 3 * 5 multiply-adds
+
+    x = jnp.ones((4, 4))
+    model = Generated()
+    groups = channel_groups(model, model.init(jax.random.key(0), x), x)
+    assert groups.names == ("Dense_0",)
+    # 3 channels alive: Dense_0 4 * 3, code @ made 3 * 3, Dense_1 3 * 2
+    assert evaluate(cost_polynomial(groups, "flops"), [3]) == 2 * (4 * 3 + 3 * 3 + 3 * 2)
+
+
 def test_a_config_s_latency_cost_is_priced_by_the_table_given_not_one_cached_earlier():
     """It was cached per config and cost: a run continued after another in one process
     took its budget from the other run's table, not its own stored one."""
