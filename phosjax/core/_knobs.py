@@ -331,10 +331,13 @@ def _trace_init(
     Traced abstractly; a default the module computes with jax (``jnp.ones(3)``) is a
     tracer there, so then ``init`` runs again, jitted, and the default is read from the
     value it stores (a tracer of an inner transform such as nn.remat cannot leave it).
+    A knob stored but not declared was in a trace that nn.jit reused (from an earlier
+    call, or from a sibling block of the same fields: it fingerprints no name), which runs
+    no Python; that run inlines nn.jit, so each block declares its own doc and range.
     """
 
-    def run() -> dict[str, Any]:
-        with _declarations() as found:
+    def run(inline_jit: bool = False) -> dict[str, Any]:
+        with _declarations() as found, jax.disable_jit(inline_jit):
             stored = model.init(jax.random.key(0), *args, **kwargs)
         declared.update(found)
         return stored.get(KNOBS, {})
@@ -343,11 +346,12 @@ def _trace_init(
     shapes = flatten(jax.eval_shape(run))
     kept = {path: knob for path, knob in declared.items() if path in shapes}
     made_by_jax = any(isinstance(knob.default, jax.core.Tracer) for knob in kept.values())
-    if made_by_jax or len(kept) < len(shapes):
-        stored = flatten(jax.jit(run)())  # the rest of init is dead code
+    undeclared = len(kept) < len(shapes)
+    if made_by_jax or undeclared:
+        stored = flatten(jax.jit(lambda: run(inline_jit=undeclared))())  # the rest is dead code
         kept = {p: _read_default(k, stored[p]) for p, k in declared.items() if p in shapes}
-        # a knob stored but not declared: nn.jit reused an earlier trace of init, which
-        # runs no Python; its default is what init stores, its doc unknown
+        # still not declared: a variable that other code than `knob` put in 'knobs'; its
+        # default is what init stores, its doc unknown
         kept.update({p: Knob(p, stored[p], "") for p in shapes if p not in declared})
     return kept, shapes, tuple(path for path in declared if path not in shapes)
 

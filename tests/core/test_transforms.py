@@ -553,6 +553,26 @@ def test_knobs_of_a_model_under_nn_jit_are_found_after_its_init():
     assert float(px.knobs(model, X)["gain"].default) == 2.0
     np.testing.assert_allclose(px.tweak(model, {}, X, {"gain": 3.0}), 3.0 * X)
     np.testing.assert_allclose(px.tweak(model, variables, X, {"gain": 3.0}), 3.0 * X)
+    assert px.knobs(model, X)["gain"] == px.Knob("gain", 2.0, "output gain")  # doc was ''
+
+
+class TwoBounded(nn.Module):
+    """Two `Bounded` under one nn.jit: the second reuses the first's trace (nn.jit
+    fingerprints no module name), so its knob runs no Python."""
+
+    @nn.compact
+    def __call__(self, x):
+        block = nn.jit(Bounded)
+        return block(name="blocks_1")(block(name="blocks_0")(x))
+
+
+def test_the_knob_of_a_block_whose_nn_jit_trace_another_made_keeps_its_range():
+    # it was listed with no doc nor range: tweak set 1.5, and the block read NaN, no error
+    declared = px.knobs(TwoBounded(), X)
+    assert declared["blocks_1/p"] == px.Knob("blocks_1/p", 0.5, "share", px.Range(ge=0, lt=1))
+    with pytest.raises(ValueError) as error:
+        px.tweak(TwoBounded(), {}, X, {"blocks_1/p": 1.5})
+    assert str(error.value) == "knob 'blocks_1/p' must be a finite number >= 0 and < 1, got 1.5."
 
 
 def test_knob_can_be_vmapped_as_a_grid_axis():
