@@ -502,7 +502,9 @@ def apply_reaching_tags(
     """
     with tags_seen() as seen:
         result = apply_collecting(model, variables, *args, **kwargs)
-    ran = seen.get(INTERMEDIATES, {})  # not a tag in a trace nn.jit reused: it cannot tell
+    if any(path not in seen.get(INTERMEDIATES, {}) for path in paths):
+        seen = _tags_seen_inlining_jit(model, variables, *args, **kwargs)
+    ran = seen.get(INTERMEDIATES, {})
     missed = [p for p in paths if p in ran and p not in seen.get(collection, {})]
     if missed:
         raise ValueError(
@@ -515,6 +517,23 @@ def apply_reaching_tags(
         return result
     (output, state), collected = result
     return (output, {name: tree for name, tree in state.items() if name != collection}), collected
+
+
+def _tags_seen_inlining_jit(
+    model: nn.Module, variables: Mapping[str, Any], *args: Any, **kwargs: Any
+) -> dict[str, dict[str, None]]:
+    """What `tags_seen` keeps of `apply_collecting` traced abstractly with nn.jit inlined:
+    a trace that nn.jit reused (from an earlier call, or from a sibling block of the same
+    fields: it fingerprints no name) runs no tag in Python, so it cannot tell whether an
+    injection reached its tag."""
+
+    def run() -> None:
+        with jax.disable_jit():
+            apply_collecting(model, variables, *args, **kwargs)
+
+    with tags_seen() as seen:
+        jax.eval_shape(run)
+    return seen
 
 
 def jit_keeping_constants(fn: Callable[..., Any], *args: Any) -> Any:

@@ -1204,20 +1204,23 @@ def test_a_knob_a_scan_drops_is_not_listed_as_one_to_set():
         px.tweak(model, variables, x, {"**/gain": 3.0})
 
 
+class KeepsIntermediates(nn.Module):
+    """Flax's own idiom: a scan whose variable_axes keep the tagged values alone."""
+
+    @nn.compact
+    def __call__(self, x):
+        axes = {"params": 0, "intermediates": 0, "knobs": 0}
+        scanned = nn.scan(ScanBlock, variable_axes=axes, split_rngs={"params": True},
+                          length=DEPTH)  # fmt: skip
+        return jnp.sum(scanned(name="blocks")(x, None)[0] ** 2)
+
+
 @pytest.mark.parametrize("transform", ["inject", "grad_of"])
 def test_a_scan_that_keeps_intermediates_but_drops_the_transform_s_collection_is_an_error(
     transform,
 ):
-    # Flax's own idiom: probe sees the tags, but the injection or perturbation was
-    # dropped on the way in: the output came back unchanged, the gradient zero
-    class KeepsIntermediates(nn.Module):
-        @nn.compact
-        def __call__(self, x):
-            axes = {"params": 0, "intermediates": 0, "knobs": 0}
-            scanned = nn.scan(ScanBlock, variable_axes=axes, split_rngs={"params": True},
-                              length=DEPTH)  # fmt: skip
-            return jnp.sum(scanned(name="blocks")(x, None)[0] ** 2)
-
+    # probe sees the tags, but the injection or perturbation was dropped on the way in:
+    # the output came back unchanged, the gradient zero
     model, x = KeepsIntermediates(), jnp.ones((2, WIDTH))
     variables = model.init(jax.random.key(0), x)
     path = "blocks/Block_0/pre_act"
@@ -1230,6 +1233,28 @@ def test_a_scan_that_keeps_intermediates_but_drops_the_transform_s_collection_is
     match = rf"'{collection}' entry for '{path}' never reached its tag: .*scan_axes"
     with pytest.raises(ValueError, match=match):
         run()
+
+
+def test_an_entry_dropped_in_a_trace_nn_jit_reuses_is_an_error_too():
+    # the second call ran the first's trace, where no tag runs in Python: the injection
+    # was ignored and the gradient zero, with no error
+    model, x = nn.jit(KeepsIntermediates)(), jnp.ones((2, WIDTH))
+    variables = model.init(jax.random.key(0), x)
+    path = "blocks/Block_0/pre_act"
+    for collection, run in (
+        (
+            "injections",
+            lambda: px.inject(model, variables, x, {path: jnp.zeros((DEPTH, 2, WIDTH))}),
+        ),
+        ("perturbations", lambda: px.grad_of(lambda y: y, model, variables, x, wrt=path)),
+    ):
+        for _ in range(2):
+            with pytest.raises(ValueError) as error:
+                run()
+            assert str(error.value).startswith(
+                f"The {collection!r} entry for {path!r} never reached its tag: a lifted "
+                f"transform (nn.scan, nn.vmap...) whose variable_axes omit {collection!r}"
+            )
 
 
 def test_tweak_under_scan_without_knob_collection_uses_stacked_defaults():
