@@ -337,7 +337,8 @@ def _trace_init(
     """
 
     def run(inline_jit: bool = False) -> dict[str, Any]:
-        with _declarations() as found, jax.disable_jit(inline_jit):
+        inlining = jax.disable_jit() if inline_jit else contextlib.nullcontext()
+        with _declarations() as found, inlining:  # not disable_jit(False): the caller's kept
             stored = model.init(jax.random.key(0), *args, **kwargs)
         declared.update(found)
         return stored.get(KNOBS, {})

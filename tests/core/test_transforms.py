@@ -575,6 +575,21 @@ def test_the_knob_of_a_block_whose_nn_jit_trace_another_made_keeps_its_range():
     assert str(error.value) == "knob 'blocks_1/p' must be a finite number >= 0 and < 1, got 1.5."
 
 
+def test_knobs_traced_under_jax_disable_jit_leave_it_disabled():
+    # knobs' trace of init turned jit back on inside it (nn.jit's blocks jitted there)
+    disabled = []
+
+    class Reads(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            disabled.append(jax.config.jax_disable_jit)
+            return x * px.knob(self, "gain", 2.0)
+
+    with jax.disable_jit():
+        assert list(px.knobs(Reads(), X)) == ["gain"]
+    assert disabled == [True]
+
+
 def test_knob_can_be_vmapped_as_a_grid_axis():
     model, variables = Stack(), init("plain")
     temperatures = jnp.array([0.5, 1.0, 4.0])
