@@ -231,12 +231,16 @@ def option_value(argv: Sequence[str], option: str) -> str | None:
 
 def group_file(argv: Sequence[str], group: str) -> str | None:
     """The file that ``argv`` gives the option ``--<group>`` (``--grid grid.yaml``: a file
-    of ``grid``'s keys); None: none, or a YAML mapping given instead of a file.
+    of ``grid``'s keys); None: none, a YAML mapping given instead of a file, or several
+    values given (the group is read from each in turn: none alone holds its keys).
 
     Examples:
       >>> group_file(["--grid", "{steps: 3}"], "grid"), group_file([], "grid")
       (None, None)
+      >>> group_file(["--grid", "{steps: 3}", "--grid", __file__], "grid")
     """
+    if option_names(argv).count(f"--{group}") != 1:
+        return None
     value = option_value(argv, f"--{group}")
     return value if value is not None and os.path.isfile(value) else None
 

@@ -367,6 +367,26 @@ def test_a_grid_file_value_an_option_replaces_is_not_refused(tmp_path, capsys):
     assert (grid["learning_rate"], grid["steps"]) == (0.1, 7)
 
 
+def test_grid_given_twice_is_judged_merged_and_a_mappings_error_names_no_file(tmp_path, capsys):
+    """``--grid steps.yaml --grid warmup.yaml``: the run's steps are 100, yet warmup.yaml
+    alone was checked over the config's 40 steps and refused; a bad key of a mapping
+    before a file was said of that file."""
+    for name, keys in [
+        ("c.yaml", "models: [mlp]\ngrid: {steps: 40}\n"),
+        ("s.yaml", "steps: 100\n"),
+    ]:
+        (tmp_path / name).write_text(keys)
+    (tmp_path / "w.yaml").write_text("warmup_steps: 50\n")
+    argv = ["--config", str(tmp_path / "c.yaml"), "--grid", str(tmp_path / "s.yaml")]
+    argv += ["--grid", str(tmp_path / "w.yaml"), "--dir", str(tmp_path / "b"), "--print_config"]
+    assert _exit_status(_main("new"), argv) == 0
+    grid = yaml.safe_load(capsys.readouterr().out)["grid"]
+    assert (grid["steps"], grid["warmup_steps"]) == (100, 50)
+    argv = ["--grid", "{stepz: 3}", "--grid", str(tmp_path / "s.yaml"), "--dir", "b"]
+    assert _exit_status(_main("new"), argv) == 2
+    assert capsys.readouterr().err.startswith("error: --grid: unknown key 'stepz'. Did you mean")
+
+
 @pytest.mark.parametrize(
     ("width", "options", "said"),
     [
