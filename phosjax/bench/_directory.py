@@ -502,19 +502,21 @@ def check_unlocked(root: pathlib.Path) -> None:
             _flock(file, fcntl.LOCK_SH, root, busy)
 
 
-def check_processes(root: pathlib.Path, count: int) -> None:
+def check_processes(root: pathlib.Path, count: int, given: bool = False) -> None:
     """Raises `BenchError` when the bench in ``root`` was started with another number of
     processes (its groups are split, and named, per process); a bench that does not
-    record its count (made before it was recorded) is accepted."""
+    record its count (made before it was recorded) is accepted. ``given``: the count was
+    passed (`run`'s ``process``), not jax.distributed's, and the message says to pass it."""
     if not _layout.is_bench(root):
         return
     started = read_bench_json(root / _layout.MARKER).get("processes")
     if started is not None and started != count:
+        how = f"process i passing process=(i, {started})" if given else "(jax.distributed)"
         raise BenchError(
             f"{str(root)!r} was started with {started} process(es), and this run has "
             f"{count}: each process trains its own share of the cells, so a different "
             f"count would train it all again. Continue it with {started} process(es) "
-            "(jax.distributed), or pick another --dir."
+            f"{how}, or pick another --dir."
         )
 
 

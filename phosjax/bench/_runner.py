@@ -365,13 +365,14 @@ def _execute(
     (when planning fails in one, all stop); the others wait for process 0's metadata
     (when writing it fails, all stop). Training waits for no other process; each then
     waits for all to finish theirs (when training fails in one, all stop)."""
+    given = process is not None
     process = process or (jax.process_index(), jax.process_count())
     agree(
         "configs or process counts",
         f"config {config.digest()}, {process[1]} processes",
         lambda: differences_from_process_0(config),
     )
-    check_processes(root, process[1])
+    check_processes(root, process[1], given)
     hparams = _finished_hparams(root, config) if process[1] == 1 and planned is None else None
     if hparams is not None:  # nothing to train: no plan, no data set loaded
         return _read_finished(config, root, datasets, process, progress, seen, imports, hparams)

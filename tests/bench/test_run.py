@@ -1452,14 +1452,17 @@ def test_processes_write_their_own_parts(tmp_path, toy):
     root = tmp_path / "b"
     assert json.loads((root / _layout.MARKER).read_text())["processes"] == 2
     before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
-    for process in [None, (0, 3)]:
-        count = 1 if process is None else 3
-        with pytest.raises(
-            BenchError,
-            match=rf"'.*b' was started with 2 process\(es\), and this run has {count}: .* "
-            r"Continue it with 2 process\(es\) \(jax.distributed\), or pick another --dir\.",
-        ):
+    for process, count, how in [
+        (None, 1, "(jax.distributed)"),
+        ((0, 3), 3, "process i passing process=(i, 2)"),  # its count passed, not jax's
+    ]:
+        with pytest.raises(BenchError) as raised:
             run(config, root, datasets=toy, process=process, progress=False)
+        assert str(raised.value) == (
+            f"{str(root)!r} was started with 2 process(es), and this run has {count}: each "
+            "process trains its own share of the cells, so a different count would train it "
+            f"all again. Continue it with 2 process(es) {how}, or pick another --dir."
+        )
     assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
 
 
