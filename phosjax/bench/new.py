@@ -17,14 +17,17 @@ continues a bench of your own models too.
 
 import contextlib
 import dataclasses
+import os
 import pathlib
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+import yaml
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 import phosjax.bench._interrupt  # noqa: F401  first: a Ctrl-C while jax loads is kept
+from phosjax._yaml import safe_load
 from phosjax.bench import _layout, _plan
 from phosjax.bench._argv import (
     config_files,
@@ -171,14 +174,18 @@ def _is_morph_config(data: Any) -> bool:
     return isinstance(data.get("model"), Mapping) and set(data) <= fields
 
 
-def _check_config_files(paths: Sequence[str], grid_file: str | None) -> None:
-    """Raises a `BenchError` for ``--config`` files that make a config a run refuses, each
-    read over the ones before it (``grid`` key by key, as jsonargparse reads them), and
-    ``grid_file`` (``--grid FILE``) over them, naming the first file from which on it is
-    refused and the bad key or value (clearer than jsonargparse's), or for a config of
-    ``python -m phosjax.morph``; the command's own keys (``dir``, ``resume``, ...) may be
-    there. A ``grid_file`` the parser refuses (unreadable, a key not of ``grid``) is left
-    to it."""
+def _config_layers(argv: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
+    """The configs that the ``--config`` files of ``argv`` make, each read over the ones
+    before it (``grid`` key by key, as jsonargparse reads them), then its ``--grid`` file
+    (given once) over them, each with its path (`layered_configs`); the command's own
+    keys (``dir``, ``resume``, ...) left out. A ``--grid`` file the parser refuses
+    (unreadable, a key not of ``grid``) is left to it.
+
+    Raises:
+      BenchError: a file is a config of ``python -m phosjax.morph``, holds no mapping, or
+        sets a flag (``resume``) to other than true or false.
+    """
+    paths = config_files(argv)
     read: list[tuple[str, Mapping[str, Any]]] = []
     for path in paths:
         data = read_yaml(path)
@@ -194,32 +201,79 @@ def _check_config_files(paths: Sequence[str], grid_file: str | None) -> None:
             if not isinstance(data.get(flag), bool | None):
                 raise BenchError(f"{path}: {flag} must be true or false, got {data[flag]!r}.")
         read.append((path, {k: v for k, v in data.items() if k not in _OWN}))
+    grid_file = group_file(argv, "grid")
     if grid_file is not None and (grid := _grid_keys(grid_file)) is not None:
         read.append((grid_file, {"grid": grid}))
-    refusal = first_refusing(layered_configs(read, "grid"), _refused)
-    if refusal is not None:
-        path, problem = refusal
-        raise BenchError(f"{path or ', '.join(paths)}: {problem}")
+    return layered_configs(read, "grid")
 
 
-def _grid_file_alone(argv: Sequence[str]) -> str | None:
-    """The ``--grid`` file of ``argv`` where no other option sets a config key (the
-    config is then the files', a value refused in it a value the run refuses); None
-    where one does (it may replace the file's refused value: the run's config is checked)
-    or none is given.
+def _check_config_files(argv: Sequence[str]) -> None:
+    """Raises a `BenchError` where the config that the files of ``argv`` make
+    (`_config_layers`) is one a run refuses, naming the first file from which on it is
+    refused and the bad key or value (clearer than jsonargparse's); a problem that
+    involves a key an option of ``argv`` sets (`_option_keys`: without that key it is
+    gone, or another) is left to the run's config, which the option may have made right."""
+    layers = _config_layers(argv)
+    refusal = first_refusing(layers, _refused)
+    if refusal is None:
+        return
+    path, problem = refusal
+    keys = _option_keys(argv)
+    if keys and _refused(_without(layers[-1][1], keys)) != problem:
+        return
+    raise BenchError(f"{path}: {problem}")
+
+
+def _option_keys(argv: Sequence[str]) -> list[tuple[str, ...]]:
+    """The config keys that the options of ``argv`` set, each as its path: ``("grid",
+    "steps")`` for ``--grid.steps`` or ``--grid '{steps: 3}'``, ``("models",)`` for
+    ``--models+``; ``("grid",)`` for a ``--grid`` value read here as no mapping; none for
+    a ``--grid`` file given once (a layer of `_config_layers`).
 
     Examples:
-      >>> _grid_file_alone(["--config", "a.yaml", "--grid", __file__, "--dir", "d"]) == __file__
-      True
-      >>> _grid_file_alone(["--grid", __file__, "--grid.steps", "3"])  # may replace its value
+      >>> _option_keys(["--grid", "{steps: 3}", "--models+", "gru", "--dir", "d"])
+      [('grid', 'steps'), ('models',)]
     """
     fields = {field.name for field in dataclasses.fields(BenchConfig)}
-    others = [
-        name
-        for name in option_names(argv)
-        if name != "--grid" and name[2:].split(".")[0].removesuffix("+") in fields
-    ]
-    return None if others else group_file(argv, "grid")
+    alone = group_file(argv, "grid") is not None
+    keys: list[tuple[str, ...]] = []
+    for i, arg in enumerate(argv):
+        name, equals, value = arg.partition("=")
+        path = tuple(name[2:].removesuffix("+").split("."))
+        if not name.startswith("--") or path[0] not in fields or (name == "--grid" and alone):
+            continue
+        if name == "--grid":
+            given = value if equals else (argv[i + 1] if i + 1 < len(argv) else "")
+            mapping = _grid_keys(given) if os.path.isfile(given) else _yaml_mapping(given)
+            keys += [("grid", str(key)) for key in mapping] if mapping is not None else [path]
+        else:
+            keys.append(path)
+    return keys
+
+
+def _yaml_mapping(text: str) -> Mapping[str, Any] | None:
+    """``text`` read as a YAML mapping; None where it is none."""
+    try:
+        data = safe_load(text)
+    except yaml.YAMLError:
+        return None
+    return data if isinstance(data, Mapping) else None
+
+
+def _without(config: Mapping[str, Any], keys: Sequence[tuple[str, ...]]) -> dict[str, Any]:
+    """``config`` less each of ``keys`` (paths of its keys, a mapping's key nested).
+
+    Examples:
+      >>> _without({"seeds": 2, "grid": {"steps": 3, "lr": 1}}, [("grid", "steps"), ("x",)])
+      {'seeds': 2, 'grid': {'lr': 1}}
+    """
+    dropped = {path[0] for path in keys if len(path) == 1}
+    out = {k: v for k, v in config.items() if k not in dropped}
+    for name, value in out.items():
+        inner = [path[1:] for path in keys if len(path) > 1 and path[0] == name]
+        if inner and isinstance(value, Mapping):
+            out[name] = _without(value, inner)
+    return out
 
 
 def _grid_keys(path: str) -> Mapping[str, Any] | None:
@@ -366,8 +420,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Runs the command line ``argv`` (default ``sys.argv[1:]``)."""
     argv = config_files_first(sys.argv[1:] if argv is None else argv)
     argv = _stored_config_to_print(names_as_lists(argv, _EXAMPLES))
-    # named, clear errors before jsonargparse's
-    _check_config_files(config_files(argv), _grid_file_alone(argv))
+    _check_config_files(argv)  # named, clear errors before jsonargparse's
     args = parser().parse_args(argv)
     if args.resume and args.force:
         raise BenchError(

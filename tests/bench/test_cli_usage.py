@@ -367,6 +367,29 @@ def test_a_grid_file_value_an_option_replaces_is_not_refused(tmp_path, capsys):
     assert (grid["learning_rate"], grid["steps"]) == (0.1, 7)
 
 
+@pytest.mark.parametrize(
+    ("options", "steps"),
+    [(["--grid.steps", "100"], 100), (["--grid", "{steps: 100}"], 100), (["--seeds", "1"], None)],
+)
+def test_a_config_file_value_an_option_replaces_is_not_refused(options, steps, tmp_path, capsys):
+    """A file's warmup_steps 50 over its steps 40 was refused before the options were read,
+    though ``--grid.steps 100`` makes the run's steps 100, as a ``--grid`` file's value an
+    option replaces is taken; an option that leaves the problem (``--seeds``) is refused
+    naming the file."""
+    path = tmp_path / "c.yaml"
+    path.write_text("models: [mlp]\ngrid: {steps: 40, warmup_steps: 50}\n")
+    argv = ["--config", str(path), *options, "--dir", str(tmp_path / "b"), "--print_config"]
+    if steps is None:
+        assert _exit_status(_main("new"), argv) == 2
+        assert capsys.readouterr().err.startswith(
+            f"error: {path}: grid.warmup_steps 50 is more than grid.steps 40, and the grid "
+        )
+        return
+    assert _exit_status(_main("new"), argv) == 0
+    grid = yaml.safe_load(capsys.readouterr().out)["grid"]
+    assert (grid["steps"], grid["warmup_steps"]) == (steps, 50)
+
+
 def test_grid_given_twice_is_judged_merged_and_a_mappings_error_names_no_file(tmp_path, capsys):
     """``--grid steps.yaml --grid warmup.yaml``: the run's steps are 100, yet warmup.yaml
     alone was checked over the config's 40 steps and refused; a bad key of a mapping
