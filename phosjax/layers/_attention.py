@@ -10,6 +10,7 @@ import jax.numpy as jnp
 from phosjax.core import tag
 from phosjax.layers._common import (
     CheckedFields,
+    at_least_float32,
     broadcasts_to,
     check_mask_dtype,
     checked_rate,
@@ -151,9 +152,9 @@ class MultiHeadSelfAttention(CheckedFields):
     values go back to ``C`` through ``out``. The key's bias adds the same number to every
     logit of a query, which the softmax ignores: it changes no output and its gradient is
     zero up to rounding (as in `flax.linen.MultiHeadDotProductAttention`, which has one
-    too). The softmax is computed in float32. Tags ``attention_weights``
-    (``(..., H, L, L)``, float32, each row sums to 1, or to 0 where a ``mask`` leaves its
-    query no key) and
+    too). The softmax is computed in float32 at least (float64 in float64). Tags
+    ``attention_weights`` (``(..., H, L, L)``, in that dtype, each row sums to 1, or to
+    0 where a ``mask`` leaves its query no key) and
     ``attention_entropy`` (``(..., H)``: the entropy in nats of each query's weights,
     averaged over the queries, the real ones alone under a ``mask`` (padded ones,
     below, do not count); ``log L`` is uniform attention, 0 is attention to one position).
@@ -215,7 +216,7 @@ class MultiHeadSelfAttention(CheckedFields):
             (3, self.num_heads, head), dtype=dtype, param_dtype=self.param_dtype, name="qkv"
         )(x)
         query, key, value = qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :]
-        logits = jnp.einsum("...qhd,...khd->...hqk", query, key).astype(jnp.float32)
+        logits = jnp.einsum("...qhd,...khd->...hqk", query, key).astype(at_least_float32(dtype))
         logits = logits / math.sqrt(head)
         mask = _attention_mask(mask, x.shape[:-2], self.num_heads, length, self.causal)
         log_weights = _masked_log_softmax(logits, mask)

@@ -784,7 +784,7 @@ def orthogonal(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32)
       >>> orthogonal(jax.random.key(0), (3, 3), jnp.bfloat16).dtype
       dtype(bfloat16)
     """
-    drawn = jnp.promote_types(dtype, jnp.float32)
+    drawn = at_least_float32(dtype)
     return nn.initializers.orthogonal()(key, shape, drawn).astype(dtype)
 
 
@@ -908,6 +908,18 @@ def _flag_fields(cls: type) -> tuple[str, ...]:
         fields = dataclasses.fields(cls)
         _FLAG_FIELDS[cls] = tuple(f.name for f in fields if f.type in (bool, "bool"))
     return _FLAG_FIELDS[cls]
+
+
+def at_least_float32(*dtypes: Any) -> Any:
+    """The dtype ``dtypes`` promote to, float32 at least: where a layer computes a part
+    in float32 for bfloat16's and float16's sake (a softmax, a gate, a penalty), a
+    float64 one keeps float64 (in float32 its gradients would be off by about 1e-4).
+
+    Examples:
+      >>> at_least_float32(jnp.bfloat16), at_least_float32(jnp.bfloat16, jnp.float16)
+      (dtype('float32'), dtype('float32'))
+    """
+    return jnp.promote_types(jnp.result_type(*dtypes), jnp.float32)
 
 
 def compute_dtype(dtype: Any, x: jax.Array) -> Any:

@@ -16,6 +16,7 @@ from phosjax.core import Range, knob, path_weight, tag
 from phosjax.layers._common import (
     CheckedFields,
     PassesKeywords,
+    at_least_float32,
     call_block,
     check_block,
     check_blocks,
@@ -68,7 +69,7 @@ class Choice(PassesKeywords, CheckedFields):
         directly.
       param_dtype: the dtype the gate's parameters are stored in (as Flax's
         ``param_dtype``); the branches are the caller's and keep their own. The softmax
-        is computed in float32.
+        is computed in float32 at least (float64 for float64 params).
 
     Examples:
       >>> import flax.linen as nn, jax, jax.numpy as jnp, phosjax as px
@@ -112,7 +113,7 @@ class Choice(PassesKeywords, CheckedFields):
         check_keywords(self, self.branches, {k: v for k, v in keywords.items() if k not in own})
         x = zero_mask_padding(self, x, keywords)
         mask = keywords.get("mask") if self.per_example else None
-        num = len(self.branches)
+        num, wide = len(self.branches), at_least_float32(self.param_dtype)
         if self.per_example:
             if x.ndim < 2:
                 raise ValueError(
@@ -120,14 +121,14 @@ class Choice(PassesKeywords, CheckedFields):
                     f"got {x.shape}."
                 )
             real = real_tokens(self, mask, x.shape[:-1], pairs=True)
-            summary = token_mean(x.astype(jnp.float32), real, kept=1)
+            summary = token_mean(x.astype(at_least_float32(compute_dtype(None, x))), real, kept=1)
             gate = nn.Dense(
                 num, kernel_init=nn.initializers.zeros, param_dtype=self.param_dtype, name="gate"
             )
-            logits = gate(summary).astype(jnp.float32)
+            logits = gate(summary).astype(wide)
         else:
             logits = self.param("gate_logits", nn.initializers.zeros, (num,), self.param_dtype)
-            logits = logits.astype(jnp.float32)
+            logits = logits.astype(wide)
         temperature = knob(
             self, "T", 1.0, doc="softmax temperature of the branch weights", valid=Range(gt=0)
         )
@@ -157,7 +158,7 @@ class GatedSkip(PassesKeywords, CheckedFields):
       block: maps ``x`` to an output of the same shape (anything else is an error).
       gate_init: the initial gate logit, a finite number (0 gives ``g = 0.5``).
       param_dtype: the dtype ``gate_logit`` is stored in (as Flax's ``param_dtype``; the
-        gate is computed in float32); the block is the caller's and keeps its own.
+        gate is computed in float32 at least); the block is the caller's and keeps its own.
 
     Examples:
       >>> import flax.linen as nn, jax, jax.numpy as jnp, phosjax as px
@@ -181,7 +182,7 @@ class GatedSkip(PassesKeywords, CheckedFields):
         x = zero_mask_padding(self, x, keywords)
         init = nn.initializers.constant(checked_finite(self, "gate_init"))
         logit = self.param("gate_logit", init, (), self.param_dtype)
-        gate = tag(self, "gate", nn.sigmoid(logit.astype(jnp.float32)))
+        gate = tag(self, "gate", nn.sigmoid(logit.astype(at_least_float32(self.param_dtype))))
         with path_weight(self, "block_weight", gate):
             y = call_block(self.block, x, train, **keywords)
         check_shape(y, x.shape, "GatedSkip's block must keep the input shape")

@@ -8,7 +8,13 @@ import jax
 import jax.numpy as jnp
 
 from phosjax.core import CONSTANTS, Range, knob, tag
-from phosjax.layers._common import CheckedFields, checked_size, compute_dtype, input_width
+from phosjax.layers._common import (
+    CheckedFields,
+    at_least_float32,
+    checked_size,
+    compute_dtype,
+    input_width,
+)
 
 
 class FourierFeatures(CheckedFields):
@@ -66,7 +72,7 @@ class FourierFeatures(CheckedFields):
             self, "scale", 1.0, doc="bandwidth: frequencies are multiplied by it", valid=Range(ge=0)
         )
         dtype = compute_dtype(self.dtype, x)
-        phase_dtype = jnp.promote_types(dtype, jnp.float32)  # bfloat16 phases lose radians
+        phase_dtype = at_least_float32(dtype)  # bfloat16 phases lose radians
         frequencies = 2 * math.pi * scale * frequencies.astype(phase_dtype)
         phases = tag(self, "phases", x.astype(phase_dtype) @ frequencies)
         return jnp.concatenate([jnp.cos(phases), jnp.sin(phases)], axis=-1).astype(dtype)
@@ -84,7 +90,7 @@ class HyperDense(CheckedFields):
       embedding_features: the size of the learned embedding.
       dtype: the computation dtype (``None``: the input's).
       param_dtype: the dtype parameters are stored in (as Flax's ``param_dtype``); the
-        kernel and bias are generated in float32 whatever it is.
+        kernel and bias are generated in float32 at least whatever it is.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -107,8 +113,9 @@ class HyperDense(CheckedFields):
             "embedding", nn.initializers.normal(1.0), embedding_shape, self.param_dtype
         )
         size, param_dtype = fan_in * features + features, self.param_dtype
-        hyper = nn.Dense(size, dtype=jnp.float32, param_dtype=param_dtype, name="hyper")
-        generated = hyper(embedding)  # in float32 whatever the storage
+        wide = at_least_float32(param_dtype)
+        hyper = nn.Dense(size, dtype=wide, param_dtype=param_dtype, name="hyper")
+        generated = hyper(embedding)  # in float32 at least whatever the storage
         kernel = generated[: fan_in * features].reshape(fan_in, features)
         kernel = tag(self, "generated_kernel", kernel / math.sqrt(fan_in))
         bias = generated[fan_in * features :]
@@ -120,7 +127,7 @@ class LipschitzDense(CheckedFields):
     """A dense layer whose Lipschitz constant (in the 2-norm) is at most ``bound``.
 
     The kernel ``W`` is used as ``W * bound / max(sigma, bound)``, where ``sigma`` is its
-    largest singular value, computed exactly in float32 (an SVD of the kernel per call:
+    largest singular value, computed exactly in float32 at least (an SVD of the kernel per call:
     cheap for the small layers this library targets, and unlike power iteration it needs
     no state and always holds). ``bound`` is a knob (default 1, a finite number > 0).
     Spectral normalization: Miyato et al., arXiv 1802.05957. Tags ``spectral_norm``
@@ -154,7 +161,8 @@ class LipschitzDense(CheckedFields):
         bound = knob(
             self, "bound", 1.0, doc="upper bound on the Lipschitz constant", valid=Range(gt=0)
         )
-        singular_values = jnp.linalg.svd(kernel.astype(jnp.float32), compute_uv=False)
+        wide = kernel.astype(at_least_float32(self.param_dtype))
+        singular_values = jnp.linalg.svd(wide, compute_uv=False)
         sigma = tag(self, "spectral_norm", singular_values[0])
         kernel = kernel * (bound / jnp.maximum(sigma, bound))
         dtype = compute_dtype(self.dtype, x)

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from phosjax.core import Range, aux_loss, knob, tag
 from phosjax.layers._common import (
     CheckedFields,
+    at_least_float32,
     checked_rate,
     checked_size,
     checked_train,
@@ -119,13 +120,14 @@ class ActivityL1(nn.Module):
                 f"got {x.shape}."
             )
         real = real_tokens(self, mask, x.shape[:-1], pairs=True)
-        magnitude = jnp.abs(zero_padding(x, real).astype(jnp.float32))
+        wide = at_least_float32(compute_dtype(None, x))
+        magnitude = jnp.abs(zero_padding(x, real).astype(wide))
         if real is not None:
             activity = token_mean(magnitude, real, kept=1).mean(-1)
         else:  # per example; 0 for one of no elements (no token), as under a mask
             examples = x.shape[:1] if x.ndim > 1 else ()
             flat = magnitude.reshape(*examples, math.prod(x.shape[len(examples) :]))
-            activity = flat.mean(-1) if flat.shape[-1] else jnp.zeros(examples, jnp.float32)
+            activity = flat.mean(-1) if flat.shape[-1] else jnp.zeros(examples, wide)
         aux_loss(self, "activity_l1", strength * tag(self, "activity", activity))
         return x
 
@@ -165,7 +167,7 @@ class OrthogonalDense(CheckedFields):
         fan_in = input_width(self, x)
         shape = (fan_in, checked_size(self, "features"))
         kernel = self.param("kernel", orthogonal, shape, self.param_dtype)
-        wide = kernel.astype(jnp.float32)  # the penalty in float32 whatever the storage
+        wide = kernel.astype(at_least_float32(self.param_dtype))  # whatever the storage
         gram = wide.T @ wide if self.features <= fan_in else wide @ wide.T
         penalty = jnp.sum((gram - jnp.eye(gram.shape[0], dtype=gram.dtype)) ** 2)
         strength = knob(

@@ -11,6 +11,7 @@ from phosjax._callables import cut_repr
 from phosjax.core import Range, aux_loss, knob, tag
 from phosjax.layers._common import (
     CheckedFields,
+    at_least_float32,
     checked_size,
     compute_dtype,
     input_width,
@@ -58,7 +59,7 @@ class MixtureOfExperts(CheckedFields):
       dtype: the computation dtype of the experts (``None``: the input's).
       features: the output width (``None``: the input's).
       param_dtype: the dtype the router's and experts' parameters are stored in (as
-        Flax's ``param_dtype``); the router computes in float32 whatever it is.
+        Flax's ``param_dtype``); the router computes in float32 at least whatever it is.
 
     Examples:
       >>> import jax, jax.numpy as jnp, phosjax as px
@@ -101,8 +102,9 @@ class MixtureOfExperts(CheckedFields):
         hidden = checked_size(self, "hidden_features", 2 * width)
         dtype = compute_dtype(self.dtype, x)
 
-        router = nn.Dense(experts, dtype=jnp.float32, param_dtype=self.param_dtype, name="router")
-        logits = router(x.astype(jnp.float32))
+        wide = at_least_float32(compute_dtype(None, x), self.param_dtype)
+        router = nn.Dense(experts, dtype=wide, param_dtype=self.param_dtype, name="router")
+        logits = router(x.astype(wide))
         probs = tag(self, "router_probs", nn.softmax(logits, axis=-1))
         _, chosen_index = jax.lax.top_k(probs, self.top_k)
         chosen = jax.nn.one_hot(chosen_index, experts, dtype=probs.dtype).sum(-2)
