@@ -152,7 +152,8 @@ class MultiHeadSelfAttention(CheckedFields):
     values go back to ``C`` through ``out``. The key's bias adds the same number to every
     logit of a query, which the softmax ignores: it changes no output and its gradient is
     zero up to rounding (as in `flax.linen.MultiHeadDotProductAttention`, which has one
-    too). The softmax is computed in float32 at least (float64 in float64). Tags
+    too). The logits and their softmax are computed in float32 at least (float64 in
+    float64), so float16 logits do not overflow. Tags
     ``attention_weights`` (``(..., H, L, L)``, in that dtype, each row sums to 1, or to
     0 where a ``mask`` leaves its query no key) and
     ``attention_entropy`` (``(..., H)``: the entropy in nats of each query's weights,
@@ -216,7 +217,8 @@ class MultiHeadSelfAttention(CheckedFields):
             (3, self.num_heads, head), dtype=dtype, param_dtype=self.param_dtype, name="qkv"
         )(x)
         query, key, value = qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :]
-        logits = jnp.einsum("...qhd,...khd->...hqk", query, key).astype(at_least_float32(dtype))
+        wide = at_least_float32(dtype)  # float16 logits overflow where float32 ones do not
+        logits = jnp.einsum("...qhd,...khd->...hqk", query, key, preferred_element_type=wide)
         logits = logits / math.sqrt(head)
         mask = _attention_mask(mask, x.shape[:-2], self.num_heads, length, self.causal)
         log_weights = _masked_log_softmax(logits, mask)

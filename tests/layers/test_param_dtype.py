@@ -295,3 +295,15 @@ def test_float64_gradients_match_finite_differences(name):
         analytic, numeric = derivatives(jax.random.key(0), x, 1e-6)
     assert analytic.dtype == jnp.float64
     np.testing.assert_allclose(analytic, numeric, rtol=1e-7, atol=1e-9)
+
+
+def test_float16_attention_logits_do_not_overflow():
+    """The logits were summed in float16 and cast to float32 after: inputs of magnitude
+    100 made them overflow to inf, and the float16 output NaN where float32's is finite."""
+    x = 100 * jax.random.normal(jax.random.key(1), (2, 6, 16))
+    variables = L.MultiHeadSelfAttention(2).init(jax.random.key(0), x)
+    expected = L.MultiHeadSelfAttention(2).apply(variables, x)
+    out = L.MultiHeadSelfAttention(2, dtype=jnp.float16).apply(variables, x)
+    assert out.dtype == jnp.float16
+    scale = float(np.abs(expected).max())  # about 600; float16 keeps 3 digits
+    np.testing.assert_allclose(np.asarray(out, np.float32), expected, rtol=0, atol=2e-3 * scale)
