@@ -673,13 +673,21 @@ def _prepared_builder_in(
         raise _not_prepared(name, dataset, data_dir)
     random_access = tfds.core.FileFormat.with_random_access()
     if not builder.info.available_file_formats() & random_access:
-        raise ValueError(
-            f"data set {name!r} in {data_dir} is stored as {builder.info.file_format.value}, which "
-            "needs TensorFlow to read; prepare it with file_format='array_record', e.g. "
-            f"tfds.builder({name!r}, data_dir={str(data_dir)!r}, "
-            "file_format='array_record').download_and_prepare()"
-        )
+        raise ValueError(_needs_tensorflow(name, builder, data_dir))
     return builder
+
+
+def _needs_tensorflow(name: str, builder: tfds.core.DatasetBuilder, data_dir: pathlib.Path) -> str:
+    """That `name`, prepared in `builder`'s folder in a format only TensorFlow reads, is to
+    be converted to array_record (TFDS reuses a prepared folder as it is: preparing it
+    again in `data_dir` changes nothing unless the folder is deleted first)."""
+    folder, stored = builder.data_path, builder.info.file_format.value
+    return (
+        f"data set {name!r} in {folder} is stored as {stored}, which needs TensorFlow to read; "
+        f"convert it where TensorFlow is installed: `tfds convert_format --dataset_version_dir "
+        f"{folder} --out_file_format array_record` (it adds array_record files beside the "
+        f"{stored} ones), or delete that folder and {_made_anew(name, data_dir)}"
+    )
 
 
 class _DamagedFolder(ValueError):

@@ -519,16 +519,33 @@ def test_a_data_set_prepared_as_parquet_loads_like_array_record(toys_dir, tmp_pa
         load("toy_weighted", data_dir=tmp_path)
 
 
-def test_a_data_set_stored_as_tfrecord_asks_for_array_record(toys_dir, tmp_path):
+def test_a_data_set_stored_as_tfrecord_says_how_to_convert_it_and_loads_once_converted(
+    toys_dir, tmp_path
+):
     shutil.copytree(toys_dir / "toy_weighted", tmp_path / "toy_weighted")
-    info = tmp_path / "toy_weighted" / "1.0.0" / "dataset_info.json"
+    folder = tmp_path / "toy_weighted" / "1.0.0"
+    info = folder / "dataset_info.json"
     info.write_text(info.read_text().replace('"array_record"', '"tfrecord"', 1))
-    with pytest.raises(
-        ValueError,
-        match=rf"data set 'toy_weighted' in {tmp_path} is stored as tfrecord, which needs "
-        r"TensorFlow to read; prepare it with file_format='array_record'",
-    ):
+    with pytest.raises(ValueError) as error:
         check_loadable("toy_weighted", data_dir=tmp_path)
+    assert str(error.value) == (
+        f"data set 'toy_weighted' in {folder} is stored as tfrecord, which needs TensorFlow to "
+        "read; convert it where TensorFlow is installed: `tfds convert_format "
+        f"--dataset_version_dir {folder} --out_file_format array_record` (it adds array_record "
+        "files beside the tfrecord ones), or delete that folder and prepare it again: `tfds "
+        f"build toy_weighted --data_dir {tmp_path} --file_format array_record` or "
+        f"`tfds.builder('toy_weighted', data_dir='{tmp_path}', "
+        "file_format='array_record').download_and_prepare()`"
+    )
+    # What convert_format leaves: the array_record files, named in the metadata beside tfrecord.
+    info.write_text(
+        info.read_text().replace(
+            '"tfrecord"', '"tfrecord", "alternativeFileFormats": ["array_record"]', 1
+        )
+    )
+    converted, original = (load("toy_weighted", data_dir=d) for d in (tmp_path, toys_dir))
+    for field in ("x_train", "y_train", "x_test", "y_test"):
+        np.testing.assert_array_equal(getattr(converted, field), getattr(original, field))
 
 
 def test_a_data_dir_with_glob_characters_in_its_path_loads(toys_dir, tmp_path):
