@@ -21,7 +21,7 @@ from phosjax._nearest import did_you_mean, nearest
 from phosjax._pickling import PicklableError
 from phosjax.data._checks import first_outside, is_real
 from phosjax.data._dataset import ArrayDataset
-from phosjax.data._splits import HELD_OUT, checked_splits, chosen_splits
+from phosjax.data._splits import HELD_OUT, checked_splits, chosen_splits, read_spans
 
 if TYPE_CHECKING:
     import tensorflow_datasets as tfds
@@ -1210,8 +1210,9 @@ def _read(
     x_key, y_key, (train_split, test_split) = _layout(name, builder.info, features, splits)
     arrays = {}
     for split, out in ((train_split, "train"), (test_split, "test")):
+        spans = read_spans(name, (train_split, test_split), split, builder.info.splits)
         try:
-            examples = _examples(builder, split)
+            examples = _examples(builder, spans)
         except (OSError, RuntimeError, ValueError) as error:  # a missing, cut or bad file
             why = f"reading its {split!r} split raised {type(error).__name__}: {error}"
             raise ValueError(_damaged(name, builder.data_path, data_dir, why)) from error
@@ -1227,11 +1228,16 @@ def _read(
     )
 
 
-def _examples(builder: tfds.core.DatasetBuilder, split: str) -> list[dict[str, Any]]:
-    """Every example of `split`; raises ValueError where one is empty (no feature has a
-    value), as each is in an array_record file cut short."""
-    source = builder.as_data_source(split=split)
-    examples = source.__getitems__(range(len(source)))
+def _examples(
+    builder: tfds.core.DatasetBuilder, spans: list[tuple[str, int, int]]
+) -> list[dict[str, Any]]:
+    """The examples of each (split, start, end) of `spans` (`read_spans`), in order, read by
+    index: TFDS's parquet reader reads a slice as its whole files (``train[:80%]`` as all of
+    ``train``). Raises ValueError where one is empty (no feature has a value), as each is in
+    an array_record file cut short."""
+    examples = []
+    for split, start, end in spans:
+        examples += builder.as_data_source(split=split).__getitems__(range(start, end))
     if any(not jax.tree_util.tree_leaves(example) for example in examples):  # None: no leaf
         raise ValueError("some of its records are empty, as in a file cut short")
     return examples

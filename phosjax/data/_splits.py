@@ -211,7 +211,7 @@ def chosen_splits(
             return "train", test
         raise MissingSplitsError(name, known)
     check_split_names(name, splits, known)
-    spans = [_spans(name, splits, spec, infos) for spec in splits]
+    spans = [read_spans(name, splits, spec, infos) for spec in splits]
     for role, spec, spanned in zip(("train", "test"), splits, spans, strict=True):
         if not sum(end - start for _, start, end in spanned):
             raise SplitsError(
@@ -239,10 +239,11 @@ def chosen_splits(
     return splits
 
 
-def _spans(
+def read_spans(
     name: str, splits: tuple[str, str], spec: str, infos: Mapping[str, Any]
 ) -> list[tuple[str, int, int]]:
-    """(split, start, end) of each part of `spec`: the examples it reads."""
+    """(split, start, end) of each part of `spec`, one of data set `name`'s `splits`: the
+    examples it reads, as TFDS counts a slice's examples."""
     import tensorflow_datasets as tfds
 
     try:

@@ -519,6 +519,22 @@ def test_a_data_set_prepared_as_parquet_loads_like_array_record(toys_dir, tmp_pa
         load("toy_weighted", data_dir=tmp_path)
 
 
+def test_a_slice_of_a_parquet_data_set_reads_its_examples_alone(toys_dir, tmp_path):
+    # TFDS's parquet reader reads a slice's whole files: train[:60%] was all of train, and
+    # train[60%:] too, so that every example trained on was tested on.
+    tfds_toys.prepare(tfds_toys.ToyTrainOnly, tmp_path, file_format="parquet")
+    splits = ("train[:60%]", "train[60%:]")
+    parquet, array_record = (
+        load("toy_train_only", data_dir=d, splits=splits) for d in (tmp_path, toys_dir)
+    )
+    assert (parquet.num_train, parquet.num_test) == (3, 2)
+    for field in ("x_train", "y_train", "x_test", "y_test"):
+        np.testing.assert_array_equal(getattr(parquet, field), getattr(array_record, field))
+    held_out = set(parquet.x_test[:, 0].tolist())
+    assert held_out.isdisjoint(parquet.x_train[:, 0].tolist())
+    assert held_out | set(parquet.x_train[:, 0].tolist()) == {0, 1, 2, 3, 4}
+
+
 def test_a_data_set_stored_as_tfrecord_says_how_to_convert_it_and_loads_once_converted(
     toys_dir, tmp_path
 ):
