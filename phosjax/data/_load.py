@@ -1159,7 +1159,29 @@ def _check_input(name: str, key: str, known: tfds.features.FeaturesDict) -> None
         f"data set {name!r}: input feature {key!r} ({_describe(known[key])}) is not supported; "
         "load supports inputs of a fixed shape and a real dtype (float, integer or bool: a Tensor "
         "or an Image without None in its shape), not complex numbers, text, variable shapes or "
-        f"nested features{_readable(known)}"
+        f"nested features{_one_shape_hint(known[key])}{_readable(known)}"
+    )
+
+
+def _one_shape_hint(feature: tfds.features.FeatureConnector) -> str:
+    """``; to read it, prepare ...`` where `feature`'s shape varies from example to example
+    (None in it, as in images of many sizes); "" where it does not.
+
+    Examples:
+        >>> import tensorflow_datasets as tfds
+        >>> print(_one_shape_hint(tfds.features.Image(shape=(None, None, 3))))
+        ; to read it, prepare the data set with one shape for all its examples (resize or pad
+        each), declared in the feature: shape (64, 64, 3), say, not (None, None, 3)
+        >>> _one_shape_hint(tfds.features.Text())
+        ''
+    """
+    shape = feature.shape
+    if not isinstance(shape, tuple) or None not in shape:
+        return ""
+    fixed = tuple(64 if size is None else size for size in shape)
+    return (
+        "; to read it, prepare the data set with one shape for all its examples (resize or pad "
+        f"each), declared in the feature: shape {fixed}, say, not {shape}"
     )
 
 

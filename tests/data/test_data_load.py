@@ -169,6 +169,20 @@ def test_unsupported_features_are_named_with_their_kind_dtype_and_shape(toys_dir
             check(name, data_dir=toys_dir)
 
 
+def test_an_input_of_varying_shape_says_to_prepare_it_with_one_shape(toys_dir):
+    # It said what load supports, not how to make such a data set (images of many sizes) load.
+    for check in (load, check_loadable):
+        with pytest.raises(ValueError) as raised:
+            check("toy_var_shape", data_dir=toys_dir)
+        assert str(raised.value).endswith(
+            "nested features; to read it, prepare the data set with one shape for all its "
+            "examples (resize or pad each), declared in the feature: shape (64,), say, not (None,)"
+        )
+        with pytest.raises(ValueError) as raised:  # of one shape: not that
+            check("toy_text", data_dir=toys_dir)
+        assert str(raised.value).endswith("variable shapes or nested features")
+
+
 def test_an_unsupported_feature_names_features_that_can_be_read(toys_dir):
     # It said what load supports, not which of the data set's features those are.
     with pytest.raises(ValueError) as raised:
