@@ -1240,7 +1240,8 @@ def _read(
             raise ValueError(_damaged(name, builder.data_path, data_dir, why)) from error
         _check_present(name, split, examples, x_key, y_key)
         arrays[f"x_{out}"] = _as_inputs([e[x_key] for e in examples], builder.info.features[x_key])
-        arrays[f"y_{out}"] = _as_labels(name, y_key, split, [e[y_key] for e in examples])
+        labels = [example[y_key] for example in examples]
+        arrays[f"y_{out}"] = _as_labels(name, y_key, split, labels, list(builder.info.splits))
     label = builder.info.features[y_key]
     return ArrayDataset(
         name=name,
@@ -1285,14 +1286,23 @@ def _num_classes(label: tfds.features.FeatureConnector, *labels: np.ndarray) -> 
     return int(declared) if declared else 1 + max(int(y.max(initial=0)) for y in labels)
 
 
-def _as_labels(name: str, key: str, split: str, values: list[Any]) -> np.ndarray:
-    """`values` as int32; raises naming the first that is no class index int32 holds."""
+def _as_labels(
+    name: str, key: str, split: str, values: list[Any], known: Sequence[str]
+) -> np.ndarray:
+    """`values` as int32; raises naming the first that is no class index int32 holds (-1,
+    TFDS's label of an unlabelled example: naming the data set's splits, `known`)."""
     labels = np.asarray(values)
     bad = first_outside(labels, np.iinfo(np.int32).max)
     if bad is not None:
+        unlabelled = (
+            "; -1 is TFDS's label of an example without one: read splits whose examples are "
+            f"labelled (its splits: {sorted(known)})"
+            if bad == -1
+            else ""
+        )
         raise ValueError(
             f"data set {name!r}: label feature {key!r} holds {bad} in the {split!r} split; load "
-            "needs class indices, from 0 to num_classes - 1 (int32)"
+            f"needs class indices, from 0 to num_classes - 1 (int32){unlabelled}"
         )
     return labels.astype(np.int32)
 

@@ -287,6 +287,21 @@ def test_integer_labels_beyond_int32_are_named_not_an_overflow(toys_dir):
         load("toy_id_labels", data_dir=toys_dir)
 
 
+def test_a_split_held_without_labels_is_named_with_the_splits_to_read(tmp_path):
+    # It said that load needs class indices, not that -1 marks an example without a label.
+    tfds_toys.prepare(tfds_toys.ToyUnlabelledTest, tmp_path)
+    with pytest.raises(ValueError) as raised:
+        load("toy_unlabelled_test", data_dir=tmp_path)
+    assert str(raised.value) == (
+        "data set 'toy_unlabelled_test': label feature 'label' holds -1 in the 'test' split; "
+        "load needs class indices, from 0 to num_classes - 1 (int32); -1 is TFDS's label of an "
+        "example without one: read splits whose examples are labelled (its splits: ['test', "
+        "'train', 'validation'])"
+    )
+    labelled = load("toy_unlabelled_test", data_dir=tmp_path, splits=("train", "validation"))
+    assert sorted(labelled.y_test.tolist()) == [0, 1]
+
+
 def test_an_optional_label_some_examples_lack_is_named_not_a_damaged_folder(toys_dir):
     with pytest.raises(
         ValueError,
