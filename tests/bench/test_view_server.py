@@ -1835,6 +1835,25 @@ def test_the_curves_kept_are_bounded_in_bytes(tmp_path, monkeypatch):
     assert len(read) == 2
 
 
+def test_the_curves_kept_of_a_plan_of_many_groups_are_sent_at_once(tmp_path):
+    """Each request of curves listed the cells of every group of the plan (each group's
+    series are kept per its cells in the plan): a request of two cells, read again, took
+    2.6 s on a plan of 20,000 groups (0.1 s now). The cells of the groups asked alone are
+    listed."""
+    bench = write_bench(tmp_path / "example", blurb_json())
+    many = bench.cells.iloc[[0] * 20_000].assign(
+        cell_id=[f"c{i:05d}" for i in range(20_000)], group_id=[f"g-{i:05d}" for i in range(20_000)]
+    )
+    pd.concat([bench.cells, many]).to_parquet(bench.root / _layout.CELLS)
+    files, asked = BenchFiles(bench.root), bench.cells["cell_id"].tolist()[:2]
+    want = _api.curves(files.snapshot(), asked, ["loss"])
+    started = time.perf_counter()
+    assert _api.curves(files.snapshot(), asked, ["loss"]) == want
+    assert time.perf_counter() - started < 1.0
+    assert want == _api.curves(BenchFiles(bench.root), asked, ["loss"])  # a new viewer's
+    assert {s["cell_id"] for s in want["series"]} == set(asked)
+
+
 def test_a_part_replaced_as_the_curves_read_it_is_read_as_opened(tmp_path, monkeypatch):
     """A part replaced (`add_models` widening it) as the viewer read some cells' curves:
     pyarrow, given its path, opened it twice (its footer as it filtered, then its pages)

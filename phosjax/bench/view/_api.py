@@ -466,8 +466,9 @@ def curves(
     keys: dict[str | None, Hashable]
     if cells is None:
         keys = {None: (*asked, tuple(group_of.items()))}
-    else:
-        members = group_of.index.groupby(group_of)
+    else:  # the members of the groups asked alone (a plan may hold thousands of groups)
+        of_asked = group_of[group_of.isin(group_of[cells])]
+        members = of_asked.index.groupby(of_asked)
         keys = {g: (*asked, tuple(members[g])) for g in dict.fromkeys(group_of[cells])}
     compute = lambda missing: _thinned(bench, group_of, missing, columns, max_points)
     thinned = bench.per_group(keys, compute, lambda kept: kept.nbytes)
