@@ -295,3 +295,40 @@ def first_refusing(
     if problem is None:
         return None
     return next((path for path, so_far in layers if refused(so_far) == problem), ""), problem
+
+
+def kept_refusal(
+    layers: Sequence[tuple[str, dict[str, Any]]],
+    refused: Callable[[Any], str | None],
+    parsed: Callable[[], Mapping[str, Any] | None],
+) -> tuple[str, str] | None:
+    """The refusal of the config files' config (`first_refusing`) where the run's config
+    keeps it: ``parsed()`` (the config the parser reads from the command line, None where it
+    refuses it) has the same problem, the files' values it keeps read as written
+    (`as_written`). None where the options replaced the refused value: the run's config
+    is taken, or refused for another reason, which the run says."""
+    refusal = first_refusing(layers, refused)
+    if refusal is None:
+        return None
+    config = parsed()
+    if config is None or refused(as_written(config, layers[-1][1] if layers else {})) == refusal[1]:
+        return refusal
+    return None
+
+
+def as_written(config: Mapping[str, Any], files: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` with each value that equals the ``files``' (nested: key by key) as they
+    write it, so that a problem of theirs reads the same (``-1``, not the parser's ``-1.0``).
+
+    Examples:
+      >>> as_written({"seeds": 2.0, "grid": {"lr": -1.0, "steps": 3}}, {"grid": {"lr": -1}})
+      {'seeds': 2.0, 'grid': {'lr': -1, 'steps': 3}}
+    """
+    out = dict(config)
+    for key in config.keys() & files.keys():
+        value, written = config[key], files[key]
+        if isinstance(value, Mapping) and isinstance(written, Mapping):
+            out[key] = as_written(value, written)
+        elif value == written:
+            out[key] = written
+    return out

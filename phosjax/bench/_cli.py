@@ -1,5 +1,6 @@
 """What the bench's entry points share: a clean exit on bad input, `--import`, `--dir`."""
 
+import argparse
 import contextlib
 import functools
 import gc
@@ -528,6 +529,21 @@ def parsed_fields(args: Any, own: Iterable[str]) -> dict[str, Any]:
 
     own = set(own)
     return {k: plain(v) for k, v in args.as_dict().items() if k not in own and k != "__path__"}
+
+
+def run_config(
+    parser: ArgumentParser, argv: Sequence[str], own: Iterable[str]
+) -> dict[str, Any] | None:
+    """The config fields (`parsed_fields`, less ``own``) that ``parser`` reads from
+    ``argv``, ``--print_config`` and ``--help`` left out (they print and exit); None where
+    it refuses ``argv`` (``parser`` is made to raise, not to say it and exit)."""
+    parser.exit_on_error = False
+    printing = ("--print_config", "--help", "-h")
+    try:
+        args = parser.parse_args([arg for arg in argv if arg.split("=", 1)[0] not in printing])
+    except argparse.ArgumentError:
+        return None
+    return parsed_fields(args, own)
 
 
 def finished_cells(directory: str) -> tuple[int, int]:

@@ -65,7 +65,10 @@ def near_options(message: str, known: Sequence[str]) -> str:
 
 
 def usage_error(parser: argparse.ArgumentParser, line: str) -> NoReturn:
-    """Prints ``error: <line>`` (with `near_options`) and how to list the options; exits 2."""
+    """Prints ``error: <line>`` (with `near_options`) and how to list the options; exits 2
+    (raises an `argparse.ArgumentError` of ``line`` where ``parser`` does not exit on one)."""
+    if not parser.exit_on_error:
+        raise argparse.ArgumentError(None, line)
     known = [option for action in parser._actions for option in action.option_strings]
     line = near_options(line, known)
     print(f"error: {line}; {parser.prog} --help lists the options.", file=sys.stderr)

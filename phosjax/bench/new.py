@@ -17,24 +17,21 @@ continues a bench of your own models too.
 
 import contextlib
 import dataclasses
-import os
 import pathlib
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-import yaml
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 import phosjax.bench._interrupt  # noqa: F401  first: a Ctrl-C while jax loads is kept
-from phosjax._yaml import safe_load
 from phosjax.bench import _layout, _plan
 from phosjax.bench._argv import (
     config_files,
     config_files_first,
     dir_option,
-    first_refusing,
     group_file,
+    kept_refusal,
     layered_configs,
     names_as_lists,
     option_names,
@@ -47,6 +44,7 @@ from phosjax.bench._cli import (
     exit_process,
     kept_in_bench,
     parsed_fields,
+    run_config,
     setting_file,
 )
 from phosjax.bench._compile_cache import add_compilation_cache, compilation_cache
@@ -209,71 +207,13 @@ def _config_layers(argv: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
 
 def _check_config_files(argv: Sequence[str]) -> None:
     """Raises a `BenchError` where the config that the files of ``argv`` make
-    (`_config_layers`) is one a run refuses, naming the first file from which on it is
-    refused and the bad key or value (clearer than jsonargparse's); a problem that
-    involves a key an option of ``argv`` sets (`_option_keys`: without that key it is
-    gone, or another) is left to the run's config, which the option may have made right."""
-    layers = _config_layers(argv)
-    refusal = first_refusing(layers, _refused)
-    if refusal is None:
-        return
-    path, problem = refusal
-    keys = _option_keys(argv)
-    if keys and _refused(_without(layers[-1][1], keys)) != problem:
-        return
-    raise BenchError(f"{path}: {problem}")
-
-
-def _option_keys(argv: Sequence[str]) -> list[tuple[str, ...]]:
-    """The config keys that the options of ``argv`` set, each as its path: ``("grid",
-    "steps")`` for ``--grid.steps`` or ``--grid '{steps: 3}'``, ``("models",)`` for
-    ``--models+``; ``("grid",)`` for a ``--grid`` value read here as no mapping; none for
-    a ``--grid`` file given once (a layer of `_config_layers`).
-
-    Examples:
-      >>> _option_keys(["--grid", "{steps: 3}", "--models+", "gru", "--dir", "d"])
-      [('grid', 'steps'), ('models',)]
-    """
-    fields = {field.name for field in dataclasses.fields(BenchConfig)}
-    alone = group_file(argv, "grid") is not None
-    keys: list[tuple[str, ...]] = []
-    for i, arg in enumerate(argv):
-        name, equals, value = arg.partition("=")
-        path = tuple(name[2:].removesuffix("+").split("."))
-        if not name.startswith("--") or path[0] not in fields or (name == "--grid" and alone):
-            continue
-        if name == "--grid":
-            given = value if equals else (argv[i + 1] if i + 1 < len(argv) else "")
-            mapping = _grid_keys(given) if os.path.isfile(given) else _yaml_mapping(given)
-            keys += [("grid", str(key)) for key in mapping] if mapping is not None else [path]
-        else:
-            keys.append(path)
-    return keys
-
-
-def _yaml_mapping(text: str) -> Mapping[str, Any] | None:
-    """``text`` read as a YAML mapping; None where it is none."""
-    try:
-        data = safe_load(text)
-    except yaml.YAMLError:
-        return None
-    return data if isinstance(data, Mapping) else None
-
-
-def _without(config: Mapping[str, Any], keys: Sequence[tuple[str, ...]]) -> dict[str, Any]:
-    """``config`` less each of ``keys`` (paths of its keys, a mapping's key nested).
-
-    Examples:
-      >>> _without({"seeds": 2, "grid": {"steps": 3, "lr": 1}}, [("grid", "steps"), ("x",)])
-      {'seeds': 2, 'grid': {'lr': 1}}
-    """
-    dropped = {path[0] for path in keys if len(path) == 1}
-    out = {k: v for k, v in config.items() if k not in dropped}
-    for name, value in out.items():
-        inner = [path[1:] for path in keys if len(path) > 1 and path[0] == name]
-        if inner and isinstance(value, Mapping):
-            out[name] = _without(value, inner)
-    return out
+    (`_config_layers`) is one a run refuses and the run's config keeps the problem
+    (`kept_refusal`), naming the first file from which on it is refused and the bad key
+    or value (clearer than jsonargparse's)."""
+    parsed = lambda: run_config(parser(), argv, _OWN)  # only where the files are refused
+    refusal = kept_refusal(_config_layers(argv), _refused, parsed)
+    if refusal is not None:
+        raise BenchError(f"{refusal[0]}: {refusal[1]}")
 
 
 def _grid_keys(path: str) -> Mapping[str, Any] | None:

@@ -390,6 +390,35 @@ def test_a_config_file_value_an_option_replaces_is_not_refused(options, steps, t
     assert (grid["steps"], grid["warmup_steps"]) == (steps, 50)
 
 
+@pytest.mark.parametrize(
+    ("grid", "options", "said"),
+    [
+        (
+            "{steps: abc}",
+            ["--grid.steps", "10"],
+            "grid.steps must be a whole number >= 1, got 'abc' (str).",
+        ),
+        (
+            "{learning_rate: -1}",
+            ["--seeds", "1"],
+            "grid.learning_rate must be a number > 0, got -1.",
+        ),
+    ],
+)
+def test_a_config_file_value_the_run_keeps_is_refused_naming_the_file(
+    grid, options, said, tmp_path, capsys
+):
+    """A file's steps 'abc' with ``--grid.steps 10`` was jsonargparse's "grid.steps abc:
+    expected int" (it reads the file's value first), where the file alone is told the
+    value and what it takes; a learning rate of -1 that an option leaves is named as the
+    file writes it, not as the parser reads it (-1.0)."""
+    path = tmp_path / "c.yaml"
+    path.write_text(f"models: [mlp]\ngrid: {grid}\n")
+    argv = ["--config", str(path), *options, "--dir", str(tmp_path / "b"), "--print_config"]
+    assert _exit_status(_main("new"), argv) == 2
+    assert capsys.readouterr().err == f"error: {path}: {said}\n"
+
+
 def test_grid_given_twice_is_judged_merged_and_a_mappings_error_names_no_file(tmp_path, capsys):
     """``--grid steps.yaml --grid warmup.yaml``: the run's steps are 100, yet warmup.yaml
     alone was checked over the config's 40 steps and refused; a bad key of a mapping
