@@ -22,7 +22,7 @@ given back with ``--config``, it runs the same loop.
 import dataclasses
 import pathlib
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
 
 import pandas as pd
@@ -34,7 +34,7 @@ from phosjax._yaml import read_file
 from phosjax.bench._argv import (
     config_files,
     config_files_first,
-    first_refusing,
+    kept_refusal,
     layered_configs,
     names_as_lists,
     option_names,
@@ -49,6 +49,7 @@ from phosjax.bench._cli import (
     parsed_fields,
     refuse_unknown_options,
     required_as_options,
+    run_config,
 )
 from phosjax.bench._compile_cache import add_compilation_cache, compilation_cache
 from phosjax.bench._config import BenchConfig
@@ -119,6 +120,18 @@ def load_configs(paths: Sequence[str], given: Sequence[str] = ()) -> MorphConfig
     """The `MorphConfig` of the YAML files ``paths``, each read over the ones before it
     (``model`` key by key, as jsonargparse reads them); a problem is a ValueError naming
     the first file from which on the config has it (`load_config`, ``given``)."""
+    return _morph_config(_files_config(paths, given), given)
+
+
+def _files_config(
+    paths: Sequence[str],
+    given: Sequence[str],
+    parsed: Callable[[], Mapping[str, Any] | None] = lambda: None,
+) -> dict[str, Any]:
+    """The config that the YAML files ``paths`` make (`load_configs`); a problem is a
+    ValueError naming the first file from which on the config has it where the run's
+    config, ``parsed()`` (the command line's; None: the parser refuses it), keeps it
+    (`kept_refusal`): an option may have replaced the refused value."""
     read: list[tuple[str, Mapping[str, Any]]] = []
     for path in paths:
         data = read_file(path)  # its errors name the file and say why it cannot be read
@@ -133,11 +146,11 @@ def load_configs(paths: Sequence[str], given: Sequence[str] = ()) -> MorphConfig
             raise ValueError(f"{path}: {_refused(data, given)}")
         read.append((path, data))
     layers = layered_configs(read, "model")
-    refusal = first_refusing(layers, lambda data: _refused(data, given))
+    refusal = kept_refusal(layers, lambda data: _refused(data, given), parsed)
     if refusal is not None:
         path, problem = refusal
         raise ValueError(f"{path or ', '.join(paths)}: {problem}")
-    return _morph_config(layers[-1][1] if layers else {}, given)
+    return layers[-1][1] if layers else {}
 
 
 def _refused(data: Any, given: Sequence[str]) -> str | None:
@@ -397,7 +410,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     given = _model_fields_given(argv)
     try:
         if config_files(argv):  # named, clear errors before jsonargparse's
-            load_configs(config_files(argv), given)
+            parsed = lambda: run_config(parser(), argv, _OWN)  # only where they are refused
+            _files_config(config_files(argv), given, parsed)
     except ValueError as error:
         return _fail(str(error))
     source = _source(argv)

@@ -419,6 +419,34 @@ def test_a_config_file_value_the_run_keeps_is_refused_naming_the_file(
     assert capsys.readouterr().err == f"error: {path}: {said}\n"
 
 
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [
+        (["--steps", "10"], None),
+        (["--iterations", "1"], "{file}: MorphConfig.steps=-5: expected an integer >= 1"),
+        (["--steps", "-2"], "{file} with the command line (--steps): MorphConfig.steps=-2:"),
+    ],
+)
+def test_a_morph_config_file_value_an_option_replaces_is_not_refused(
+    options, said, tmp_path, capsys
+):
+    """morph refused a file's steps -5 before reading ``--steps 10``, the run's steps, as
+    new once did; an option that leaves it is refused naming the file, and one that gives
+    another bad value is told that value."""
+    from phosjax.morph.__main__ import main
+
+    path = tmp_path / "m.yaml"
+    path.write_text("model: {name: mlp, num_classes: 10, input_shape: [40]}\nsteps: -5\n")
+    argv = ["--config", str(path), *options, "--dir", str(tmp_path / "r"), "--print_config"]
+    status = _exit_status(main, argv)
+    out, err = capsys.readouterr()
+    if said is None:
+        assert (status, yaml.safe_load(out)["steps"]) == (0, 10)
+        return
+    assert status == 2
+    assert err.startswith(f"error: {said.format(file=path)}")
+
+
 def test_grid_given_twice_is_judged_merged_and_a_mappings_error_names_no_file(tmp_path, capsys):
     """``--grid steps.yaml --grid warmup.yaml``: the run's steps are 100, yet warmup.yaml
     alone was checked over the config's 40 steps and refused; a bad key of a mapping
