@@ -1093,8 +1093,11 @@ class _Walker:
                 break
             self.restore(saved)
             carry = looped
+        # a loop over the inputs' axis (``jax.lax.map`` over the examples) steps along it:
+        # its contractions carry that axis, so the batch divides them
+        loop = next((v.labels[0] for v in args[carried:] if v.data), steps)
         self.ops[start:] = [
-            (name, [*labels, steps], runs * p["length"]) for name, labels, runs in self.ops[start:]
+            (name, [*labels, loop], runs * p["length"]) for name, labels, runs in self.ops[start:]
         ]
         ys = [_carry(y, [steps, *y.labels], y.zeros, _stacked(y.src)) for y in outs[len(carry) :]]
         return [*carry, *ys]

@@ -97,6 +97,25 @@ def test_flops_of_an_op_computed_from_params_alone_count_once_whatever_the_batch
     assert evaluate(cost_polynomial(groups, "flops"), [3]) == 2 * (4 * 3 + 3 * 3 + 3 * 2)
 
 
+def test_flops_of_a_loop_over_the_examples_count_one_example_whatever_the_batch():
+    """Its steps got a label of their own, which the batch did not reach: a model mapping
+    a function over the examples (jax.lax.map) cost 3 times its FLOPs traced on 3."""
+
+    class PerExample(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            k1 = self.param("k1", nn.initializers.normal(), (4, 5))
+            k2 = self.param("k2", nn.initializers.normal(), (5, 2))
+            return jax.lax.map(lambda e: nn.relu(e @ k1) @ k2, x)
+
+    x = jnp.ones((3, 4))
+    model = PerExample()
+    groups = channel_groups(model, model.init(jax.random.key(0), x), x)
+    assert groups.names == ("k1",)
+    # 4 channels alive: e @ k1 4 * 4, then 4 * 2
+    assert evaluate(cost_polynomial(groups, "flops"), [4]) == 2 * (4 * 4 + 4 * 2)
+
+
 def test_a_config_s_latency_cost_is_priced_by_the_table_given_not_one_cached_earlier():
     """It was cached per config and cost: a run continued after another in one process
     took its budget from the other run's table, not its own stored one."""
