@@ -3,6 +3,7 @@
 import contextlib
 import dataclasses
 import itertools
+import math
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -138,7 +139,8 @@ class ChannelGroups:
       params: each leaf's size as a polynomial in the groups' alive counts.
       flops: ``(primitive, polynomial, runs)`` per op: its FLOPs per example
         (contractions: 2 per multiply-add), likewise, in all its runs (an op in a loop's
-        body runs once per step: ``runs`` is the product of the loops' lengths).
+        body runs once per step: ``runs`` is the product of the loops' lengths, but for a
+        loop over the examples, which runs once for one example).
 
     Examples:
       >>> import jax, jax.numpy as jnp, flax.linen as nn
@@ -642,20 +644,20 @@ def channel_groups(
     batch = max(1, labels.size[labels.find(batched[0][0])]) if batched else 1
     batch_atoms = _unsplit(labels, batched[0][0]) if batched else set()
 
-    def per_example(op: list[int]) -> int:
-        atoms = set().union(*(_unsplit(labels, label) for label in op))
-        return batch if atoms & batch_atoms else 1
+    def carries_batch(label: int) -> bool:
+        return bool(_unsplit(labels, label) & batch_atoms)
 
     flops = tuple(
         (
             name,
             tuple(
-                (2.0 * c / per_example(op), g)
+                (2.0 * c / (batch if any(map(carries_batch, op)) else 1), g)
                 for c, g in _product([_polynomial(facts, label, group_of) for label in op])
             ),
-            runs,
+            # a loop over the examples (``jax.lax.map``) runs once for one example
+            math.prod(labels.size[labels.find(s)] for s in steps if not carries_batch(s)),
         )
-        for name, op, runs in facts.ops
+        for name, op, steps in facts.ops
     )
     return ChannelGroups(
         tuple(groups),

@@ -222,10 +222,10 @@ class Trace:
     labels: Labels
     leaf_labels: list[list[int]]
     kinds: dict[tuple[int, int], set[str]]
-    ops: list[tuple[str, list[int], int]]
-    """``(primitive, labels of its loop, runs)`` per contraction: its multiply-adds are the
-    product of the labels' sizes (a loop's steps are one of them), and it runs ``runs``
-    times (the product of the lengths of the loops around it)."""
+    ops: list[tuple[str, list[int], tuple[int, ...]]]
+    """``(primitive, labels of its loop, steps)`` per contraction: its multiply-adds are the
+    product of the labels' sizes (a loop's steps are one of them), and it runs once per
+    step of each loop around it, whose steps are labelled ``steps``."""
     normalized: dict[tuple[int, int], set[int]] = dataclasses.field(default_factory=dict)
     """``{producer leaf axis: scale leaves}``: the scales multiplied onto its output."""
     made: set[int] = dataclasses.field(default_factory=set)
@@ -407,7 +407,7 @@ class _Walker:
     def __init__(self, num_leaves: int, zeroing: set[tuple[int, int]] | None) -> None:
         self.labels = Labels()
         self.kinds: dict[tuple[int, int], set[str]] = {}
-        self.ops: list[tuple[str, list[int], int]] = []
+        self.ops: list[tuple[str, list[int], tuple[int, ...]]] = []
         self.normalized: dict[tuple[int, int], set[int]] = {}
         self.zeroing = zeroing
         self.num_leaves = num_leaves
@@ -697,7 +697,7 @@ class _Walker:
         # a sum of products: zero where each is, on the axes its operands cover together
         carried = set().union(*(self.atoms(label) for label in out))
         zeros = self.product_zeros(zero_axes, out) & carried
-        self.ops.append(("dot_general", [*batch, *lfree, *rfree, *(lhs.labels[i] for i in lc)], 1))
+        self.ops.append(("dot_general", [*batch, *lfree, *rfree, *(lhs.labels[i] for i in lc)], ()))
         made_by = _produced(lhs, [i not in (*lc, *lb) for i in range(len(lhs.labels))])
         made_by |= _produced(rhs, [j not in (*rc, *rb) for j in range(len(rhs.labels))])
         return _contracted(lhs, rhs, out, zeros, made_by)
@@ -749,7 +749,7 @@ class _Walker:
         if any(d != 1 for d in eqn.params["lhs_dilation"]):  # a transposed convolution
             taps = self.labels.new(_taps_off_inserted_zeros(eqn), f"{where} spatial axes")
             loop = [out[out_spec[0]], out[out_spec[1]], ri, taps]
-        self.ops.append(("conv_general_dilated", loop, 1))
+        self.ops.append(("conv_general_dilated", loop, ()))
         made_by = _produced(rhs, [axis == rhs_spec[0] for axis in range(len(rhs.labels))])
         return _contracted(lhs, rhs, out, zeros, made_by)
 
@@ -1094,10 +1094,10 @@ class _Walker:
             self.restore(saved)
             carry = looped
         # a loop over the inputs' axis (``jax.lax.map`` over the examples) steps along it:
-        # its contractions carry that axis, so the batch divides them
+        # its contractions carry that axis, so the batch divides them and their runs
         loop = next((v.labels[0] for v in args[carried:] if v.data), steps)
         self.ops[start:] = [
-            (name, [*labels, loop], runs * p["length"]) for name, labels, runs in self.ops[start:]
+            (name, [*labels, loop], (*inner, loop)) for name, labels, inner in self.ops[start:]
         ]
         ys = [_carry(y, [steps, *y.labels], y.zeros, _stacked(y.src)) for y in outs[len(carry) :]]
         return [*carry, *ys]

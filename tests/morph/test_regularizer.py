@@ -116,6 +116,24 @@ def test_flops_of_a_loop_over_the_examples_count_one_example_whatever_the_batch(
     assert evaluate(cost_polynomial(groups, "flops"), [4]) == 2 * (4 * 4 + 4 * 2)
 
 
+def test_latency_of_a_loop_over_the_examples_counts_the_runs_for_one_example():
+    """Each step of the loop was a run of its contractions: traced on 3 examples, a model
+    mapping a function over them (jax.lax.map) paid 3 times each one's overhead."""
+    from phosjax.morph._cost import latency_table_given
+
+    class PerExample(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            kernel = self.param("kernel", nn.initializers.normal(), (4, 2))
+            return jax.lax.map(lambda e: e @ kernel, x)
+
+    x = jnp.ones((3, 4))
+    model = PerExample()
+    groups = channel_groups(model, model.init(jax.random.key(0), x), x)
+    with latency_table_given({"dot_general": (1.0, 0.0)}):  # 1 s a run, FLOPs free
+        assert evaluate(cost_polynomial(groups, "latency"), []) == 1.0
+
+
 def test_a_config_s_latency_cost_is_priced_by_the_table_given_not_one_cached_earlier():
     """It was cached per config and cost: a run continued after another in one process
     took its budget from the other run's table, not its own stored one."""
