@@ -114,7 +114,7 @@ RECORDED_SETTINGS = (
     "compute_dtype",
 )
 """The `HParams` a `GroupState` records (``settings``): those that shape its training
-beyond the per-cell values it holds itself, which its tree does not show (a cosine
+beyond the per-cell values it holds itself, most of which its tree does not show (a cosine
 schedule's ``steps``, a ``grad_clip``'s norm, ...)."""
 
 _NAMED = {"optimizer": OPTIMIZERS, "lr_schedule": LR_SCHEDULES, "compute_dtype": COMPUTE_DTYPES}
@@ -633,8 +633,10 @@ def check_state(state: Any, group: Group, data: Any) -> None:
                 f"and data set {data.name!r}."
             )
 
-    refuse(_layout_difference(state, _layout_of(state, group, data)))
-    check_settings(state, group)
+    like = _layout_of(state, group, data)
+    if _layout_difference(state.settings, like.settings) is None:  # else refused just below
+        check_settings(state, group)  # first: it names a setting the tree shows too (optimizer)
+    refuse(_layout_difference(state, like))
     refuse(_value_difference(state, group) or _seed_difference(state, group))
 
 

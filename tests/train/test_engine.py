@@ -930,15 +930,6 @@ def _other(**changes):
     ("cell", "message"),
     [
         (
-            _other(optimizer="sgd"),
-            r"its optimizer state was made for another optimizer family, gradient clipping or "
-            r"learning-rate schedule: the state has extra \.opt_state\.inner_state.*\.mu\[",
-        ),
-        (
-            _other(lr_schedule="cosine"),
-            r"optimizer state was made for another .* learning-rate schedule: the state lacks",
-        ),
-        (
             _other(model=Tiny(width=16)),
             r"Dense_0'\]\['kernel'\] is float32\[1, 8, 3\] in the "
             r"state, float32\[1, 16, 3\] for this group",
@@ -959,6 +950,29 @@ def test_run_group_refuses_a_state_made_for_another_group_saying_what_differs(to
     [made_for] = plan_groups(CELLS[:1])
     [group] = plan_groups([cell])
     state = jax.device_get(init_group(made_for, toy))  # a checkpoint's host numpy, too
+    with pytest.raises(ValueError, match=r"the state was made for another group.*" + message):
+        run_group(group, state, toy, strategy="vmap")
+
+
+@pytest.mark.parametrize(
+    ("cell", "message"),
+    [
+        (
+            _other(optimizer="sgd"),
+            r"its optimizer state was made for another optimizer family, gradient clipping or "
+            r"learning-rate schedule: the state has extra \.opt_state\.inner_state.*\.mu\[",
+        ),
+        (
+            _other(lr_schedule="cosine"),
+            r"optimizer state was made for another .* learning-rate schedule: the state lacks",
+        ),
+    ],
+)
+def test_a_state_that_records_no_settings_is_told_its_optimizer_state_differs(toy, cell, message):
+    """Without its settings (a checkpoint of an older phosjax) only its tree tells."""
+    [made_for] = plan_groups(CELLS[:1])
+    [group] = plan_groups([cell])
+    state = jax.device_get(init_group(made_for, toy)).replace(settings={})
     with pytest.raises(ValueError, match=r"the state was made for another group.*" + message):
         run_group(group, state, toy, strategy="vmap")
 
@@ -984,6 +998,10 @@ SCHEDULED = HParams(
         ({"grad_clip": 2.0}, "grad_clip=1.0", "grad_clip=2.0", ""),
         ({"batch_size": 8}, "batch_size=16", "batch_size=8", ""),
         ({"compute_dtype": "bfloat16"}, "compute_dtype='float32'", "compute_dtype='bfloat16'", ""),
+        # settings its tree shows too (the optimizer state's), named all the same
+        ({"optimizer": "sgd"}, "optimizer='adam'", "optimizer='sgd'", ""),
+        ({"lr_schedule": "constant"}, "lr_schedule='cosine'", "lr_schedule='constant'", ""),
+        ({"grad_clip": None}, "grad_clip=1.0", "grad_clip=None", ""),
     ],
 )
 def test_run_group_refuses_to_resume_a_state_under_other_settings(toy, changes, saved, given, why):
