@@ -12,7 +12,8 @@ import io
 import os
 import pathlib
 import zipfile
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import jax
 import numpy as np
@@ -22,6 +23,8 @@ from phosjax._pickling import PicklableError
 from phosjax.bench._config import BenchError
 from phosjax.bench._store import write_bytes
 from phosjax.train._state import stored_as
+
+T = TypeVar("T")
 
 
 def encode(state: Any) -> bytes:
@@ -75,20 +78,16 @@ class OtherLeavesError(PicklableError, BenchError):
         self.problems = problems
 
 
-def decode(path: pathlib.Path, like: Any) -> Any:
-    """The state stored in ``path``, with the structure, shapes and dtypes of ``like``.
+def _read(path: pathlib.Path, read: Callable[[Any], T]) -> T:
+    """``read`` of the ``.npz`` archive in ``path`` (a `numpy.lib.npyio.NpzFile`).
 
     Raises:
       BenchError: the file cannot be read (damaged on the disk).
-      OtherLeavesError: its leaves are not those of ``like`` (names, shapes, dtypes).
     """
-    leaves, treedef = jax.tree_util.tree_flatten_with_path(like)
-    expected = {jax.tree_util.keystr(p): leaf for p, leaf in leaves}
     try:
         # the file closed here: np.load leaves it open where zipfile raises on its bytes
         with open(path, "rb") as file, np.load(file, allow_pickle=False) as archive:
-            stored = {k: stored_as(archive[k], expected[k]) for k in archive.files if k in expected}
-            extra = sorted(set(archive.files) - set(expected))
+            return read(archive)
     except (OSError, *_DAMAGED) as error:  # whole when written: changed on the disk since
         if isinstance(error, OSError) and _refused(error):
             raise _unreadable(path, error) from error
@@ -98,6 +97,24 @@ def decode(path: pathlib.Path, like: Any) -> Any:
             f"{str(path.parent)!r} and run the command again: the group resumes from its "
             "checkpoint before (or from the start), its rows after that trained again."
         ) from error
+
+
+def decode(path: pathlib.Path, like: Any) -> Any:
+    """The state stored in ``path``, with the structure, shapes and dtypes of ``like``.
+
+    Raises:
+      BenchError: the file cannot be read (damaged on the disk).
+      OtherLeavesError: its leaves are not those of ``like`` (names, shapes, dtypes).
+    """
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(like)
+    expected = {jax.tree_util.keystr(p): leaf for p, leaf in leaves}
+    stored, extra = _read(
+        path,
+        lambda archive: (
+            {k: stored_as(archive[k], expected[k]) for k in archive.files if k in expected},
+            sorted(set(archive.files) - set(expected)),
+        ),
+    )
     problems = [f"unexpected leaves {extra}"] if extra else []
     for name, leaf in expected.items():
         want = f"{np.dtype(leaf.dtype)}{tuple(leaf.shape)}"
@@ -168,6 +185,14 @@ class Checkpoints:
         write_bytes(self._directory / str(step), encode(state))
         for old in [s for s in self._steps() if s < step][self._keep - 1 :]:
             (self._directory / str(old)).unlink()
+
+    def paths(self, step: int) -> list[str]:
+        """The leaf paths (`jax.tree_util.keystr`'s) the checkpoint of ``step`` holds.
+
+        Raises:
+          BenchError: it cannot be read (damaged on the disk).
+        """
+        return _read(self._directory / str(step), lambda archive: list(archive.files))
 
     def restore(self, step: int, like: Any) -> Any:
         """The state saved at ``step``, with the structure, shapes and dtypes of ``like``

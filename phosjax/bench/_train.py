@@ -24,7 +24,7 @@ import pyarrow as pa
 import tqdm
 
 from phosjax.bench import _layout
-from phosjax.bench._checkpoint import Checkpoints, OtherLeavesError
+from phosjax.bench._checkpoint import Checkpoints
 from phosjax.bench._interrupt import held_to_chunk_end
 from phosjax.bench._plan import PlannedCell
 from phosjax.bench._profile import PhaseClock, device_bytes, init_rows
@@ -123,13 +123,9 @@ def _restored(checkpoints: Checkpoints, step: int, like: GroupState) -> GroupSta
     """The state checkpointed at ``step`` (``like``'s layout); one written before states
     recorded their settings (`GroupState.settings`) without them, as `run_group` resumes it.
     """
-    try:
-        return checkpoints.restore(step, like)
-    except OtherLeavesError as error:
-        old = (p.startswith(".settings[") and p.endswith("found nothing") for p in error.problems)
-        if not all(old):
-            raise
-    return checkpoints.restore(step, like.replace(settings={}))  # type: ignore[attr-defined]
+    if not any(path.startswith(".settings[") for path in checkpoints.paths(step)):
+        like = like.replace(settings={})  # type: ignore[attr-defined]
+    return checkpoints.restore(step, like)
 
 
 def restored_step(root: pathlib.Path, key: str) -> int:

@@ -62,7 +62,7 @@ from phosjax.bench._store import (
     write_text,
 )
 from phosjax.bench._summary import profile_text, read_profile
-from phosjax.bench._train import chunk_rows
+from phosjax.bench._train import _restored, chunk_rows
 from phosjax.bench.add_models import main as add_models_main
 from phosjax.bench.export import main as export_main
 from phosjax.bench.profile import main as profile_main
@@ -71,7 +71,7 @@ from phosjax.bench.view._api import curves, leaderboard
 from phosjax.models import ModelConfig, register_model, registered_models
 from phosjax.models._registry import FRAME_OPTIONS
 from phosjax.models.graph import GraphModel, node
-from phosjax.train import Chunk, GroupState, train_grid
+from phosjax.train import Cell, Chunk, GroupState, HParams, init_group, plan_groups, train_grid
 from phosjax.train._grid import chunk_frame
 from tests.bench.runner_tiny import Killed, killed_after_save, tiny_config
 from tests.compiles import compiles_seen
@@ -1381,6 +1381,34 @@ def test_a_checkpoint_that_records_no_settings_resumes_as_the_uninterrupted_run(
             run(tiny_config(models=[{"name": "mlp", "width": 8}]), tmp_path, datasets=toy)
     resumed = run(tiny_config(models=[{"name": "mlp", "width": 8}]), tmp_path, datasets=toy)
     pd.testing.assert_frame_equal(NOT_STEP_TIME(sort(resumed)), NOT_STEP_TIME(sort(bench[1])))
+
+
+def test_a_checkpoint_that_records_no_settings_of_other_model_code_names_only_its_params(
+    toy, tmp_path
+):
+    """Its refusal counted the seven settings it rightly lacks (a checkpoint of an older
+    phosjax) among the leaves that differ: "...; and 7 more", all of them settings."""
+    data, sgd = toy["toy"], HParams(optimizer="sgd")  # sgd: no moments beside the params
+    [made_for], [group] = (
+        plan_groups([Cell(ModelConfig("mlp", 3, data.input_shape, width=width), "toy", sgd)])
+        for width in (8, 16)
+    )
+    checkpoints = Checkpoints(tmp_path)
+    checkpoints.save(4, init_group(made_for, data).replace(settings={}))
+    with pytest.raises(BenchError) as raised:
+        _restored(checkpoints, 4, jax.eval_shape(lambda: init_group(group, data)))
+    differ = [
+        ("['blocks_0']['Dense_0']['bias']", "(1, 16)", "(1, 8)"),
+        ("['blocks_0']['Dense_0']['kernel']", "(1, 16, 16)", "(1, 8, 8)"),
+        ("['head']['kernel']", "(1, 16, 3)", "(1, 8, 3)"),
+        ("['stem']['Dense_0']['bias']", "(1, 16)", "(1, 8)"),
+        ("['stem']['Dense_0']['kernel']", "(1, 8, 16)", "(1, 8, 8)"),
+    ]
+    listed = "; ".join(f".params{p}: expected float32{e}, found float32{f}" for p, e, f in differ)
+    assert str(raised.value).startswith(
+        f"checkpoint '{tmp_path / '4'}' does not hold this group's training state ({listed}). "
+        "Was the bench started with other model code?"
+    ), raised.value
 
 
 def test_a_chunks_rows_are_the_engines_a_metric_not_reported_null_not_nan():
