@@ -511,8 +511,9 @@ _OPTIMIZER_SHAPE = "another optimizer family, gradient clipping or learning-rate
 and warmup_steps)."""
 
 
-def _layout_difference(state: Any, like: GroupState) -> str | None:
-    """How ``state``'s paths, leaf shapes or dtypes differ from ``like``'s (None: not)."""
+def _layout_difference(state: Any, like: Any) -> str | None:
+    """How ``state``'s paths, leaf shapes or dtypes differ from ``like``'s (a `GroupState`'s
+    or its ``settings``'; None: not)."""
     tree: Any = jax.tree.structure(state)  # Any: jaxlib's PyTreeDef has no stubs
     same_tree = tree == jax.tree.structure(like)
     if same_tree and all(map(_same_spec, jax.tree.leaves(state), jax.tree.leaves(like))):
