@@ -1164,8 +1164,9 @@ def _check_input(name: str, key: str, known: tfds.features.FeaturesDict) -> None
 
 
 def _one_shape_hint(feature: tfds.features.FeatureConnector) -> str:
-    """``; to read it, prepare ...`` where `feature`'s shape varies from example to example
-    (None in it, as in images of many sizes); "" where it does not.
+    """``; to read it, prepare ...`` where `feature`'s shape alone keeps it from being read:
+    it varies from example to example (None in it, as in images of many sizes) and its
+    dtype is real; "" otherwise (text of varying length would still be text).
 
     Examples:
         >>> import tensorflow_datasets as tfds
@@ -1174,9 +1175,11 @@ def _one_shape_hint(feature: tfds.features.FeatureConnector) -> str:
         each), declared in the feature: shape (64, 64, 3), say, not (None, None, 3)
         >>> _one_shape_hint(tfds.features.Text())
         ''
+        >>> _one_shape_hint(tfds.features.Sequence(tfds.features.Text()))  # still text
+        ''
     """
     shape = feature.shape
-    if not isinstance(shape, tuple) or None not in shape:
+    if not isinstance(shape, tuple) or None not in shape or not is_real(np.dtype(feature.np_dtype)):
         return ""
     fixed = tuple(64 if size is None else size for size in shape)
     return (

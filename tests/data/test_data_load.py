@@ -178,9 +178,10 @@ def test_an_input_of_varying_shape_says_to_prepare_it_with_one_shape(toys_dir):
             "nested features; to read it, prepare the data set with one shape for all its "
             "examples (resize or pad each), declared in the feature: shape (64,), say, not (None,)"
         )
-        with pytest.raises(ValueError) as raised:  # of one shape: not that
-            check("toy_text", data_dir=toys_dir)
-        assert str(raised.value).endswith("variable shapes or nested features")
+        for features in (None, ("words", "label")):  # of one shape, or text: not that
+            with pytest.raises(ValueError) as raised:
+                check("toy_text", data_dir=toys_dir, features=features)
+            assert str(raised.value).endswith("variable shapes or nested features")
 
 
 def test_an_unsupported_feature_names_features_that_can_be_read(toys_dir):

@@ -128,15 +128,17 @@ class ToyOptionalLabel(_Toy, skip_registration=True):
 
 
 class ToyText(_Toy, skip_registration=True):
-    """A text input."""
+    """A text input, and its words: text of varying length."""
 
     SUPERVISED_KEYS = ("text", "label")
 
     def features(self):
-        return F.FeaturesDict({"text": F.Text(), "label": F.ClassLabel(num_classes=2)})
+        return F.FeaturesDict(
+            {"text": F.Text(), "words": F.Sequence(F.Text()), "label": F.ClassLabel(num_classes=2)}
+        )
 
     def example(self, index, split):
-        return {"text": f"example {index}", "label": index % 2}
+        return {"text": f"example {index}", "words": ["example", str(index)], "label": index % 2}
 
 
 class ToyVarShape(_Toy, skip_registration=True):
