@@ -509,6 +509,32 @@ def test_every_tfds_form_of_a_prepared_name_loads(toys_dir, name):
     assert _load.resolved_name(name, data_dir=toys_dir) == "toy_configs/small:1.0.0"
 
 
+def test_a_name_alone_loads_the_version_of_its_code_else_the_newest_prepared(tmp_path):
+    # docs/data.md said the newest version prepared, which TFDS reads only where it has no
+    # code of the data set (mnist's code in its catalog, or a class imported, names one).
+    class Newer(tfds_toys.ToyTrainOnly, skip_registration=True):
+        name, VERSION = "toy_two_versions", tfds.core.Version("2.0.0")
+
+        def _split_generators(self, dl_manager):
+            return {"train": self._generate_examples(range(5), "train")}
+
+    class Older(Newer, skip_registration=True):
+        name, VERSION = "toy_two_versions", tfds.core.Version("1.0.0")
+
+        def _split_generators(self, dl_manager):
+            return {"train": self._generate_examples(range(3), "train")}
+
+    for builder in (Older, Newer):
+        tfds_toys.prepare(builder, tmp_path)
+    splits = ("train[:2]", "train[2:]")
+    assert load("toy_two_versions", data_dir=tmp_path, splits=splits).num_test == 3
+
+    class ToyTwoVersions(Older):  # registered: TFDS reads the version of this code
+        name = "toy_two_versions"
+
+    assert load("toy_two_versions", data_dir=tmp_path, splits=splits).num_test == 1
+
+
 @pytest.mark.parametrize("name", ["toy_configs:9.9.9", "toy_configs/big", "toy_configs/big:1.0.0"])
 def test_an_unprepared_version_or_config_lists_the_prepared_ones(toys_dir, name):
     with pytest.raises(
