@@ -1259,11 +1259,19 @@ def _examples(
 ) -> list[dict[str, Any]]:
     """The examples of each (split, start, end) of `spans` (`read_spans`), in order, read by
     index: TFDS's parquet reader reads a slice as its whole files (``train[:80%]`` as all of
-    ``train``). Raises ValueError where one is empty (no feature has a value), as each is in
-    an array_record file cut short."""
+    ``train``). Raises ValueError where a split's files hold another number of examples than
+    its metadata counts, or where one is empty (no feature has a value), as each is in an
+    array_record file cut short."""
     examples = []
     for split, start, end in spans:
-        examples += builder.as_data_source(split=split).__getitems__(range(start, end))
+        source = builder.as_data_source(split=split)
+        counted = builder.info.splits[split].num_examples
+        if len(source) != counted:
+            raise ValueError(
+                f"its {split!r} files hold {len(source)} examples where its metadata counts "
+                f"{counted}, as TFDS 4.9.10's parquet writer leaves a file of over 100"
+            )
+        examples += source.__getitems__(range(start, end))
     if any(not jax.tree_util.tree_leaves(example) for example in examples):  # None: no leaf
         raise ValueError("some of its records are empty, as in a file cut short")
     return examples

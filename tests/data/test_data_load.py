@@ -575,6 +575,28 @@ def test_a_data_set_prepared_as_parquet_loads_like_array_record(toys_dir, tmp_pa
         load("toy_weighted", data_dir=tmp_path)
 
 
+def test_a_parquet_file_holding_fewer_examples_than_its_metadata_counts_is_damaged(tmp_path):
+    # TFDS 4.9.10's parquet writer drops examples of a file of over 100 (1000 written: 400
+    # kept); load read the 400 alone without a word, then raised ArrowIndexError for index 400.
+    import pyarrow.parquet as pq
+
+    tfds_toys.prepare(tfds_toys.ToyWeighted, tmp_path, file_format="parquet")
+    folder = tmp_path / "toy_weighted" / "1.0.0"
+    file = next(folder.glob("toy_weighted-train.*"))
+    pq.write_table(pq.read_table(file).slice(0, 3), file)
+    for splits, read in ((None, "train"), (("train[:1]", "test"), "train[:1]")):
+        with pytest.raises(ValueError) as raised:
+            load("toy_weighted", data_dir=tmp_path, splits=splits)
+        assert str(raised.value) == (
+            f"data set 'toy_weighted' is incomplete or damaged in {folder} (reading its {read!r} "
+            "split raised ValueError: its 'train' files hold 3 examples where its metadata counts "
+            "5, as TFDS 4.9.10's parquet writer leaves a file of over 100); delete that folder and "
+            f"prepare it again: `tfds build toy_weighted --data_dir {tmp_path} --file_format "
+            f"array_record` or `tfds.builder('toy_weighted', data_dir='{tmp_path}', "
+            "file_format='array_record').download_and_prepare()`"
+        )
+
+
 def test_a_slice_of_a_parquet_data_set_reads_its_examples_alone(toys_dir, tmp_path):
     # TFDS's parquet reader reads a slice's whole files: train[:60%] was all of train, and
     # train[60%:] too, so that every example trained on was tested on.
