@@ -503,7 +503,7 @@ def apply_reaching_tags(
     with tags_seen() as seen:
         result = apply_collecting(model, variables, *args, **kwargs)
     if any(path not in seen.get(INTERMEDIATES, {}) for path in paths):
-        seen = _tags_seen_inlining_jit(model, variables, *args, **kwargs)
+        seen = _tags_seen_inlining_jit(model, variables, *args, **kwargs) or seen
     ran = seen.get(INTERMEDIATES, {})
     missed = [p for p in paths if p in ran and p not in seen.get(collection, {})]
     if missed:
@@ -521,19 +521,32 @@ def apply_reaching_tags(
 
 def _tags_seen_inlining_jit(
     model: nn.Module, variables: Mapping[str, Any], *args: Any, **kwargs: Any
-) -> dict[str, dict[str, None]]:
+) -> dict[str, dict[str, None]] | None:
     """What `tags_seen` keeps of `apply_collecting` traced abstractly with nn.jit inlined:
     a trace that nn.jit reused (from an earlier call, or from a sibling block of the same
     fields: it fingerprints no name) runs no tag in Python, so it cannot tell whether an
-    injection reached its tag."""
-
-    def run() -> None:
-        with jax.disable_jit():
-            apply_collecting(model, variables, *args, **kwargs)
-
+    injection reached its tag. None where it cannot be inlined (`traced_inlining_jit`)."""
     with tags_seen() as seen:
-        jax.eval_shape(run)
-    return seen
+        shapes = traced_inlining_jit(
+            jax.eval_shape, lambda: apply_collecting(model, variables, *args, **kwargs)
+        )
+    return None if shapes is None else seen
+
+
+def traced_inlining_jit(trace: Callable[[Callable[[], Any]], Any], fn: Callable[[], Any]) -> Any:
+    """``trace(fn)`` (`jax.eval_shape`; or ``lambda f: jax.jit(f)()``) with nn.jit inlined
+    (`jax.disable_jit`), so that a trace nn.jit would reuse runs its Python again; None
+    where that fails: inlining unrolls every scan, and JAX cannot unroll one of length 0
+    (it raises), though the model runs. The caller keeps what it knew without it."""
+
+    def inlined() -> Any:
+        with jax.disable_jit():
+            return fn()
+
+    try:
+        return trace(inlined)
+    except Exception:  # only the inlining failed: the model ran without it
+        return None
 
 
 def jit_keeping_constants(fn: Callable[..., Any], *args: Any) -> Any:

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from phosjax._callables import cut_repr
-from phosjax.core._apply import checked_variables
+from phosjax.core._apply import checked_variables, traced_inlining_jit
 from phosjax.core._collections import KNOBS
 from phosjax.core._module_check import check_module
 from phosjax.core._paths import check_path, flatten, module_path, unflatten
@@ -333,12 +333,12 @@ def _trace_init(
     value it stores (a tracer of an inner transform such as nn.remat cannot leave it).
     A knob stored but not declared was in a trace that nn.jit reused (from an earlier
     call, or from a sibling block of the same fields: it fingerprints no name), which runs
-    no Python; that run inlines nn.jit, so each block declares its own doc and range.
+    no Python; that run inlines nn.jit where it can (`traced_inlining_jit`), so each
+    block declares its own doc and range.
     """
 
-    def run(inline_jit: bool = False) -> dict[str, Any]:
-        inlining = jax.disable_jit() if inline_jit else contextlib.nullcontext()
-        with _declarations() as found, inlining:  # not disable_jit(False): the caller's kept
+    def run() -> dict[str, Any]:
+        with _declarations() as found:
             stored = model.init(jax.random.key(0), *args, **kwargs)
         declared.update(found)
         return stored.get(KNOBS, {})
@@ -349,10 +349,12 @@ def _trace_init(
     made_by_jax = any(isinstance(knob.default, jax.core.Tracer) for knob in kept.values())
     undeclared = len(kept) < len(shapes)
     if made_by_jax or undeclared:
-        stored = flatten(jax.jit(lambda: run(inline_jit=undeclared))())  # the rest is dead code
+        jitted = lambda fn: jax.jit(fn)()  # the rest of init is dead code
+        inlined = traced_inlining_jit(jitted, run) if undeclared else None
+        stored = flatten(jitted(run) if inlined is None else inlined)
         kept = {p: _read_default(k, stored[p]) for p, k in declared.items() if p in shapes}
-        # still not declared: a variable that other code than `knob` put in 'knobs'; its
-        # default is what init stores, its doc unknown
+        # still not declared: a variable that other code than `knob` put in 'knobs', or one
+        # of a trace that could not be inlined; its default is what init stores, its doc unknown
         kept.update({p: Knob(p, stored[p], "") for p in shapes if p not in declared})
     return kept, shapes, tuple(path for path in declared if path not in shapes)
 

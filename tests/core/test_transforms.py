@@ -590,6 +590,30 @@ def test_knobs_traced_under_jax_disable_jit_leave_it_disabled():
     assert disabled == [True]
 
 
+class NoLayers(nn.Module):
+    """A knob and a tag after an nn.scan of no layers (length 0)."""
+
+    @nn.compact
+    def __call__(self, x):
+        scanned = nn.scan(ScanBlock, variable_axes=px.scan_axes(params=0),
+                          split_rngs={"params": True}, length=0)  # fmt: skip
+        x = scanned(name="blocks")(x, None)[0]
+        return px.tag(self, "h", x * px.knob(self, "gain", 2.0))
+
+
+def test_a_model_under_nn_jit_with_a_scan_of_no_layers_runs_again():
+    # a call that reused nn.jit's trace traced again with nn.jit inlined, which unrolls
+    # every scan, and JAX cannot unroll one of length 0: knobs, inject and grad_of raised
+    model, x = nn.jit(NoLayers)(), jnp.ones((2, WIDTH))
+    variables = model.init(jax.random.key(0), x)
+    for _ in range(2):
+        assert float(px.knobs(model, x)["gain"].default) == 2.0
+        np.testing.assert_array_equal(px.inject(model, variables, x, {"h": 3 * x}), 3 * x)
+        loss, grads = px.grad_of(lambda y: jnp.sum(y**2), model, variables, x, wrt="h")
+        assert float(loss) == 32.0
+        np.testing.assert_array_equal(grads["h"], 4 * x)
+
+
 def test_knob_can_be_vmapped_as_a_grid_axis():
     model, variables = Stack(), init("plain")
     temperatures = jnp.array([0.5, 1.0, 4.0])
