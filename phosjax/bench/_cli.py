@@ -536,8 +536,12 @@ def run_config(
 ) -> dict[str, Any] | None:
     """The config fields (`parsed_fields`, less ``own``) that ``parser`` reads from
     ``argv``, ``--print_config`` and ``--help`` left out (they print and exit); None where
-    it refuses ``argv`` (``parser`` is made to raise, not to say it and exit)."""
+    it refuses ``argv`` (``parser`` is made to raise, not to say it and exit); an ``own``
+    option left out (``--dir``) is no config's problem: the run says it."""
     parser.exit_on_error = False
+    for action in parser._actions:
+        if action.dest in own:
+            action.required = False
     printing = ("--print_config", "--help", "-h")
     try:
         args = parser.parse_args([arg for arg in argv if arg.split("=", 1)[0] not in printing])

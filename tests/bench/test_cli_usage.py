@@ -447,6 +447,34 @@ def test_a_morph_config_file_value_an_option_replaces_is_not_refused(
     assert err.startswith(f"error: {said.format(file=path)}")
 
 
+@pytest.mark.parametrize(
+    ("module", "text", "options"),
+    [
+        ("phosjax.bench.new", "models: [mlp]\ngrid: {steps: -5}\n", ["--grid.steps", "10"]),
+        (
+            "phosjax.morph.__main__",
+            "model: {name: mlp, num_classes: 10, input_shape: [40]}\nsteps: -5\n",
+            ["--steps", "10"],
+        ),
+    ],
+)
+def test_a_missing_dir_is_told_not_a_file_value_an_option_replaces(
+    module, text, options, tmp_path, capsys
+):
+    """Without ``--dir``, a file's steps -5 that ``--steps 10`` replaces was told as the
+    file's problem (the parser refused the command line, so the file was blamed); the
+    missing ``--dir`` is told."""
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    main = importlib.import_module(module).main
+    assert _exit_status(main, ["--config", str(path), *options]) == 2
+    prog = module.removesuffix(".__main__")
+    assert capsys.readouterr().err == (
+        f"error: the following arguments are required: --dir; python -m {prog} --help "
+        "lists the options.\n"
+    )
+
+
 def test_grid_given_twice_is_judged_merged_and_a_mappings_error_names_no_file(tmp_path, capsys):
     """``--grid steps.yaml --grid warmup.yaml``: the run's steps are 100, yet warmup.yaml
     alone was checked over the config's 40 steps and refused; a bad key of a mapping
