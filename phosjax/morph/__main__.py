@@ -149,7 +149,7 @@ def _files_config(
     refusal = kept_refusal(layers, lambda data: _refused(data, given), parsed)
     if refusal is not None:
         path, problem = refusal
-        raise ValueError(f"{path or ', '.join(paths)}: {problem}")
+        raise ValueError(f"{path}: {problem}")
     return layers[-1][1] if layers else {}
 
 
