@@ -69,7 +69,8 @@ class Choice(PassesKeywords, CheckedFields):
         directly.
       param_dtype: the dtype the gate's parameters are stored in (as Flax's
         ``param_dtype``); the branches are the caller's and keep their own. The softmax
-        is computed in float32 at least (float64 for float64 params).
+        is computed in float32 at least (float64 for float64 params, and per example
+        for a float64 input too).
 
     Examples:
       >>> import flax.linen as nn, jax, jax.numpy as jnp, phosjax as px
@@ -113,7 +114,7 @@ class Choice(PassesKeywords, CheckedFields):
         check_keywords(self, self.branches, {k: v for k, v in keywords.items() if k not in own})
         x = zero_mask_padding(self, x, keywords)
         mask = keywords.get("mask") if self.per_example else None
-        num, wide = len(self.branches), at_least_float32(self.param_dtype)
+        num = len(self.branches)
         if self.per_example:
             if x.ndim < 2:
                 raise ValueError(
@@ -125,10 +126,10 @@ class Choice(PassesKeywords, CheckedFields):
             gate = nn.Dense(
                 num, kernel_init=nn.initializers.zeros, param_dtype=self.param_dtype, name="gate"
             )
-            logits = gate(summary).astype(wide)
+            logits = gate(summary)  # in the dtype summary (float32 at least) and params promote to
         else:
             logits = self.param("gate_logits", nn.initializers.zeros, (num,), self.param_dtype)
-            logits = logits.astype(wide)
+            logits = logits.astype(at_least_float32(self.param_dtype))
         temperature = knob(
             self, "T", 1.0, doc="softmax temperature of the branch weights", valid=Range(gt=0)
         )
