@@ -913,7 +913,8 @@ def _flag_fields(cls: type) -> tuple[str, ...]:
 def at_least_float32(*dtypes: Any) -> Any:
     """The dtype ``dtypes`` promote to, float32 at least: where a layer computes a part
     in float32 for bfloat16's and float16's sake (a softmax, a gate, a penalty), a
-    float64 one keeps float64 (in float32 its gradients would be off by about 1e-4).
+    float64 one keeps float64 (in float32 it would round them to float32's ~1e-7, which
+    float64 checks such as finite differences see).
 
     Examples:
       >>> at_least_float32(jnp.bfloat16), at_least_float32(jnp.bfloat16, jnp.float16)
