@@ -240,22 +240,8 @@ class ToyTrainOnly(_Toy, skip_registration=True):
         return {"image": _vector(index), "label": index % 2}
 
 
-class ToyUnlabelledTest(_Toy, skip_registration=True):
+class ToyUnlabelledTest(ToyValidationAndTest, skip_registration=True):
     """A validation split and a test split held without labels (-1), as imagenet2012's."""
-
-    def features(self):
-        return F.FeaturesDict(
-            {
-                "image": F.Tensor(shape=(2,), dtype=np.float32),
-                "label": F.ClassLabel(num_classes=2),
-            }
-        )
-
-    def _split_generators(self, dl_manager):
-        return {
-            **super()._split_generators(dl_manager),
-            "validation": self._generate_examples(range(8, 10), "validation"),
-        }
 
     def example(self, index, split):
         return {"image": _vector(index), "label": -1 if split == "test" else index % 2}
