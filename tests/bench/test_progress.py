@@ -142,37 +142,10 @@ def test_speed_time_left_is_unknown_until_a_case_is_measured_and_none_at_the_end
     assert left.seconds() == 0.0
 
 
-def test_speed_bar_shows_the_time_left_of_its_cases(capsys, monkeypatch):
-    """mlp K=1 prepared in 10 s and timed in 1 s: 1/3 done, mlp K=2 (10 s and a timing
-    twice as long) and cnn1d K=1 (as mlp K=1: 11 s) are left, where tqdm's rate (the
-    fake clock's seconds passing in no time) said nothing was."""
-    now = [0.0]
-
-    def prepared(setup, k, cfg):
-        now[0] += 10.0
-        return Ready(lambda: k, 0.0, 1)  # its call: K seconds
-
-    def timed(run):
-        now[0] += run()
-        return float(run())
-
-    clocked = lambda *args, **kwargs: CasesLeft(*args, clock=lambda: now[0], **kwargs)
-    monkeypatch.setattr(_speed, "CasesLeft", clocked)
-    monkeypatch.setattr(_speed, "_cases", lambda cfg: [("mlp", 1), ("mlp", 2), ("cnn1d", 1)])
-    monkeypatch.setattr(_speed, "setup_model", lambda name, cfg: None)
-    monkeypatch.setattr(_speed, "_check", lambda *args: None)
-    monkeypatch.setitem(_speed.PREPARE, "vmap", prepared)
-    monkeypatch.setattr(_speed, "timed", timed)
-    monkeypatch.setattr(_speed, "_frame", list)
-    _speed.measure(SpeedConfig(methods=("vmap",), repeats=1, min_time=0.0))
-    lines = [line for line in capsys.readouterr().err.splitlines() if " 1/3 " in line]
-    assert lines and "<00:23," in lines[-1], lines
-
-
-def test_speed_time_left_counts_no_set_up_of_a_method_that_the_budget_skips(capsys, monkeypatch):
-    """mlp K=1: vmap set up in 1 s, fused in 10 s, each timed 1 s. At K=2 the budget skips
-    fused: the case takes vmap's set-up and a timing of 2 s, 3 s, where it counted
-    fused's 10 s of set-up too (13 s)."""
+def _bar_lines(monkeypatch, capsys, cases, set_up, methods, *, model_set_up=0.0, skips=None):
+    """The lines the speed bar writes, `measure` run on a fake clock over ``cases``: each
+    method of ``set_up`` (its name: seconds) set up in its seconds and timed K seconds,
+    each model set up in ``model_set_up``; ``skips(method, call)``: the budget's skips."""
     now = [0.0]
 
     def prepare(seconds):
@@ -182,24 +155,51 @@ def test_speed_time_left_counts_no_set_up_of_a_method_that_the_budget_skips(caps
 
         return prepared
 
+    def setup_model(name, cfg):
+        now[0] += model_set_up
+
     def timed(run):
         now[0] += run()
         return float(run())
 
     clocked = lambda *args, **kwargs: CasesLeft(*args, clock=lambda: now[0], **kwargs)
     monkeypatch.setattr(_speed, "CasesLeft", clocked)
-    monkeypatch.setattr(_speed, "_cases", lambda cfg: [("mlp", 1), ("mlp", 2)])
-    monkeypatch.setattr(_speed, "setup_model", lambda name, cfg: None)
+    monkeypatch.setattr(_speed, "_cases", lambda cfg: cases)
+    monkeypatch.setattr(_speed, "setup_model", setup_model)
     monkeypatch.setattr(_speed, "_check", lambda *args: None)
-    monkeypatch.setattr(
-        _speed, "_over_budget", lambda cfg, method, call: method == "fused" and call > 1.5
-    )
-    monkeypatch.setitem(_speed.PREPARE, "vmap", prepare(1.0))
-    monkeypatch.setitem(_speed.PREPARE, "fused", prepare(10.0))
+    if skips is not None:
+        monkeypatch.setattr(_speed, "_over_budget", lambda cfg, method, call: skips(method, call))
+    for method, seconds in set_up.items():
+        monkeypatch.setitem(_speed.PREPARE, method, prepare(seconds))
     monkeypatch.setattr(_speed, "timed", timed)
     monkeypatch.setattr(_speed, "_frame", list)
-    _speed.measure(SpeedConfig(methods=("vmap", "fused"), repeats=1, min_time=0.0))
-    lines = [line for line in capsys.readouterr().err.splitlines() if " 2/4 " in line]
+    _speed.measure(SpeedConfig(methods=methods, repeats=1, min_time=0.0))
+    return capsys.readouterr().err.splitlines()
+
+
+def test_speed_bar_shows_the_time_left_of_its_cases(capsys, monkeypatch):
+    """mlp K=1 prepared in 10 s and timed in 1 s: 1/3 done, mlp K=2 (10 s and a timing
+    twice as long) and cnn1d K=1 (as mlp K=1: 11 s) are left, where tqdm's rate (the
+    fake clock's seconds passing in no time) said nothing was."""
+    cases = [("mlp", 1), ("mlp", 2), ("cnn1d", 1)]
+    err = _bar_lines(monkeypatch, capsys, cases, {"vmap": 10.0}, ("vmap",))
+    lines = [line for line in err if " 1/3 " in line]
+    assert lines and "<00:23," in lines[-1], lines
+
+
+def test_speed_time_left_counts_no_set_up_of_a_method_that_the_budget_skips(capsys, monkeypatch):
+    """mlp K=1: vmap set up in 1 s, fused in 10 s, each timed 1 s. At K=2 the budget skips
+    fused: the case takes vmap's set-up and a timing of 2 s, 3 s, where it counted
+    fused's 10 s of set-up too (13 s)."""
+    err = _bar_lines(
+        monkeypatch,
+        capsys,
+        [("mlp", 1), ("mlp", 2)],
+        {"vmap": 1.0, "fused": 10.0},
+        ("vmap", "fused"),
+        skips=lambda method, call: method == "fused" and call > 1.5,
+    )
+    lines = [line for line in err if " 2/4 " in line]
     assert lines and "<00:03," in lines[-1], lines
 
 
@@ -207,29 +207,9 @@ def test_speed_time_left_counts_a_models_set_up_once(capsys, monkeypatch):
     """mlp K=1: the model set up in 5 s (once: its step compiled), vmap in 1 s, timed 1 s.
     Left: mlp K=2, 1 s and a timing of 2 s; cnn1d K=1, as mlp K=1 (2 s) and a model's
     set-up (5 s): 10 s, where each counted mlp's set-up again (15 s)."""
-    now = [0.0]
-
-    def setup_model(name, cfg):
-        now[0] += 5.0
-
-    def prepared(setup, k, cfg):
-        now[0] += 1.0
-        return Ready(lambda: k, 0.0, 1)  # its call: K seconds
-
-    def timed(run):
-        now[0] += run()
-        return float(run())
-
-    clocked = lambda *args, **kwargs: CasesLeft(*args, clock=lambda: now[0], **kwargs)
-    monkeypatch.setattr(_speed, "CasesLeft", clocked)
-    monkeypatch.setattr(_speed, "_cases", lambda cfg: [("mlp", 1), ("mlp", 2), ("cnn1d", 1)])
-    monkeypatch.setattr(_speed, "setup_model", setup_model)
-    monkeypatch.setattr(_speed, "_check", lambda *args: None)
-    monkeypatch.setitem(_speed.PREPARE, "vmap", prepared)
-    monkeypatch.setattr(_speed, "timed", timed)
-    monkeypatch.setattr(_speed, "_frame", list)
-    _speed.measure(SpeedConfig(methods=("vmap",), repeats=1, min_time=0.0))
-    lines = [line for line in capsys.readouterr().err.splitlines() if " 1/3 " in line]
+    cases = [("mlp", 1), ("mlp", 2), ("cnn1d", 1)]
+    err = _bar_lines(monkeypatch, capsys, cases, {"vmap": 1.0}, ("vmap",), model_set_up=5.0)
+    lines = [line for line in err if " 1/3 " in line]
     assert lines and "<00:10," in lines[-1], lines
 
 
