@@ -1127,30 +1127,17 @@ class _Walker:
             zeroed_by=state.zeroed_by | out.zeroed_by,
         )
 
+    _WALKED = ("labels", "kinds", "ops", "normalized", "made", "unsafe", "reshaped")
+    """What a walk changes: `save` copies it, `restore` puts it back."""
+
     def save(self) -> tuple[Any, ...]:
         """A copy of what a walk changes, for `restore`."""
-        state = (
-            self.labels,
-            self.kinds,
-            self.ops,
-            self.normalized,
-            self.made,
-            self.unsafe,
-            self.reshaped,
-        )
-        return copy.deepcopy(state)
+        return copy.deepcopy(tuple(getattr(self, name) for name in self._WALKED))
 
     def restore(self, saved: tuple[Any, ...]) -> None:
         """Undoes what walks did since `save` gave ``saved``."""
-        (
-            self.labels,
-            self.kinds,
-            self.ops,
-            self.normalized,
-            self.made,
-            self.unsafe,
-            self.reshaped,
-        ) = saved
+        for name, value in zip(self._WALKED, saved, strict=True):
+            setattr(self, name, value)
 
     # -- the walk ---------------------------------------------------------------------
 
