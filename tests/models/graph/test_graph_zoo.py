@@ -265,3 +265,27 @@ def test_training_resnet_and_its_twin_on_an_empty_batch_keeps_their_batch_stats(
         _, updated = model.apply(variables, jnp.ones((0, 4)), True, mutable=["batch_stats"])
         for kept in jax.tree.leaves(updated["batch_stats"]):
             np.testing.assert_array_equal(kept, 1.0)
+
+
+@pytest.mark.parametrize("name", sorted(TWIN_OPTIONS))
+def test_every_node_of_every_twin_can_be_probed_and_injected(name, key):
+    # MultiHeadSelfAttention's output projection is named "out", the name of the tag of
+    # the attention node's output: probing it (and injecting anything) was refused.
+    config = ModelConfig(name, num_classes=3, input_shape=(8,), width=(8,), depth=1)
+    zoo, graph = build_model(config), graph_model(config)
+    x = jax.random.normal(key, (2, 8))
+    variables = zoo.init(jax.random.fold_in(key, 1), x)
+    _, found = px.probe(graph, variables, x, "**")
+    assert {f"{node}/out" for node in graph.nodes} <= set(found)
+    _, state = zoo.apply(variables, x, capture_intermediates=True, mutable=["intermediates"])
+    last = "blocks_0/mlp_add" if name == "transformer" else "blocks_0/act"
+    zoo_block = state["intermediates"]["blocks_0"]["__call__"][0]
+    np.testing.assert_array_equal(found[f"{last}/out"], zoo_block)
+    if name == "transformer":
+        zoo_attention = state["intermediates"]["blocks_0"]["attention"]["__call__"][0]
+        np.testing.assert_array_equal(found["blocks_0/attention/out"], zoo_attention)
+        zero = jnp.zeros_like(zoo_attention)
+        summed = graph.apply(variables, x, inject={"blocks_0/attention": zero})
+        np.testing.assert_array_equal(summed["blocks_0/attention_add"], found["stem/out"])
+        injected = px.inject(graph, variables, x, {"blocks_0/attention/out": zero})
+        np.testing.assert_array_equal(injected["blocks_0/attention_add"], found["stem/out"])
