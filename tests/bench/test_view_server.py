@@ -2282,6 +2282,24 @@ def test_a_plan_holding_a_cell_twice_is_named(tmp_path):
             assert (status, json.loads(body)["error"][: len(want)]) == (500, want), path
 
 
+def test_a_plan_giving_a_cell_no_group_is_named_by_the_curves_of_that_cell(tmp_path):
+    """A cells.parquet giving a cell a null group_id (written by hand) failed the curves
+    asked of that cell with 'KeyError: nan', naming nothing. They name the plan and the
+    cell; the leaderboard and the curves of every cell, which need no group, answer."""
+    written = write_bench(tmp_path / "example", blurb_json())
+    cells = written.cells.assign(group_id=written.cells.group_id.where(written.cells.index != 2))
+    cells.to_parquet(written.root / _layout.CELLS)
+    ungrouped, other = written.cells.cell_id[2], written.cells.cell_id[5]
+    want = f"cannot read cells.parquet: it gives the cells ['{ungrouped}'] no group_id (every"
+    with serving(written.root) as server:
+        for asked in (ungrouped, f"{other},{ungrouped}"):
+            status, _, body = get(server, f"/api/results?columns=loss&cells={asked}")
+            assert (status, json.loads(body)["error"][: len(want)]) == (500, want), asked
+        assert len(get_json(server, "/api/cells")["rows"]) == len(written.cells)
+        every = get_json(server, "/api/results?columns=loss")["series"]
+        assert [s["split"] for s in every if s["cell_id"] == ungrouped] == ["test", "train"]
+
+
 @pytest.mark.parametrize("lacking", ["cell_id", "step", "split"])
 def test_a_part_whose_rows_lack_a_key_is_named(tmp_path, lacking):
     """A part file written by hand without ``split`` (or ``cell_id``) failed /api/cells

@@ -460,6 +460,12 @@ def curves(
     if cells is not None:
         _check_known("cells", cells, bench.cells()["cell_id"].tolist(), "all in /api/cells")
     group_of = bench.cells().set_index("cell_id")["group_id"]
+    ungrouped = [] if cells is None else [c for c, g in group_of[cells].items() if pd.isna(g)]
+    if ungrouped:  # a hand-edited plan: the part files of its group are not known
+        raise BrokenFileError(
+            f"cannot read {_layout.CELLS}: it gives the cells {listed(ungrouped)} no group_id "
+            f"(every bench's plan gives each cell its group); {_reading.hint(_layout.CELLS)}"
+        )
     # Each group's series thinned (each shapes its group's steps), kept per version of
     # its parts and its cells in the plan: other cells of a group read nothing again.
     asked = ("curves", tuple(columns), max_points)
