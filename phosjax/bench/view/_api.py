@@ -531,9 +531,10 @@ def _thinned(
     every = groups == [None]
     of_groups = None if every else group_of.index[group_of.isin(groups)].tolist()
     read = bench.results(columns, of_groups)
-    grids = _step_grids(read, group_of, max_points, columns)
+    readings = _readings(read, columns, [read[k] for k in _SERIES])
+    grids = _step_grids(read, group_of, max_points, readings)
     steps = read["step"].to_numpy()
-    values, started, diverged = _readings(read, columns, [read[k] for k in _SERIES])
+    values, started, diverged = readings
     found: dict[str | None, tuple[list[tuple[str, str]], list[np.ndarray]]] = {
         group: ([], []) for group in groups
     }
@@ -557,10 +558,10 @@ _ODD_RUNS_KEPT = 3
 
 
 def _telling_steps(
-    logged: pd.DataFrame, series: np.ndarray, columns: Sequence[str]
+    series: np.ndarray, readings: tuple[np.ndarray, np.ndarray, np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The rows of ``logged`` (`BenchFiles.results`, sorted by step; ``series``: each
-    row's series number) that evenly spread steps could drop but a
+    """The rows of `BenchFiles.results` (sorted by step; ``series``: each row's series
+    number; ``readings``: their `_readings`) that evenly spread steps could drop but a
     plot must show, and each one's rank (the lower kept first where there are too many):
     of each series and column, the first row of each of its first `_ODD_RUNS_KEPT` runs of
     values `nonfinite_marks` sends as text (``"nan"``, ``"inf"``, ``"-inf"``,
@@ -569,11 +570,13 @@ def _telling_steps(
 
     Examples:
       >>> logged = pd.DataFrame({"step": range(6), "loss": [3.0, 9.0, 1.0, np.nan, np.nan, 2.0]})
-      >>> rows, rank = _telling_steps(logged, np.zeros(6, dtype=int), ["loss"])
+      >>> series = np.zeros(6, dtype=int)
+      >>> rows, rank = _telling_steps(series, _readings(logged, ["loss"], series))
       >>> rows.tolist(), rank.tolist()
       ([3, 1, 2], [0, 1, 2])
     """
-    values, started, diverged = _readings(logged, columns, series)
+    values, started, diverged = readings
+    n_columns = values.shape[1]
     odd = (started & ~np.isfinite(values)) | diverged  # sent as text
     order = np.argsort(series, kind="stable")  # each series' rows together, by step
     series, values, odd = series[order], values[order], odd[order]
@@ -589,24 +592,28 @@ def _telling_steps(
     for extreme, fill in ((np.maximum, -np.inf), (np.minimum, np.inf)):
         shown = np.where(plain, values, fill)
         hits = []  # of each column, the first row of each series at its extreme
-        for i in range(len(columns)):
+        for i in range(n_columns):
             top = np.repeat(extreme.reduceat(shown[:, i], first), length)
             row = np.flatnonzero(plain[:, i] & (shown[:, i] == top))
             hits.append(row[np.diff(series[row], prepend=-1) != 0])
         row = np.concatenate(hits)
-        column = np.repeat(np.arange(len(columns)), [len(h) for h in hits])
-        found.append(row[np.argsort(series[row] * len(columns) + column)])
+        column = np.repeat(np.arange(n_columns), [len(h) for h in hits])
+        found.append(row[np.argsort(series[row] * n_columns + column)])
     rank = np.concatenate([np.full(len(f), r) for r, f in enumerate(found)])
     return order[np.concatenate(found)], rank
 
 
 def _step_grids(
-    logged: pd.DataFrame, group_of: pd.Series, max_points: int, columns: Sequence[str]
+    logged: pd.DataFrame,
+    group_of: pd.Series,
+    max_points: int,
+    readings: tuple[np.ndarray, np.ndarray, np.ndarray],
 ) -> dict[tuple[str, str], np.ndarray]:
     """The steps `curves` keeps of each (cell, split) series of ``logged`` (`BenchFiles.results`
     of whole groups, ``group_of`` each cell's): ``max_points`` of the steps the cells of
     its group logged, evenly spread, each such cell's last, and up to ``max_points`` steps
-    where one of them has a value of ``columns`` that a plot must show (`_telling_steps`:
+    where one of them has a value that a plot must show (``readings``: the `_readings` of
+    ``logged``'s rows; `_telling_steps`:
     a non-finite value first, then a largest, then a smallest). Every cell of a group (the
     seeds of a configuration among them) keeps the same steps, whichever cells a request
     names and however far each has trained (a bench's processes train a group's cells
@@ -616,7 +623,8 @@ def _step_grids(
       >>> logged = pd.DataFrame({"cell_id": ["a"] * 4 + ["b"] * 2, "split": "test"})
       >>> logged["step"] = [10, 20, 30, 40, 10, 20]  # b, a process behind, stopped at 20
       >>> logged["loss"] = [1.0, 2.0, 9.0, 4.0, 1.0, 2.0]  # a spike of a's at 30
-      >>> grids = _step_grids(logged, pd.Series({"a": "g", "b": "g"}), 2, ["loss"])
+      >>> readings = _readings(logged, ["loss"], [logged[k] for k in _SERIES])
+      >>> grids = _step_grids(logged, pd.Series({"a": "g", "b": "g"}), 2, readings)
       >>> grids["a", "test"].tolist(), grids["b", "test"].tolist()
       ([10, 20, 30, 40], [10, 20, 30, 40])
     """
@@ -640,7 +648,7 @@ def _step_grids(
         for own, last in zip(step_of, end_of, strict=True)
     ]
     # The steps of each group's spikes, dips and non-finite values too.
-    rows, rank = _telling_steps(logged, own, columns)
+    rows, rank = _telling_steps(own, readings)
     told = pd.DataFrame({"which": which[rows], "step": frame["step"].to_numpy()[rows]})
     told = told.iloc[np.lexsort((rank, told["which"]))].drop_duplicates()
     extra = dict(iter(told.groupby("which")["step"]))  # each, most telling first
