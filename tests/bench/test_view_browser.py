@@ -1037,6 +1037,56 @@ def test_shapes_and_counts_of_a_model_file_are_shown_as_text_never_parsed(tmp_pa
         assert page.run("document.querySelectorAll('#odd i').length") == 0
 
 
+HANDLERS = """[...document.querySelectorAll('*')].flatMap((e) => [...e.attributes]
+  .filter((a) => a.name.startsWith('on')).map((a) => `${e.tagName} ${a.name}`))"""
+"""The elements with an inline event handler: none of the page's (it adds its listeners),
+so each one is markup of the bench's data put into the page as HTML."""
+
+
+SHOWN = """[document.body.textContent,
+  ...[...document.querySelectorAll('[title]')].map((e) => e.title)].join('\\n')"""
+"""The page's text, and that of its elements' titles (a value cut short, whole on hover)."""
+
+
+def test_names_and_values_of_the_bench_are_shown_as_text_never_parsed(tmp_path, page):
+    """Model and data set names, hyperparameter values, cell ids and a metric's name
+    holding markup are shown as text in the table, filters, legends and tooltips of the
+    curves, aux and hyperparameter plots: no element of theirs is made."""
+    written = write_bench(tmp_path / "odd", blurb_json())
+    odd = {
+        "mlp": "<img src=x onerror=alert(1)>",
+        "choice": '"><svg onload=alert(2)>',
+        "dataset": "</script><b onmouseover=alert(3)>d</b>",
+        "width": "<i onclick=alert(4)>w</i>",
+        "aux/balance": "aux/<img src=y onerror=alert(5)>",
+    }
+    ids = {c: f"{c}<u onfocus=alert(6)>" for c in written.cells.cell_id}
+    cells = written.cells.assign(
+        model=written.cells.model.map(odd),
+        dataset=odd["dataset"],
+        cell_id=written.cells.cell_id.map(ids),
+    )
+    cells.loc[cells.width == "100", "width"] = odd["width"]
+    cells.to_parquet(written.root / _layout.CELLS)
+    for part in (written.root / _layout.RESULTS).iterdir():
+        rows = pd.read_parquet(part).rename(columns={"aux/balance": odd["aux/balance"]})
+        rows.assign(cell_id=rows.cell_id.map(ids)).to_parquet(part, index=False)
+    tip = "document.getElementById('tooltip').textContent"
+    with serving(written.root) as server:
+        page.open(server.url + "?model=m-choice&metrics=all")
+        page.settle()
+        shown = page.run(SHOWN)
+        tips = []
+        for plotted in ("#curve-plots .curve", "#aux-plots .curve", "#hp-plot circle.point"):
+            page.hover(plotted)
+            tips.append(page.run(tip))
+        assert page.run(HANDLERS) == [] and page.run("document.querySelectorAll('img').length") == 0
+    assert [text for text in [*odd.values(), *ids.values()] if text not in shown] == []
+    assert odd["mlp"] in tips[0] and odd["choice"] in tips[1]  # the labels of the lines
+    heads = [f"{odd[model]} · cell {cell_id}" for model in MODELS for cell_id in ids.values()]
+    assert any(head in tips[2] for head in heads)  # the point's model and cell
+
+
 def test_an_open_module_with_nothing_inside_is_marked_as_a_leaf_unturned(tmp_path, page):
     """A module of no children nor details (a Dropout) opened, as those near the top are,
     had its leaf's dot turned as an open module's arrow is, drawn off its line."""
