@@ -44,7 +44,7 @@ from phosjax.bench._interrupt import (
     stopped_line,
     stops_ignored,
 )
-from phosjax.bench._store import NO_ROOM
+from phosjax.bench._store import NO_ROOM, NOT_WRITABLE
 from phosjax.bench._summary import command_line
 from phosjax.bench._usage import expand_dirs, refuse_empty_dirs, usage_error
 from phosjax.bench.view._bench import BenchFiles
@@ -677,9 +677,10 @@ def entry_point(
     interrupted: str | Callable[[Sequence[str]], str], *, reads_only: bool = False
 ) -> Callable[[Callable[[Sequence[str] | None], int | None]], Callable[..., int]]:
     """Wraps ``main(argv)``, which returns its exit status (None: 0): a `BenchError`
-    prints ``error: ...`` and returns 2; a write that found no room (`NO_ROOM`: the
-    system's error names the file) prints ``error: ...``, what makes room and
-    ``interrupted``, and returns 1, as every file is written whole; Ctrl-C prints
+    prints ``error: ...`` and returns 2; a write that found no room (`NO_ROOM`) or was
+    refused (`NOT_WRITABLE`: a folder turned read-only; the system's error names the file)
+    prints ``error: ...``, what makes room or allows it and ``interrupted``, and returns
+    1, as every file is written whole; Ctrl-C prints
     ``interrupted: <interrupted>`` (what it leaves and how to go on; a function of the
     command's arguments, such as `kept_in_bench`, says it once they are known) and
     returns `INTERRUPTED`; a stop signal (SIGTERM: ``interrupted by SIGTERM:
@@ -721,13 +722,14 @@ def entry_point(
                 silence_gone(_output_fds())  # its output is not written again at exit
                 return exit_status(BROKEN_PIPE) if reads_only else stopped(BROKEN_PIPE, args)
             except OSError as error:  # after BrokenPipeError, one of them
-                if error.errno not in NO_ROOM:
+                allows = NO_ROOM.get(error.errno or 0) or NOT_WRITABLE.get(error.errno or 0)
+                if allows is None:
                     raise
                 if error.filename == getattr(sys.stdout, "name", None):
                     _stdout_dropped()  # its output is not written again at exit
                 said = interrupted if isinstance(interrupted, str) else interrupted(args)
                 with contextlib.suppress(OSError):  # stderr on that disk: the status says it
-                    print(f"error: {error}; {NO_ROOM[error.errno]}, then: {said}", file=sys.stderr)
+                    print(f"error: {error}; {allows}, then: {said}", file=sys.stderr)
                 return 1
             except KeyboardInterrupt as error:
                 return stopped(stopped_by(error) or signal.SIGINT, args)

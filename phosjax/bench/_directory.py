@@ -9,7 +9,6 @@ metadata).
 import contextlib
 import dataclasses
 import datetime
-import errno
 import fcntl
 import hashlib
 import json
@@ -42,6 +41,7 @@ from phosjax.bench._reading import (
 )
 from phosjax.bench._store import (
     NO_ROOM,
+    NOT_WRITABLE,
     is_temporary,
     machine,
     naming,
@@ -385,11 +385,6 @@ def _flock(file: Any, mode: int, root: pathlib.Path, busy: str) -> None:
         pass
 
 
-_READ_ONLY = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
-"""The errors of a write to a folder one may not write: its permissions, a read-only file
-system (a bind mount, an archive)."""
-
-
 @contextlib.contextmanager
 def locked(
     root: pathlib.Path, process: tuple[int, int], *, reading: bool = False
@@ -399,7 +394,7 @@ def locked(
     there, so a second run on the same directory stops before it writes anything, instead
     of training the same groups alongside. The lock goes with the process (a killed run
     holds none); its file stays, naming the last holder. Yields None; with ``reading`` (a
-    finished bench, which needs no write), where ``root`` may not be written (`_READ_ONLY`),
+    finished bench, which needs no write), where ``root`` may not be written (`NOT_WRITABLE`),
     it holds no lock and yields that error: the body only reads.
 
     Raises:
@@ -411,7 +406,7 @@ def locked(
         root.mkdir(parents=True, exist_ok=True)
         file = open(path, "a+", encoding="utf-8")  # noqa: SIM115 (closed by the with below)
     except OSError as error:
-        if reading and error.errno in _READ_ONLY:
+        if reading and error.errno in NOT_WRITABLE:
             yield error
             return
         raise _unwritable(root, error, "the bench") from error
@@ -427,7 +422,7 @@ def _unwritable(root: pathlib.Path, error: OSError, writing: str) -> BenchError:
     to do (for a bench's folder one may write, whose disk is full: make room
     (`NO_ROOM`), not its permissions)."""
     room = NO_ROOM.get(error.errno or 0)  # a full disk: what makes room (0: no errno)
-    cause = "make its folder writable" if error.errno in _READ_ONLY else room or "see to that"
+    cause = "make its folder writable" if error.errno in NOT_WRITABLE else room or "see to that"
     if _layout.is_bench(root):  # continued or added to: another --dir would not hold it
         what = f"{cause}, or copy the bench to a folder you can write and give that as --dir"
     else:
@@ -454,7 +449,7 @@ def export_locked(root: pathlib.Path) -> Iterator[None]:
     """Holds the lock of the bench in ``root`` that an export holds
     (``export.lock``: an exclusive ``flock`` naming its holder, as `locked`), so that a
     second export of it at once stops before it deletes the unfinished runs of the
-    first. A bench one may not write (`_READ_ONLY`) is exported without it.
+    first. A bench one may not write (`NOT_WRITABLE`) is exported without it.
 
     Raises:
       BenchError: another export holds it (the message names its pid and host), or it
@@ -464,7 +459,7 @@ def export_locked(root: pathlib.Path) -> Iterator[None]:
     try:
         file = open(path, "a+", encoding="utf-8")  # noqa: SIM115 (closed by the with below)
     except OSError as error:
-        if error.errno not in _READ_ONLY:
+        if error.errno not in NOT_WRITABLE:
             raise _unwritable(root, error, "the export's lock file") from error
         yield
         return

@@ -263,6 +263,15 @@ NO_ROOM = {
 }
 """The errors of a write that found no room, with what makes room."""
 
+_LET_WRITE = "let this user write it (its permissions, those of its folder)"
+NOT_WRITABLE = {
+    errno.EACCES: _LET_WRITE,
+    errno.EPERM: _LET_WRITE,
+    errno.EROFS: "mount its disk read-write (it is read-only)",
+}
+"""The errors of a write to a folder one may not write (its permissions, a read-only
+file system: a bind mount, an archive), with what allows it."""
+
 
 def naming(error: OSError, path: pathlib.Path) -> OSError:
     """``error``, of a write to ``path`` that named no file (a full disk's), naming it."""

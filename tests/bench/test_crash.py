@@ -28,12 +28,21 @@ from tests.bench.runner_tiny import Killed
             "raise the file size limit (ulimit -f), or use a file system allowing larger files "
             "(FAT32 stops at 4 GiB)",
         ),
+        (
+            OSError(errno.EROFS, "Read-only file system"),
+            "mount its disk read-write (it is read-only)",
+        ),
+        (
+            OSError(errno.EACCES, "Permission denied"),
+            "let this user write it (its permissions, those of its folder)",
+        ),
     ],
 )
-def test_a_full_disk_is_one_error_line_naming_the_file_and_the_command_that_continues(
+def test_a_full_or_unwritable_disk_is_one_error_line_naming_the_file_and_the_command_that_continues(
     tmp_path, capsys, monkeypatch, refused, then
 ):
-    """A file size limit was said as a full disk ('free space on its disk')."""
+    """A file size limit was said as a full disk ('free space on its disk'); a folder
+    turned read-only while a bench trained ended it in a traceback."""
     target = tmp_path / "status.json"
     target.write_text("{}")
 
