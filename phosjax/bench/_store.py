@@ -273,8 +273,9 @@ NOT_WRITABLE = {
 file system: a bind mount, an archive), with what allows it."""
 
 
-def naming(error: OSError, path: pathlib.Path) -> OSError:
-    """``error``, of a write to ``path`` that named no file (a full disk's), naming it."""
+def naming(error: OSError, path: str | os.PathLike) -> OSError:
+    """``error``, of a write to ``path`` (a file, or a store's URI) that named no file (a
+    full disk's), naming it."""
     return type(error)(error.errno, error.strerror, str(path))
 
 

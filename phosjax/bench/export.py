@@ -51,6 +51,7 @@ from phosjax.bench._cli import entry_point, exit_process, then_command
 from phosjax.bench._directory import export_locked
 from phosjax.bench._progress import Bar
 from phosjax.bench._reading import MARKER_HINT, hint, not_an_object
+from phosjax.bench._store import NO_ROOM, naming
 from phosjax.bench._usage import ArgParser, usage_error
 from phosjax.bench.view._bench import BenchFiles, BrokenFileError, NotABenchError
 
@@ -522,6 +523,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except mlflow.exceptions.MlflowException as error:
+        system = error.__cause__ or error.__context__  # MLflow's file store wraps a full disk's
+        if isinstance(system, OSError) and system.errno in NO_ROOM:  # said by `entry_point`
+            raise naming(system, system.filename or args.mlflow) from error
         message = str(error).strip()
         if args.mlflow not in message:  # MLflow's own words: the store they are about
             message = f"--mlflow {args.mlflow}: {message}"

@@ -809,3 +809,34 @@ def test_a_full_disk_as_the_export_lock_is_written_says_nothing_was_exported(
     )
     assert err.startswith(said) and "exported so far" not in err, err
     assert not (tmp_path / "mlruns").exists()
+
+
+def test_a_full_disk_under_a_file_store_says_what_makes_room_and_the_next_export_ends_it(
+    written, store, capsys, monkeypatch
+):
+    """MLflow's file store wraps a full disk's OSError in its own error, which the export
+    said as 'error: --mlflow file:...: [Errno 28] No space left on device', exit status 2:
+    nothing of what makes room, nor of the cells it kept, nor of the command to go on."""
+    from mlflow.store.tracking import file_store
+
+    write_to, runs = file_store.write_to, set()
+
+    def no_room_after_one_run(path, data):
+        runs.add(pathlib.Path(path).parents[1])  # <run>/params/<name>
+        if "/params/" in str(path) and len(runs) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write_to(path, data)
+
+    monkeypatch.setattr(file_store, "write_to", no_room_after_one_run)
+    argv = ["--dir", str(written.root), "--mlflow", store, "--no_progress"]
+    assert main(argv) == 1
+    assert capsys.readouterr().err == (
+        f"error: [Errno 28] No space left on device: {store!r}; free space on its disk, then: "
+        "the cells exported so far stay in MLflow (a half-logged run is deleted); the same "
+        "command exports the others, skipping them: python -m phosjax.bench.export "
+        f"{' '.join(argv)}\n"
+    )
+    assert len(_runs(store)[1]) == 1
+    monkeypatch.setattr(file_store, "write_to", write_to)  # room made
+    assert main(argv) == 0
+    assert len(_runs(store)[1]) == len(written.cells)
