@@ -114,7 +114,8 @@ def compilation_cache(directory: str, run_dir: str | os.PathLike[str]) -> Iterat
     however fast it compiled, and loaded from there when compiled before; a cache
     configured through JAX's own settings (or JAX's cache turned off there) is left as it
     is; so is a minimum compile time or size the user set (`_OURS_UNLESS_SET`). An entry
-    cut short (its bytes do not decompress) is replaced (`_dropping_damaged`). A
+    cut short (its bytes do not decompress) is replaced (`_dropping_damaged`);
+    one without its time of last use is given the oldest (`_date_undated`). A
     directory that cannot be written: one warning, no cache. JAX's settings again after.
     A ``directory`` in the command's ``run_dir`` (its ``--dir``), which holds only
     the run's own files, or in another bench, is a `BenchError`, raised before either is
@@ -150,6 +151,8 @@ def compilation_cache(directory: str, run_dir: str | os.PathLike[str]) -> Iterat
     before = {name: getattr(config, name) for name in settings}
     for name, value in settings.items():
         config.update(name, value)
+    if config.jax_compilation_cache_max_size != -1:  # -1: JAX keeps no time of last use
+        _date_undated(path)
     jax_cache.reset_cache()  # JAX opens its cache once: this one from the next compile
     try:
         with _dropping_damaged(path):
@@ -184,6 +187,27 @@ def _dropping_damaged(directory: pathlib.Path) -> Iterator[None]:
         yield
     finally:
         jax_entries.get_executable_and_time = read
+
+
+def _date_undated(directory: pathlib.Path) -> None:
+    """Gives each cache entry in ``directory`` that lacks the file of its last use (a disk
+    that filled as JAX wrote it) the oldest use, so that JAX evicts it first: JAX reads
+    every entry's as it keeps a program, and, one missing, kept none (warning at each
+    compile) in every run until that entry's program was compiled again.
+
+    Examples:
+      >>> import tempfile
+      >>> folder = pathlib.Path(tempfile.mkdtemp())
+      >>> _ = (folder / "jit_f-12-cache").write_bytes(b"")
+      >>> _date_undated(folder)
+      >>> (folder / "jit_f-12-atime").read_bytes()
+      b'\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00'
+    """
+    for entry in directory.glob("*-cache"):
+        used = entry.with_name(f"{entry.name.removesuffix('-cache')}-atime")
+        if not used.exists():
+            with contextlib.suppress(OSError):  # the disk still full: JAX warns as before
+                used.write_bytes(bytes(8))
 
 
 def _cut_short(entry: pathlib.Path) -> bool:

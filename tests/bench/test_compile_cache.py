@@ -110,6 +110,24 @@ def test_an_entry_cut_short_is_replaced_so_it_warns_in_one_run_only(tmp_path):
         assert entry.stat().st_size > len(whole) // 2  # written again, whole
 
 
+def test_an_entry_a_full_disk_left_without_its_time_of_last_use_no_longer_stops_the_cache(
+    tmp_path,
+):
+    """JAX reads every entry's time of last use as it keeps a program: an entry a full
+    disk left without it (its program never compiled again) made JAX keep no program, in
+    every run, warning at each compile."""
+    cache = tmp_path / "xla"
+    cache.mkdir()
+    (cache / "jit_gone-0123-cache").write_bytes(b"")  # the disk filled as JAX wrote it
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with compilation_cache(str(cache), tmp_path / "run"):
+            compile_one(9.5)
+    assert [str(w.message) for w in caught if "compilation cache entry" in str(w.message)] == []
+    assert [p.name for p in entries(cache) if p.name.startswith("jit__lambda")] != []
+    assert (cache / "jit_gone-0123-atime").read_bytes() == bytes(8)  # the first evicted
+
+
 def test_an_entry_read_with_the_arguments_of_another_jax_version_is_kept(tmp_path, monkeypatch):
     """JAX's reader took four arguments here and takes more in other versions: a fixed
     signature failed on them, and every entry read was deleted as damaged."""
