@@ -50,6 +50,7 @@ from phosjax.bench._profile import MemorySampler, ProfileFiles, RunClock
 from phosjax.bench._progress import TrainingBar
 from phosjax.bench._reading import STATUS_HINT, UNREADABLE
 from phosjax.bench._store import (
+    NO_ROOM,
     cells_schema,
     kept_schema,
     read_parts,
@@ -402,8 +403,8 @@ def _read_finished(
     """`_execute` of the bench in ``root`` finished under ``config`` (``hparams``: its
     hyperparameter columns, `_finished_hparams`), which needs no plan: its models, and its
     data sets' shapes where known, are checked as a plan checks them; its metadata is
-    written again where its folder may be written (it must be for a new ``--data_dir``);
-    its results are read."""
+    written again where its folder may be written and its disk has room (they must for a
+    new ``--data_dir``); its results are read."""
     check_models(config.model_entries())  # as a plan checks them, nothing prepared
     stored = open_bench(root)[0].data_dir  # relative (an older bench): from here
     moved = _absolute(config.data_dir) != _absolute(stored)  # new --data_dir NEW
@@ -421,7 +422,11 @@ def _read_finished(
         _check_keeps_models(root, check_model_sizes(config, shapes))
         if unwritable is None:
             remove_stale_temporaries(root)
-            write_meta(root, config, registered_models(), process[1], imports)
+            try:
+                write_meta(root, config, registered_models(), process[1], imports)
+            except OSError as error:  # a full disk: only a new --data_dir must be recorded
+                if moved or error.errno not in NO_ROOM:
+                    raise
         elif moved:  # its config.yaml must say where its data sets are now
             raise BenchError(
                 f"cannot record --data_dir {config.data_dir!r} in "

@@ -305,6 +305,33 @@ def test_a_finished_bench_in_a_read_only_folder_prints_its_summary(
     assert {path: path.stat().st_mtime_ns for path in root.rglob("*")} == before
 
 
+def test_a_finished_bench_on_a_full_disk_prints_its_summary(
+    cli_bench, tmp_path, capsys, monkeypatch
+):
+    """A finished bench needs no write, yet ``new --dir DIR`` on a full disk ended in
+    'error: [Errno 28] No space left on device: '.../env.json'', exit status 1, its
+    summary unsaid, where a read-only folder printed it."""
+    root = tmp_path / "bench"
+    shutil.copytree(cli_bench[0], root)
+    monkeypatch.setattr(
+        _plan, "load_datasets", lambda names, data_dir, features, splits: {"toy": toy_data()}
+    )
+
+    def no_room(descriptor):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_room)
+    files = lambda: {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    before = files()
+    capsys.readouterr()
+    assert new_main(["--dir", str(root)]) == 0
+    assert f"bench {root}:" in capsys.readouterr().out
+    lock = root / _layout.LOCK  # names this run: written in place, no room needed
+    assert {p: b for p, b in files().items() if p != lock} == {
+        p: b for p, b in before.items() if p != lock
+    }
+
+
 @pytest.mark.parametrize("inside", ["results/new", "blurbs"])
 def test_a_new_bench_inside_a_bench_is_refused_and_nothing_written(cli_bench, capsys, inside):
     root, _, _ = cli_bench
