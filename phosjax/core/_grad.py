@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from phosjax._callables import a_type
+from phosjax._callables import a_type, cut_repr
 from phosjax.core._apply import (
     apply_reaching_tags,
     check_tagged_arrays,
@@ -166,8 +166,8 @@ def grad_of(
     if not callable(fn):
         raise TypeError(
             f"grad_of: fn must be a function of the model's output to a scalar (e.g. "
-            f"jnp.sum, or the loss), got {fn!r}; call it as grad_of(fn, model, variables, x, "
-            "wrt=...)."
+            f"jnp.sum, or the loss), got {cut_repr(fn)}; call it as grad_of(fn, model, "
+            "variables, x, wrt=...)."
         )
     check_module("grad_of", model)
     with (

@@ -61,7 +61,7 @@ class Range:
     def __post_init__(self) -> None:
         for name, bound in self.bounds().items():
             if not isinstance(bound, numbers.Real) or isinstance(bound, bool) or bound != bound:
-                raise TypeError(f"Range {name} must be a number, got {bound!r}.")
+                raise TypeError(f"Range {name} must be a number, got {cut_repr(bound)}.")
         for low, high in ((self.gt, self.ge), (self.lt, self.le)):
             if low is not None and high is not None:
                 raise ValueError(
@@ -257,7 +257,7 @@ def knob(
     if valid is not None and not isinstance(valid, Range):
         raise TypeError(
             f"knob {path!r}: valid must be a px.Range (e.g. px.Range(gt=0), px.Range(ge=0, "
-            f"lt=1)) or None, got {valid!r}."
+            f"lt=1)) or None, got {cut_repr(valid)}."
         )
     value = _default_array(path, default)
     if valid is not None and jnp.issubdtype(value.dtype, jnp.complexfloating):
@@ -303,7 +303,7 @@ def _default_array(path: str, default: Any) -> jax.Array:
         array = None
     except (TypeError, ValueError) as error:
         raise TypeError(
-            f"Knob {path!r} takes a number or an array as its default, got {default!r}; to "
+            f"Knob {path!r} takes a number or an array as its default, got {cut_repr(default)}; to "
             "choose between options, declare an integer knob that indexes them."
         ) from error
     dtype = np.dtype(jax.dtypes.canonicalize_dtype(int) if array is None else array.dtype)
@@ -518,14 +518,15 @@ def _refill(path: str, stored: jax.Array, value: Any) -> jax.Array:
     except (TypeError, ValueError) as error:
         raise TypeError(
             f"Knob {path!r} takes a number or an array ({stored.dtype}, shape "
-            f"{stored.shape}), got {value!r}."
+            f"{stored.shape}), got {cut_repr(value)}."
         ) from error
     except OverflowError as error:  # a Python int beyond JAX's default int
         raise ValueError(f"{cannot_hold} {value}; give {what_holds(stored.dtype)}.") from error
     if array.dtype == bool and stored.dtype != bool:  # as Range's bounds and layer sizes
         raise TypeError(
             f"Knob {path!r} holds {np.dtype(stored.dtype).name}, and a bool is no number "
-            f"there: got {value!r}; give {what_holds(stored.dtype)} (1 for True, 0 for False)."
+            f"there: got {cut_repr(value)}; give {what_holds(stored.dtype)} (1 for True, 0 "
+            "for False)."
         )
     if not broadcasts(array.shape, stored.shape):
         raise ValueError(

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 from flax.core.scope import in_filter
 
+from phosjax._callables import cut_repr
 from phosjax.core._collections import AUX_LOSS, PATH_WEIGHTS, SCANNED, TRANSIENT
 from phosjax.core._path_weights import check_path_weights_kept, path_weights_opened
 from phosjax.core._paths import SEP, flatten
@@ -108,7 +109,7 @@ def regularize(
     if not callable(fn):
         raise TypeError(
             f"regularize: fn must be a function of one value to a scalar (e.g. lambda h: "
-            f"jnp.abs(h).mean()), got {fn!r}; call it as regularize(values, selector, fn)."
+            f"jnp.abs(h).mean()), got {cut_repr(fn)}; call it as regularize(values, selector, fn)."
         )
     if not isinstance(values, Mapping):
         raise TypeError(

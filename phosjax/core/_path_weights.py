@@ -24,6 +24,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from phosjax._callables import cut_repr
 from phosjax.core._collections import AUX_LOSS, PATH_WEIGHTS
 from phosjax.core._paths import check_path, module_path
 from phosjax.core._record import apply_depth, check_recorded, collecting, record, taking
@@ -276,7 +277,7 @@ def path_weight(module: nn.Module, name: str, weight: Any) -> Iterator[jax.Array
     except (TypeError, ValueError):  # JAX's names no path weight: "Value '0.5' with..."
         raise TypeError(
             f"{where}: a weight must be a number or an array of them, a scalar or one per "
-            f"example (B,), got {weight!r} ({type(weight).__name__})."
+            f"example (B,), got {cut_repr(weight)} ({type(weight).__name__})."
         ) from None
     if weight.ndim > 1:
         raise ValueError(

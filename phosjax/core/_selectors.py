@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from phosjax._callables import a_type
+from phosjax._callables import a_type, cut_repr
 from phosjax._listing import listing
 from phosjax.core._paths import SEP
 
@@ -436,7 +436,7 @@ def selector_list(selectors: str | Iterable[str]) -> list[str]:
     """
     if not isinstance(selectors, str | Iterable):
         raise TypeError(
-            f"The selector is {selectors!r} (of type {type(selectors).__name__}), not a "
+            f"The selector is {cut_repr(selectors)} (of type {type(selectors).__name__}), not a "
             "selector (a str) or a list of them; give one such as '**/pre_act', or '**' for "
             "every path."
         )
@@ -483,7 +483,7 @@ def check_values(values: Any, what: str) -> None:
     if not isinstance(values, Mapping):
         selector = values if isinstance(values, str) else _EXAMPLES.get(what, "**")
         raise TypeError(
-            f"The values are {values!r} (of type {type(values).__name__}), not a dict "
+            f"The values are {cut_repr(values)} (of type {type(values).__name__}), not a dict "
             f"{{selector: value}} giving each {what} it selects its value, e.g. "
             f"{{{selector!r}: value}}."
         )

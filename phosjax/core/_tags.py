@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from phosjax._callables import a_type
+from phosjax._callables import a_type, cut_repr
 from phosjax.core._collections import AUX_LOSS, BLURB, INJECTIONS, INTERMEDIATES, PERTURBATIONS
 from phosjax.core._path_weights import (
     batch_mean,
@@ -187,7 +187,7 @@ def aux_loss(module: nn.Module, name: str, value: jax.Array) -> jax.Array:
     except (TypeError, ValueError):  # JAX's names no loss: "None is not a valid value..."
         raise TypeError(
             f"{what}: a loss must be a number or an array of them, a scalar or one per "
-            f"example (B, ...), got {value!r} ({type(value).__name__})."
+            f"example (B, ...), got {cut_repr(value)} ({type(value).__name__})."
         ) from None
     if jnp.issubdtype(loss.dtype, jnp.complexfloating):  # the total loss would be complex
         raise TypeError(
@@ -316,7 +316,8 @@ def note(module: nn.Module, name: str, value: Any) -> None:
         raise TypeError(
             f"note {module_path(module, name)!r} takes an array or a JSON-able value (a str, "
             f"number, bool or None, or lists and dicts of them), which blurb writes as JSON; "
-            f"got {unwritable[0]!r}, {a_type(unwritable[0])}: give it as one, e.g. str(value)."
+            f"got {cut_repr(unwritable[0])}, {a_type(unwritable[0])}: give it as one, e.g. "
+            "str(value)."
         )
     constants = taking(_CONSTANT_NOTES)
     if constants is None or not _holds_constants(value):

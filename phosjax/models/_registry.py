@@ -276,7 +276,7 @@ def checked_build(module: Any, name: str) -> nn.Module:
       TypeError: naming the model, for anything else.
     """
     if not isinstance(module, nn.Module):
-        raise TypeError(f"model {name!r}: its build returned {module!r}, not a Flax module")
+        raise TypeError(f"model {name!r}: its build returned {cut_repr(module)}, not a Flax module")
     if not _takes_train(module):
         flag = _other_train_flag(module)
         if flag is None:

@@ -206,6 +206,38 @@ def test_an_fn_that_is_no_function_is_refused_naming_it(call, message):
         call(variables)
 
 
+ARRAY_SHOWN = (
+    "Array([[0., 0., 0., ..., 0., 0., 0.], [0., 0., 0., ..., 0.,… (shape (40, 40), dtype float32)"
+)
+"""How an error names a (40, 40) array of zeros given where a function goes: cut to
+60 characters, with its shape and dtype."""
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (
+            lambda: px.grad_of(jnp.zeros((40, 40)), TwoLayer(), {}, X, wrt="pre_act"),
+            "grad_of: fn must be a function of the model's output to a scalar (e.g. jnp.sum, "
+            f"or the loss), got {ARRAY_SHOWN}; call it as grad_of(fn, model, variables, x, "
+            "wrt=...).",
+        ),
+        (
+            lambda: px.regularize({"w": jnp.ones(2)}, "w", jnp.zeros((40, 40))),
+            "regularize: fn must be a function of one value to a scalar (e.g. lambda h: "
+            f"jnp.abs(h).mean()), got {ARRAY_SHOWN}; call it as regularize(values, "
+            "selector, fn).",
+        ),
+    ],
+    ids=["grad_of", "regularize"],
+)
+def test_an_array_given_for_fn_is_named_in_one_short_line(call, message):
+    """The message held the whole array's repr, 40 lines of zeros."""
+    with pytest.raises(TypeError) as error:
+        call()
+    assert str(error.value) == message
+
+
 @pytest.mark.parametrize("has_aux", [False, True])
 def test_an_fn_giving_no_scalar_is_named_with_its_shape(has_aux):
     """JAX said 'Gradient only defined for scalar-output functions', naming no fn."""

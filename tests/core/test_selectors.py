@@ -275,8 +275,14 @@ def test_a_selector_that_is_no_str_nor_list_is_named(call):
             "0.0 (of type float), not a dict {selector: value} giving each tagged value it "
             "selects its value, e.g. {'**/pre_act': value}.",
         ),
+        (  # a bare array (the dict forgotten): it printed every number, 40 lines
+            lambda: px.inject(Tagged(), {}, jnp.ones(2), jnp.zeros((40, 40))),
+            "Array([[0., 0., 0., ..., 0., 0., 0.], [0., 0., 0., ..., 0.,… (shape (40, 40), "
+            "dtype float32) (of type ArrayImpl), not a dict {selector: value} giving each "
+            "tagged value it selects its value, e.g. {'**/pre_act': value}.",
+        ),
     ],
-    ids=["tweak", "inject", "inject_number"],
+    ids=["tweak", "inject", "inject_number", "inject_array"],
 )
 def test_values_that_are_no_dict_are_named(call, said):
     """It was Python's own "AttributeError: 'float' object has no attribute 'items'"."""

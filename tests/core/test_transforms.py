@@ -492,6 +492,16 @@ def test_a_range_that_holds_no_number_is_refused(bounds, error, match):
     assert px.Range(ge=0, le=np.inf).contains(1e30)  # an infinite bound: any finite number
 
 
+def test_an_array_given_as_a_range_bound_is_named_in_one_short_line():
+    """The message held the whole array's repr, 40 lines of zeros."""
+    with pytest.raises(TypeError) as error:
+        px.Range(gt=jnp.zeros((40, 40)))
+    assert str(error.value) == (
+        "Range gt must be a number, got Array([[0., 0., 0., ..., 0., 0., 0.], [0., 0., 0., ..., "
+        "0.,… (shape (40, 40), dtype float32)."
+    )
+
+
 def test_a_traced_integer_knob_with_a_range_keeps_its_dtype():
     class Index(nn.Module):  # NaN is no int: the value is left as it is
         @nn.compact

@@ -16,7 +16,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from phosjax import _listing
-from phosjax._callables import a_type, callable_name
+from phosjax._callables import a_type, callable_name, cut_repr
 from phosjax._nearest import did_you_mean
 from phosjax.core import SelectorError, select
 from phosjax.layers._common import TRAIN_FLAGS, train_args
@@ -119,7 +119,7 @@ def input_names(inputs: str | Iterable[str], call: str = "node") -> tuple[str, .
         if all(isinstance(name, str) for name in names):
             return names
     raise GraphError(
-        f"{call}(inputs={inputs!r}): inputs is a node name or a tuple of node names, "
+        f"{call}(inputs={cut_repr(inputs)}): inputs is a node name or a tuple of node names, "
         "e.g. inputs='conv' or inputs=('conv', 'stem') (in order: a set has none)."
     )
 
@@ -137,14 +137,14 @@ def as_names(value: str | Iterable[str], what: str, example: str, kind: str = "n
     """
     if not isinstance(value, str | Iterable):
         raise GraphError(
-            f"{what} is {value!r} (of type {type(value).__name__}), not a {kind} name (a str) "
-            f"or a list of them, such as {example!r} or [{example!r}]."
+            f"{what} is {cut_repr(value)} (of type {type(value).__name__}), not a {kind} "
+            f"name (a str) or a list of them, such as {example!r} or [{example!r}]."
         )
     names = [value] if isinstance(value, str) else list(value)
     for name in names:
         if not isinstance(name, str):
             raise GraphError(
-                f"{what} names {name!r} (of type {type(name).__name__}), but a {kind} is "
+                f"{what} names {cut_repr(name)} (of type {type(name).__name__}), but a {kind} is "
                 f"named by a str, such as {example!r}."
             )
     return names
@@ -356,7 +356,7 @@ def _check_callables(path: str, n: Node) -> None:
     for what, value, right in choices:
         if value is not None and not isinstance(value, str) and not callable(value):
             raise GraphError(
-                f"Node {path!r} has {what}={value!r} (of type {type(value).__name__}), "
+                f"Node {path!r} has {what}={cut_repr(value)} (of type {type(value).__name__}), "
                 f"which cannot be called; give {right}."
             )
 

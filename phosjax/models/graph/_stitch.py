@@ -206,8 +206,8 @@ def _given_adapter(adapter: Any, h_a: Any, layer_a: str, key: jax.Array | None) 
     """
     if not isinstance(adapter, nn.Module) and (not callable(adapter) or isinstance(adapter, type)):
         raise GraphError(
-            f"stitch's adapter is {adapter!r} (of type {type(adapter).__name__}), not a Flax "
-            "module instance or a function from a's activations to b's; give e.g. "
+            f"stitch's adapter is {cut_repr(adapter)} (of type {type(adapter).__name__}), "
+            "not a Flax module instance or a function from a's activations to b's; give e.g. "
             "nn.Conv(16, (1,)) or lambda h: h."
         )
     try:

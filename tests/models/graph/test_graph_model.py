@@ -377,6 +377,17 @@ def test_a_node_that_cannot_be_called_is_named_when_built(bad, message):
         GraphModel({"a": nn.Dense(2), "b": nn.Dense(2), "c": bad})
 
 
+def test_an_array_given_as_a_node_fn_is_named_in_one_short_line():
+    """The message held the whole array's repr, 40 lines of zeros."""
+    with pytest.raises(GraphError) as error:
+        GraphModel({"c": node(jnp.zeros((40, 40)), inputs="input")})
+    assert str(error.value) == (
+        "Node 'c' has fn=Array([[0., 0., 0., ..., 0., 0., 0.], [0., 0., 0., ..., 0.,… (shape "
+        "(40, 40), dtype float32) (of type ArrayImpl), which cannot be called; give a Flax "
+        "module or a function."
+    )
+
+
 def test_an_error_in_a_node_call_keeps_its_type_and_names_the_node(key):
     model = GraphModel({"stem": nn.Dense(2), "group": {"bad": lambda h: h + "text"}})
     with pytest.raises(TypeError) as caught:

@@ -256,6 +256,18 @@ def test_rewire_changes_inputs_and_checks_them(net):
         rewire(model, "input", ["conv1", "act1"])
 
 
+def test_rewire_given_variables_names_them_in_one_short_line():
+    """Given variables after the model, as extract takes them, the message held their
+    whole repr, every weight of every kernel."""
+    variables = {"params": {"a": {"kernel": jnp.zeros((40, 40))}}}
+    with pytest.raises(GraphError) as error:
+        rewire(GraphModel({"a": nn.relu}), variables, "a")
+    assert str(error.value) == (
+        "rewire names {'params': {'a': {'kernel': Array([[0., 0., 0., ..., 0., 0.… (of type "
+        "dict), but a node is named by a str, such as 'a'."
+    )
+
+
 def test_fit_adapter_recovers_a_linear_map(key):
     h_a = jax.random.normal(key, (5, 7, 3))
     kernel = jax.random.normal(jax.random.fold_in(key, 1), (3, 4))
