@@ -1051,7 +1051,8 @@ SHOWN = """[document.body.textContent,
 def test_names_and_values_of_the_bench_are_shown_as_text_never_parsed(tmp_path, page):
     """Model and data set names, hyperparameter values, cell ids and a metric's name
     holding markup are shown as text in the table, filters, legends and tooltips of the
-    curves, aux and hyperparameter plots: no element of theirs is made."""
+    curves, aux and hyperparameter plots: no element of theirs is made, nor by a tooltip
+    (each looked at while shown: the next one hovered replaces it)."""
     written = write_bench(tmp_path / "odd", blurb_json())
     odd = {
         "mlp": "<img src=x onerror=alert(1)>",
@@ -1066,25 +1067,28 @@ def test_names_and_values_of_the_bench_are_shown_as_text_never_parsed(tmp_path, 
         dataset=odd["dataset"],
         cell_id=written.cells.cell_id.map(ids),
     )
-    cells.loc[cells.width == "100", "width"] = odd["width"]
+    choice = cells.model == odd["choice"]  # the cells of the aux losses: those the hp plot shows
+    cells.loc[choice, "width"] = odd["width"]
     cells.to_parquet(written.root / _layout.CELLS)
     for part in (written.root / _layout.RESULTS).iterdir():
         rows = pd.read_parquet(part).rename(columns={"aux/balance": odd["aux/balance"]})
         rows.assign(cell_id=rows.cell_id.map(ids)).to_parquet(part, index=False)
     tip = "document.getElementById('tooltip').textContent"
+    hp_metric = urllib.parse.quote(f"test:{odd['aux/balance']}")  # its name in each point's tip
     with serving(written.root) as server:
-        page.open(server.url + "?model=m-choice&metrics=all")
+        page.open(server.url + f"?model=m-choice&metrics=all&y={hp_metric}")
         page.settle()
-        shown = page.run(SHOWN)
-        tips = []
+        shown, made, tips = page.run(SHOWN), [page.run(HANDLERS)], []
         for plotted in ("#curve-plots .curve", "#aux-plots .curve", "#hp-plot circle.point"):
             page.hover(plotted)
             tips.append(page.run(tip))
-        assert page.run(HANDLERS) == [] and page.run("document.querySelectorAll('img').length") == 0
+            made.append(page.run(HANDLERS))
+        assert made == [[]] * 4 and page.run("document.querySelectorAll('img').length") == 0
     assert [text for text in [*odd.values(), *ids.values()] if text not in shown] == []
     assert odd["mlp"] in tips[0] and odd["choice"] in tips[1]  # the labels of the lines
-    heads = [f"{odd[model]} · cell {cell_id}" for model in MODELS for cell_id in ids.values()]
-    assert any(head in tips[2] for head in heads)  # the point's model and cell
+    heads = [f"{odd['choice']} · cell {ids[c]}" for c in written.cells.cell_id[choice]]
+    hp_tip = (f"width = {odd['width']}", f"test {odd['aux/balance']} ")  # a value, the metric
+    assert any(tips[2].startswith(head) for head in heads) and all(t in tips[2] for t in hp_tip)
 
 
 def test_an_open_module_with_nothing_inside_is_marked_as_a_leaf_unturned(tmp_path, page):
