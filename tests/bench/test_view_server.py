@@ -264,21 +264,6 @@ def test_thinning_keeps_the_steps_of_each_spike_dip_and_nan_on_every_seed(tmp_pa
     assert (at[555], at[901], at[903]) == ("nan", "nan", "nan")
 
 
-def test_the_curves_of_a_request_read_each_value_once(written, monkeypatch):
-    """Thinning read the values of every row twice (`_api._readings`: a tenth of a request
-    of 800,000 rows), once to find the steps a plot must show and once to send them."""
-    read, readings = [], _api._readings
-
-    def counted(results, *rest):
-        read.append(len(results))
-        return readings(results, *rest)
-
-    monkeypatch.setattr(_api, "_readings", counted)
-    curves = _api.curves(BenchFiles(written.root), None, ["loss", "accuracy"], max_points=5)
-    assert read == [len(written.results)]
-    assert sum(len(s["step"]) for s in curves["series"]) < len(written.results)  # thinned
-
-
 @pytest.mark.parametrize(
     ("query", "message"),
     [
