@@ -64,7 +64,7 @@ from phosjax.models import ModelConfig, registered_models
 from phosjax.morph import UnsupportedOpError, channel_groups
 from phosjax.train import Cell, HParams, plan_groups
 from phosjax.train._state import _traced_knobs
-from phosjax.train._step import training_apply
+from phosjax.train._step import evaluation_apply, training_apply, training_mutable
 
 _LATER_HPARAMS = ("compute_dtype", "lr_schedule", "warmup_steps")
 """HParams fields added after benches existed: in a cell's id only when not at their default,
@@ -526,10 +526,9 @@ def _traced_step(config: ModelConfig) -> dict[str, tuple[str, ...]]:
 
     def trace() -> tuple[Any, Any, dict[str, Any]]:
         variables = model.init(key, x)
-        mutable = [c for c in variables if c != "params"]
-        mutable += [AUX_LOSS, PATH_WEIGHTS, INTERMEDIATES]
+        mutable = training_mutable(variables, AUX_LOSS, PATH_WEIGHTS, INTERMEDIATES)
         _, out = training_apply(model, model.apply, variables, x, key, mutable)
-        model.apply(variables, x, train=False)  # as an evaluation: no rng, nothing written
+        evaluation_apply(model, model.apply, variables, x)  # no rng, nothing written
         _, aux = aux_total(out.get(AUX_LOSS, {}))
         weights = flatten(out.get(PATH_WEIGHTS, {}), unwrap=False)
         metrics = {

@@ -8,6 +8,7 @@ model's: ``iteration-0.npz``), so that `run` continues an interrupted run.
 
 import contextlib
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -54,7 +55,12 @@ from phosjax.morph._cost import COSTS, LatencyTable, latency_table, latency_tabl
 from phosjax.morph._expand import config_cost, expand, once
 from phosjax.morph._groups import ChannelGroups, channel_groups, leaf_paths, read_by_the_model
 from phosjax.morph._regularizer import SOURCES, check_source, morph_regularizer
-from phosjax.train._step import training_apply, training_mutable, written_as_stored
+from phosjax.train._step import (
+    evaluation_apply,
+    training_apply,
+    training_mutable,
+    written_as_stored,
+)
 
 ITERATIONS = _layout.MORPH_ITERATIONS
 """Where `run` writes its rows, relative to the run directory."""
@@ -512,7 +518,8 @@ def train(
         ``batch_size`` does not fit its train split (the field and the value to set named);
         ``steps`` is no integer >= 1, ``learning_rate`` no finite number > 0 (nor an
         optax schedule, step -> rate) or ``strength`` none >= 0 (as `MorphConfig` checks
-        them).
+        them); the model writes another collection than ``batch_stats`` in training, or
+        any in the test accuracy's evaluation (the variable named, as the engine does).
       TypeError: ``seed`` is no integer.
 
     Examples:
@@ -589,7 +596,8 @@ def train(
 
 def _test_accuracy(model: nn.Module, variables: Any, data: ArrayDataset) -> float:
     """The share of ``data``'s test examples that ``model`` with ``variables`` classifies right."""
-    logits = jax.jit(model.apply)(variables, jnp.asarray(data.x_test))
+    evaluate = functools.partial(evaluation_apply, model, model.apply)
+    logits = jax.jit(evaluate)(variables, jnp.asarray(data.x_test))
     return float(np.mean(np.argmax(logits, -1) == data.y_test))
 
 

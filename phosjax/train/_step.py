@@ -398,6 +398,45 @@ def rng_stream_error(model: nn.Module, error: Exception) -> ValueError:
     )
 
 
+def collection_write_error(model: nn.Module, error: Exception, training: bool) -> ValueError:
+    """The error for ``model`` writing, in training (``training``) or in an evaluation, a
+    variable of a collection that the engine does not let it write there (Flax's
+    `ModifyScopeVariableError` says the collection is immutable, not what the engine
+    writes).
+
+    Examples:
+      >>> error = ValueError('Cannot update variable "n" in "/" because collection "counter"')
+      >>> print(collection_write_error(nn.Dense(2), error, training=True))
+      Dense writes variable 'n' of its collection 'counter' (at '/') in training, but a train
+      step writes only 'batch_stats' (running statistics, carried from step to step) and
+      reads the other collections as init made them: keep what the model updates in
+      training in 'batch_stats'
+      >>> print(collection_write_error(nn.Dense(2), error, training=False))
+      Dense writes variable 'n' of its collection 'counter' (at '/') in an evaluation
+      (train=False), which writes nothing and reads what training left: write it only when
+      train is true (Flax's BatchNorm: use_running_average=not train)
+    """
+    found = re.search(r'variable "([^"]*)" in "([^"]*)" because collection "([^"]*)"', str(error))
+    if found:
+        name, path, collection = found.groups()
+        what = f"variable {name!r} of its collection {collection!r} (at {path!r})"
+    else:
+        what = f"a variable ({error})"
+    written = f"{type(model).__name__} writes {what}"
+    if training:
+        return ValueError(
+            f"{written} in training, but a train step writes only "
+            "'batch_stats' (running statistics, carried from step to step) and reads the "
+            "other collections as init made them: keep what the model updates in training "
+            "in 'batch_stats'"
+        )
+    return ValueError(
+        f"{written} in an evaluation (train=False), which writes nothing and "
+        "reads what training left: write it only when train is true (Flax's BatchNorm: "
+        "use_running_average=not train)"
+    )
+
+
 def training_apply(
     model: nn.Module,
     apply: Callable[..., Any],
@@ -408,14 +447,27 @@ def training_apply(
 ) -> tuple[Any, Any]:
     """``apply(variables, x)`` (``model``'s apply) as a train step calls it: in training,
     the key ``rng`` as its one rng stream ``"dropout"``, ``mutable`` handed back and its
-    records checked (`apply_checking_records`); a draw from another stream is named
-    (`rng_stream_error`)."""
+    records checked (`apply_checking_records`); a draw from another stream, or a write to
+    a collection ``mutable`` omits, is named (`rng_stream_error`, `collection_write_error`)."""
     try:
         return apply_checking_records(
             apply, variables, x, train=True, rngs={"dropout": rng}, mutable=mutable
         )
     except flax.errors.InvalidRngError as error:
         raise rng_stream_error(model, error) from error
+    except flax.errors.ModifyScopeVariableError as error:
+        raise collection_write_error(model, error, training=True) from error
+
+
+def evaluation_apply(
+    model: nn.Module, apply: Callable[..., Any], variables: Any, x: jax.Array
+) -> Any:
+    """``apply(variables, x, train=False)`` (``model``'s apply) as an evaluation calls it,
+    writing nothing: a write to a collection is named (`collection_write_error`)."""
+    try:
+        return apply(variables, x, train=False)
+    except flax.errors.ModifyScopeVariableError as error:
+        raise collection_write_error(model, error, training=False) from error
 
 
 def check_batch(batch: Batch) -> None:
@@ -645,7 +697,7 @@ def make_evaluate(model: nn.Module, compute_dtype: str = "float32") -> EvalFn:
         def batch(xym: tuple[jax.Array, jax.Array, jax.Array]) -> jax.Array:
             x, y, mask = xym
             # float32 sums: in bfloat16 (a model's dtype) a count above 256 goes by 2s
-            logits = jnp.asarray(apply(variables, x, train=False), jnp.float32)
+            logits = jnp.asarray(evaluation_apply(model, apply, variables, x), jnp.float32)
             loss = optax.softmax_cross_entropy_with_integer_labels(logits, y)
             correct = jnp.argmax(logits, -1) == y
             count = jnp.sum(correct & mask).astype(loss.dtype)

@@ -83,6 +83,24 @@ class _OwnStream(nn.Module):
 if OWN_STREAM not in registered_models():
     register_model(OWN_STREAM, build=lambda config: _OwnStream(config.num_classes))
 
+COUNTS = "test_plan_counts"
+"""A registered model that counts its training calls in a collection of its own."""
+
+
+class _Counts(nn.Module):
+    num_classes: int
+
+    @nn.compact
+    def __call__(self, x, train=False):
+        calls = self.variable("counter", "calls", jnp.zeros, ())
+        if train:
+            calls.value = calls.value + 1
+        return nn.Dense(self.num_classes)(x)
+
+
+if COUNTS not in registered_models():
+    register_model(COUNTS, build=lambda config: _Counts(config.num_classes))
+
 DROPS_KNOB = "test_plan_drops_knob"
 """A registered model whose knob T, made in an nn.scan without knobs axes, is dropped."""
 
@@ -527,6 +545,11 @@ def test_bad_model_option_names_the_model(toy):
             {"name": OWN_STREAM},
             rf"model '{OWN_STREAM}' on 'toy': _OwnStream draws random numbers from the rng "
             r"stream 'noise', but training gives a model only 'dropout'",
+        ),
+        (  # planned with every collection writable: its group failed once it trained
+            {"name": COUNTS},
+            rf"model '{COUNTS}' on 'toy': _Counts writes variable 'calls' of its collection "
+            r"'counter' \(at '/'\) in training, but a train step writes only 'batch_stats'",
         ),
     ],
 )

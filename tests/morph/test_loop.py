@@ -1116,6 +1116,28 @@ def test_train_names_a_variable_the_model_writes_in_training_alone_as_the_engine
         _loop.train(config, random_dataset("toy", (8,), 3), 1, 4, 1e-2, seed=0)
 
 
+def test_train_names_a_collection_the_model_writes_in_evaluation_as_the_engine_does(
+    monkeypatch,
+):
+    """The loop's test accuracy applied the model itself: a BatchNorm that uses the
+    batch's statistics whatever ``train`` says was Flax's ModifyScopeVariableError ("is
+    immutable"); it is named as the engine's evaluation names it."""
+
+    class NormsAlways(nn.Module):
+        @nn.compact
+        def __call__(self, x, train=False):
+            return nn.Dense(3)(nn.BatchNorm(use_running_average=False)(x))
+
+    monkeypatch.setattr(_loop, "build_model", lambda config: NormsAlways())
+    config = ModelConfig("mlp", 3, (8,), width=8)
+    message = (
+        "NormsAlways writes variable 'mean' of its collection 'batch_stats' (at "
+        "'/BatchNorm_0') in an evaluation (train=False), which writes nothing"
+    )
+    with pytest.raises(ValueError, match=re.escape(message)):
+        _loop.train(config, random_dataset("toy", (8,), 3), 1, 4, 1e-2, seed=0)
+
+
 class _SowsAStatistic(nn.Module):
     """Sows into a collection of its own, which init returns as state."""
 

@@ -770,6 +770,57 @@ def test_a_collection_written_with_a_variable_init_did_not_make_is_named(toy):
         run_group(group, init_group(group, toy), toy, strategy="vmap")
 
 
+class _Counts(nn.Module):
+    """Counts its training calls in a collection of its own, which a train step reads as
+    init made it."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        calls = self.variable("counter", "calls", jnp.zeros, ())
+        if train:
+            calls.value = calls.value + 1
+        return nn.Dense(3)(x)
+
+
+class _NormsAlways(nn.Module):
+    """A BatchNorm told to use the batch's statistics whatever ``train`` says: it writes
+    its running ones in an evaluation too."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        return nn.Dense(3)(nn.BatchNorm(use_running_average=False)(x))
+
+
+@pytest.mark.parametrize(
+    "model, message",
+    [
+        (
+            _Counts(),
+            "_Counts writes variable 'calls' of its collection 'counter' (at '/') in training, "
+            "but a train step writes only 'batch_stats' (running statistics, carried from "
+            "step to step) and reads the other collections as init made them: keep what the "
+            "model updates in training in 'batch_stats'",
+        ),
+        (
+            _NormsAlways(),
+            "_NormsAlways writes variable 'mean' of its collection 'batch_stats' (at "
+            "'/BatchNorm_0') in an evaluation (train=False), which writes nothing and reads "
+            "what training left: write it only when train is true (Flax's BatchNorm: "
+            "use_running_average=not train)",
+        ),
+    ],
+    ids=["training", "evaluation"],
+)
+def test_a_write_to_a_collection_the_step_or_evaluation_does_not_write_is_named(
+    toy, model, message
+):
+    """Flax's ModifyScopeVariableError said only that the collection "is immutable"."""
+    [group] = plan_groups([Cell(Builds(model), "toy", MOMENTUM, 0)])
+    with pytest.raises(ValueError) as raised:
+        run_group(group, init_group(group, toy), toy, strategy="vmap")
+    assert str(raised.value) == message
+
+
 ONE_CELL = "state must be one cell's GroupState (step of shape ()), got one of 2 cells"
 MAPPING = "arrays must be a mapping holding x_train, y_train, got a"
 
