@@ -592,13 +592,49 @@ def _seed_data_keys(group: Group) -> np.ndarray:
     return kept(_SEED_DATA_KEYS, key, make, INIT_PROGRAMS_KEPT)
 
 
+KEY_SETTINGS = ("jax_threefry_partitionable", "jax_enable_x64")
+"""The JAX settings that change the keys a seed makes: the threefry setting those
+`jax.random.split` derives, x64 those of a seed outside ``[0, 2**32)``."""
+
+
+def _key_settings(data_key: np.ndarray, seed: int) -> dict[str, bool] | None:
+    """The values of `KEY_SETTINGS`, one of them or both other than this session's, under
+    which ``seed`` makes the data key ``data_key`` (`init_group`'s); None if under none."""
+    now = {name: bool(jax.config.values[name]) for name in KEY_SETTINGS}
+    for flipped in ((KEY_SETTINGS[0],), (KEY_SETTINGS[1],), KEY_SETTINGS):
+        settings = {name: now[name] != (name in flipped) for name in KEY_SETTINGS}
+        threefry, x64 = settings.values()
+        with jax.threefry_partitionable(threefry), jax.enable_x64(x64):
+            made = jax.random.key_data(jax.random.split(jax.random.key(seed), 3)[1])
+        if np.array_equal(np.asarray(made), data_key):
+            return {name: settings[name] for name in flipped}
+    return None
+
+
 def _seed_difference(state: GroupState, group: Group) -> str | None:
-    """The first cell whose keys ``state`` drew from another seed than ``group``'s."""
-    same = np.all(np.asarray(state.data_key) == _seed_data_keys(group), 1)
+    """The first cell whose keys ``state`` drew from another seed than ``group``'s.
+
+    Raises:
+      ValueError: the keys are its seed's under other `KEY_SETTINGS` (a state saved under
+        another setting, or another JAX version's default), naming them and how to resume.
+    """
+    keys = np.asarray(state.data_key)
+    same = np.all(keys == _seed_data_keys(group), 1)
     for i in np.flatnonzero(~same):
-        return (
-            f"cell {group.index[i]} holds the keys of another seed than its {group.cells[i].seed}"
-        )
+        seed = group.cells[i].seed
+        settings = _key_settings(keys[i], seed)
+        if settings:
+            made = ", ".join(f"{name}={value}" for name, value in settings.items())
+            now = ", ".join(f"{name}={not value}" for name, value in settings.items())
+            update = "; ".join(f"jax.config.update({n!r}, {v})" for n, v in settings.items())
+            setting = "setting" if len(settings) == 1 else "settings"
+            raise ValueError(
+                f"run_group: cell {group.index[i]} of the state holds the keys its seed {seed} "
+                f"makes under {made}, not under this session's {now}: resume it under the "
+                f"{setting} it was made with ({update}), or train the group from init_group "
+                "as a new run"
+            )
+        return f"cell {group.index[i]} holds the keys of another seed than its {seed}"
     return None
 
 

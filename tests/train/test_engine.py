@@ -1502,6 +1502,38 @@ def test_a_state_made_under_another_jax_setting_is_checked_as_such(toy, model, s
     assert resumed is state and run.chunks == []
 
 
+@pytest.mark.parametrize(
+    "seed, setting, made, now",
+    [
+        (3, _flipped_threefry, "jax_threefry_partitionable={}", "jax_threefry_partitionable={}"),
+        (-1, lambda: jax.enable_x64(True), "jax_enable_x64=True", "jax_enable_x64=False"),
+    ],
+    ids=["threefry", "x64-negative-seed"],
+)
+def test_a_state_whose_seeds_made_its_keys_under_another_setting_is_told_to_resume_under_it(
+    toy, seed, setting, made, now
+):
+    # it was refused as holding "the keys of another seed than its 3": the seed was the
+    # same, the keys were those JAX derives from it under the setting it was saved with
+    partitionable = jax.config.values["jax_threefry_partitionable"]
+    made, now = made.format(not partitionable), now.format(partitionable)
+    [group] = plan_groups([Cell(Tiny(), "toy", ADAM, seed)])
+    with setting():
+        saved = jax.device_get(init_group(group, toy))
+    name, value = made.split("=")
+    with pytest.raises(ValueError) as raised:
+        run_group(group, saved, toy, 0)
+    assert str(raised.value) == (
+        f"run_group: cell 0 of the state holds the keys its seed {seed} makes under {made}, "
+        f"not under this session's {now}: resume it under the setting it was made with "
+        f"(jax.config.update({name!r}, {value})), or train the group from init_group as a "
+        "new run"
+    )
+    with setting():  # under the setting named, it resumes
+        _, run = run_group(group, saved, toy, 0)
+    assert run.chunks == []
+
+
 def test_a_run_after_the_threefry_setting_changed_trains_as_one_made_under_it(toy, monkeypatch):
     # the compiled programs were kept by argument signature alone: the run after toggling
     # jax_threefry_partitionable drew its batches and dropout as traced under the old one
