@@ -17,9 +17,11 @@ from phosjax.train._strategy import (
     COPY,
     MATMUL_STRATEGIES,
     STRATEGIES,
+    VMAPPED_STRATEGIES,
     Executor,
     kept,
     trace_config,
+    vmap_draws_as_alone,
 )
 
 TIE = 0.05
@@ -154,11 +156,14 @@ def measure_strategies(
 
 def candidates(step: Callable[..., Any], state: Any, arrays: Any) -> tuple[str, ...]:
     """The strategies worth timing for the one-cell ``step`` on a group's stacked ``state``:
-    all of `STRATEGIES` when it computes a convolution, else all but `MATMUL_STRATEGIES`."""
+    all of `STRATEGIES` when it computes a convolution, else all but `MATMUL_STRATEGIES`;
+    none of `VMAPPED_STRATEGIES` where vmap would draw a cell's random numbers otherwise
+    than alone (`vmap_draws_as_alone`)."""
     cell = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), state)
-    if has_convs(step, cell, arrays):
-        return STRATEGIES
-    return tuple(s for s in STRATEGIES if s not in MATMUL_STRATEGIES)
+    left_out = () if has_convs(step, cell, arrays) else tuple(MATMUL_STRATEGIES)
+    if not vmap_draws_as_alone():
+        left_out += VMAPPED_STRATEGIES
+    return tuple(s for s in STRATEGIES if s not in left_out)
 
 
 def fastest(timings: dict[str, float], tie: float = TIE) -> str:

@@ -39,10 +39,12 @@ from phosjax.train._step import (
 from phosjax.train._strategy import (
     COPY,
     STRATEGIES,
+    VMAPPED_STRATEGIES,
     CompiledProgram,
     Executor,
     compile_totals,
     program_memory,
+    vmap_draws_as_alone,
 )
 
 
@@ -283,6 +285,14 @@ def check_strategy(strategy: str, where: str) -> None:
         raise ValueError(
             f"{where}: unknown strategy {strategy!r}; expected 'auto' or {STRATEGIES}{hint}"
         )
+    if strategy in VMAPPED_STRATEGIES and not vmap_draws_as_alone():
+        impl = str(jax.config.values["jax_default_prng_impl"])
+        raise ValueError(
+            f"{where}: strategy {strategy!r} batches the cells with jax.vmap, under which "
+            f"jax_default_prng_impl={impl!r} draws a cell's random numbers (its dropout) "
+            "from the other cells' keys too; use 'map', 'sequential' or 'stepwise' "
+            "('auto' leaves the vmapped ones out), or the threefry2x32 implementation"
+        )
 
 
 def check_callback(where: str, name: str, function: Any, *args: str) -> None:
@@ -379,9 +389,10 @@ def run_group(
     Raises:
       TypeError: ``group`` is no `Group`, ``data`` no data set, ``state`` no `GroupState`,
         ``on_chunk`` no function of one argument or ``should_stop`` none of no arguments.
-      ValueError: an unknown ``strategy``, ``chunk_steps`` not an int >= 1, ``until_step``
-        not an int in ``[state's step, hparams.steps]``, ``devices`` empty, with a
-        repeated device or another process's, a state whose cells are at
+      ValueError: an unknown ``strategy`` (or ``vmap`` or ``vmap_matmul`` under the
+        ``rbg`` PRNG implementations, `vmap_draws_as_alone`), ``chunk_steps`` not an int
+        >= 1, ``until_step`` not an int in ``[state's step, hparams.steps]``, ``devices``
+        empty, with a repeated device or another process's, a state whose cells are at
         different steps, or a state `init_group` did not make for this group and data
         (another cell count, tree, leaf shape or dtype, other per-cell
         hyperparameters or seeds; the message says what differs) or one trained under

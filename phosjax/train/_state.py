@@ -23,7 +23,7 @@ from phosjax.models._registry import checked_build
 from phosjax.train._config import COMPUTE_DTYPES, LR_SCHEDULES, OPTIMIZERS, HParams
 from phosjax.train._group import Group
 from phosjax.train._optim import hparams_optimizer
-from phosjax.train._strategy import kept, trace_config
+from phosjax.train._strategy import kept, per_cell, trace_config
 
 
 @flax.struct.dataclass
@@ -239,7 +239,7 @@ def _vmapped_init(signature: Any, input_shape: tuple[int, ...]) -> Any:
             settings={name: jnp.asarray(v) for name, v in recorded_settings(hp).items()},
         )
 
-    return jax.vmap(init_cell)
+    return per_cell(init_cell)
 
 
 @functools.lru_cache(maxsize=INIT_PROGRAMS_KEPT)
@@ -571,7 +571,7 @@ def _value_difference(state: GroupState, group: Group) -> str | None:
 @jax.jit
 def _data_keys(root_keys: jax.Array) -> jax.Array:
     """The data keys `init_group` derives from each cell's root key."""
-    split = jax.vmap(lambda key: jax.random.split(jax.random.wrap_key_data(key), 3)[1])
+    split = per_cell(lambda key: jax.random.split(jax.random.wrap_key_data(key), 3)[1])
     return jax.random.key_data(split(root_keys))
 
 

@@ -39,6 +39,31 @@ STRATEGIES = ("vmap", "map", "sequential", "stepwise", "vmap_matmul", "map_matmu
 MATMUL_STRATEGIES = {"vmap_matmul": "vmap", "map_matmul": "map"}
 """The strategies that compute convolutions as matrix products, and what they batch as."""
 
+VMAPPED_STRATEGIES = ("vmap", "vmap_matmul")
+"""The strategies that batch the cells' steps with `jax.vmap`."""
+
+
+def vmap_draws_as_alone() -> bool:
+    """Whether `jax.vmap` over keys draws each key's random numbers as it would alone under
+    the PRNG implementation `jax.random.key` uses now: threefry's does; under ``rbg`` and
+    ``unsafe_rbg`` a key's draws depend on the other keys of the batch (and ``unsafe_rbg``'s
+    `jax.random.split` too), so a cell's init and dropout would depend on its neighbours."""
+    return str(jax.config.values["jax_default_prng_impl"]) == "threefry2x32"
+
+
+def per_cell(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` over the leading (cell) axis of its arguments: `jax.vmap`, or `jax.lax.map`
+    where vmap would draw a cell's random numbers otherwise than alone
+    (`vmap_draws_as_alone`, read when it is called or traced)."""
+
+    def each(*args: Any) -> Any:
+        if vmap_draws_as_alone():
+            return jax.vmap(fn)(*args)
+        return jax.lax.map(lambda one: fn(*one), args)
+
+    return each
+
+
 GRID = "grid"
 """The mesh axis the cell axis is sharded over."""
 

@@ -1871,6 +1871,41 @@ def test_run_group_accepts_a_state_made_under_another_prng_implementation(toy):
     assert state.data_key.shape == (1, 4)
 
 
+# a model of its own per implementation: init's program is kept by model, not by PRNG
+# implementation, and rbg's keys and unsafe_rbg's have one shape (reported, not fixed here)
+@pytest.mark.parametrize("impl, width", [("rbg", 8), ("unsafe_rbg", 6)])
+def test_under_rbg_keys_a_cell_draws_its_init_and_keys_as_it_would_alone(toy, impl, width):
+    # jax.vmap over rbg keys draws each key's numbers from the other keys of the batch too:
+    # init_group, vmapped, gave the cell of seed 3 other params beside seed 0 than alone
+    # (by ~1.0), and under unsafe_rbg other data and dropout keys
+    def cell_three(cells: list[Cell]) -> Any:
+        [group] = plan_groups(cells)
+        state = jax.device_get(init_group(group, toy))
+        return jax.tree.map(lambda a: a[-1], (state.params, state.data_key, state.dropout_key))
+
+    with jax.default_prng_impl(impl):
+        alone = cell_three([Cell(Tiny(width, rich=True), "toy", ADAM, 3)])
+        beside = cell_three([Cell(Tiny(width, rich=True), "toy", ADAM, s) for s in (0, 3)])
+        keys = jax.random.key_data(jax.random.split(jax.random.key(3), 3)[1:])
+    assert_trees_close(alone, beside, rtol=0, atol=0)
+    np.testing.assert_array_equal(alone[1:], keys)  # data, dropout: those of its seed
+
+
+def test_a_vmapped_strategy_is_refused_under_rbg_keys_naming_the_others(toy):
+    # its dropout drew a cell's mask from its neighbours' keys too, silently
+    [group] = plan_groups(CELLS[:2])
+    with jax.default_prng_impl("rbg"):
+        state = init_group(group, toy)
+        with pytest.raises(ValueError) as raised:
+            run_group(group, state, toy, strategy="vmap_matmul")
+    assert str(raised.value) == (
+        "run_group: strategy 'vmap_matmul' batches the cells with jax.vmap, under which "
+        "jax_default_prng_impl='rbg' draws a cell's random numbers (its dropout) from the "
+        "other cells' keys too; use 'map', 'sequential' or 'stepwise' ('auto' leaves the "
+        "vmapped ones out), or the threefry2x32 implementation"
+    )
+
+
 @pytest.mark.parametrize(
     "call, message",
     [
