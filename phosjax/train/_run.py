@@ -391,8 +391,9 @@ def run_group(
         ``on_chunk`` no function of one argument or ``should_stop`` none of no arguments.
       ValueError: an unknown ``strategy`` (or ``vmap`` or ``vmap_matmul`` under the
         ``rbg`` PRNG implementations, `vmap_draws_as_alone`), ``chunk_steps`` not an int
-        >= 1, ``until_step`` not an int in ``[state's step, hparams.steps]``, ``devices``
-        empty, with a repeated device or another process's, a state whose cells are at
+        >= 1, ``until_step`` not an int in ``[state's step, hparams.steps]`` (or, not
+        given, a state past ``hparams.steps``), ``devices`` empty, with a repeated device
+        or another process's, a state whose cells are at
         different steps, or a state `init_group` did not make for this group and data
         (another cell count, tree, leaf shape or dtype, other per-cell
         hyperparameters or seeds; the message says what differs) or one trained under
@@ -453,6 +454,12 @@ def run_group(
         )
     start = int(steps_done[0])
     guarded = bool(np.any(diverged))  # a frozen cell stays frozen
+    if until_step is None and start > hp.steps:  # none given: hparams.steps, behind it
+        raise ValueError(
+            f"run_group: the state is at step {start}, past the group's hparams.steps="
+            f"{hp.steps}, the step it trains to; to train it on, resume it in a group of "
+            f"steps >= {start}"
+        )
     if not start <= until <= hp.steps:
         raise ValueError(
             f"run_group: until_step={until} must lie between the state's step {start} and "

@@ -1083,6 +1083,21 @@ def test_a_constant_schedule_extends_its_steps_as_one_run_would_train_them(toy):
     assert resumed.settings["steps"].tolist() == [8]
 
 
+def test_a_state_past_the_groups_steps_is_refused_naming_both_not_an_until_step(toy):
+    """Resumed under a constant schedule with fewer steps than it has trained, a state was
+    refused naming until_step=2, which the call never gave."""
+    hp = HParams(batch_size=16, steps=3)
+    [long] = plan_groups([Cell(Tiny(), "toy", hp, 0)])
+    [short] = plan_groups([Cell(Tiny(), "toy", dataclasses.replace(hp, steps=2), 0)])
+    state, _ = run_group(long, init_group(long, toy), toy, strategy="vmap")
+    with pytest.raises(ValueError) as raised:
+        run_group(short, state, toy, strategy="vmap")
+    assert str(raised.value) == (
+        "run_group: the state is at step 3, past the group's hparams.steps=2, the step it "
+        "trains to; to train it on, resume it in a group of steps >= 3"
+    )
+
+
 def test_a_run_group_call_reads_the_shared_hparams_its_group_made_once(toy, monkeypatch):
     """`HParams.shared` checks the hparams anew (~0.1 ms): each call made them 7 times, a
     quarter of a one-step call's time under cProfile."""
