@@ -458,7 +458,7 @@ def run_group(
         raise ValueError(
             f"run_group: the state is at step {start}, past the group's hparams.steps="
             f"{hp.steps}, the step it trains to; to train it on, resume it in a group of "
-            f"steps >= {start}"
+            f"steps > {start}"
         )
     if not start <= until <= hp.steps:
         raise ValueError(

@@ -1094,7 +1094,7 @@ def test_a_state_past_the_groups_steps_is_refused_naming_both_not_an_until_step(
         run_group(short, state, toy, strategy="vmap")
     assert str(raised.value) == (
         "run_group: the state is at step 3, past the group's hparams.steps=2, the step it "
-        "trains to; to train it on, resume it in a group of steps >= 3"
+        "trains to; to train it on, resume it in a group of steps > 3"
     )
 
 
