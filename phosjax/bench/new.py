@@ -44,6 +44,7 @@ from phosjax.bench._cli import (
     exit_process,
     kept_in_bench,
     parsed_fields,
+    refuse_unknown_options,
     run_config,
     setting_file,
 )
@@ -360,6 +361,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Runs the command line ``argv`` (default ``sys.argv[1:]``)."""
     argv = config_files_first(sys.argv[1:] if argv is None else argv)
     argv = _stored_config_to_print(names_as_lists(argv, _EXAMPLES))
+    refuse_unknown_options(parser(), argv)  # a misspelt option is the error, not a file's
     _check_config_files(argv)  # named, clear errors before jsonargparse's
     args = parser().parse_args(argv)
     if args.resume and args.force:

@@ -55,6 +55,19 @@ def test_an_option_like_none_is_the_error_without_a_guess(command, given, said, 
     )
 
 
+def test_a_misspelt_option_is_the_error_before_a_config_files_refused_value(tmp_path, capsys):
+    """``new --config c.yaml --gird.steps 3`` (meant to replace the file's steps 0) was
+    told the file's steps 0, hiding the misspelt option the user would fix instead."""
+    path = tmp_path / "c.yaml"
+    path.write_text("models: [mlp]\ngrid: {steps: 0}\n")
+    argv = ["--config", str(path), "--gird.steps", "3", "--dir", str(tmp_path / "b")]
+    assert _exit_status(_main("new"), argv) == 2
+    assert capsys.readouterr().err == (
+        "error: unrecognized arguments: --gird.steps 3 (did you mean --grid.steps?); "
+        "python -m phosjax.bench.new --help lists the options.\n"
+    )
+
+
 @pytest.mark.parametrize("command", ["new", "view", "speed"])
 def test_a_file_or_dir_given_without_its_option_is_named_with_it(command, tmp_path, capsys):
     """'new configs/example.yaml', 'view runs/example' and 'speed runs/speed' said only
