@@ -21,6 +21,7 @@ given back with ``--config``, it runs the same loop.
 
 import dataclasses
 import pathlib
+import shlex
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
@@ -34,6 +35,7 @@ from phosjax._yaml import read_file
 from phosjax.bench._argv import (
     config_files,
     config_files_first,
+    group_file,
     kept_refusal,
     layered_configs,
     names_as_lists,
@@ -335,7 +337,7 @@ def _missing_model_fields(config: Mapping[str, Any]) -> list[str]:
 
 def _source(argv: Sequence[str]) -> str:
     """Where the config came from, to start an error about it: the ``--config`` files,
-    and ``the command line`` where it sets keys.
+    and ``the command line`` where it sets keys (``--model``'s file named).
 
     Examples:
       >>> _source(["--config", "a.yaml", "--dir", "d"])
@@ -344,9 +346,16 @@ def _source(argv: Sequence[str]) -> str:
       'a.yaml with the command line (--iterations)'
       >>> _source(["--dir", "d"])
       'the command line'
+      >>> _source(["--model", __file__, "--dir", "d"]) == f"the command line (--model {__file__})"
+      True
     """
     given = option_names(argv)
-    keys = [arg for arg in dict.fromkeys(given) if arg[2:] not in _OWN]  # each once
+    model_file = group_file(argv, "model")
+    keys = [
+        f"{arg} {shlex.quote(model_file)}" if arg == "--model" and model_file else arg
+        for arg in dict.fromkeys(given)  # each once
+        if arg[2:] not in _OWN
+    ]
     files = ", ".join(config_files(argv))
     if files and not keys:
         return files

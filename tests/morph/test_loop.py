@@ -878,6 +878,19 @@ def test_a_misspelt_key_names_the_nearest_and_a_bad_value_names_where_it_came_fr
         )
 
 
+def test_a_bad_model_file_is_named_in_the_error(tmp_path, capsys):
+    """``--model m.yaml --iterations 1`` naming an unknown model was said of 'the command
+    line (--model, --iterations)', which leaves the user to guess the file."""
+    model = tmp_path / "my m.yaml"
+    model.write_text("{name: mlpp, num_classes: 10, input_shape: [40]}\n")
+    argv = ["--model", str(model), "--iterations", "1", "--dir", str(tmp_path / "run")]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.startswith(
+        f"error: the command line (--model '{model}', --iterations): MorphConfig.model: "
+        "unknown model 'mlpp'. Did you mean 'mlp'?"
+    )
+
+
 @pytest.mark.parametrize(
     "options, expected",
     [
