@@ -340,6 +340,26 @@ It takes skip_default, skip_unset or both, e.g. --print_config=skip_default,skip
     )
 
 
+def print_config_flags_joined(argv: Sequence[str]) -> list[str]:
+    """``argv`` with the flags given to ``--print_config`` after a space joined to it by
+    an ``=``, as jsonargparse takes them; it called ``skip_default`` an unrecognized
+    argument.
+
+    Examples:
+      >>> print_config_flags_joined(["--print_config", "skip_default,skip_unset", "--dir", "d"])
+      ['--print_config=skip_default,skip_unset', '--dir', 'd']
+      >>> print_config_flags_joined(["--print_config", "--dir", "d"])
+      ['--print_config', '--dir', 'd']
+    """
+    joined: list[str] = []
+    for arg in argv:
+        if joined[-1:] == ["--print_config"] and set(arg.split(",")) <= set(_PRINT_CONFIG_FLAGS):
+            joined[-1] = f"--print_config={arg}"
+        else:
+            joined.append(arg)
+    return joined
+
+
 REQUIRED = "the following arguments are required: "
 """How argparse (and jsonargparse) begins its message about missing arguments."""
 
@@ -421,9 +441,12 @@ class Parser(ArgumentParser):
 
     def parse_args(self, args: Sequence[str] | None = None, **kwargs: Any) -> Any:  # type: ignore[override]
         """jsonargparse's `parse_args`, a ``~`` beginning ``--dir`` or ``--out`` expanded
-        (`expand_dirs`); an empty one is refused (`refuse_empty_dirs`), as is a group's
-        file (``--grid FILE``) that a config file could not be (`_read_group_files`)."""
-        argv = self.argv = expand_dirs(sys.argv[1:] if args is None else args)
+        (`expand_dirs`), ``--print_config``'s flags after a space joined to it
+        (`print_config_flags_joined`); an empty ``--dir`` is refused (`refuse_empty_dirs`),
+        as is a group's file (``--grid FILE``) that a config file could not be
+        (`_read_group_files`)."""
+        given = sys.argv[1:] if args is None else args
+        argv = self.argv = expand_dirs(print_config_flags_joined(given))
         self._read_group_files(argv)
         return refuse_empty_dirs(self, super().parse_args(argv, **kwargs))
 
@@ -544,7 +567,9 @@ def run_config(
             action.required = False
     printing = ("--print_config", "--help", "-h")
     try:
-        args = parser.parse_args([arg for arg in argv if arg.split("=", 1)[0] not in printing])
+        args = parser.parse_args(
+            [arg for arg in print_config_flags_joined(argv) if arg.split("=", 1)[0] not in printing]
+        )
     except argparse.ArgumentError:
         return None
     return parsed_fields(args, own)

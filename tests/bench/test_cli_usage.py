@@ -148,6 +148,24 @@ def test_an_unknown_print_config_flag_names_the_flags_it_takes(module, capsys):
     )
 
 
+@pytest.mark.parametrize(
+    ("module", "options"),
+    [
+        ("phosjax.bench.new", ["--models", "mlp", "--datasets", "digits"]),
+        ("phosjax.morph.__main__", ["--model", "{name: mlp, num_classes: 10, input_shape: 40}"]),
+    ],
+)
+def test_print_config_takes_its_flags_after_a_space(module, options, tmp_path, capsys):
+    """'--print_config skip_default' said 'unrecognized arguments: skip_default'."""
+    main = importlib.import_module(module).main
+    printed = []
+    for flags in (["--print_config", "skip_default"], ["--print_config=skip_default"]):
+        assert _exit_status(main, [*options, "--dir", str(tmp_path / "d"), *flags]) == 0
+        printed.append(yaml.safe_load(capsys.readouterr().out))
+    assert printed[0] == printed[1]
+    assert "seeds" not in printed[0] and "seed" not in printed[0]  # a default, skipped
+
+
 @pytest.mark.parametrize("module", ["phosjax.bench.new", "phosjax.morph.__main__"])
 def test_a_config_file_beginning_with_a_tilde_after_an_equals_sign_is_read_from_home(
     module, tmp_path, monkeypatch, capsys
