@@ -24,6 +24,15 @@ def _exit_status(main, argv):
         return exit_info.code
 
 
+@pytest.mark.parametrize("module", [*(f"phosjax.bench.{c}" for c in COMMANDS), "phosjax.morph"])
+def test_help_names_no_private_module(module, capsys):
+    """'new --help' sent its user to `phosjax.bench._runner.chunk_size`, a private function."""
+    module = f"{module}.__main__" if module.endswith(("view", "morph")) else module
+    assert _exit_status(importlib.import_module(module).main, ["--help"]) == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert help_text.startswith("usage: python -m phosjax.") and "._" not in help_text
+
+
 @pytest.mark.parametrize("command", COMMANDS)
 def test_a_misspelt_option_is_the_error_with_the_nearest_option(command, tmp_path, capsys):
     args = ["--dirr", str(tmp_path / "b")] + (["--mlflow", "x"] if command == "export" else [])
