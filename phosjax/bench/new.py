@@ -17,14 +17,17 @@ continues a bench of your own models too.
 
 import contextlib
 import dataclasses
+import json
 import pathlib
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+import yaml
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 import phosjax.bench._interrupt  # noqa: F401  first: a Ctrl-C while jax loads is kept
+from phosjax._yaml import safe_load
 from phosjax.bench import _layout, _plan
 from phosjax.bench._argv import (
     config_files,
@@ -137,24 +140,54 @@ def parser() -> ArgumentParser:
         if action.dest in _NAMED:
             names = f"One of: {', '.join(_NAMED[action.dest])}."
             action.help = f"{action.help} {names}" if action.help else names
-    _append_to_counted_seeds(next(a for a in parser._actions if a.dest == "seeds"))
+    actions = {action.dest: action for action in parser._actions}
+    _before_appending(actions["seeds"], _seeds_counted)
+    _before_appending(actions["grid.width"], _widths_whole)
     return parser
 
 
-def _append_to_counted_seeds(action: Any) -> None:
-    """Makes ``action`` (``--seeds``) append with ``--seeds+`` to a number of seeds the
-    seeds it numbers (``seeds: 2``: 0 and 1); jsonargparse took the number for a seed
-    (``--seeds+ 5`` on ``seeds: 2`` planned seeds 2 and 5, not 0, 1 and 5)."""
+def _before_appending(action: Any, before: Callable[[Any, Any], tuple[Any, str]]) -> None:
+    """Makes ``action`` call ``before(namespace, value)`` when its ``+`` option appends
+    ``value``, and parse the value and option it returns instead."""
     parse = type(action).__call__
+    appending = f"{action.option_strings[0]}+"
 
     def call(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if len(args) == 4 and args[3] == "--seeds+":  # (parser, namespace, value, option)
-            count = args[1].get("seeds")
-            if isinstance(count, int) and not isinstance(count, bool):
-                args[1]["seeds"] = list(range(count))
+        if len(args) == 4 and args[3] == appending:  # (parser, namespace, value, option)
+            args = (args[0], args[1], *before(args[1], args[2]))
         return parse(self, *args, **kwargs)
 
-    action.__class__ = type("SeedsAction", (type(action),), {"__call__": call})
+    action.__class__ = type(
+        f"{type(action).__name__}Appending", (type(action),), {"__call__": call}
+    )
+
+
+def _seeds_counted(namespace: Any, value: Any) -> tuple[Any, str]:
+    """For ``--seeds+``: a number of seeds so far as the seeds it numbers (``seeds: 2``: 0
+    and 1); jsonargparse took the number for a seed (``--seeds+ 5`` on ``seeds: 2``
+    planned seeds 2 and 5, not 0, 1 and 5)."""
+    count = namespace.get("seeds")
+    if isinstance(count, int) and not isinstance(count, bool):
+        namespace["seeds"] = list(range(count))
+    return value, "--seeds+"
+
+
+def _widths_whole(namespace: Any, value: Any) -> tuple[Any, str]:
+    """For ``--grid.width+``: the widths so far with those ``value`` gives (one, or a YAML
+    list of them), as ``--grid.width``'s value; jsonargparse appended within each width
+    too (``--grid.width 8 --grid.width+ 16`` planned the two-stage width [8, 8] and 16,
+    not 8 and 16). A value YAML cannot read, or that holds no width (``abc``), is left
+    to the parser, which says so."""
+    try:
+        given = safe_load(value) if isinstance(value, str) else value
+    except yaml.YAMLError:
+        return value, "--grid.width+"
+    added = given if isinstance(given, list) else [given]
+    if not all(isinstance(width, int | list) for width in added):
+        return value, "--grid.width+"
+    so_far = namespace.get("grid.width")
+    widths = [] if so_far is None else so_far if isinstance(so_far, list) else [so_far]
+    return json.dumps([*widths, *added]), "--grid.width"
 
 
 def _is_morph_config(data: Any) -> bool:

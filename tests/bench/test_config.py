@@ -351,6 +351,22 @@ def test_seeds_appended_to_a_number_of_seeds_add_to_the_seeds_it_numbers(tmp_pat
     assert args.seeds == seeds
 
 
+@pytest.mark.parametrize(
+    ("given", "widths"),
+    [
+        (["--grid.width+", "16"], [8, [4, 4], 16]),
+        (["--grid.width+", "[16, [2, 2]]"], [8, [4, 4], 16, [2, 2]]),
+        (["--grid.width", "8", "--grid.width+", "16"], [8, 16]),
+    ],
+)
+def test_widths_appended_keep_each_width_as_it_is(tmp_path, given, widths):
+    """'--grid.width 8 --grid.width+ 16' gave widths [8, 8] and [16]: the width 8 became
+    a two-stage width (a model of 1122 params, not 842, for cnn1d), and [4, 4] [4, 4, 4, 4]."""
+    path = write(tmp_path, "models: [cnn1d]\ngrid: {width: [8, [4, 4]]}\n")
+    args = parser().parse_args(["--config", str(path), "--dir", "runs/x", *given])
+    assert args.grid.width == widths
+
+
 def test_print_config_prints_the_resolved_config(tmp_path, capsys):
     path = write(tmp_path, "models: [mlp, cnn1d]\ngrid: {steps: 50}\n")
     with pytest.raises(SystemExit) as exit_info:
