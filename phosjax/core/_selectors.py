@@ -119,7 +119,7 @@ def compile_selector(selector: str) -> re.Pattern[str]:
       [True, False]
     """
     if not isinstance(selector, str) or not selector:  # checked before the cache hashes it
-        raise ValueError(f"A selector must be a non-empty string, got {selector!r}.")
+        raise ValueError(f"A selector must be a non-empty string, got {cut_repr(selector)}.")
     return _compile(selector)
 
 

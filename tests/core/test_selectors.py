@@ -261,6 +261,29 @@ def test_a_selector_that_is_no_str_nor_list_is_named(call):
     ("call", "said"),
     [
         (
+            lambda: px.select(["a"], jnp.zeros((40, 40))),
+            "Array([[0., 0., 0., ..., 0., 0., 0.], [0., 0., 0., ..., 0.,… (shape (40, 40), "
+            "dtype float32).",
+        ),
+        (  # an array is a list of selectors, its rows
+            lambda: px.probe(Tagged(), {}, jnp.ones(2), jnp.zeros((40, 40))),
+            "Array([0., 0., 0., 0., 0., 0., 0., 0., 0., 0., 0., 0., 0., … (shape (40,), "
+            "dtype float32).",
+        ),
+    ],
+    ids=["select", "probe"],
+)
+def test_an_array_given_as_the_selector_is_named_in_one_short_line(call, said):
+    """The message held the whole array's repr, 7 lines for select, 3 for probe."""
+    with pytest.raises(ValueError) as error:
+        call()
+    assert str(error.value) == "A selector must be a non-empty string, got " + said
+
+
+@pytest.mark.parametrize(
+    ("call", "said"),
+    [
+        (
             lambda: px.tweak(Tagged(), {}, jnp.ones(2), 3.0),
             "3.0 (of type float), not a dict {selector: value} giving each knob it selects "
             "its value, e.g. {'**/T': value}.",
