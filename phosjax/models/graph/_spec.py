@@ -114,13 +114,21 @@ def input_names(inputs: str | Iterable[str], call: str = "node") -> tuple[str, .
       phosjax.models.graph._spec.GraphError: node(inputs=3): inputs is a node name or ...
     """
     names = (inputs,) if isinstance(inputs, str) else inputs
+    held = ""
     if isinstance(names, Iterable) and not isinstance(names, Set):
         names = tuple(names)
-        if all(isinstance(name, str) for name in names):
+        others = [(i, name) for i, name in enumerate(names) if not isinstance(name, str)]
+        if not others:
             return names
+        if isinstance(inputs, list | tuple):  # a long one's cut repr may not show it
+            i, name = others[0]
+            held = (
+                f"; inputs[{i}] is {cut_repr(name)} (of type {type(name).__name__}), not a "
+                "node name (a str)"
+            )
     raise GraphError(
         f"{call}(inputs={cut_repr(inputs)}): inputs is a node name or a tuple of node names, "
-        "e.g. inputs='conv' or inputs=('conv', 'stem') (in order: a set has none)."
+        f"e.g. inputs='conv' or inputs=('conv', 'stem') (in order: a set has none){held}."
     )
 
 

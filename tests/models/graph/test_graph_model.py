@@ -388,6 +388,35 @@ def test_an_array_given_as_a_node_fn_is_named_in_one_short_line():
     )
 
 
+NAMES = ["blocks_0/conv", "blocks_1/conv", "blocks_2/conv", "blocks_3/conv"]
+"""Node names whose list is longer than an error shows of a value."""
+
+
+@pytest.mark.parametrize(
+    ("call", "said"),
+    [
+        (
+            lambda: node(abs, inputs=[*NAMES, 2]),
+            "node(inputs=['blocks_0/conv', 'blocks_1/conv', 'blocks_2/conv', 'blocks…): ",
+        ),
+        (
+            lambda: rewire(GraphModel({"a": nn.relu}), "a", [*NAMES, 2]),
+            "rewire(inputs=['blocks_0/conv', 'blocks_1/conv', 'blocks_2/conv', 'blocks…): ",
+        ),
+    ],
+    ids=["node", "rewire"],
+)
+def test_a_long_list_of_inputs_names_the_one_that_is_no_str(call, said):
+    """The list was cut before its 2, which the message named nowhere else."""
+    with pytest.raises(GraphError) as error:
+        call()
+    assert str(error.value) == said + (
+        "inputs is a node name or a tuple of node names, e.g. inputs='conv' or "
+        "inputs=('conv', 'stem') (in order: a set has none); inputs[4] is 2 (of type int), "
+        "not a node name (a str)."
+    )
+
+
 def test_an_error_in_a_node_call_keeps_its_type_and_names_the_node(key):
     model = GraphModel({"stem": nn.Dense(2), "group": {"bad": lambda h: h + "text"}})
     with pytest.raises(TypeError) as caught:
