@@ -521,7 +521,9 @@ def _refill(path: str, stored: jax.Array, value: Any) -> jax.Array:
             f"{stored.shape}), got {cut_repr(value)}."
         ) from error
     except OverflowError as error:  # a Python int beyond JAX's default int
-        raise ValueError(f"{cannot_hold} {value}; give {what_holds(stored.dtype)}.") from error
+        raise ValueError(
+            f"{cannot_hold} {_number_shown(value)}; give {what_holds(stored.dtype)}."
+        ) from error
     if array.dtype == bool and stored.dtype != bool:  # as Range's bounds and layer sizes
         raise TypeError(
             f"Knob {path!r} holds {np.dtype(stored.dtype).name}, and a bool is no number "
@@ -534,10 +536,21 @@ def _refill(path: str, stored: jax.Array, value: Any) -> jax.Array:
             f"broadcast to it (give a scalar, or an array of shape {stored.shape})."
         )
     if not is_traced(value) and not holds_exactly(stored.dtype, value):
-        raise ValueError(f"{cannot_hold} {value}; give {what_holds(stored.dtype)}.")
+        raise ValueError(f"{cannot_hold} {_number_shown(value)}; give {what_holds(stored.dtype)}.")
     # cast explicitly (an integer value was checked above), so that a float32 value sets a
     # bfloat16 knob even where the caller's dtype promotion is strict
     return stored.at[...].set(array.astype(stored.dtype))
+
+
+def _number_shown(value: Any) -> str:
+    """``value`` (a number, an array or a list of them) as an error names it: a number as
+    it reads, an array cut to one short line (`cut_repr`).
+
+    Examples:
+      >>> _number_shown(np.float64(2.5)), _number_shown([2**70] * 3)
+      ('2.5', '[1180591620717411303424, 1180591620717411303424, 1180591620…')
+    """
+    return str(value) if np.ndim(value) == 0 else cut_repr(value)
 
 
 def is_traced(value: Any) -> bool:

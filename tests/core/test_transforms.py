@@ -781,6 +781,32 @@ def test_an_integer_knob_refuses_a_value_it_cannot_hold_a_float_one_rounds():
         set_under_jit(2.5)  # it was set to 2: the check was skipped for a traced array
 
 
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        (
+            np.full(40, 2.5),
+            "array([2.5, 2.5, 2.5, 2.5, 2.5, 2.5, 2.5, 2.5, 2.5, 2.5, 2.… (shape (40,), dtype "
+            "float64)",
+        ),
+        (  # beyond JAX's default int: the OverflowError's path
+            [2**70] * 40,
+            "[1180591620717411303424, 1180591620717411303424, 1180591620…",
+        ),
+    ],
+    ids=["fraction", "overflow"],
+)
+def test_an_array_an_integer_knob_cannot_hold_is_named_in_one_short_line(value, said):
+    """The message held every entry, on three lines, or on one of 1000 characters."""
+    variables = {"knobs": {"k": jnp.zeros(40, jnp.int32)}}
+    with pytest.raises(ValueError) as error:
+        px.set_knobs(variables, {"k": value})
+    assert str(error.value) == (
+        f"Knob 'k' holds int32, which cannot hold {said}; give a whole number from "
+        "-2147483648 to 2147483647."
+    )
+
+
 def test_inject_the_probed_value_changes_nothing():
     model, variables = Stack(), init("plain")
     out, found = px.probe(model, variables, X, "blocks_1/pre_act")
