@@ -415,14 +415,26 @@ def collection_write_error(model: nn.Module, error: Exception, training: bool) -
       Dense writes variable 'n' of its collection 'counter' (at '/') in an evaluation
       (train=False), which writes nothing and reads what training left: write it only when
       train is true (Flax's BatchNorm: use_running_average=not train)
+      >>> error = ValueError('Cannot update variable "g" in "/" because collection "params"')
+      >>> print(collection_write_error(nn.Dense(2), error, training=True))
+      Dense writes variable 'g' of its collection 'params' (at '/') in training, but a train
+      step changes params only by the optimizer's update (from their gradient): keep what the
+      model updates in training itself in 'batch_stats' (running statistics, carried from step
+      to step)
     """
     found = re.search(r'variable "([^"]*)" in "([^"]*)" because collection "([^"]*)"', str(error))
     if found:
         name, path, collection = found.groups()
         what = f"variable {name!r} of its collection {collection!r} (at {path!r})"
     else:
-        what = f"a variable ({error})"
+        collection, what = None, f"a variable ({error})"
     written = f"{type(model).__name__} writes {what}"
+    if training and collection == "params":
+        return ValueError(
+            f"{written} in training, but a train step changes params only by the "
+            "optimizer's update (from their gradient): keep what the model updates in "
+            "training itself in 'batch_stats' (running statistics, carried from step to step)"
+        )
     if training:
         return ValueError(
             f"{written} in training, but a train step writes only "

@@ -86,20 +86,26 @@ if OWN_STREAM not in registered_models():
 COUNTS = "test_plan_counts"
 """A registered model that counts its training calls in a collection of its own."""
 
+COUNTS_IN_PARAMS = "test_plan_counts_in_params"
+"""A registered model that counts its training calls in a param."""
+
 
 class _Counts(nn.Module):
     num_classes: int
+    collection: str
 
     @nn.compact
     def __call__(self, x, train=False):
-        calls = self.variable("counter", "calls", jnp.zeros, ())
+        calls = self.variable(self.collection, "calls", jnp.zeros, ())
         if train:
             calls.value = calls.value + 1
         return nn.Dense(self.num_classes)(x)
 
 
 if COUNTS not in registered_models():
-    register_model(COUNTS, build=lambda config: _Counts(config.num_classes))
+    register_model(COUNTS, build=lambda config: _Counts(config.num_classes, "counter"))
+if COUNTS_IN_PARAMS not in registered_models():
+    register_model(COUNTS_IN_PARAMS, build=lambda config: _Counts(config.num_classes, "params"))
 
 DROPS_KNOB = "test_plan_drops_knob"
 """A registered model whose knob T, made in an nn.scan without knobs axes, is dropped."""
@@ -550,6 +556,18 @@ def test_bad_model_option_names_the_model(toy):
             {"name": COUNTS},
             rf"model '{COUNTS}' on 'toy': _Counts writes variable 'calls' of its collection "
             r"'counter' \(at '/'\) in training, but a train step writes only 'batch_stats'",
+        ),
+        (  # was told the step reads params as init made them
+            {"name": COUNTS_IN_PARAMS},
+            "^"
+            + re.escape(
+                f"model '{COUNTS_IN_PARAMS}' on 'toy': _Counts writes variable 'calls' of its "
+                "collection 'params' (at '/') in training, but a train step changes params "
+                "only by the optimizer's update (from their gradient): keep what the model "
+                "updates in training itself in 'batch_stats' (running statistics, carried from "
+                "step to step)"
+            )
+            + "$",
         ),
     ],
 )
