@@ -15,6 +15,7 @@ from phosjax.models import register_model, registered_models
 from tests.bench.runner_tiny import tiny_config
 from tests.data import tfds_toys
 from tests.morph.unfollowable import NAME as UNFOLLOWED
+from tests.train.tiny import Counts
 
 BROKEN = "test_plan_broken"
 """A registered model whose build fails with an error that is neither ValueError nor TypeError."""
@@ -90,22 +91,10 @@ COUNTS_IN_PARAMS = "test_plan_counts_in_params"
 """A registered model that counts its training calls in a param."""
 
 
-class _Counts(nn.Module):
-    num_classes: int
-    collection: str
-
-    @nn.compact
-    def __call__(self, x, train=False):
-        calls = self.variable(self.collection, "calls", jnp.zeros, ())
-        if train:
-            calls.value = calls.value + 1
-        return nn.Dense(self.num_classes)(x)
-
-
 if COUNTS not in registered_models():
-    register_model(COUNTS, build=lambda config: _Counts(config.num_classes, "counter"))
+    register_model(COUNTS, build=lambda config: Counts(config.num_classes, "counter"))
 if COUNTS_IN_PARAMS not in registered_models():
-    register_model(COUNTS_IN_PARAMS, build=lambda config: _Counts(config.num_classes, "params"))
+    register_model(COUNTS_IN_PARAMS, build=lambda config: Counts(config.num_classes, "params"))
 
 DROPS_KNOB = "test_plan_drops_knob"
 """A registered model whose knob T, made in an nn.scan without knobs axes, is dropped."""
@@ -554,14 +543,14 @@ def test_bad_model_option_names_the_model(toy):
         ),
         (  # planned with every collection writable: its group failed once it trained
             {"name": COUNTS},
-            rf"model '{COUNTS}' on 'toy': _Counts writes variable 'calls' of its collection "
+            rf"model '{COUNTS}' on 'toy': Counts writes variable 'calls' of its collection "
             r"'counter' \(at '/'\) in training, but a train step writes only 'batch_stats'",
         ),
         (  # was told the step reads params as init made them
             {"name": COUNTS_IN_PARAMS},
             "^"
             + re.escape(
-                f"model '{COUNTS_IN_PARAMS}' on 'toy': _Counts writes variable 'calls' of its "
+                f"model '{COUNTS_IN_PARAMS}' on 'toy': Counts writes variable 'calls' of its "
                 "collection 'params' (at '/') in training, but a train step changes params "
                 "only by the optimizer's update (from their gradient): keep what the model "
                 "updates in training itself in 'batch_stats' (running statistics, carried from "

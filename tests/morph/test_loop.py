@@ -36,6 +36,7 @@ from phosjax.morph.__main__ import main
 from tests.benchmark_scripts import load_benchmark
 from tests.data import tfds_toys
 from tests.morph.unfollowable import NAME as UNFOLLOWED
+from tests.train.tiny import NormsAlways
 
 
 @pytest.mark.slow
@@ -1135,11 +1136,6 @@ def test_train_names_a_collection_the_model_writes_in_evaluation_as_the_engine_d
     """The loop's test accuracy applied the model itself: a BatchNorm that uses the
     batch's statistics whatever ``train`` says was Flax's ModifyScopeVariableError ("is
     immutable"); it is named as the engine's evaluation names it."""
-
-    class NormsAlways(nn.Module):
-        @nn.compact
-        def __call__(self, x, train=False):
-            return nn.Dense(3)(nn.BatchNorm(use_running_average=False)(x))
 
     monkeypatch.setattr(_loop, "build_model", lambda config: NormsAlways())
     config = ModelConfig("mlp", 3, (8,), width=8)

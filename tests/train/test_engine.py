@@ -46,7 +46,7 @@ from phosjax.train._step import (
     make_evaluate,
     make_train_step,
 )
-from tests.train.tiny import Builds, Tiny, toy_data
+from tests.train.tiny import Builds, Counts, NormsAlways, Tiny, toy_data
 
 TOL = {"rtol": 2e-5, "atol": 2e-6}
 ADAM = HParams(batch_size=16, steps=8, eval_every=4)
@@ -770,40 +770,19 @@ def test_a_collection_written_with_a_variable_init_did_not_make_is_named(toy):
         run_group(group, init_group(group, toy), toy, strategy="vmap")
 
 
-class _Counts(nn.Module):
-    """Counts its training calls in a collection of its own, which a train step reads as
-    init made it."""
-
-    @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        calls = self.variable("counter", "calls", jnp.zeros, ())
-        if train:
-            calls.value = calls.value + 1
-        return nn.Dense(3)(x)
-
-
-class _NormsAlways(nn.Module):
-    """A BatchNorm told to use the batch's statistics whatever ``train`` says: it writes
-    its running ones in an evaluation too."""
-
-    @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        return nn.Dense(3)(nn.BatchNorm(use_running_average=False)(x))
-
-
 @pytest.mark.parametrize(
     "model, message",
     [
         (
-            _Counts(),
-            "_Counts writes variable 'calls' of its collection 'counter' (at '/') in training, "
+            Counts(),
+            "Counts writes variable 'calls' of its collection 'counter' (at '/') in training, "
             "but a train step writes only 'batch_stats' (running statistics, carried from "
             "step to step) and reads the other collections as init made them: keep what the "
             "model updates in training in 'batch_stats'",
         ),
         (
-            _NormsAlways(),
-            "_NormsAlways writes variable 'mean' of its collection 'batch_stats' (at "
+            NormsAlways(),
+            "NormsAlways writes variable 'mean' of its collection 'batch_stats' (at "
             "'/BatchNorm_0') in an evaluation (train=False), which writes nothing and reads "
             "what training left: write it only when train is true (Flax's BatchNorm: "
             "use_running_average=not train)",
@@ -815,9 +794,8 @@ def test_a_write_to_a_collection_the_step_or_evaluation_does_not_write_is_named(
     toy, model, message
 ):
     """Flax's ModifyScopeVariableError said only that the collection "is immutable"."""
-    [group] = plan_groups([Cell(Builds(model), "toy", MOMENTUM, 0)])
-    with pytest.raises(ValueError) as raised:
-        run_group(group, init_group(group, toy), toy, strategy="vmap")
+    with pytest.raises(ValueError) as raised:  # refused before any cell trains: traced alone
+        train_grid([Cell(Builds(model), "toy", MOMENTUM, 0)], datasets={"toy": toy})
     assert str(raised.value) == message
 
 

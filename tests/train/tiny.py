@@ -41,6 +41,32 @@ class _Rich(nn.Module):
         return out / px.knob(self, "T", 1.0, doc="temperature")
 
 
+class Counts(nn.Module):
+    """Counts its training calls in variable ``calls`` of ``collection``: a train step
+    writes none but ``batch_stats``."""
+
+    num_classes: int = 3
+    collection: str = "counter"
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        calls = self.variable(self.collection, "calls", jnp.zeros, ())
+        if train:
+            calls.value = calls.value + 1
+        return nn.Dense(self.num_classes)(x)
+
+
+class NormsAlways(nn.Module):
+    """A BatchNorm told to use the batch's statistics whatever ``train`` says: it writes
+    its running ones in an evaluation too."""
+
+    num_classes: int = 3
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        return nn.Dense(self.num_classes)(nn.BatchNorm(use_running_average=False)(x))
+
+
 @dataclasses.dataclass(frozen=True)
 class Tiny:
     """A model config: ``Tiny().build()``; ``rich=True`` uses every engine feature."""
