@@ -44,6 +44,7 @@ from phosjax.bench._interrupt import (
     stopped_line,
     stops_ignored,
 )
+from phosjax.bench._reading import LET_READ
 from phosjax.bench._store import NO_ROOM, NOT_WRITABLE
 from phosjax.bench._summary import command_line
 from phosjax.bench._usage import expand_dirs, refuse_empty_dirs, usage_error
@@ -702,10 +703,11 @@ def entry_point(
     interrupted: str | Callable[[Sequence[str]], str], *, reads_only: bool = False
 ) -> Callable[[Callable[[Sequence[str] | None], int | None]], Callable[..., int]]:
     """Wraps ``main(argv)``, which returns its exit status (None: 0): a `BenchError`
-    prints ``error: ...`` and returns 2; a write that found no room (`NO_ROOM`) or was
-    refused (`NOT_WRITABLE`: a folder turned read-only; the system's error names the file)
-    prints ``error: ...``, what makes room or allows it and ``interrupted``, and returns
-    1, as every file is written whole; Ctrl-C prints
+    prints ``error: ...`` and returns 2; a write that found no room (`NO_ROOM`) or an
+    access refused (`NOT_WRITABLE`: a folder turned read-only, its permissions, which
+    refuse reads too; `LET_READ` where it ``reads_only``; the system's error names the
+    file) prints ``error: ...``, what makes room or allows it and ``interrupted``, and
+    returns 1, as every file is written whole; Ctrl-C prints
     ``interrupted: <interrupted>`` (what it leaves and how to go on; a function of the
     command's arguments, such as `kept_in_bench`, says it once they are known) and
     returns `INTERRUPTED`; a stop signal (SIGTERM: ``interrupted by SIGTERM:
@@ -750,6 +752,8 @@ def entry_point(
                 allows = NO_ROOM.get(error.errno or 0) or NOT_WRITABLE.get(error.errno or 0)
                 if allows is None:
                     raise
+                if reads_only and error.errno in NOT_WRITABLE:  # it writes nothing: a read
+                    allows = LET_READ
                 if error.filename == getattr(sys.stdout, "name", None):
                     _stdout_dropped()  # its output is not written again at exit
                 said = interrupted if isinstance(interrupted, str) else interrupted(args)

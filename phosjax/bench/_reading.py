@@ -57,10 +57,9 @@ CONFIG_HINT = (
     "config the bench was started with, with the models add_models added to its models): "
     "no run continues the bench, nor adds models to it, until it reads."
 )
-REFUSED = (
-    "the system would not read it, whatever it holds: let this user read it (its "
-    "permissions, those of its folder), or see to the disk"
-)
+LET_READ = "let this user read it (its permissions, those of its folder)"
+"""What allows a read the system refused (``EACCES``, ``EPERM``)."""
+REFUSED = f"the system would not read it, whatever it holds: {LET_READ}, or see to the disk"
 """What to do where the system would not read a bench file: it need not be damaged."""
 _PLANNED_HINT = (
     f"{WRITTEN_WHOLE}; delete it, then continue the bench (python -m phosjax.bench.new --dir "

@@ -263,14 +263,15 @@ NO_ROOM = {
 }
 """The errors of a write that found no room, with what makes room."""
 
-_LET_WRITE = "let this user write it (its permissions, those of its folder)"
+_LET_USE = "let this user read and write it (its permissions, those of its folder)"
 NOT_WRITABLE = {
-    errno.EACCES: _LET_WRITE,
-    errno.EPERM: _LET_WRITE,
+    errno.EACCES: _LET_USE,
+    errno.EPERM: _LET_USE,
     errno.EROFS: "mount its disk read-write (it is read-only)",
 }
 """The errors of a write to a folder one may not write (its permissions, a read-only
-file system: a bind mount, an archive), with what allows it."""
+file system: a bind mount, an archive), with what allows it; its permissions refuse a
+read (of a file, a folder listed) with the same errors, so their words name both."""
 
 
 def naming(error: OSError, path: str | os.PathLike) -> OSError:

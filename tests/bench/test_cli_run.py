@@ -179,6 +179,26 @@ def test_profile_of_a_bench_with_unfinished_cells_says_how_many_are_finished(
     assert "note:" not in capsys.readouterr().out
 
 
+def test_profile_refused_a_read_says_to_let_this_user_read_it(cli_bench, capsys, monkeypatch):
+    """profile, which writes nothing, said of a folder it may not list 'let this user
+    write it (its permissions, those of its folder), then: nothing was changed'."""
+    profile = cli_bench[0] / "profile"
+    listdir = os.listdir
+
+    def refused(path="."):
+        if pathlib.Path(path) == profile:  # chmod 000, another user's
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return listdir(path)
+
+    monkeypatch.setattr(os, "listdir", refused)
+    assert profile_main(["--dir", str(cli_bench[0])]) == 1
+    assert capsys.readouterr().err == (
+        f"error: [Errno 13] Permission denied: {str(profile)!r}; let this user read it (its "
+        "permissions, those of its folder), then: nothing was changed (profile only reads the "
+        "bench).\n"
+    )
+
+
 def test_another_config_is_refused_on_the_command_line(cli_bench, tmp_path, capsys):
     root, _, _ = cli_bench
     other = tmp_path / "other.yaml"

@@ -34,7 +34,7 @@ from tests.bench.runner_tiny import Killed
         ),
         (
             OSError(errno.EACCES, "Permission denied"),
-            "let this user write it (its permissions, those of its folder)",
+            "let this user read and write it (its permissions, those of its folder)",
         ),
     ],
 )
