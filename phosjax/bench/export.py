@@ -31,6 +31,7 @@ files.
 """
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
@@ -387,13 +388,15 @@ def export_mlflow(
             f"cannot read {_layout.CELLS}: its model_id {odd[0]!r} is no file name (a "
             f"model's blurb is blurbs/<model_id>.json); {hint(_layout.CELLS)}"
         )
-    with export_locked(bench.root):  # before it deletes another's unfinished runs
+    # export_locked: before it deletes another's unfinished runs
+    with export_locked(bench.root), contextlib.ExitStack() as using:
         try:
             client = MlflowClient(tracking_uri)
             experiment = experiment or bench.name
             experiment_id = _experiment_id(client, experiment, tracking_uri)
         except OSError as error:  # a file: store that is a file, or cannot be made or written
             raise MlflowException(f"cannot use the MLflow store {tracking_uri}: {error}") from error
+        using.enter_context(_system_errors_unwrapped(tracking_uri))  # the store in use
         done = _exported_cells(client, experiment_id, created, config_hash)
         exported = Exported(experiment_id, {}, [], [], experiment)
         # Those of its creation time alone: one tagged with its config hash alone may be
@@ -457,6 +460,24 @@ def export_mlflow(
                 client.set_terminated(run_id)
                 exported.runs[cell_id] = run_id
     return exported
+
+
+@contextlib.contextmanager
+def _system_errors_unwrapped(tracking_uri: str) -> Iterator[None]:
+    """Within it, an `MlflowException` wrapping the OSError of a full disk (`NO_ROOM`), as
+    MLflow's file store wraps it, raises that OSError (naming the store where it names no
+    file), as MLflow's other writes (``log_artifact``) raise theirs: ``export`` says what
+    makes room, that the cells exported so far stay and the command that exports the
+    others (`entry_point`)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as error:
+        system = error.__cause__ or error.__context__
+        if isinstance(system, OSError) and system.errno in NO_ROOM:
+            raise naming(system, system.filename or tracking_uri) from error
+        raise
 
 
 def _cut_short(runs: dict[str, str]) -> str:
@@ -523,9 +544,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except mlflow.exceptions.MlflowException as error:
-        system = error.__cause__ or error.__context__  # MLflow's file store wraps a full disk's
-        if isinstance(system, OSError) and system.errno in NO_ROOM:  # said by `entry_point`
-            raise naming(system, system.filename or args.mlflow) from error
         message = str(error).strip()
         if args.mlflow not in message:  # MLflow's own words: the store they are about
             message = f"--mlflow {args.mlflow}: {message}"

@@ -840,3 +840,21 @@ def test_a_full_disk_under_a_file_store_says_what_makes_room_and_the_next_export
     monkeypatch.setattr(file_store, "write_to", write_to)  # room made
     assert main(argv) == 0
     assert len(_runs(store)[1]) == len(written.cells)
+
+
+def test_a_full_disk_as_the_store_is_made_says_it_cannot_be_used(
+    written, store, capsys, monkeypatch
+):
+    """A full disk as MLflow made its file store, before any cell was exported, ended the
+    export with 'the cells exported so far stay in MLflow' (exit status 1), where it said
+    that the store cannot be used."""
+    from mlflow.store.tracking import file_store
+
+    def no_room(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(file_store, "write_yaml", no_room)
+    assert main(["--dir", str(written.root), "--mlflow", store, "--no_progress"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: cannot use the MLflow store {store}: [Errno 28] No space left on device\n"
+    )
