@@ -52,7 +52,7 @@ from phosjax.bench._cli import entry_point, exit_process, then_command
 from phosjax.bench._directory import export_locked
 from phosjax.bench._progress import Bar
 from phosjax.bench._reading import MARKER_HINT, hint, not_an_object
-from phosjax.bench._store import NO_ROOM, naming
+from phosjax.bench._store import NO_ROOM, NOT_WRITABLE, naming
 from phosjax.bench._usage import ArgParser, usage_error
 from phosjax.bench.view._bench import BenchFiles, BrokenFileError, NotABenchError
 
@@ -464,18 +464,20 @@ def export_mlflow(
 
 @contextlib.contextmanager
 def _system_errors_unwrapped(tracking_uri: str) -> Iterator[None]:
-    """Within it, an `MlflowException` wrapping the OSError of a full disk (`NO_ROOM`), as
-    MLflow's file store wraps it, raises that OSError (naming the store where it names no
-    file), as MLflow's other writes (``log_artifact``) raise theirs: ``export`` says what
-    makes room, that the cells exported so far stay and the command that exports the
-    others (`entry_point`)."""
+    """Within it, an `MlflowException` wrapping the OSError of a full disk (`NO_ROOM`) or
+    of an access refused (`NOT_WRITABLE`), as MLflow's file store wraps them, raises that
+    OSError (naming the store where it names no file), as MLflow's other writes
+    (``log_artifact``) raise theirs: ``export`` says what makes room or allows it, that the
+    cells exported so far stay and the command that exports the others (`entry_point`)."""
     from mlflow.exceptions import MlflowException
 
     try:
         yield
     except MlflowException as error:
         system = error.__cause__ or error.__context__
-        if isinstance(system, OSError) and system.errno in NO_ROOM:
+        if isinstance(system, OSError) and (
+            system.errno in NO_ROOM or system.errno in NOT_WRITABLE
+        ):
             raise naming(system, system.filename or tracking_uri) from error
         raise
 

@@ -811,12 +811,23 @@ def test_a_full_disk_as_the_export_lock_is_written_says_nothing_was_exported(
     assert not (tmp_path / "mlruns").exists()
 
 
+@pytest.mark.parametrize(
+    ("refused", "then"),
+    [
+        (OSError(errno.ENOSPC, "No space left on device"), "free space on its disk"),
+        (  # its folder's permissions changed mid-export
+            PermissionError(errno.EACCES, "Permission denied", "<run>/params/lr"),
+            "let this user read and write it (its permissions, those of its folder)",
+        ),
+    ],
+)
 def test_a_full_disk_under_a_file_store_says_what_makes_room_and_the_next_export_ends_it(
-    written, store, capsys, monkeypatch
+    written, store, capsys, monkeypatch, refused, then
 ):
     """MLflow's file store wraps a full disk's OSError in its own error, which the export
     said as 'error: --mlflow file:...: [Errno 28] No space left on device', exit status 2:
-    nothing of what makes room, nor of the cells it kept, nor of the command to go on."""
+    nothing of what makes room, nor of the cells it kept, nor of the command to go on; a
+    write refused there, where one outside MLflow's wrapping said all that, the same."""
     from mlflow.store.tracking import file_store
 
     write_to, runs = file_store.write_to, set()
@@ -824,14 +835,15 @@ def test_a_full_disk_under_a_file_store_says_what_makes_room_and_the_next_export
     def no_room_after_one_run(path, data):
         runs.add(pathlib.Path(path).parents[1])  # <run>/params/<name>
         if "/params/" in str(path) and len(runs) > 1:
-            raise OSError(errno.ENOSPC, "No space left on device")
+            raise refused
         write_to(path, data)
 
     monkeypatch.setattr(file_store, "write_to", no_room_after_one_run)
     argv = ["--dir", str(written.root), "--mlflow", store, "--no_progress"]
     assert main(argv) == 1
+    named = refused.filename or store  # a full disk's names no file: the store
     assert capsys.readouterr().err == (
-        f"error: [Errno 28] No space left on device: {store!r}; free space on its disk, then: "
+        f"error: [Errno {refused.errno}] {refused.strerror}: {named!r}; {then}, then: "
         "the cells exported so far stay in MLflow (a half-logged run is deleted); the same "
         "command exports the others, skipping them: python -m phosjax.bench.export "
         f"{' '.join(argv)}\n"
