@@ -203,8 +203,12 @@ def _date_undated(directory: pathlib.Path) -> None:
       >>> (folder / "jit_f-12-atime").read_bytes()
       b'\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00'
     """
-    for entry in directory.glob("*-cache"):
-        used = entry.with_name(f"{entry.name.removesuffix('-cache')}-atime")
+    try:  # JAX's own layout: <key>-cache, <key>-atime
+        from jax._src.lru_cache import _ATIME_SUFFIX, _CACHE_SUFFIX
+    except ImportError:  # a JAX that keeps it otherwise: no file written into its cache
+        return
+    for entry in directory.glob(f"*{_CACHE_SUFFIX}"):
+        used = entry.with_name(f"{entry.name.removesuffix(_CACHE_SUFFIX)}{_ATIME_SUFFIX}")
         if not used.exists():
             with contextlib.suppress(OSError):  # the disk still full: JAX warns as before
                 used.write_bytes(bytes(8))

@@ -128,6 +128,22 @@ def test_an_entry_a_full_disk_left_without_its_time_of_last_use_no_longer_stops_
     assert (cache / "jit_gone-0123-atime").read_bytes() == bytes(8)  # the first evicted
 
 
+def test_a_jax_keeping_no_time_of_last_use_file_gets_none_written_into_its_cache(
+    tmp_path, monkeypatch
+):
+    """The file of an entry's last use is JAX's own layout (``<key>-atime``): one beside
+    each entry was written into the cache of a JAX that names it otherwise, or keeps none."""
+    from jax._src import lru_cache
+
+    monkeypatch.delattr(lru_cache, "_ATIME_SUFFIX")
+    cache = tmp_path / "xla"
+    cache.mkdir()
+    (cache / "jit_f-0123-cache").write_bytes(b"")
+    with compilation_cache(str(cache), tmp_path / "run"):
+        pass
+    assert [p.name for p in cache.iterdir()] == ["jit_f-0123-cache"]
+
+
 def test_an_entry_read_with_the_arguments_of_another_jax_version_is_kept(tmp_path, monkeypatch):
     """JAX's reader took four arguments here and takes more in other versions: a fixed
     signature failed on them, and every entry read was deleted as damaged."""
