@@ -247,11 +247,20 @@ def _check_outside(directory: str, run_dir: str | os.PathLike[str]) -> None:
             f"--compilation_cache {directory!r} is inside --dir {str(run_dir)!r}, which holds "
             "only the run's own files; pick a directory outside it."
         )
-    if bench := next((path for path in (cache, *cache.parents) if is_bench(path)), None):
+    if bench := next((path for path in (cache, *cache.parents) if _holds_bench(path)), None):
         raise BenchError(
             f"--compilation_cache {directory!r} is inside the bench {str(bench)!r} (it has a "
             f"{MARKER}), which holds only its run's own files; pick a directory outside it."
         )
+
+
+def _holds_bench(directory: pathlib.Path) -> bool:
+    """`is_bench`; False for a folder this user may not look into, which the cache cannot
+    be written into either (`_writable` warns of it)."""
+    try:
+        return is_bench(directory)
+    except PermissionError:
+        return False
 
 
 def _writable(directory: str) -> bool:

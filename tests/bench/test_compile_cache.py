@@ -1,8 +1,10 @@
 """The bench commands' persistent compilation cache (``--compilation_cache``)."""
 
+import errno
 import importlib
 import pathlib
 import re
+import tempfile
 import tomllib
 import warnings
 
@@ -142,6 +144,35 @@ def test_a_jax_keeping_no_time_of_last_use_file_gets_none_written_into_its_cache
     with compilation_cache(str(cache), tmp_path / "run"):
         pass
     assert [p.name for p in cache.iterdir()] == ["jit_f-0123-cache"]
+
+
+def test_a_cache_folder_this_user_may_not_look_into_is_a_warning_and_no_cache(
+    tmp_path, monkeypatch, capsys
+):
+    """A --compilation_cache folder this user may not look into (chmod 000, another
+    user's) ended the command in 'error: [Errno 13] Permission denied: '.../bench.json'',
+    as it looked for a bench there, where a cache that cannot be written is one warning."""
+    cache = tmp_path / "xla"
+    cache.mkdir()
+    is_file = pathlib.Path.is_file
+
+    def refused(path):
+        if path.parent == cache:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return is_file(path)
+
+    def unwritable(dir):
+        raise PermissionError(errno.EACCES, "Permission denied", str(dir))
+
+    monkeypatch.setattr(pathlib.Path, "is_file", refused)
+    monkeypatch.setattr(tempfile, "TemporaryFile", unwritable)
+    with compilation_cache(str(cache), tmp_path / "run"):
+        assert jax.config.jax_compilation_cache_dir is None
+    assert capsys.readouterr().err == (
+        f"warning: compilation cache {str(cache)!r} cannot be written ([Errno 13] Permission "
+        f"denied: {str(cache)!r}); programs are compiled anew, none kept (--compilation_cache "
+        "DIR moves it, --compilation_cache off turns it off).\n"
+    )
 
 
 def test_an_entry_read_with_the_arguments_of_another_jax_version_is_kept(tmp_path, monkeypatch):
