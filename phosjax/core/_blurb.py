@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax.core.scope import union_filters
 
+from phosjax._callables import cut_repr
 from phosjax._listing import listing
 from phosjax.core._apply import (
     apply_collecting,
@@ -698,7 +699,9 @@ def _summary(
     """`blurb`'s work; with ``init``, ``variables`` are their shapes (`blurb_of_init`)."""
     an_int = isinstance(repeats, numbers.Integral) and not isinstance(repeats, bool)
     if not an_int or repeats < 1:  # checked before the model is traced and compiled
-        raise ValueError(f"repeats must be at least 1, a whole number of calls, got {repeats!r}.")
+        raise ValueError(
+            f"repeats must be at least 1, a whole number of calls, got {cut_repr(repeats)}."
+        )
     variables = checked_variables(variables, "blurb")
     _check_not_traced({"variables": variables, "x": x, **apply_kwargs})
     x = numbers_as_array(x)  # as model.apply reads it, not one traced scalar per number

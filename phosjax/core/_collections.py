@@ -8,6 +8,7 @@ from typing import Any
 
 import flax.linen as nn
 
+from phosjax._callables import cut_repr
 from phosjax._nearest import one_edit_apart
 
 INTERMEDIATES = "intermediates"
@@ -92,7 +93,7 @@ def scan_axes(**extra: Any) -> dict[Any, Any]:
         if axis is not None and type(axis) is not int:
             raise TypeError(
                 f"scan_axes: the axis of {name!r} must be an int (0: one entry per "
-                f"iteration) or None, got {axis!r}."
+                f"iteration) or None, got {cut_repr(axis)}."
             )
     return {**{name: 0 for name in SCANNED}, **extra}
 

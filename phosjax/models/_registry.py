@@ -625,7 +625,7 @@ def import_models(module: str) -> list[str]:
     if not isinstance(module, str) or not module:  # a list of them: 'startswith'
         raise TypeError(
             f"import_models takes one module's dotted name, e.g. 'mypkg.models', got "
-            f"{module!r} ({a_type(module)}); call it once per module"
+            f"{cut_repr(module)} ({a_type(module)}); call it once per module"
         )
     if module not in sys.modules:  # importing runs it: it registers them again
         for name in [name for name, by in _RUN_BY.items() if by == module]:

@@ -439,6 +439,17 @@ def test_repeats_that_are_no_whole_number_are_refused_by_name(repeats):
         blurb(Block(), {}, jnp.ones((1, 3)), repeats=repeats)
 
 
+def test_repeats_given_an_array_name_it_in_one_short_line():
+    """The message held the array's whole repr, 7 lines."""
+    with pytest.raises(ValueError) as error:
+        blurb(Block(), {}, jnp.ones((1, 3)), repeats=np.zeros((40, 40)))
+    assert str(error.value) == (
+        "repeats must be at least 1, a whole number of calls, got "
+        "array([[0., 0., 0., ..., 0., 0., 0.], [0., 0., 0., ..., 0.,… "
+        "(shape (40, 40), dtype float64)."
+    )
+
+
 class AutoEncoder(nn.Module):
     def setup(self):
         self.encoder = nn.Dense(2)

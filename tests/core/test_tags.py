@@ -565,6 +565,17 @@ def test_scan_axes_given_no_axis_names_the_collection(axis):
     assert px.scan_axes(params=0, batch_stats=None)["batch_stats"] is None
 
 
+def test_scan_axes_given_an_array_names_it_in_one_short_line():
+    """The message held the array's whole repr, 7 lines."""
+    with pytest.raises(TypeError) as error:
+        px.scan_axes(params=np.zeros((40, 40)))
+    assert str(error.value) == (
+        "scan_axes: the axis of 'params' must be an int (0: one entry per iteration) or "
+        "None, got array([[0., 0., 0., ..., 0., 0., 0.], [0., 0., 0., ..., 0.,… (shape "
+        "(40, 40), dtype float64)."
+    )
+
+
 def test_scan_axes_given_nn_broadcast_says_to_broadcast_the_collection_in_nn_scan():
     """nn.broadcast is for inputs: nn.scan failed on it with a bare AssertionError."""
     message = (

@@ -613,6 +613,19 @@ def test_import_models_of_no_module_name_names_what_it_got(module, shown):
         import_models(module)
 
 
+def test_import_models_of_an_array_names_it_in_one_short_line():
+    """The message held the array's whole repr, 7 lines."""
+    from phosjax.models import import_models
+
+    with pytest.raises(TypeError) as error:
+        import_models(np.zeros((40, 40)))
+    assert str(error.value) == (
+        "import_models takes one module's dotted name, e.g. 'mypkg.models', got "
+        "array([[0., 0., 0., ..., 0., 0., 0.], [0., 0., 0., ..., 0.,… "
+        "(shape (40, 40), dtype float64) (an ndarray); call it once per module"
+    )
+
+
 def test_a_module_that_fails_halfway_is_undone_and_imports_once_fixed(
     registry, tmp_path, monkeypatch
 ):

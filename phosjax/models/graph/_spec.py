@@ -267,7 +267,7 @@ def walk(spec: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> Iterator[tupl
         if not isinstance(key, str):
             where = f"in group {SEP.join(prefix)!r}" if prefix else "at the top level"
             raise GraphError(
-                f"Node key {key!r} {where} is of type {type(key).__name__}, not a str: a "
+                f"Node key {cut_repr(key)} {where} is of type {type(key).__name__}, not a str: a "
                 "node or group is named by a str, such as 'dense' (its variables' path)."
             )
         parts = tuple(key.split(SEP))

@@ -607,6 +607,17 @@ def test_a_node_key_that_is_no_str_is_an_error():
         GraphModel({"g": {("a", "b"): nn.relu}})
 
 
+def test_a_long_node_key_that_is_no_str_is_named_in_one_short_line():
+    """The message held the key's whole repr, 40 names."""
+    with pytest.raises(GraphError) as error:
+        GraphModel({tuple(f"layer_{i}" for i in range(40)): nn.relu})
+    assert str(error.value) == (
+        "Node key ('layer_0', 'layer_1', 'layer_2', 'layer_3', 'layer_4', 'la… at the top "
+        "level is of type tuple, not a str: a node or group is named by a str, such as "
+        "'dense' (its variables' path)."
+    )
+
+
 def test_an_empty_group_is_an_error_naming_its_path():
     message = r"^Group 'block/inner' is empty: a group is a dict of nodes, so it would add none"
     with pytest.raises(GraphError, match=message):
