@@ -789,16 +789,48 @@ def orthogonal(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32)
 
 
 def is_float_dtype(value: Any) -> bool:
-    """Whether ``value`` names a floating dtype (``jnp.bfloat16``, ``"float32"``...).
+    """Whether ``value`` names a floating dtype (``jnp.bfloat16``, ``"float32"``...): not
+    an array nor a number, which numpy reads as their dtype (`_names_a_dtype`).
 
     Examples:
       >>> is_float_dtype("bfloat16"), is_float_dtype(jnp.int32), is_float_dtype("bfloat")
       (True, False, False)
+      >>> is_float_dtype(jnp.zeros(2)), is_float_dtype(1.0)
+      (False, False)
+    """
+    return _names_a_dtype(value) and _is_float_dtype(value)
+
+
+def _names_a_dtype(value: Any) -> bool:
+    """Whether ``value`` is what names a dtype: a str, a scalar type or a `numpy.dtype`;
+    an array or a number is none, though numpy reads it as its dtype.
+
+    Examples:
+      >>> _names_a_dtype(jnp.float32), _names_a_dtype("int8"), _names_a_dtype(np.float32(1))
+      (True, True, False)
+    """
+    return isinstance(value, str | type | np.dtype)
+
+
+def _dtype_shown(value: Any) -> str:
+    """``value``, refused as a dtype, as an error names it: a dtype by its name (jnp.int32
+    as 'int32'), anything else (an array, a number, a class numpy reads as 'object') as
+    what it is.
+
+    Examples:
+      >>> _dtype_shown(jnp.int32), _dtype_shown("floot"), _dtype_shown(dict)
+      ("'int32'", "'floot'", "<class 'dict'> (a type), not a dtype")
+      >>> _dtype_shown(np.ones(2))
+      'array([1., 1.]) (an ndarray), not a dtype'
     """
     try:
-        return _is_float_dtype(value)
-    except TypeError:  # unhashable
-        return False
+        dtype = jnp.dtype(value) if _names_a_dtype(value) else None
+    except TypeError:  # a misspelt name
+        return repr(value)
+    a_class = isinstance(value, type) and not issubclass(value, np.generic)  # not np.object_
+    if dtype is None or (a_class and dtype.kind == "O"):
+        return f"{cut_repr(value)} ({a_type(value)}), not a dtype"
+    return repr(dtype.name)
 
 
 @functools.lru_cache(maxsize=64)
@@ -834,13 +866,9 @@ class CheckedFields(nn.Module):
         for name in ("dtype", "param_dtype"):
             value = getattr(self, name, None)
             if value is not None and not is_float_dtype(value):
-                try:
-                    shown = repr(jnp.dtype(value).name)  # jnp.int32 as 'int32'
-                except TypeError:
-                    shown = repr(value)
                 raise ValueError(
                     f"{owner} {name} must be a floating dtype (such as jnp.float32 or "
-                    f"'bfloat16'), got {shown}."
+                    f"'bfloat16'), got {_dtype_shown(value)}."
                 )
         for name in _flag_fields(type(self)):
             value = getattr(self, name)

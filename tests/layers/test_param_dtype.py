@@ -196,6 +196,30 @@ def test_a_non_floating_dtype_is_refused_when_the_layer_is_made(make, field, val
 
 
 @pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (
+            jnp.zeros((40, 40)),
+            "Array([[0., 0., 0., ..., 0., 0., 0.], [0., 0., 0., ..., 0.,… (shape (40, 40), "
+            "dtype float32) (an ArrayImpl)",
+        ),
+        (np.float32(1), "np.float32(1.0) (a float32)"),  # was taken: numpy reads its dtype
+        (dict, "<class 'dict'> (a type)"),  # numpy reads a class as 'object'
+    ],
+    ids=["array", "number", "class"],
+)
+def test_a_value_that_is_no_dtype_is_named_as_what_it_is(value, shown):
+    """An array was named by its dtype, 'got 'float32'' for a floating dtype; a numpy
+    number was taken for one (and, cached, made 1.0 and True pass too)."""
+    with pytest.raises(ValueError) as error:
+        L.LayerScale(param_dtype=value)
+    assert str(error.value) == (
+        "LayerScale param_dtype must be a floating dtype (such as jnp.float32 or "
+        f"'bfloat16'), got {shown}, not a dtype."
+    )
+
+
+@pytest.mark.parametrize(
     ("make", "field", "value"),
     [
         (lambda **kw: L.MultiHeadSelfAttention(2, **kw), "causal", "false"),
