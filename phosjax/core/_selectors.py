@@ -386,7 +386,8 @@ def select(
       SelectorError: nothing matched; the message lists the nearest paths (and says how
         a lifted transform loses one where it can have: see `_no_match`).
       TypeError: ``paths`` is a str (one path, whose characters would be taken for
-        paths; or the selector, the arguments swapped) or no iterable (None).
+        paths; or the selector, the arguments swapped), no iterable (None), or holds a
+        non-str (an array of numbers).
 
     Examples:
       >>> select(["a/pre_act", "b/pre_act", "b/out"], "*/pre_act")
@@ -398,16 +399,16 @@ def select(
       for one path.
     """
     given = misgiven_paths(paths)
+    if isinstance(paths, str) and not isinstance(selector, str):  # select("**/h", paths)
+        given = f"the str {paths!r} as the paths and {shown(selector)} as the selector: swap them"
+    listed = [] if given is not None else list(paths)
+    given = given or _stray_path(paths, listed)
     if given is not None:
-        if isinstance(paths, str) and not isinstance(selector, str):  # select("**/h", paths)
-            given = (
-                f"the str {paths!r} as the paths and {shown(selector)} as the selector: swap them"
-            )
         raise TypeError(
             "select takes the candidate paths first, a list of them (or a dict, by its keys), "
             f"then the selector; got {given}."
         )
-    paths = list(paths)
+    paths = listed
     regex = compile_selector(selector)
     found = [p for p in paths if p == selector or regex.fullmatch(p)]
     if not found and not allow_empty:
@@ -415,6 +416,23 @@ def select(
         error.selector, error.what = selector, what
         raise error
     return found
+
+
+def _stray_path(given: Any, paths: list[Any]) -> str | None:
+    """What in ``given``, listed as ``paths``, is no path, for `select`'s error: an array
+    of numbers, or the first item that is no str; None where each is a str.
+
+    Examples:
+      >>> _stray_path(["a", 2], ["a", 2]), _stray_path(["a"], ["a"])
+      ('paths whose item 1 is 2 (an int), not a path (a str)', None)
+    """
+    index = next((i for i, path in enumerate(paths) if not isinstance(path, str)), None)
+    if index is None:
+        return None
+    if hasattr(given, "dtype"):  # an array, whose rows or numbers its items are
+        return f"{cut_repr(given)} as the paths, not a list of them (strs)"
+    stray = paths[index]
+    return f"paths whose item {index} is {cut_repr(stray)} ({a_type(stray)}), not a path (a str)"
 
 
 def selector_list(selectors: str | Iterable[str]) -> list[str]:

@@ -1,6 +1,7 @@
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import phosjax as px
@@ -171,6 +172,31 @@ def test_paths_that_are_one_str_or_none_are_refused_naming_them(paths, selector,
     # select('*', ['a/b']), its arguments swapped, was told to give ['*'] for one path
     with pytest.raises(TypeError, match=rf"^select takes the candidate paths first, .*got {given}"):
         px.select(paths, selector)
+
+
+@pytest.mark.parametrize(
+    ("paths", "given"),
+    [
+        (
+            jnp.zeros((40, 40)),
+            "Array([[0., 0., 0., ..., 0., 0., 0.], [0., 0., 0., ..., 0.,… (shape (40, 40), "
+            "dtype float32) as the paths, not a list of them (strs)",
+        ),
+        (["a/b", 2], "paths whose item 1 is 2 (an int), not a path (a str)"),
+        ({("a", "b"): 0}, "paths whose item 0 is ('a', 'b') (a tuple), not a path (a str)"),
+    ],
+    ids=["array", "list", "dict"],
+)
+def test_paths_that_are_no_strs_are_refused_naming_them(paths, given):
+    """Each failed matching, 'cannot use a string pattern on a bytes-like object' (the
+    array's rows) or 'expected string or bytes-like object, got 'int''."""
+    with pytest.raises(TypeError) as error:
+        px.select(paths, "a/b")
+    assert str(error.value) == (
+        "select takes the candidate paths first, a list of them (or a dict, by its keys), "
+        f"then the selector; got {given}."
+    )
+    assert px.select(np.array(["a/b", "c"]), "*") == ["c"]  # an array of strs is a list
 
 
 def test_matches_refuses_a_list_of_paths_naming_select():
