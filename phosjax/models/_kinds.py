@@ -5,6 +5,8 @@ from collections.abc import Sequence
 
 import jax
 
+from phosjax._callables import cut_repr
+
 VECTOR = "vector"
 """``(batch, features)``: every input is flattened."""
 SEQUENCE = "sequence"
@@ -103,7 +105,9 @@ def choose_kind(
     own = f"{len(input_shape)} axes" if natural is None else natural
     if forced is not None:
         if forced not in KINDS:
-            raise ValueError(f"model {model!r}: input_kind {forced!r} is not one of {KINDS}")
+            raise ValueError(
+                f"model {model!r}: input_kind {cut_repr(forced)} is not one of {KINDS}"
+            )
         if forced not in supported:
             raise ValueError(
                 f"model {model!r} does not take input_kind {forced!r}; "

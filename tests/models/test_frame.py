@@ -78,6 +78,17 @@ def test_a_kind_the_model_cannot_take_is_an_error_when_resolved():
         ModelConfig("mlp", 10, (40,), options={"input_kind": "pixels"}).resolved()
 
 
+def test_an_input_kind_option_given_a_list_is_named_in_one_short_line():
+    """The message held the whole list, 40 names."""
+    config = ModelConfig("mlp", 10, (40,), options={"input_kind": ["image"] * 40})
+    with pytest.raises(ValueError) as error:
+        config.resolved()
+    assert str(error.value) == (
+        "model 'mlp': input_kind ('image', 'image', 'image', 'image', 'image', 'image', 'ima… "
+        "is not one of ('vector', 'sequence', 'image')"
+    )
+
+
 def test_a_grayscale_image_without_its_channel_axis_is_told_the_image_shape():
     """(28, 28) for cnn2d said only that it can be viewed as a sequence or a vector."""
     hint = r" \(a one-channel image is input_shape \(28, 28, 1\): x\[\.\.\., None\]\)"
