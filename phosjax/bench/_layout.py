@@ -416,9 +416,17 @@ def group_of_part(name: str) -> str | None:
 def part_files(results: pathlib.Path) -> list[pathlib.Path]:
     """The part files (``part-*.parquet``) in the folder ``results``, in order of group,
     then first step as a number (``...-1000000000`` after ``...-999999999``); empty when
-    it is not a directory. Readers read only these: never a writer's hidden temporary
-    file, nor anything else a user put there (a ``README.txt``)."""
-    found = results.glob("part-*.parquet") if results.is_dir() else []
+    there is no such directory (a fresh bench). Readers read only these: never a writer's
+    hidden temporary file, nor anything else a user put there (a ``README.txt``).
+
+    Raises:
+      OSError: the folder is there but cannot be listed (``PermissionError``: chmod 000,
+        another user's), naming it: not taken for an empty one, its results for lost.
+    """
+    try:
+        found = [path for path in results.iterdir() if path.match("part-*.parquet")]
+    except (FileNotFoundError, NotADirectoryError):
+        found = []
     return sorted(found, key=_part_order)
 
 

@@ -1,6 +1,10 @@
-"""Tiny data and bench configs for the runner tests, and a stand-in for a kill."""
+"""Tiny data and bench configs for the runner tests, a stand-in for a kill, and a folder
+that cannot be listed."""
 
 import contextlib
+import errno
+import os
+import pathlib
 from collections.abc import Iterator
 
 import numpy as np
@@ -55,3 +59,16 @@ def killed_after_save(step: int | None = None, saved: bool = True) -> Iterator[N
         patch.setattr(Checkpoints, "save", save_then_die)
         with pytest.raises(Killed):
             yield
+
+
+def listing_refused(monkeypatch: pytest.MonkeyPatch, folder: pathlib.Path) -> None:
+    """Refuses to list ``folder`` (``os.listdir``, ``os.scandir``) as chmod 000 refuses it
+    to other users than root: a `PermissionError` naming it."""
+    for name in ("listdir", "scandir"):
+
+        def refused(path: object = ".", listed: object = getattr(os, name)) -> object:
+            if isinstance(path, str | os.PathLike) and pathlib.Path(path) == folder:
+                raise PermissionError(errno.EACCES, "Permission denied", str(path))
+            return listed(path)  # type: ignore[operator]
+
+        monkeypatch.setattr(os, name, refused)

@@ -16,6 +16,7 @@ import math
 import os
 import pathlib
 import re
+import shlex
 import shutil
 import sys
 
@@ -27,11 +28,12 @@ import tqdm
 import yaml
 
 from phosjax.bench import BenchConfig, Grid, _directory, _layout, _plan, _runner, load_config, plan
+from phosjax.bench.add_models import main as add_models_main
 from phosjax.bench.new import main as new_main
 from phosjax.bench.new import parser
 from phosjax.bench.profile import main as profile_main
 from phosjax.models import _registry
-from tests.bench.runner_tiny import toy_data
+from tests.bench.runner_tiny import listing_refused, toy_data
 
 CONFIG = """\
 models: [{name: mlp, width: 6}]
@@ -196,6 +198,39 @@ def test_profile_refused_a_read_says_to_let_this_user_read_it(cli_bench, capsys,
         f"error: [Errno 13] Permission denied: {str(profile)!r}; let this user read it (its "
         "permissions, those of its folder), then: nothing was changed (profile only reads the "
         "bench).\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("main", "models", "then"),
+    [
+        (new_main, [], "nothing is left to train; the same command reads its results"),
+        (add_models_main, ["--models", "{name: mlp, width: 5}"], "the same command continues it"),
+    ],
+    ids=["new", "add_models"],
+)
+def test_results_that_cannot_be_listed_say_to_let_this_user_read_them(
+    cli_bench, tmp_path, capsys, monkeypatch, main, models, then
+):
+    """A results/ folder this user may not list (chmod 000) was taken for an empty one:
+    new said the part files were "removed or lost ... train the bench again", printed a
+    summary of 0 result rows and exited 0; add_models trained its models, then could not
+    write their rows."""
+    root = tmp_path / "bench"
+    shutil.copytree(cli_bench[0], root)
+    monkeypatch.setattr(
+        _plan, "load_datasets", lambda names, data_dir, features, splits: {"toy": toy_data()}
+    )
+    listing_refused(monkeypatch, root / "results")
+    capsys.readouterr()
+    argv = ["--dir", str(root), *models, "--no_progress"]
+    assert main(argv) == 1
+    command = "new" if main is new_main else "add_models"
+    assert capsys.readouterr() == (
+        "",
+        f"error: [Errno 13] Permission denied: {str(root / 'results')!r}; let this user read "
+        f"and write it (its permissions, those of its folder), then: {str(root)!r} keeps 4 of "
+        f"4 cells finished; {then}: python -m phosjax.bench.{command} {shlex.join(argv)}\n",
     )
 
 

@@ -45,6 +45,7 @@ from tests.bench._viewer_fixtures import (
     blurb_json,
     write_bench,
 )
+from tests.bench.runner_tiny import listing_refused
 
 mlflow = pytest.importorskip("mlflow", reason="the mlflow extra (mlflow-skinny) is not installed")
 
@@ -437,6 +438,24 @@ def test_a_model_id_naming_no_file_is_an_error_and_nothing_is_exported(
     assert capsys.readouterr().err.startswith(
         "error: cannot read cells.parquet: its model_id '../x' is no file name (a model's "
         "blurb is blurbs/<model_id>.json); phosjax writes it whole, so something else changed it"
+    )
+    assert not (tmp_path / "mlruns").exists()
+
+
+def test_results_that_cannot_be_listed_say_to_let_this_user_read_them(
+    written, store, tmp_path, capsys, monkeypatch
+):
+    """A results/ folder this user may not list (chmod 000) was taken for an empty one:
+    every finished cell was said to lack its rows, none exported. It is an error naming
+    the folder, before anything is exported."""
+    results = written.root.resolve() / _layout.RESULTS
+    listing_refused(monkeypatch, results)
+    assert main(["--dir", str(written.root), "--mlflow", store]) == 1
+    assert capsys.readouterr().err == (
+        f"error: [Errno 13] Permission denied: {str(results)!r}; let this user read and write "
+        "it (its permissions, those of its folder), then: the cells exported so far stay in "
+        "MLflow (a half-logged run is deleted); the same command exports the others, skipping "
+        f"them: python -m phosjax.bench.export --dir {written.root} --mlflow {store}\n"
     )
     assert not (tmp_path / "mlruns").exists()
 
