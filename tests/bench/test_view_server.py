@@ -58,6 +58,7 @@ from tests.bench._viewer_fixtures import (
     stop_at,
     write_bench,
 )
+from tests.bench.runner_tiny import listing_refused
 
 SECRET = "top-secret-outside-the-bench"
 
@@ -647,6 +648,24 @@ def test_a_broken_file_is_named_and_the_server_keeps_running(tmp_path, relative,
         assert status == 500
         assert json.loads(body)["error"].startswith(f"cannot read {relative}: ")
         assert get(server, "/")[0] == 200
+
+
+def test_results_that_cannot_be_listed_are_an_error_saying_to_let_this_user_read_them(
+    tmp_path, monkeypatch
+):
+    """A results/ folder this user may not list (chmod 000) was taken for an empty one (a
+    bench of no results), or answered only 'PermissionError: ...', not what allows it."""
+    written = write_bench(tmp_path / "bench", blurb_json())
+    results = written.root.resolve() / _layout.RESULTS
+    listing_refused(monkeypatch, results)
+    with serving(written.root) as server:
+        for endpoint in ("/api/cells", "/api/version"):
+            status, _, body = get(server, endpoint)
+            assert (status, json.loads(body)["error"]) == (
+                500,
+                f"PermissionError: [Errno 13] Permission denied: {str(results)!r}; let this "
+                "user read it (its permissions, those of its folder)",
+            )
 
 
 @pytest.mark.parametrize(

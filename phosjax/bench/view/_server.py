@@ -23,6 +23,7 @@ from typing import Any
 from phosjax._callables import a_type, cut_repr
 from phosjax._nearest import did_you_mean, nearest
 from phosjax.bench import _layout
+from phosjax.bench._reading import LET_READ
 from phosjax.bench.view import _api
 from phosjax.bench.view._bench import (
     BenchFiles,
@@ -398,6 +399,22 @@ def _check_parameters(path: str, parameters: dict[str, str]) -> None:
         raise _api.BadRequest(f"Unknown query parameter {unknown[0]!r} for {path}; {takes}{hint}")
 
 
+def _failure(error: Exception) -> str:
+    """What the page and the log say of ``error``, raised answering a request: a
+    `BrokenFileError`'s message (it names the file), else its type and words, where the
+    system refused a read (a folder of the bench chmod 000) with what allows it.
+
+    Examples:
+      >>> print(_failure(PermissionError(errno.EACCES, "Permission denied", "b/results")))
+      PermissionError: [Errno 13] Permission denied: 'b/results'; let this user read it (its
+      permissions, those of its folder)
+    """
+    if isinstance(error, BrokenFileError):
+        return str(error)
+    refused = isinstance(error, OSError) and error.errno in (errno.EACCES, errno.EPERM)
+    return f"{type(error).__name__}: {error}" + (f"; {LET_READ}" if refused else "")
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     server: ViewerServer
     server_version = "phosjax-viewer"
@@ -475,8 +492,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         except ConnectionError:  # the client went away (a page reloaded): no one to answer
             pass
         except Exception as error:  # a broken file in the bench must not kill the server
-            broken = isinstance(error, BrokenFileError)  # its message names the file
-            message = str(error) if broken else f"{type(error).__name__}: {error}"
+            message = _failure(error)
             print(f"viewer: {self.path}: {message}", file=sys.stderr)
             self._error(500, message)
 
