@@ -27,7 +27,17 @@ import pytest
 import tqdm
 import yaml
 
-from phosjax.bench import BenchConfig, Grid, _directory, _layout, _plan, _runner, load_config, plan
+from phosjax.bench import (
+    BenchConfig,
+    Grid,
+    _directory,
+    _layout,
+    _plan,
+    _runner,
+    _store,
+    load_config,
+    plan,
+)
 from phosjax.bench.add_models import main as add_models_main
 from phosjax.bench.new import main as new_main
 from phosjax.bench.new import parser
@@ -360,22 +370,29 @@ def test_a_finished_bench_in_a_read_only_folder_prints_its_summary(
     assert {path: path.stat().st_mtime_ns for path in root.rglob("*")} == before
 
 
-def test_a_finished_bench_on_a_full_disk_prints_its_summary(
-    cli_bench, tmp_path, capsys, monkeypatch
+def _no_room(descriptor):
+    """`os.fsync` on a full disk."""
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize(
+    ("module", "name", "refusing"),
+    [(os, "fsync", _no_room), (_store, "open", _writes_refused)],
+    ids=["full disk", "folder turned read-only, its run.lock still writable"],
+)
+def test_a_finished_bench_that_cannot_write_its_metadata_prints_its_summary(
+    cli_bench, tmp_path, capsys, monkeypatch, module, name, refusing
 ):
     """A finished bench needs no write, yet ``new --dir DIR`` on a full disk ended in
     'error: [Errno 28] No space left on device: '.../env.json'', exit status 1, its
-    summary unsaid, where a read-only folder printed it."""
+    summary unsaid, where a read-only folder printed it; so did a folder made read-only
+    (``chmod a-w DIR``) whose run.lock, the user's own, could still be opened to write."""
     root = tmp_path / "bench"
     shutil.copytree(cli_bench[0], root)
     monkeypatch.setattr(
         _plan, "load_datasets", lambda names, data_dir, features, splits: {"toy": toy_data()}
     )
-
-    def no_room(descriptor):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(os, "fsync", no_room)
+    monkeypatch.setattr(module, name, refusing, raising=False)
     files = lambda: {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
     before = files()
     capsys.readouterr()
