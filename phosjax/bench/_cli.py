@@ -2,6 +2,7 @@
 
 import argparse
 import contextlib
+import errno
 import functools
 import gc
 import math
@@ -705,7 +706,7 @@ def entry_point(
     """Wraps ``main(argv)``, which returns its exit status (None: 0): a `BenchError`
     prints ``error: ...`` and returns 2; a write that found no room (`NO_ROOM`) or an
     access refused (`NOT_WRITABLE`: a folder turned read-only, its permissions, which
-    refuse reads too; `LET_READ` where it ``reads_only``; the system's error names the
+    refuse reads too: `LET_READ` where it ``reads_only``; the system's error names the
     file) prints ``error: ...``, what makes room or allows it and ``interrupted``, and
     returns 1, as every file is written whole; Ctrl-C prints
     ``interrupted: <interrupted>`` (what it leaves and how to go on; a function of the
@@ -752,8 +753,8 @@ def entry_point(
                 allows = NO_ROOM.get(error.errno or 0) or NOT_WRITABLE.get(error.errno or 0)
                 if allows is None:
                     raise
-                if reads_only and error.errno in NOT_WRITABLE:  # it writes nothing: a read
-                    allows = LET_READ
+                if reads_only and error.errno in (errno.EACCES, errno.EPERM):  # a read refused
+                    allows = LET_READ  # (its stdout on a disk turned read-only: EROFS's words)
                 if error.filename == getattr(sys.stdout, "name", None):
                     _stdout_dropped()  # its output is not written again at exit
                 said = interrupted if isinstance(interrupted, str) else interrupted(args)

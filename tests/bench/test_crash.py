@@ -220,6 +220,28 @@ def test_a_full_disk_under_stdout_is_one_error_line_naming_stdout(capsys, monkey
     )
 
 
+def test_a_reading_commands_stdout_on_a_disk_turned_read_only_says_to_mount_it_read_write(
+    capsys, monkeypatch
+):
+    """``profile > file`` on a disk the system turned read-only (ext4's errors=remount-ro)
+    was told to 'let this user read it (its permissions, those of its folder)'."""
+
+    class ReadOnlyDisk(_FullDisk):
+        def flush(self) -> None:
+            raise OSError(errno.EROFS, "Read-only file system")
+
+    @_cli.entry_point("nothing was changed (profile only reads the bench).", reads_only=True)
+    def main(argv=None):
+        print("the profile")
+
+    monkeypatch.setattr(sys, "stdout", _interrupt._PipeWatched(ReadOnlyDisk()))
+    assert main([]) == 1
+    assert capsys.readouterr().err == (
+        "error: [Errno 30] Read-only file system: '<stdout>'; mount its disk read-write (it is "
+        "read-only), then: nothing was changed (profile only reads the bench).\n"
+    )
+
+
 def test_a_full_disk_under_stderr_too_ends_the_command_with_its_status(monkeypatch):
     """The error line, written to a stderr on the full disk, raised again: a traceback."""
 
