@@ -46,7 +46,7 @@ from phosjax.bench._interrupt import (
     stops_ignored,
 )
 from phosjax.bench._reading import LET_READ
-from phosjax.bench._store import NO_ROOM, NOT_WRITABLE
+from phosjax.bench._store import NOT_WRITTEN
 from phosjax.bench._summary import command_line
 from phosjax.bench._usage import expand_dirs, refuse_empty_dirs, usage_error
 from phosjax.bench.view._bench import BenchFiles
@@ -750,7 +750,7 @@ def entry_point(
                 silence_gone(_output_fds())  # its output is not written again at exit
                 return exit_status(BROKEN_PIPE) if reads_only else stopped(BROKEN_PIPE, args)
             except OSError as error:  # after BrokenPipeError, one of them
-                allows = NO_ROOM.get(error.errno or 0) or NOT_WRITABLE.get(error.errno or 0)
+                allows = NOT_WRITTEN.get(error.errno or 0)
                 if allows is None:
                     raise
                 if reads_only and error.errno in (errno.EACCES, errno.EPERM):  # a read refused

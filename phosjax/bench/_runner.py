@@ -50,8 +50,7 @@ from phosjax.bench._profile import MemorySampler, ProfileFiles, RunClock
 from phosjax.bench._progress import TrainingBar
 from phosjax.bench._reading import STATUS_HINT, UNREADABLE
 from phosjax.bench._store import (
-    NO_ROOM,
-    NOT_WRITABLE,
+    NOT_WRITTEN,
     cells_schema,
     kept_schema,
     read_parts,
@@ -427,7 +426,7 @@ def _read_finished(
                 write_meta(root, config, registered_models(), process[1], imports)
             except OSError as error:  # a full disk, a folder turned read-only (its own
                 # run.lock still writable): only a new --data_dir must be recorded
-                if moved or not (error.errno in NO_ROOM or error.errno in NOT_WRITABLE):
+                if moved or error.errno not in NOT_WRITTEN:
                     raise
         elif moved:  # its config.yaml must say where its data sets are now
             raise BenchError(

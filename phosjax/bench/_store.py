@@ -272,6 +272,9 @@ NOT_WRITABLE = {
 """The errors of a write to a folder one may not write (its permissions, a read-only
 file system: a bind mount, an archive), with what allows it; its permissions refuse a
 read (of a file, a folder listed) with the same errors, so their words name both."""
+NOT_WRITTEN = NO_ROOM | NOT_WRITABLE
+"""The errors of a write that found no room or was refused, with what makes room or
+allows it: each file is written whole, so a command they stop loses nothing written."""
 
 
 def naming(error: OSError, path: str | os.PathLike) -> OSError:

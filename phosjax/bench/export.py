@@ -52,7 +52,7 @@ from phosjax.bench._cli import entry_point, exit_process, then_command
 from phosjax.bench._directory import export_locked
 from phosjax.bench._progress import Bar
 from phosjax.bench._reading import MARKER_HINT, hint, not_an_object
-from phosjax.bench._store import NO_ROOM, NOT_WRITABLE, naming
+from phosjax.bench._store import NOT_WRITTEN, naming
 from phosjax.bench._usage import ArgParser, usage_error
 from phosjax.bench.view._bench import BenchFiles, BrokenFileError, NotABenchError
 
@@ -475,9 +475,7 @@ def _system_errors_unwrapped(tracking_uri: str) -> Iterator[None]:
         yield
     except MlflowException as error:
         system = error.__cause__ or error.__context__
-        if isinstance(system, OSError) and (
-            system.errno in NO_ROOM or system.errno in NOT_WRITABLE
-        ):
+        if isinstance(system, OSError) and system.errno in NOT_WRITTEN:
             raise naming(system, system.filename or tracking_uri) from error
         raise
 
