@@ -332,7 +332,7 @@ def _raise_not_a_module(modules: Mapping[str, ModuleBlurb], path: str) -> None:
         )
         raise TypeError(
             f"Blurb[...] takes a module path, a str ('' for the top module), got "
-            f"{path!r} ({type(path).__name__}); give {fix}."
+            f"{cut_repr(path)} ({type(path).__name__}); give {fix}."
         )
     matched = select(modules, path, what="module path")  # raises, naming the nearest paths
     shown = listing([repr(p) for p in matched], 10)

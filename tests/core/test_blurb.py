@@ -170,6 +170,14 @@ def test_a_path_that_is_no_str_is_refused_naming_the_str_to_give(two_level):
         two_level[("block", "dense_0")]
     with pytest.raises(TypeError, match=r"got \[0\] \(list\); give one of the paths of b"):
         two_level[[0]]
+    with pytest.raises(TypeError) as error:  # the message held the whole array, 7 lines
+        two_level[np.zeros((40, 40))]
+    assert str(error.value) == (
+        "Blurb[...] takes a module path, a str ('' for the top module), got "
+        "array([[0., 0., 0., ..., 0., 0., 0.], [0., 0., 0., ..., 0.,… (shape (40, 40), dtype "
+        "float64) (ndarray); give one of the paths of b.modules(): '', 'block', "
+        "'block/dense_0' and 2 more."
+    )
 
 
 def test_in_asks_for_an_exact_module_path(two_level):
