@@ -450,7 +450,7 @@ def register_model(
         )
     for kind in kinds or ():
         if kind not in KINDS:
-            raise ValueError(f"model {name!r}: input kind {kind!r} is not one of {KINDS}")
+            raise ValueError(f"model {name!r}: input kind {cut_repr(kind)} is not one of {KINDS}")
     spec = ModelSpec(
         name=name,
         block=block,

@@ -267,6 +267,16 @@ def test_one_input_kind_may_be_a_string(registry):
         register_model("bad_kind", Doubling, input_kinds="vectors")
 
 
+def test_an_input_kind_given_a_list_is_named_in_one_short_line(registry):
+    """The message held the whole list, 40 names (as a config's input_kind option did)."""
+    with pytest.raises(ValueError) as error:
+        register_model("bad_kind", Doubling, input_kinds=[["image"] * 40])
+    assert str(error.value) == (
+        "model 'bad_kind': input kind ['image', 'image', 'image', 'image', 'image', 'image', "
+        "'ima… is not one of ('vector', 'sequence', 'image')"
+    )
+
+
 def test_no_input_kinds_is_an_error_not_any_kind(registry):
     with pytest.raises(ValueError, match=r"model 'bad': input_kinds is empty; list the kinds"):
         register_model("bad", Doubling, input_kinds=[])
