@@ -8,7 +8,7 @@ import inspect
 import math
 import sys
 import types
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -442,6 +442,12 @@ def register_model(
                 "the stage's width, from width=); give it another name"
             )
     kinds = (input_kinds,) if isinstance(input_kinds, str) else input_kinds
+    if kinds is not None and not isinstance(kinds, Iterable):
+        raise TypeError(
+            f"model {name!r}: input_kinds must be a kind or a list of them, from {KINDS}, or "
+            f"None for whatever the input shape is, got {cut_repr(kinds)} ({a_type(kinds)})"
+        )
+    kinds = None if kinds is None else tuple(kinds)  # an array's truth is ambiguous
     widths = plain_width(width)
     if kinds is not None and not kinds:
         raise ValueError(
@@ -458,7 +464,7 @@ def register_model(
         build=build,
         depth=depth,
         width=widths if isinstance(widths, tuple) else (widths,),
-        input_kinds=None if kinds is None else tuple(kinds),
+        input_kinds=kinds,
         options=tuple(sorted((options or {}).items())),
         module=module,
         check=check,

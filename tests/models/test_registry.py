@@ -277,6 +277,20 @@ def test_an_input_kind_given_a_list_is_named_in_one_short_line(registry):
     )
 
 
+def test_input_kinds_given_a_number_is_refused_and_an_array_of_kinds_taken(registry):
+    """3 failed with "'int' object is not iterable", an array of kinds with "The truth value
+    of an array with more than one element is ambiguous"."""
+    with pytest.raises(TypeError) as raised:
+        register_model("bad", Doubling, input_kinds=3)
+    assert str(raised.value) == (
+        "model 'bad': input_kinds must be a kind or a list of them, from ('vector', 'sequence', "
+        "'image'), or None for whatever the input shape is, got 3 (an int)"
+    )
+    assert "bad" not in registered_models()
+    spec = register_model("arrayed", Doubling, input_kinds=np.array(["image", "sequence"]))
+    assert spec.input_kinds == ("image", "sequence")
+
+
 def test_no_input_kinds_is_an_error_not_any_kind(registry):
     with pytest.raises(ValueError, match=r"model 'bad': input_kinds is empty; list the kinds"):
         register_model("bad", Doubling, input_kinds=[])
