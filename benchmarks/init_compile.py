@@ -21,6 +21,7 @@ from phosjax.bench import BenchConfig
 from phosjax.bench._plan import plan
 from phosjax.train import Group
 from phosjax.train._state import _root_keys, _vmapped_init
+from phosjax.train._strategy import trace_config
 
 
 def compile_and_run(jitted, *args) -> tuple[float, list[np.ndarray]]:
@@ -47,7 +48,7 @@ def main() -> None:
             tuple(c.cell for c in planned_group.cells), tuple(range(len(planned_group.cells)))
         )
         data = planned.datasets[group.cells[0].dataset]
-        init = _vmapped_init(group.signature(), tuple(data.input_shape))
+        init = _vmapped_init(group.signature(), tuple(data.input_shape), trace_config()[0])
         inputs = (_root_keys(group), group.values())
         default_s, want = compile_and_run(jax.jit(init), *inputs)
         options = jax.jit(init, compiler_options=RUN_ONCE_COMPILER_OPTIONS)

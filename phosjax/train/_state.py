@@ -200,9 +200,9 @@ smaller than the grid drops each program before its group comes round again)."""
 
 
 @functools.lru_cache(maxsize=INIT_PROGRAMS_KEPT)
-def _vmapped_init(signature: Any, input_shape: tuple[int, ...]) -> Any:
-    """``(root keys, per-cell values) -> GroupState`` of a group, not jitted (`_init_fn`
-    and `_cheap_init_fn` jit it)."""
+def _vmapped_init(signature: Any, input_shape: tuple[int, ...], impl: str) -> Any:
+    """``(root keys, per-cell values) -> GroupState`` of a group whose keys are of the PRNG
+    implementation ``impl``, not jitted (`_init_fn` and `_cheap_init_fn` jit it)."""
     model_config, _, hp = signature
     model = model_config.build()
     knob_selectors = [selector for selector, _ in hp.knobs]
@@ -211,7 +211,7 @@ def _vmapped_init(signature: Any, input_shape: tuple[int, ...]) -> Any:
         # Made here, not in the cached factory: a factory first called under a trace
         # (e.g. `jax.eval_shape(init_group, ...)`) would otherwise cache a tracer.
         x0 = jnp.zeros((1, *input_shape), jnp.float32)
-        root = jax.random.wrap_key_data(root_key)
+        root = jax.random.wrap_key_data(root_key, impl=impl)
         init_key, data_key, dropout_key = jax.random.split(root, 3)
         # plain arrays: a param boxed by nn.with_partitioning names a mesh axis of the
         # model's, which the engine's mesh (one axis, the cells) lacks
@@ -242,16 +242,19 @@ def _vmapped_init(signature: Any, input_shape: tuple[int, ...]) -> Any:
     return per_cell(init_cell)
 
 
+# ``impl`` in the keys of these caches: jit keeps a trace by its arguments' shapes and the
+# settings it is keyed by, which leave the PRNG implementation out (rbg's and unsafe_rbg's
+# keys have one shape)
 @functools.lru_cache(maxsize=INIT_PROGRAMS_KEPT)
-def _init_fn(signature: Any, input_shape: tuple[int, ...]) -> Any:
-    return jax.jit(_vmapped_init(signature, input_shape))
+def _init_fn(signature: Any, input_shape: tuple[int, ...], impl: str) -> Any:
+    return jax.jit(_vmapped_init(signature, input_shape, impl))
 
 
 @functools.lru_cache(maxsize=INIT_PROGRAMS_KEPT)
-def _cheap_init_fn(signature: Any, input_shape: tuple[int, ...]) -> Any:
+def _cheap_init_fn(signature: Any, input_shape: tuple[int, ...], impl: str) -> Any:
     """`_init_fn`'s program compiled as one run once (`jit_run_once`): for calls outside
     any trace only."""
-    return jit_run_once(_vmapped_init(signature, input_shape))
+    return jit_run_once(_vmapped_init(signature, input_shape, impl))
 
 
 CHECKED_BATCH = 2
@@ -494,8 +497,10 @@ def init_group(group: Group, data: Any) -> GroupState:
     _check_whole_knob_values(group, data)
     keys = _root_keys(group)
     traced = isinstance(keys, jax.core.Tracer)  # e.g. under jax.eval_shape: nothing compiles
-    init = (_init_fn if traced else _cheap_init_fn)(group.signature(), tuple(data.input_shape))
-    return init(keys, group.values())
+    program = (_init_fn if traced else _cheap_init_fn)(
+        group.signature(), tuple(data.input_shape), trace_config()[0]
+    )
+    return program(keys, group.values())
 
 
 def _leaves(tree: Any) -> dict[str, Any]:
@@ -568,10 +573,11 @@ def _value_difference(state: GroupState, group: Group) -> str | None:
     return None
 
 
-@jax.jit
-def _data_keys(root_keys: jax.Array) -> jax.Array:
-    """The data keys `init_group` derives from each cell's root key."""
-    split = per_cell(lambda key: jax.random.split(jax.random.wrap_key_data(key), 3)[1])
+@functools.partial(jax.jit, static_argnames="impl")
+def _data_keys(root_keys: jax.Array, impl: str) -> jax.Array:
+    """The data keys `init_group` derives from each cell's root key of the PRNG
+    implementation ``impl`` (static: see `_init_fn`)."""
+    split = per_cell(lambda key: jax.random.split(jax.random.wrap_key_data(key, impl=impl), 3)[1])
     return jax.random.key_data(split(root_keys))
 
 
@@ -587,7 +593,7 @@ def _seed_data_keys(group: Group) -> np.ndarray:
     key = (tuple(cell.seed for cell in group.cells), trace_config())
 
     def make() -> np.ndarray:
-        return np.asarray(_data_keys(_root_keys(group)))
+        return np.asarray(_data_keys(_root_keys(group), trace_config()[0]))
 
     return kept(_SEED_DATA_KEYS, key, make, INIT_PROGRAMS_KEPT)
 
@@ -649,7 +655,7 @@ def _layout(group: Group, data: Any) -> GroupState:
     key = (group.signature(), len(group), tuple(data.input_shape), trace_config())
 
     def make() -> GroupState:
-        init = _init_fn(group.signature(), tuple(data.input_shape))
+        init = _init_fn(group.signature(), tuple(data.input_shape), trace_config()[0])
         return jax.eval_shape(init, _root_keys(group), group.values())
 
     return kept(_LAYOUTS, key, make, INIT_PROGRAMS_KEPT)

@@ -442,7 +442,7 @@ def test_init_programs_compiled_cheaply_give_the_states_xla_defaults_give(name):
     model = ModelConfig(name, 10, (40,), depth=1, width=8)  # cnn1d's default 3 layers: 2x slower
     hp = HParams(batch_size=4, steps=1)
     [group] = plan_groups([Cell(model, "toy", hp, seed) for seed in range(3)])
-    init = _vmapped_init(group.signature(), (40,))
+    init = _vmapped_init(group.signature(), (40,), "threefry2x32")
     inputs = (_root_keys(group), group.values())
     cheap = run_once_compiler_options("cpu", "")
     xla_default = {"xla_backend_optimization_level": 3}  # the tests' XLA_FLAGS set 0

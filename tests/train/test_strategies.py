@@ -682,9 +682,9 @@ def test_a_grid_of_many_groups_run_again_finds_every_init_program_still_compiled
         for group in plan_groups([Cell(Tiny(width=w), "toy", HParams()) for w in range(1, 101)])
     ]
     for signature in signatures:  # the grid's first run
-        _state._cheap_init_fn(signature, (4,))
+        _state._cheap_init_fn(signature, (4,), "threefry2x32")
     before = _state._cheap_init_fn.cache_info()
     for signature in signatures:  # run again: every program is still there
-        _state._cheap_init_fn(signature, (4,))
+        _state._cheap_init_fn(signature, (4,), "threefry2x32")
     after = _state._cheap_init_fn.cache_info()
     assert (after.hits - before.hits, after.misses - before.misses) == (100, 0)
