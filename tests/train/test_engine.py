@@ -1,4 +1,6 @@
-"""The engine trains each cell of a group exactly as if it were trained alone."""
+"""The engine trains each cell of a group as if it were trained alone: its init, batches and
+dropout from its own seed, its numbers bit for bit those alone under map, sequential and
+stepwise, and up to float rounding under vmap (docs/engine.md)."""
 
 import collections
 import dataclasses
