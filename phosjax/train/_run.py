@@ -37,6 +37,7 @@ from phosjax.train._step import (
     make_train_step,
 )
 from phosjax.train._strategy import (
+    BATCH_DRAWN_PRNG_IMPLS,
     COPY,
     STRATEGIES,
     VMAPPED_STRATEGIES,
@@ -287,10 +288,14 @@ def check_strategy(strategy: str, where: str) -> None:
         )
     if strategy in VMAPPED_STRATEGIES and not vmap_draws_as_alone():
         impl = str(jax.config.values["jax_default_prng_impl"])
+        why = (
+            "draws a cell's random numbers (its dropout) from the other cells' keys too"
+            if impl in BATCH_DRAWN_PRNG_IMPLS
+            else "XLA fails to compile a cell's random draws (its dropout) batched"
+        )
         raise ValueError(
             f"{where}: strategy {strategy!r} batches the cells with jax.vmap, under which "
-            f"jax_default_prng_impl={impl!r} draws a cell's random numbers (its dropout) "
-            "from the other cells' keys too; use 'map', 'sequential' or 'stepwise' "
+            f"jax_default_prng_impl={impl!r} {why}; use 'map', 'sequential' or 'stepwise' "
             "('auto' leaves the vmapped ones out), or the threefry2x32 implementation"
         )
 
@@ -389,13 +394,13 @@ def run_group(
     Raises:
       TypeError: ``group`` is no `Group`, ``data`` no data set, ``state`` no `GroupState`,
         ``on_chunk`` no function of one argument or ``should_stop`` none of no arguments.
-      ValueError: an unknown ``strategy`` (or ``vmap`` or ``vmap_matmul`` under the
-        ``rbg`` PRNG implementations, `vmap_draws_as_alone`), ``chunk_steps`` not an int
-        >= 1, ``until_step`` not an int in ``[state's step, hparams.steps]`` (or, not
+      ValueError: an unknown ``strategy`` (or ``vmap`` or ``vmap_matmul`` under a PRNG
+        implementation other than threefry's: rbg's, philox's), ``chunk_steps`` not an
+        int >= 1, ``until_step`` not an int in ``[state's step, hparams.steps]`` (or, not
         given, a state past ``hparams.steps``), ``devices`` empty, with a repeated device
-        or another process's, a state whose cells are at
-        different steps, or a state `init_group` did not make for this group and data
-        (another cell count, tree, leaf shape or dtype, other per-cell
+        or another process's, a state whose cells are at different steps, or a state
+        `init_group` did not make for this group and data (another cell count, tree, leaf
+        shape or dtype, other per-cell
         hyperparameters or seeds; the message says what differs) or one trained under
         other `RECORDED_SETTINGS` (``steps`` may change under ``lr_schedule="constant"``:
         `check_settings`; the message names the setting, its saved and its new value),

@@ -43,12 +43,22 @@ VMAPPED_STRATEGIES = ("vmap", "vmap_matmul")
 """The strategies that batch the cells' steps with `jax.vmap`."""
 
 
+VMAP_PRNG_IMPLS = ("threefry2x32", "threefry4x32")
+"""The PRNG implementations under which the engine's `jax.vmap` draws each cell's random
+numbers as it would alone. Under `BATCH_DRAWN_PRNG_IMPLS` a key's draws depend on the
+other keys of the batch; philox's draw alone, but XLA fails to compile them batched inside
+the engine's `jax.shard_map` (jax 0.10: "failed to legalize operation")."""
+
+BATCH_DRAWN_PRNG_IMPLS = ("rbg", "unsafe_rbg")
+"""The PRNG implementations whose draws under `jax.vmap` come from the batch's other keys
+too (``unsafe_rbg``'s `jax.random.split` too), so a cell's init and dropout would depend
+on its neighbours."""
+
+
 def vmap_draws_as_alone() -> bool:
-    """Whether `jax.vmap` over keys draws each key's random numbers as it would alone under
-    the PRNG implementation `jax.random.key` uses now: threefry's does; under ``rbg`` and
-    ``unsafe_rbg`` a key's draws depend on the other keys of the batch (and ``unsafe_rbg``'s
-    `jax.random.split` too), so a cell's init and dropout would depend on its neighbours."""
-    return str(jax.config.values["jax_default_prng_impl"]) == "threefry2x32"
+    """Whether the engine's `jax.vmap` draws each cell's random numbers as it would alone
+    under the PRNG implementation `jax.random.key` uses now (one of `VMAP_PRNG_IMPLS`)."""
+    return str(jax.config.values["jax_default_prng_impl"]) in VMAP_PRNG_IMPLS
 
 
 def per_cell(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -1912,6 +1912,30 @@ def test_a_vmapped_strategy_is_refused_under_rbg_keys_naming_the_others(toy):
     )
 
 
+def test_vmap_trains_a_cell_as_alone_under_threefry4x32(toy):
+    # vmap was refused under every implementation but threefry2x32, as drawing "a cell's
+    # random numbers from the other cells' keys too": threefry4x32's draws each key's alone
+    def trained(seeds: tuple[int, ...]) -> Any:
+        [group] = plan_groups([Cell(Tiny(rich=True), "toy", ADAM, s) for s in seeds])
+        state, _ = run_group(group, init_group(group, toy), toy, 2, strategy="vmap")
+        return jax.tree.map(lambda a: a[-1], state.params)
+
+    with jax.default_prng_impl("threefry4x32"):
+        assert_trees_close(trained((3,)), trained((0, 3)))
+
+
+def test_vmap_under_philox_is_refused_as_xla_fails_to_compile_it(toy):
+    # it was refused as drawing from the other cells' keys, which philox's does not
+    with jax.default_prng_impl("philox2x32"), pytest.raises(ValueError) as raised:
+        train_grid(CELLS[:2], datasets={"toy": toy}, strategy="vmap")
+    assert str(raised.value) == (
+        "train_grid: strategy 'vmap' batches the cells with jax.vmap, under which "
+        "jax_default_prng_impl='philox2x32' XLA fails to compile a cell's random draws (its "
+        "dropout) batched; use 'map', 'sequential' or 'stepwise' ('auto' leaves the vmapped "
+        "ones out), or the threefry2x32 implementation"
+    )
+
+
 @pytest.mark.parametrize(
     "call, message",
     [
