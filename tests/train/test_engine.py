@@ -1877,8 +1877,8 @@ def test_under_rbg_keys_a_cell_draws_its_init_and_keys_as_it_would_alone(toy, im
         return jax.tree.map(lambda a: a[-1], (state.params, state.data_key, state.dropout_key))
 
     with jax.default_prng_impl(impl):
-        alone = cell_three([Cell(Tiny(rich=True), "toy", ADAM, 3)])
-        beside = cell_three([Cell(Tiny(rich=True), "toy", ADAM, s) for s in (0, 3)])
+        alone = cell_three([Cell(Tiny(), "toy", ADAM, 3)])
+        beside = cell_three([Cell(Tiny(), "toy", ADAM, s) for s in (0, 3)])
         keys = jax.random.key_data(jax.random.split(jax.random.key(3), 3)[1:])
     assert_trees_close(alone, beside, rtol=0, atol=0)
     np.testing.assert_array_equal(alone[1:], keys)  # data, dropout: those of its seed
