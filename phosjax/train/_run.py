@@ -404,8 +404,9 @@ def run_group(
         hyperparameters or seeds; the message says what differs) or one trained under
         other `RECORDED_SETTINGS` (``steps`` may change under ``lr_schedule="constant"``:
         `check_settings`; the message names the setting, its saved and its new value),
-        or whose keys its seeds made under another ``jax_threefry_partitionable`` or
-        ``jax_enable_x64`` than this session's (named, with the value to resume under).
+        or whose keys its seeds made under another ``jax_default_prng_impl``,
+        ``jax_threefry_partitionable`` or ``jax_enable_x64`` than this session's (named,
+        with the value to resume under).
 
     Examples:
       >>> from phosjax.data import random_dataset

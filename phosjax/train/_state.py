@@ -23,7 +23,7 @@ from phosjax.models._registry import checked_build
 from phosjax.train._config import COMPUTE_DTYPES, LR_SCHEDULES, OPTIMIZERS, HParams
 from phosjax.train._group import Group
 from phosjax.train._optim import hparams_optimizer
-from phosjax.train._strategy import kept, per_cell, trace_config
+from phosjax.train._strategy import PRNG_IMPLS, kept, per_cell, trace_config
 
 
 @flax.struct.dataclass
@@ -598,22 +598,37 @@ def _seed_data_keys(group: Group) -> np.ndarray:
     return kept(_SEED_DATA_KEYS, key, make, INIT_PROGRAMS_KEPT)
 
 
-KEY_SETTINGS = ("jax_threefry_partitionable", "jax_enable_x64")
-"""The JAX settings that change the keys a seed makes: the threefry setting those
-`jax.random.split` derives, x64 those of a seed outside ``[0, 2**32)``."""
+KEY_SETTINGS = ("jax_default_prng_impl", "jax_threefry_partitionable", "jax_enable_x64")
+"""The JAX settings that change the keys a seed makes: the PRNG implementation all of them,
+the threefry setting those `jax.random.split` derives, x64 those of a seed outside
+``[0, 2**32)``."""
 
 
-def _key_settings(data_key: np.ndarray, seed: int) -> dict[str, bool] | None:
-    """The values of `KEY_SETTINGS`, one of them or both other than this session's, under
-    which ``seed`` makes the data key ``data_key`` (`init_group`'s); None if under none."""
-    now = {name: bool(jax.config.values[name]) for name in KEY_SETTINGS}
-    for flipped in ((KEY_SETTINGS[0],), (KEY_SETTINGS[1],), KEY_SETTINGS):
-        settings = {name: now[name] != (name in flipped) for name in KEY_SETTINGS}
-        threefry, x64 = settings.values()
-        with jax.threefry_partitionable(threefry), jax.enable_x64(x64):
-            made = jax.random.key_data(jax.random.split(jax.random.key(seed), 3)[1])
+@functools.cache
+def _key_data_shape(impl: str) -> tuple[int, ...]:
+    """The shape of a key's data under the PRNG implementation ``impl``."""
+    return jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0, impl=impl))).shape
+
+
+def _key_settings(data_key: np.ndarray, seed: int) -> dict[str, Any] | None:
+    """The values of `KEY_SETTINGS` other than this session's under which ``seed`` makes
+    the data key ``data_key`` (`init_group`'s): another threefry or x64 setting or both, or
+    another PRNG implementation whose keys have its shape; None if under none."""
+    now = {name: jax.config.values[name] for name in KEY_SETTINGS}
+    impl_now, threefry_now, x64_now = now.values()
+    threefry: dict[str, Any] = {KEY_SETTINGS[1]: not threefry_now}
+    x64: dict[str, Any] = {KEY_SETTINGS[2]: not x64_now}
+    shaped: list[dict[str, Any]] = [
+        {KEY_SETTINGS[0]: impl}
+        for impl in PRNG_IMPLS
+        if impl != impl_now and _key_data_shape(impl) == data_key.shape
+    ]
+    for settings in (threefry, x64, threefry | x64, *shaped):
+        impl, partitionable, enable_x64 = (now | settings).values()
+        with jax.threefry_partitionable(partitionable), jax.enable_x64(enable_x64):
+            made = jax.random.key_data(jax.random.split(jax.random.key(seed, impl=impl), 3)[1])
         if np.array_equal(np.asarray(made), data_key):
-            return {name: settings[name] for name in flipped}
+            return settings
     return None
 
 
@@ -630,9 +645,9 @@ def _seed_difference(state: GroupState, group: Group) -> str | None:
         seed = group.cells[i].seed
         settings = _key_settings(keys[i], seed)
         if settings:
-            made = ", ".join(f"{name}={value}" for name, value in settings.items())
-            now = ", ".join(f"{name}={not value}" for name, value in settings.items())
-            update = "; ".join(f"jax.config.update({n!r}, {v})" for n, v in settings.items())
+            made = ", ".join(f"{name}={value!r}" for name, value in settings.items())
+            now = ", ".join(f"{name}={jax.config.values[name]!r}" for name in settings)
+            update = "; ".join(f"jax.config.update({n!r}, {v!r})" for n, v in settings.items())
             setting = "setting" if len(settings) == 1 else "settings"
             raise ValueError(
                 f"run_group: cell {group.index[i]} of the state holds the keys its seed {seed} "

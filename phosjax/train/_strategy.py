@@ -43,6 +43,9 @@ VMAPPED_STRATEGIES = ("vmap", "vmap_matmul")
 """The strategies that batch the cells' steps with `jax.vmap`."""
 
 
+PRNG_IMPLS = ("threefry2x32", "threefry4x32", "rbg", "unsafe_rbg", "philox2x32", "philox4x32")
+"""The values ``jax_default_prng_impl`` takes (jax 0.10)."""
+
 VMAP_PRNG_IMPLS = ("threefry2x32", "threefry4x32")
 """The PRNG implementations under which the engine's `jax.vmap` draws each cell's random
 numbers as it would alone. Under `BATCH_DRAWN_PRNG_IMPLS` a key's draws depend on the

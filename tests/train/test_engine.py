@@ -1529,6 +1529,22 @@ def test_a_state_whose_seeds_made_its_keys_under_another_setting_is_told_to_resu
     assert run.chunks == []
 
 
+def test_a_state_made_under_rbg_resumed_under_unsafe_rbg_is_told_to_resume_under_rbg(toy):
+    # its keys (of one shape under both) were refused as "the keys of another seed than its 3"
+    [group] = plan_groups([Cell(Tiny(), "toy", ADAM, 3)])
+    with jax.default_prng_impl("rbg"):
+        saved = jax.device_get(init_group(group, toy))
+    with jax.default_prng_impl("unsafe_rbg"), pytest.raises(ValueError) as raised:
+        run_group(group, saved, toy, 0)
+    assert str(raised.value) == (
+        "run_group: cell 0 of the state holds the keys its seed 3 makes under "
+        "jax_default_prng_impl='rbg', not under this session's "
+        "jax_default_prng_impl='unsafe_rbg': resume it under the setting it was made with "
+        "(jax.config.update('jax_default_prng_impl', 'rbg')), or train the group from "
+        "init_group as a new run"
+    )
+
+
 def test_a_run_after_the_threefry_setting_changed_trains_as_one_made_under_it(toy, monkeypatch):
     # the compiled programs were kept by argument signature alone: the run after toggling
     # jax_threefry_partitionable drew its batches and dropout as traced under the old one
