@@ -500,7 +500,9 @@ class ConfigParser(Parser):
 
 def refuse_unknown_options(parser: ArgumentParser, argv: Sequence[str]) -> None:
     """A `usage_error` for the options of ``argv`` that ``parser`` does not know (the
-    nearest named), before its config files are read: the misspelling is the error.
+    nearest named), before its config files are read: the misspelling is the error. A
+    key of a typed option's value (``--dataset_splits.digits``, ``--grid.knobs.lr``) is
+    known, as jsonargparse takes it.
 
     Examples:
       >>> parser = Parser(prog="cmd"); add_common(parser)
@@ -512,10 +514,17 @@ def refuse_unknown_options(parser: ArgumentParser, argv: Sequence[str]) -> None:
       error: unrecognized arguments: --dirr d (did you mean --dir?); cmd --help lists the options.
     """
     known = {option for action in parser._actions for option in action.option_strings}
+    typed = tuple(  # jsonargparse reads --<typed option>.<key> into its value, as typed
+        f"{option}."
+        for action in parser._actions
+        if getattr(action, "_typehint", None) is not None
+        for option in action.option_strings
+    )
     unknown, taking = [], False  # taking: the values after an unknown option
     for arg in argv:
         if arg.startswith("--"):
-            taking = arg.split("=", 1)[0] not in known
+            option = arg.split("=", 1)[0]
+            taking = option not in known and not option.startswith(typed)
         if taking:
             unknown.append(arg)
     if unknown:

@@ -77,6 +77,40 @@ def test_a_misspelt_option_is_the_error_before_a_config_files_refused_value(tmp_
     )
 
 
+@pytest.mark.parametrize(
+    ("module", "options", "key", "value"),
+    [
+        (
+            "phosjax.bench.new",
+            ["--models", "mlp", "--datasets", "digits", "--dataset_splits.digits", "[train, test]"],
+            "dataset_splits",
+            {"digits": ["train", "test"]},
+        ),
+        (
+            "phosjax.morph.__main__",
+            [
+                "--model",
+                "{name: mlp, num_classes: 10, input_shape: 40}",
+                "--model.options.dropout",
+                "0.5",
+            ],
+            "model",
+            {"name": "mlp", "num_classes": 10, "input_shape": 40, "options": {"dropout": 0.5}},
+        ),
+    ],
+)
+def test_a_key_of_an_options_value_is_no_unknown_option(
+    module, options, key, value, tmp_path, capsys
+):
+    """'new --dataset_splits.digits [train, test]', which jsonargparse reads as a key of
+    --dataset_splits' value, was refused as an unrecognized argument once a misspelt
+    option was looked for before the config files."""
+    main = importlib.import_module(module).main
+    argv = [*options, "--dir", str(tmp_path / "d"), "--print_config=skip_default"]
+    assert _exit_status(main, argv) == 0
+    assert yaml.safe_load(capsys.readouterr().out)[key] == value
+
+
 @pytest.mark.parametrize("command", ["new", "view", "speed"])
 def test_a_file_or_dir_given_without_its_option_is_named_with_it(command, tmp_path, capsys):
     """'new configs/example.yaml', 'view runs/example' and 'speed runs/speed' said only
