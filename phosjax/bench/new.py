@@ -174,16 +174,16 @@ def _seeds_counted(namespace: Any, value: Any) -> tuple[Any, str]:
 
 def _widths_whole(namespace: Any, value: Any) -> tuple[Any, str]:
     """For ``--grid.width+``: the widths so far with those ``value`` gives (one, or a YAML
-    list of them), as ``--grid.width``'s value; jsonargparse appended within each width
-    too (``--grid.width 8 --grid.width+ 16`` planned the two-stage width [8, 8] and 16,
-    not 8 and 16). A value YAML cannot read, or that holds no width (``abc``), is left
-    to the parser, which says so."""
+    list of them; ``null``: the model's own), as ``--grid.width``'s value; jsonargparse
+    appended within each width too (``--grid.width 8 --grid.width+ 16`` planned the
+    two-stage width [8, 8] and 16, not 8 and 16). A value YAML cannot read, or that holds
+    no width (``abc``), is left to the parser, which says so."""
     try:
         given = safe_load(value) if isinstance(value, str) else value
     except yaml.YAMLError:
         return value, "--grid.width+"
     added = given if isinstance(given, list) else [given]
-    if not all(isinstance(width, int | list) for width in added):
+    if not all(width is None or isinstance(width, int | list) for width in added):
         return value, "--grid.width+"
     so_far = namespace.get("grid.width")
     widths = [] if so_far is None else so_far if isinstance(so_far, list) else [so_far]

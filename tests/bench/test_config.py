@@ -357,6 +357,8 @@ def test_seeds_appended_to_a_number_of_seeds_add_to_the_seeds_it_numbers(tmp_pat
         (["--grid.width+", "16"], [8, [4, 4], 16]),
         (["--grid.width+", "[16, [2, 2]]"], [8, [4, 4], 16, [2, 2]]),
         (["--grid.width", "8", "--grid.width+", "16"], [8, 16]),
+        (["--grid.width+", "null"], [8, [4, 4], None]),  # was [[8, 8], [4, 4, 4, 4], None]
+        (["--grid.width+", "[16, null]"], [8, [4, 4], 16, None]),
     ],
 )
 def test_widths_appended_keep_each_width_as_it_is(tmp_path, given, widths):
