@@ -59,6 +59,7 @@ from phosjax.bench._plan import check_models
 from phosjax.bench._profile import time_start_up
 from phosjax.bench._runner import run, starts_anew
 from phosjax.bench._summary import command_line
+from phosjax.models._config import is_int
 from phosjax.morph._loop import MorphConfig
 from phosjax.train import STRATEGIES
 
@@ -177,13 +178,17 @@ def _widths_whole(namespace: Any, value: Any) -> tuple[Any, str]:
     list of them; ``null``: the model's own), as ``--grid.width``'s value; jsonargparse
     appended within each width too (``--grid.width 8 --grid.width+ 16`` planned the
     two-stage width [8, 8] and 16, not 8 and 16). A value YAML cannot read, or that holds
-    no width (``abc``), is left to the parser, which says so."""
+    anything but widths (``abc``, ``true``, ``[2.5]``), is left to the parser, which says
+    so of the value as given."""
     try:
         given = safe_load(value) if isinstance(value, str) else value
     except yaml.YAMLError:
         return value, "--grid.width+"
     added = given if isinstance(given, list) else [given]
-    if not all(width is None or isinstance(width, int | list) for width in added):
+    if not all(
+        width is None or is_int(width) or (isinstance(width, list) and all(map(is_int, width)))
+        for width in added
+    ):
         return value, "--grid.width+"
     so_far = namespace.get("grid.width")
     widths = [] if so_far is None else so_far if isinstance(so_far, list) else [so_far]

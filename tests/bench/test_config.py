@@ -369,6 +369,22 @@ def test_widths_appended_keep_each_width_as_it_is(tmp_path, given, widths):
     assert args.grid.width == widths
 
 
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        ("true", "--grid.width true: expected list[int | list[int] | None], int or null (a list"),
+        ("[16, [2, 2.5]]", "--grid.width [16, [2, 2.5]]: expected list[int | list[int] | None]"),
+    ],
+)
+def test_a_width_appended_that_is_no_width_is_named_as_given(tmp_path, capsys, given, said):
+    """'--grid.width+ true' on widths [8, [4, 4]] was said of '--grid.width [8, [4, 4],
+    True]', a value never given."""
+    path = write(tmp_path, "models: [cnn1d]\ngrid: {width: [8, [4, 4]]}\n")
+    with pytest.raises(SystemExit):
+        parser().parse_args(["--config", str(path), "--dir", "runs/x", "--grid.width+", given])
+    assert capsys.readouterr().err.startswith(f"error: {said}")
+
+
 def test_print_config_prints_the_resolved_config(tmp_path, capsys):
     path = write(tmp_path, "models: [mlp, cnn1d]\ngrid: {steps: 50}\n")
     with pytest.raises(SystemExit) as exit_info:
