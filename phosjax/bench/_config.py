@@ -529,10 +529,10 @@ class BenchConfig:
         steps; 0 saves only at the end (and, either way, at the end of the chunk under
         way when SIGTERM or SIGHUP stops the run).
       chunk_steps: steps per dispatch (None: the largest divisor up to 250 of
-        ``eval_every`` and ``checkpoint_every``, so that every chunk compiles once; 250
-        where that divisor is small, as an interval of 257's is). These three, and a
-        number of ``seeds``, are at most ``2**31 - 1`` (the engine holds steps in int32
-        on device).
+        ``eval_every`` and ``checkpoint_every``, of the steps where both are 0, so that
+        every chunk compiles once; 250 where that divisor is small, as an interval of
+        257's is). These three, and a number of ``seeds``, are at most ``2**31 - 1`` (the
+        engine holds steps in int32 on device).
       strategy: how the engine runs a group: ``"auto"`` or one of
         `phosjax.train.STRATEGIES` (see `phosjax.train.run_group`).
       data_dir: where data sets are prepared (None: where `phosjax.data.load` looks by default);

@@ -33,6 +33,20 @@ def test_help_names_no_private_module(module, capsys):
     assert help_text.startswith("usage: python -m phosjax.") and "._" not in help_text
 
 
+def test_help_says_the_chunk_steps_where_nothing_is_evaluated_or_saved_on_the_way(capsys):
+    """'new --help' gave chunk_steps' default as a divisor of eval_every and
+    checkpoint_every alone; where both are 0 it divides the steps (600 steps: 200)."""
+    from phosjax.bench import BenchConfig
+    from phosjax.bench._runner import chunk_size
+
+    assert chunk_size(BenchConfig(eval_every=0, checkpoint_every=0), 600) == 200
+    assert _exit_status(_main("new"), ["--help"]) == 0
+    assert (
+        "steps per dispatch (None: the largest divisor up to 250 of ``eval_every`` and "
+        "``checkpoint_every``, of the steps where both are 0, so that"
+    ) in " ".join(capsys.readouterr().out.split())
+
+
 @pytest.mark.parametrize("command", COMMANDS)
 def test_a_misspelt_option_is_the_error_with_the_nearest_option(command, tmp_path, capsys):
     args = ["--dirr", str(tmp_path / "b")] + (["--mlflow", "x"] if command == "export" else [])
