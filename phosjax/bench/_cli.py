@@ -2,7 +2,6 @@
 
 import argparse
 import contextlib
-import errno
 import functools
 import gc
 import math
@@ -45,7 +44,7 @@ from phosjax.bench._interrupt import (
     stopped_line,
     stops_ignored,
 )
-from phosjax.bench._reading import LET_READ
+from phosjax.bench._reading import LET_READ, READ_REFUSED
 from phosjax.bench._store import NOT_WRITTEN
 from phosjax.bench._summary import command_line
 from phosjax.bench._usage import expand_dirs, refuse_empty_dirs, usage_error
@@ -762,7 +761,7 @@ def entry_point(
                 allows = NOT_WRITTEN.get(error.errno or 0)
                 if allows is None:
                     raise
-                if reads_only and error.errno in (errno.EACCES, errno.EPERM):  # a read refused
+                if reads_only and error.errno in READ_REFUSED:  # a read refused
                     allows = LET_READ  # (its stdout on a disk turned read-only: EROFS's words)
                 if error.filename == getattr(sys.stdout, "name", None):
                     _stdout_dropped()  # its output is not written again at exit

@@ -7,6 +7,7 @@ the profile import it.
 """
 
 import contextlib
+import errno
 import pathlib
 import re
 import threading
@@ -58,7 +59,9 @@ CONFIG_HINT = (
     "no run continues the bench, nor adds models to it, until it reads."
 )
 LET_READ = "let this user read it (its permissions, those of its folder)"
-"""What allows a read the system refused (``EACCES``, ``EPERM``)."""
+"""What allows a read the system refused (`READ_REFUSED`)."""
+READ_REFUSED = frozenset({errno.EACCES, errno.EPERM})
+"""The errors of a read the system refused: this user's permissions (or its folder's)."""
 REFUSED = f"the system would not read it, whatever it holds: {LET_READ}, or see to the disk"
 """What to do where the system would not read a bench file: it need not be damaged."""
 _PLANNED_HINT = (

@@ -23,7 +23,7 @@ from typing import Any
 from phosjax._callables import a_type, cut_repr
 from phosjax._nearest import did_you_mean, nearest
 from phosjax.bench import _layout
-from phosjax.bench._reading import LET_READ
+from phosjax.bench._reading import LET_READ, READ_REFUSED
 from phosjax.bench.view import _api
 from phosjax.bench.view._bench import (
     BenchFiles,
@@ -411,7 +411,7 @@ def _failure(error: Exception) -> str:
     """
     if isinstance(error, BrokenFileError):
         return str(error)
-    refused = isinstance(error, OSError) and error.errno in (errno.EACCES, errno.EPERM)
+    refused = isinstance(error, OSError) and error.errno in READ_REFUSED
     return f"{type(error).__name__}: {error}" + (f"; {LET_READ}" if refused else "")
 
 
