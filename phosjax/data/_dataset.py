@@ -1,4 +1,5 @@
-"""`ArrayDataset`: a small supervised data set held whole in memory; `check_batch_size`."""
+"""`ArrayDataset`: a small supervised data set held whole in memory; `check_batch_size`;
+`read_only` and `unchangeable`, how it holds its arrays."""
 
 from __future__ import annotations
 
@@ -26,6 +27,12 @@ class ArrayDataset:
     ``[0, num_classes)``; tree ops (``jax.tree.map``, ``jax.vmap``, ...) rebuild it
     without checks, whatever their leaves.
 
+    Its numpy arrays are its own and read-only (`read_only`: an array that could be
+    written, or that views one that could, is copied, so editing the arrays given leaves
+    it as it was), as the engine keeps a data set placed on the devices between calls:
+    ``ds.x_train[0] = 1`` raises "assignment destination is read-only". To change one, make
+    a new one, e.g. ``dataclasses.replace(ds, x_train=ds.x_train * 2)``.
+
     Attributes:
         name: the data set's name, e.g. ``"mnist1d"``.
         x_train: inputs, shape ``(num_train, *input_shape)``, of a float, integer or bool
@@ -51,6 +58,11 @@ class ArrayDataset:
         >>> pixels = np.full((4, 3), 255, np.uint8)  # kept as given: scale it yourself
         >>> ArrayDataset("toy", pixels, ds.y_train, ds.x_test, ds.y_test, 4, (3,)).x_train.max()
         np.uint8(255)
+        >>> ds.x_train[0] = 1
+        Traceback (most recent call last):
+        ValueError: assignment destination is read-only
+        >>> dataclasses.replace(ds, x_train=ds.x_train + 1).x_train[0].tolist()
+        [1.0, 1.0, 1.0]
     """
 
     name: str
@@ -90,6 +102,7 @@ class ArrayDataset:
                     f"ArrayDataset {self.name!r}: {field} must be an array (numpy or jax), got "
                     f"a {type(value).__name__}; convert it, e.g. np.asarray({field})"
                 )
+            object.__setattr__(self, field, read_only(value))
         for split, x, y in (
             ("train", self.x_train, self.y_train),
             ("test", self.x_test, self.y_test),
@@ -123,6 +136,11 @@ class ArrayDataset:
                     f"to {self.num_classes - 1}"
                 )
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickled or deep-copied: its new numpy arrays are made read-only, as its own."""
+        for field, value in state.items():
+            object.__setattr__(self, field, read_only(value, fresh=True))
+
     @property
     def num_train(self) -> int:
         """Number of training examples."""
@@ -132,6 +150,52 @@ class ArrayDataset:
     def num_test(self) -> int:
         """Number of test examples."""
         return int(self.x_test.shape[0])
+
+
+def unchangeable(a: Any) -> bool:
+    """Whether ``a``'s numbers cannot be written in place: a jax array, or a numpy array
+    that is read-only, as is every array it views, down to memory that is read-only or
+    its own.
+
+    Examples:
+      >>> x = np.zeros(3)
+      >>> unchangeable(jax.numpy.zeros(3)), unchangeable(x), unchangeable(read_only(x))
+      (True, False, True)
+      >>> view = x[:2]
+      >>> view.flags.writeable = False
+      >>> unchangeable(view)  # x, which it views, can be written
+      False
+    """
+    if isinstance(a, jax.Array):
+        return True
+    while isinstance(a, np.ndarray):
+        if a.flags.writeable:
+            return False
+        a = a.base
+    try:
+        return a is None or memoryview(a).readonly
+    except TypeError:  # no buffer: what it is is not known
+        return False
+
+
+def read_only(a: Any, *, fresh: bool = False) -> Any:
+    """``a`` where it is no numpy array; else ``a`` read-only where it is `unchangeable`
+    or ``fresh`` (no one else holds it: only flagged), else a read-only copy of it.
+
+    Examples:
+      >>> x = np.zeros(3)
+      >>> held = read_only(x)
+      >>> held is x, held.flags.writeable, x.flags.writeable
+      (False, False, True)
+      >>> read_only(held) is held, read_only(x, fresh=True) is x, x.flags.writeable
+      (True, True, False)
+    """
+    if not isinstance(a, np.ndarray):
+        return a
+    if not (fresh or unchangeable(a)):
+        a = np.array(a)
+    a.setflags(write=False)
+    return a
 
 
 _DATA_FIELDS = ("x_train", "y_train", "x_test", "y_test")

@@ -20,7 +20,7 @@ from phosjax._callables import cut_repr
 from phosjax._nearest import did_you_mean, nearest
 from phosjax._pickling import PicklableError
 from phosjax.data._checks import first_outside, is_real
-from phosjax.data._dataset import ArrayDataset
+from phosjax.data._dataset import ArrayDataset, read_only
 from phosjax.data._splits import HELD_OUT, checked_splits, chosen_splits, read_spans
 
 if TYPE_CHECKING:
@@ -1242,9 +1242,11 @@ def _read(
             why = f"reading its {split!r} split raised {type(error).__name__}: {error}"
             raise ValueError(_damaged(name, builder.data_path, data_dir, why)) from error
         _check_present(name, split, examples, x_key, y_key)
-        arrays[f"x_{out}"] = _as_inputs([e[x_key] for e in examples], builder.info.features[x_key])
+        x = _as_inputs([e[x_key] for e in examples], builder.info.features[x_key])
         labels = [example[y_key] for example in examples]
-        arrays[f"y_{out}"] = _as_labels(name, y_key, split, labels, list(builder.info.splits))
+        y = _as_labels(name, y_key, split, labels, list(builder.info.splits))
+        # new arrays, made read-only: the data set copies neither (`read_only`)
+        arrays[f"x_{out}"], arrays[f"y_{out}"] = read_only(x, fresh=True), read_only(y, fresh=True)
     label = builder.info.features[y_key]
     return ArrayDataset(
         name=name,

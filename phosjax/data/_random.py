@@ -6,7 +6,7 @@ import numpy as np
 
 from phosjax._callables import cut_repr
 from phosjax.data._checks import shape_sizes, static_int_at_least
-from phosjax.data._dataset import ArrayDataset
+from phosjax.data._dataset import ArrayDataset, read_only
 
 
 def random_dataset(
@@ -68,8 +68,9 @@ def random_dataset(
     num_train = static_int_at_least(f"{where}num_train", num_train)
     n = num_train + static_int_at_least(f"{where}num_test", num_test)
     rng = np.random.default_rng(static_int_at_least(f"{where}seed", seed, least=0))
-    x = rng.normal(size=(n, *shape)).astype(np.float32)
-    y = rng.integers(0, num_classes, n).astype(np.int32)
+    # its own arrays, made read-only: the data set copies none of them (`read_only`)
+    x = read_only(rng.normal(size=(n, *shape)).astype(np.float32), fresh=True)
+    y = read_only(rng.integers(0, num_classes, n).astype(np.int32), fresh=True)
     return ArrayDataset(
         name, x[:num_train], y[:num_train], x[num_train:], y[num_train:], num_classes, shape
     )

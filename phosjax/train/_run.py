@@ -17,6 +17,7 @@ from phosjax._hosts import local_devices
 from phosjax._listing import counted
 from phosjax._nearest import did_you_mean
 from phosjax.data import check_batch_size
+from phosjax.data._dataset import unchangeable
 from phosjax.train._auto import choose_strategy, split_shapes
 from phosjax.train._config import int_at_least
 from phosjax.train._group import Group
@@ -179,7 +180,10 @@ def _keep_data(data: Any, executor: Executor, arrays: Any) -> Any:
     """Keeps ``arrays``, ``data`` placed for ``executor``, among the last
     `PLACED_DATA_SETS` data set objects placed (`_kept_data`), so that calling `run_group`
     again on one converts and transfers nothing, while it lives: a data set let go is let
-    go on the devices too. Returns ``arrays``."""
+    go on the devices too; one whose arrays could be written in place is not kept (an
+    `ArrayDataset`'s cannot: `unchangeable`). Returns ``arrays``."""
+    if not all(unchangeable(getattr(data, split)) for split in SPLITS):
+        return arrays  # an edit would leave the kept copy stale: placed again next time
     key = (id(data), tuple(executor.mesh.devices.flat))
 
     def forget(gone: weakref.ref[Any]) -> None:

@@ -1,5 +1,6 @@
 """`load` of any TFDS data set prepared in the data dir, its errors, and `ArrayDataset`."""
 
+import copy
 import dataclasses
 import importlib
 import pickle
@@ -565,6 +566,9 @@ def test_a_data_set_prepared_as_parquet_loads_like_array_record(toys_dir, tmp_pa
     parquet, array_record = (load("toy_weighted", data_dir=d) for d in (tmp_path, toys_dir))
     for field in ("x_train", "y_train", "x_test", "y_test"):
         np.testing.assert_array_equal(getattr(parquet, field), getattr(array_record, field))
+        assert not (
+            getattr(parquet, field).flags.writeable or getattr(array_record, field).flags.writeable
+        )
     folder = tmp_path / "toy_weighted" / "1.0.0"
     next(folder.glob("toy_weighted-test.*")).write_bytes(b"cut")
     with pytest.raises(
@@ -608,6 +612,9 @@ def test_a_slice_of_a_parquet_data_set_reads_its_examples_alone(toys_dir, tmp_pa
     assert (parquet.num_train, parquet.num_test) == (3, 2)
     for field in ("x_train", "y_train", "x_test", "y_test"):
         np.testing.assert_array_equal(getattr(parquet, field), getattr(array_record, field))
+        assert not (
+            getattr(parquet, field).flags.writeable or getattr(array_record, field).flags.writeable
+        )
     held_out = set(parquet.x_test[:, 0].tolist())
     assert held_out.isdisjoint(parquet.x_train[:, 0].tolist())
     assert held_out | set(parquet.x_train[:, 0].tolist()) == {0, 1, 2, 3, 4}
@@ -1353,6 +1360,28 @@ def test_array_dataset_is_a_pytree_with_static_metadata():
     assert (on_device.name, on_device.num_classes, on_device.input_shape) == ("toy", 2, (3,))
     total = jax.jit(lambda d: d.x_train.sum() + d.num_classes)(on_device)
     assert float(total) == 2.0
+
+
+def test_an_array_dataset_copies_the_arrays_it_could_be_changed_through_and_holds_them_read_only():
+    # it held the arrays given: an edit of them, or of its own (ds.x_train[...] *= 100),
+    # changed it after run_group had placed it, whose next call trained on the copy placed
+    x = np.zeros((4, 3), np.float32)
+    seen = x[:2]  # read-only, but x, which it views, is not
+    seen.flags.writeable = False
+    ds = _toy(x_train=x, x_test=seen)
+    x[...] = 5
+    assert (ds.x_train.tolist(), ds.x_test.tolist()) == ([[0.0] * 3] * 4, [[0.0] * 3] * 2)
+    for field in ("x_train", "y_train", "x_test", "y_test"):
+        with pytest.raises(ValueError, match=r"^assignment destination is read-only$"):
+            getattr(ds, field)[0] = 1
+    fixed, on_device = np.ones((4, 3), np.float32), jnp.ones((2, 3))
+    fixed.flags.writeable = False
+    again = _toy(x_train=fixed, x_test=on_device)  # nothing could change them: kept
+    assert again.x_train is fixed and again.x_test is on_device
+    for copied in (pickle.loads(pickle.dumps(ds)), copy.deepcopy(ds)):
+        with pytest.raises(ValueError, match=r"^assignment destination is read-only$"):
+            copied.y_test[0] = 1
+        assert copied.x_train.tolist() == [[0.0] * 3] * 4
 
 
 def test_check_batch_size_passes_the_whole_train_split_and_names_one_larger():

@@ -151,3 +151,10 @@ def test_an_input_shape_given_as_a_1d_array_is_read_as_modelconfig_reads_it(shap
         random_dataset("toy", np.array([-1, 3]), 3)
     with pytest.raises(ValueError, match=r"\(8, 8, 1\), got array\(\[-1,  3\]\)$"):
         ArrayDataset("toy", *splits, 3, np.array([-1, 3]))
+
+
+def test_its_arrays_are_read_only_views_of_one_draw_not_copies():
+    data = random_dataset("toy", (8,), 3, num_train=4, num_test=2)
+    assert data.x_train.base is data.x_test.base and not data.x_train.base.flags.writeable
+    with pytest.raises(ValueError, match=r"^assignment destination is read-only$"):
+        data.y_train[0] = 1

@@ -445,6 +445,25 @@ def test_run_group_places_a_data_set_once(toy, monkeypatch):
     assert len(placed) == 2
 
 
+def test_a_data_set_whose_arrays_can_be_written_is_placed_again_by_each_call(toy):
+    # a tree op's data set holds what it is given: edited in place after a call, the next
+    # call trained and was scored on the copy placed before the edit
+    [group] = plan_groups(CELLS[:1])
+    data = jax.tree.map(np.copy, toy)  # writable arrays
+    start = init_group(group, data)
+    _, before = run_group(group, start, data, strategy="vmap")
+    data.x_train[...] *= 100
+    data.x_test[...] *= 100
+    state, run = run_group(group, start, data, strategy="vmap")
+    fresh = dataclasses.replace(data)  # the edited arrays, copied
+    expected_state, expected = run_group(group, start, fresh, strategy="vmap")
+    [loss], [expected_loss] = run.chunks[-1].eval["loss"], expected.chunks[-1].eval["loss"]
+    [old_loss] = before.chunks[-1].eval["loss"]
+    assert (round(float(old_loss), 2), round(float(loss), 2)) == (1.21, 2.07)
+    assert loss == pytest.approx(expected_loss)
+    jax.tree.map(np.testing.assert_array_equal, state.params, expected_state.params)
+
+
 def test_a_data_set_let_go_does_not_stay_placed_on_the_devices(toy):
     # its copy on the devices stayed among the data sets kept placed (PLACED_DATA_SETS) until
     # others pushed it out, holding device memory for a data set no one could use again
