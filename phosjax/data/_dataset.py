@@ -40,7 +40,8 @@ class ArrayDataset:
           to [0, 1], an ``ArrayDataset`` of your own is not scaled (divide uint8 by 255).
         y_train: labels in ``[0, num_classes)``, of an integer dtype, shape
           ``(num_train,)``.
-        x_test: inputs, shape ``(num_test, *input_shape)``, as ``x_train``.
+        x_test: inputs, shape ``(num_test, *input_shape)``, as ``x_train``: an integer
+          dtype where that is one, a float dtype where that is one (not uint8 beside float32).
         y_test: labels in ``[0, num_classes)``, shape ``(num_test,)``, as ``y_train``.
         num_classes: number of classes.
         input_shape: the shape of ONE example, e.g. ``(40,)`` or ``(8, 8, 1)`` (a list, a range,
@@ -56,8 +57,14 @@ class ArrayDataset:
         >>> jax.device_put(ds).x_train.shape
         (4, 3)
         >>> pixels = np.full((4, 3), 255, np.uint8)  # kept as given: scale it yourself
-        >>> ArrayDataset("toy", pixels, ds.y_train, ds.x_test, ds.y_test, 4, (3,)).x_train.max()
+        >>> ArrayDataset("toy", pixels, ds.y_train, pixels[:2], ds.y_test, 4, (3,)).x_train.max()
         np.uint8(255)
+        >>> ArrayDataset("toy", pixels, ds.y_train, ds.x_test, ds.y_test, 4, (3,))
+        Traceback (most recent call last):
+        TypeError: ArrayDataset 'toy': x_train has dtype uint8 and x_test float32, an integer
+        and a float dtype; training reads both as float32 as they are, so one split scaled
+        (uint8 pixels / 255) and the other not would be read on scales 255 times apart: give
+        both splits one kind, e.g. both x.astype(np.float32) / 255
         >>> ds.x_train[0] = 1
         Traceback (most recent call last):
         ValueError: assignment destination is read-only
@@ -135,6 +142,20 @@ class ArrayDataset:
                     f"[0, num_classes={self.num_classes}); labels are class indices from 0 "
                     f"to {self.num_classes - 1}"
                 )
+        kinds = {
+            kind
+            for x in (self.x_train, self.x_test)
+            for kind in (np.integer, np.floating)
+            if jax.numpy.issubdtype(x.dtype, kind)
+        }
+        if len(kinds) == 2:  # bool beside either, or two floats, read alike
+            raise TypeError(
+                f"ArrayDataset {self.name!r}: x_train has dtype {self.x_train.dtype} and x_test "
+                f"{self.x_test.dtype}, an integer and a float dtype; training reads both as "
+                "float32 as they are, so one split scaled (uint8 pixels / 255) and the other "
+                "not would be read on scales 255 times apart: give both splits one kind, "
+                "e.g. both x.astype(np.float32) / 255"
+            )
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Unpickled or deep-copied: its new numpy arrays are made read-only, as its own."""

@@ -1333,7 +1333,33 @@ def test_array_dataset_refuses_inputs_that_are_not_real_numbers(dtype):
         ):
             _toy(**{f"x_{split}": x})
     for dtype in (np.uint8, np.bool_, jnp.bfloat16):  # real numbers of any kind pass
-        _toy(x_train=jnp.zeros((4, 3), dtype))
+        _toy(x_train=jnp.zeros((4, 3), dtype), x_test=jnp.zeros((2, 3), dtype))
+
+
+def test_array_dataset_refuses_integer_inputs_beside_float_ones_naming_both_dtypes():
+    # uint8 train pixels beside test pixels scaled to [0, 1] were taken: the model was
+    # scored on inputs 255 times smaller than it trained on, with no error
+    pixels, scaled = np.full((4, 3), 255, np.uint8), np.ones((2, 3), np.float32)
+    with pytest.raises(
+        TypeError,
+        match=r"^ArrayDataset 'toy': x_train has dtype uint8 and x_test float32, an integer and "
+        r"a float dtype; training reads both as float32 as they are, so one split scaled "
+        r"\(uint8 pixels / 255\) and the other not would be read on scales 255 times apart: "
+        r"give both splits one kind, e\.g\. both x\.astype\(np\.float32\) / 255$",
+    ):
+        _toy(x_train=pixels, x_test=scaled)
+    with pytest.raises(TypeError, match=r"x_train has dtype float64 and x_test int32, an integer"):
+        _toy(x_train=np.ones((4, 3)), x_test=np.ones((2, 3), np.int32))
+    kept = [  # two floats, two integers, or bool beside either: as before
+        (np.float64, np.float32),
+        (jnp.bfloat16, np.float32),
+        (np.int32, np.uint8),
+        (np.bool_, np.float32),
+        (np.uint8, np.bool_),
+    ]
+    for train, test in kept:
+        ds = _toy(x_train=np.ones((4, 3), train), x_test=np.ones((2, 3), test))
+        assert (ds.x_train.dtype, ds.x_test.dtype) == (np.dtype(train), np.dtype(test))
 
 
 def test_tree_ops_rebuild_an_array_dataset_whatever_its_leaves():
