@@ -233,6 +233,7 @@ def test_the_float32_range_check_copies_no_float64_inputs_that_fit():
     x = np.ones((125_000, 8))  # 8 MB
     x[0, 0] = np.nan  # a NaN alone is left as it is
     y = np.zeros(125_000, np.int32)
+    x.flags.writeable = y.flags.writeable = False  # else the data set holds copies of them
     tracing = tracemalloc.is_tracing()  # already, as with PYTHONTRACEMALLOC=1
     tracemalloc.start()
     tracemalloc.reset_peak()
