@@ -157,6 +157,13 @@ class ArrayDataset:
                 "e.g. both x.astype(np.float32) / 255"
             )
 
+    def __copy__(self) -> ArrayDataset:
+        """A shallow copy, holding its arrays as they are: `__setstate__` would flag
+        read-only the arrays it shares with this one (writable after a tree op)."""
+        new = object.__new__(ArrayDataset)
+        new.__dict__.update(self.__dict__)
+        return new
+
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Unpickled or deep-copied: its new numpy arrays are made read-only, as its own."""
         for field, value in state.items():

@@ -1410,6 +1410,16 @@ def test_an_array_dataset_copies_the_arrays_it_could_be_changed_through_and_hold
         assert copied.x_train.tolist() == [[0.0] * 3] * 4
 
 
+def test_a_shallow_copy_leaves_the_arrays_it_shares_writable_where_they_were():
+    # copy.copy went through __setstate__, which flagged read-only the arrays the copy
+    # shares with the original: a tree op's writable arrays could no longer be written
+    writable = jax.tree.map(np.copy, _toy())
+    shallow = copy.copy(writable)
+    writable.x_train[0] = 1
+    assert shallow.x_train is writable.x_train and shallow.x_train[0].tolist() == [1.0] * 3
+    assert (shallow.name, shallow.num_classes, shallow.input_shape) == ("toy", 2, (3,))
+
+
 def test_check_batch_size_passes_the_whole_train_split_and_names_one_larger():
     check_batch_size("grid.batch_size", 4, _toy())  # the whole train split fits
     with pytest.raises(ValueError) as error:
