@@ -46,6 +46,7 @@ from phosjax.train._strategy import (
     Executor,
     compile_totals,
     program_memory,
+    trace_config,
     vmap_draws_as_alone,
 )
 
@@ -291,7 +292,7 @@ def check_strategy(strategy: str, where: str) -> None:
             f"{where}: unknown strategy {strategy!r}; expected 'auto' or {STRATEGIES}{hint}"
         )
     if strategy in VMAPPED_STRATEGIES and not vmap_draws_as_alone():
-        impl = str(jax.config.values["jax_default_prng_impl"])
+        impl = trace_config()[0]
         why = (
             "draws a cell's random numbers (its dropout) from the other cells' keys too"
             if impl in BATCH_DRAWN_PRNG_IMPLS

@@ -61,7 +61,7 @@ on its neighbours."""
 def vmap_draws_as_alone() -> bool:
     """Whether the engine's `jax.vmap` draws each cell's random numbers as it would alone
     under the PRNG implementation `jax.random.key` uses now (one of `VMAP_PRNG_IMPLS`)."""
-    return str(jax.config.values["jax_default_prng_impl"]) in VMAP_PRNG_IMPLS
+    return trace_config()[0] in VMAP_PRNG_IMPLS
 
 
 def per_cell(fn: Callable[..., Any]) -> Callable[..., Any]:
