@@ -12,7 +12,8 @@ import select
 import shlex
 import signal
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import typing
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, NoReturn
 
 import yaml
@@ -497,11 +498,28 @@ class ConfigParser(Parser):
         return yaml.safe_dump(config, sort_keys=False)
 
 
+def _holds_keys(typehint: Any) -> bool:
+    """Whether a value of ``typehint`` can be a mapping (a dict, ``Any``, a class's fields).
+
+    Examples:
+      >>> _holds_keys(dict[str, list[str]]), _holds_keys(list[str | dict[str, Any]])
+      (True, True)
+      >>> _holds_keys(int | list[int]), _holds_keys(None)
+      (False, False)
+    """
+    if typehint is Any or typing.get_origin(typehint) in (dict, Mapping):
+        return True
+    if isinstance(typehint, type) and typehint.__module__ != "builtins":
+        return True  # a dataclass or other class jsonargparse reads by its fields
+    return any(map(_holds_keys, typing.get_args(typehint)))
+
+
 def refuse_unknown_options(parser: ArgumentParser, argv: Sequence[str]) -> None:
     """A `usage_error` for the options of ``argv`` that ``parser`` does not know (the
     nearest named), before its config files are read: the misspelling is the error. A
-    key of a typed option's value (``--dataset_splits.digits``, ``--grid.knobs.lr``) is
-    known, as jsonargparse takes it.
+    key of a typed option's value that can hold keys (``--dataset_splits.digits``,
+    ``--grid.knobs.lr``) is known, as jsonargparse takes it; one of a number's or a
+    name's (``--eval_every.x``) is not.
 
     Examples:
       >>> parser = Parser(prog="cmd"); add_common(parser)
@@ -516,7 +534,7 @@ def refuse_unknown_options(parser: ArgumentParser, argv: Sequence[str]) -> None:
     typed = tuple(  # jsonargparse reads --<typed option>.<key> into its value, as typed
         f"{option}."
         for action in parser._actions
-        if getattr(action, "_typehint", None) is not None
+        if _holds_keys(getattr(action, "_typehint", None))
         for option in action.option_strings
     )
     unknown, taking = [], False  # taking: the values after an unknown option

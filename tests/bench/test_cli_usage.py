@@ -125,6 +125,26 @@ def test_a_key_of_an_options_value_is_no_unknown_option(
     assert yaml.safe_load(capsys.readouterr().out)[key] == value
 
 
+@pytest.mark.parametrize(
+    ("module", "option", "near"),
+    [
+        ("phosjax.bench.new", "--eval_every.x", "--eval_every"),
+        ("phosjax.bench.new", "--grid.steps.x", "--grid.steps"),
+        ("phosjax.morph", "--steps.x", "--steps"),
+    ],
+)
+def test_a_key_of_a_numbers_value_is_an_unknown_option(module, option, near, tmp_path, capsys):
+    """'new --eval_every.x 3' was taken as a key of eval_every's value and said as
+    'configs/example.yaml: eval_every NestedArg(key='x', val='3'): expected int', a
+    value no file gave; a number holds no keys, so the option is unrecognized."""
+    main = importlib.import_module(f"{module}.__main__" if module.endswith("morph") else module)
+    assert _exit_status(main.main, [option, "3", "--dir", str(tmp_path / "d")]) == 2
+    assert capsys.readouterr().err == (
+        f"error: unrecognized arguments: {option} 3 (did you mean {near}?); "
+        f"python -m {module} --help lists the options.\n"
+    )
+
+
 @pytest.mark.parametrize("command", ["new", "view", "speed"])
 def test_a_file_or_dir_given_without_its_option_is_named_with_it(command, tmp_path, capsys):
     """'new configs/example.yaml', 'view runs/example' and 'speed runs/speed' said only
