@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import jax
-from jax._src import compilation_cache as jax_entries  # what reads an entry: _dropping_damaged
 from jax.experimental.compilation_cache import compilation_cache as jax_cache
 from jsonargparse import ArgumentParser
 
@@ -170,8 +169,13 @@ def _dropping_damaged(directory: pathlib.Path) -> Iterator[None]:
     disk) are deleted as JAX finds it, so that the program JAX then compiles is kept in
     its place: JAX writes no entry where one is, and so warned of the damaged one in every
     run. An entry that failed to load otherwise (the lock held by another bench too long,
-    a device out of memory) is kept."""
-    read = jax_entries.get_executable_and_time
+    a device out of memory) is kept; a JAX that reads its entries otherwise (its private
+    module moved, `_jax_entries`) is left as it is."""
+    entries = _jax_entries()
+    read = getattr(entries, "get_executable_and_time", None)
+    if read is None:
+        yield
+        return
 
     def read_or_drop(cache_key: str, *args: Any, **kwargs: Any) -> tuple[Any | None, int | None]:
         try:  # JAX's arguments after the key vary from version to version: passed on as given
@@ -182,11 +186,22 @@ def _dropping_damaged(directory: pathlib.Path) -> Iterator[None]:
                     path.unlink(missing_ok=True)
             raise
 
-    jax_entries.get_executable_and_time = read_or_drop
+    entries.get_executable_and_time = read_or_drop
     try:
         yield
     finally:
-        jax_entries.get_executable_and_time = read
+        entries.get_executable_and_time = read
+
+
+def _jax_entries() -> Any:
+    """JAX's module that reads and writes the cache's entries, or None where this JAX has
+    none by that name: it is private, so it is looked up when used, never as the bench's
+    commands load."""
+    try:
+        from jax._src import compilation_cache
+    except ImportError:
+        return None
+    return compilation_cache
 
 
 def _date_undated(directory: pathlib.Path) -> None:
@@ -222,11 +237,11 @@ def _cut_short(entry: pathlib.Path) -> bool:
     Examples:
       >>> import tempfile
       >>> entry = pathlib.Path(tempfile.mkdtemp()) / "jit_f-12-cache"
-      >>> _ = entry.write_bytes(jax_entries.compress_executable(b"program")[:-3])
+      >>> _ = entry.write_bytes(_jax_entries().compress_executable(b"program")[:-3])
       >>> _cut_short(entry), _cut_short(entry.with_name("jit_g-34-cache"))
       (True, False)
     """
-    decompress = jax_entries.decompress_executable  # outside the try: its absence is no damage
+    decompress = _jax_entries().decompress_executable  # outside the try: absent, no damage
     try:
         data = entry.read_bytes()
     except OSError:

@@ -4,6 +4,7 @@ import errno
 import importlib
 import pathlib
 import re
+import sys
 import tempfile
 import tomllib
 import warnings
@@ -225,6 +226,26 @@ def test_an_entry_is_kept_by_a_jax_without_the_decompressor_it_is_checked_with(
     with _dropping_damaged(tmp_path), pytest.raises(AttributeError):
         jax_entries.get_executable_and_time("jit_f-1234", 1, 2, 3)
     assert (tmp_path / "jit_f-1234-cache").read_bytes() == whole
+
+
+def test_a_jax_that_moved_its_private_cache_module_still_loads_the_commands(tmp_path, monkeypatch):
+    """Imported as the module loaded, JAX's private jax._src.compilation_cache stopped new,
+    add_models and morph from loading on a JAX without it; now nothing is patched there."""
+    import jax._src
+
+    from phosjax.bench import _compile_cache
+
+    try:
+        with monkeypatch.context() as moved:
+            moved.setitem(sys.modules, "jax._src.compilation_cache", None)
+            moved.delattr(jax._src, "compilation_cache")
+            module = importlib.reload(_compile_cache)
+            assert module._jax_entries() is None
+            with module._dropping_damaged(tmp_path):
+                (tmp_path / "jit_f-1234-cache").write_bytes(b"cut")
+        assert (tmp_path / "jit_f-1234-cache").read_bytes() == b"cut"
+    finally:
+        importlib.reload(_compile_cache)
 
 
 @pytest.mark.parametrize("inside", ["bench/xla", "bench"])
