@@ -403,7 +403,8 @@ def _program_key(lowered: Any) -> tuple[tuple[str, ...], str]:
       >>> _program_key(traced.lower(lowering_platforms=("cuda",)))[0]
       ('cuda',)
     """
-    platforms = getattr(lowered._lowering, "_platforms", None) or (jax.default_backend(),)
+    lowering = getattr(lowered, "_lowering", None)  # private: another JAX may lack it
+    platforms = getattr(lowering, "_platforms", None) or (jax.default_backend(),)
     return tuple(platforms), hashlib.sha256(lowered.as_text().encode()).hexdigest()
 
 

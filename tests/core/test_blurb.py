@@ -935,3 +935,13 @@ def test_blurb_under_jit_is_refused_naming_the_traced_arguments():
     with pytest.raises(TypeError) as info:  # measuring nothing, it read back the outputs
         jax.jit(lambda x: blurb(nn.Dense(2), variables, x, measure_latency=False, flops=False))(x)
     assert str(info.value) == message.format("x")
+
+
+def test_a_lowering_without_jaxs_private_platforms_is_keyed_by_the_default_backend():
+    """Read as ``lowered._lowering._platforms`` (JAX's private attributes), a JAX whose
+    ``Lowered`` kept no ``_lowering`` failed every blurb that counts FLOPs."""
+    import types
+
+    lowered = jax.jit(jnp.sin).trace(1.0).lower()
+    bare = types.SimpleNamespace(as_text=lowered.as_text)
+    assert _blurb._program_key(bare) == ((jax.default_backend(),), _blurb._program_key(lowered)[1])
