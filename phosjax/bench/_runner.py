@@ -503,7 +503,7 @@ def _write_and_train(
             write_meta(root, config, registered_models(), process[1], imports)
             cells = pd.DataFrame([c.row for c in plan_.cells])
             write_table(root / _layout.CELLS, cells, cells_schema(plan_.hparam_columns))
-            widen_parts(root, schema)  # before the others drop parts they will train again
+            widen_parts(root, schema, cells)  # before the others drop the parts they train again
 
     split = in_every_process(lambda: recorded_split(root), "read the bench's split")
     in_every_process(write_metadata, "write the bench's metadata")

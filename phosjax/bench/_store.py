@@ -424,29 +424,41 @@ def kept_schema(root: pathlib.Path, schema: pa.Schema) -> pa.Schema:
     return pa.schema(list(fields.values()))
 
 
-def widen_parts(root: pathlib.Path, schema: pa.Schema) -> int:
-    """Rewrites every part file lacking columns of ``schema`` (nulls), or of another part
-    (`kept_schema`: no column written is dropped); how many.
+def widen_parts(root: pathlib.Path, schema: pa.Schema, cells: pd.DataFrame | None = None) -> int:
+    """Rewrites every part file lacking columns of ``schema``, or of another part
+    (`kept_schema`: no column written is dropped); how many. A column a part lacks is
+    null, except one of ``cells`` (the plan's rows, as ``cells.parquet``: cell and hparam
+    columns), where each row takes its cell's value.
 
     When models with new aux losses or path weights join a bench, older parts gain
-    the new columns, so ``pandas.read_parquet`` of the directory keeps them all.
+    the new columns, so ``pandas.read_parquet`` of the directory keeps them all; the
+    parts of a bench of an older phosjax gain its new hparam columns (``compute_dtype``)
+    as their cells trained, not null.
 
     Raises:
       BrokenFileError: a part file cannot be read (it names the file and what to do).
     """
     rewritten, schema = 0, kept_schema(root, schema)
+    by_cell = pd.DataFrame() if cells is None else cells.set_index("cell_id")
     for path in _layout.part_files(root / _layout.RESULTS):
         if _read_part(path, pq.read_schema).names != schema.names:
             table = _read_part(path, pq.read_table)
-            columns = [
-                table.column(f.name).cast(f.type)
-                if f.name in table.column_names
-                else pa.nulls(len(table), f.type)
-                for f in schema
-            ]
+            columns = [_widened(table, field, by_cell) for field in schema]
             write_table(path, pa.Table.from_arrays(columns, schema=schema))
             rewritten += 1
     return rewritten
+
+
+def _widened(table: pa.Table, field: pa.Field, by_cell: pd.DataFrame) -> pa.ChunkedArray:
+    """``table``'s column ``field`` in its type; where ``table`` lacks it, each row's cell's
+    value of the column of ``by_cell`` (indexed by cell id; null for a cell it lacks),
+    else null."""
+    if field.name in table.column_names:
+        return table.column(field.name).cast(field.type)
+    if field.name in by_cell and "cell_id" in table.column_names:
+        values = table.column("cell_id").to_pandas().map(by_cell[field.name])
+        return pa.chunked_array([pa.array(np.asarray(values), field.type, from_pandas=True)])
+    return pa.chunked_array([pa.nulls(len(table), field.type)])
 
 
 def _read_part(path: pathlib.Path, read: Callable[[pathlib.Path], _T]) -> _T:

@@ -1325,6 +1325,24 @@ def test_widen_parts_keeps_the_columns_of_parts_that_the_schema_lacks(tmp_path):
     assert kept_schema(tmp_path, schema).names == table.column_names
 
 
+def test_a_bench_made_before_compute_dtype_gains_its_cells_values_in_older_parts(
+    bench, toy, tmp_path
+):
+    """Parts and plan of a phosjax before grid.compute_dtype lack its column: continued,
+    each older row takes its cell's value ("float32"), not null, which a filter on it or
+    a groupby by it would drop."""
+    root, results = bench
+    old = tmp_path / "b"
+    shutil.copytree(root, old)
+    for path in [*_layout.part_files(old / _layout.RESULTS), old / _layout.CELLS]:
+        pq.write_table(pq.read_table(path).drop_columns(["compute_dtype"]), path)
+    (old / _layout.STATUS).unlink()  # its groups' progress read from their checkpoints
+    run(tiny_config(models=[{"name": "mlp", "width": 8}]), old, datasets=toy, progress=False)
+    loaded = pd.read_parquet(old / _layout.RESULTS)
+    assert loaded.compute_dtype.value_counts(dropna=False).to_dict() == {"float32": len(results)}
+    pd.testing.assert_frame_equal(sort(loaded), sort(results))
+
+
 def test_a_process_that_cannot_read_the_part_files_stops_the_others_before_they_write(
     tmp_path, toy, monkeypatch
 ):
