@@ -116,14 +116,19 @@ def _injected(graph: Graph, injections: Mapping[str, Any]) -> tuple[set[str], se
     return tagged, inside
 
 
-def _checked_inject(inject: Any, graph: Graph) -> dict[str, Any]:
+def _checked_inject(inject: Any, graph: Graph, tagged: set[str]) -> dict[str, Any]:
     """``inject`` (None: none) as a dict, or a `GraphError` naming what it is instead of
-    a mapping ``{node: value}``, or the first key that is no node of ``graph``.
+    a mapping ``{node: value}``, the first key that is no node of ``graph``, or the first
+    that is one of the ``tagged`` nodes, whose output `phosjax.inject` replaces too (it
+    would replace this value, silently).
 
     Examples:
-      >>> _checked_inject("h", Graph({"h": abs}))
+      >>> _checked_inject("h", Graph({"h": abs}), set())
       Traceback (most recent call last):
       phosjax.models.graph._spec.GraphError: inject is a str, not a dict {node: value}; ...
+      >>> _checked_inject({"h": 1}, Graph({"h": abs}), {"h"})
+      Traceback (most recent call last):
+      phosjax.models.graph._spec.GraphError: inject gives node 'h' a value, and px.inject ...
     """
     if inject is not None and not isinstance(inject, Mapping):
         raise GraphError(
@@ -132,6 +137,13 @@ def _checked_inject(inject: Any, graph: Graph) -> dict[str, Any]:
         )
     inject = dict(inject or {})
     graph.check_nodes(inject, "inject")
+    twice = [path for path in inject if path in tagged]
+    if twice:
+        raise GraphError(
+            f"inject gives node {twice[0]!r} a value, and px.inject gives its output tag "
+            f"'{twice[0]}{SEP}{OUT}' one too, which would replace it; give the node one value, "
+            "by inject= or by px.inject."
+        )
     return inject
 
 
@@ -564,13 +576,15 @@ class GraphModel(nn.Module):
 
         Raises:
           GraphError: an injected value of another shape or dtype (node, both named),
-            ``inject`` no mapping, or ``outputs`` not a str or an iterable of them.
+            ``inject`` no mapping, a node given a value by ``inject`` and by
+            `phosjax.inject` at its tag (named), or ``outputs`` not a str or an iterable of
+            them.
         """
         checked_train(self, train, handed_on=True)
         graph = self._graph
         check_keywords(self, self._fns(), keywords)
-        inject = _checked_inject(inject, graph)
         tagged, inside = _injected(graph, self.variables.get(INJECTIONS, {}))  # px.inject's
+        inject = _checked_inject(inject, graph, tagged)
         given = set(inject) | (tagged - inside)
         chosen = self.returns if outputs is None else outputs
         targets = (

@@ -1144,6 +1144,25 @@ def test_px_inject_at_a_node_and_at_nodes_upstream_of_it(model_and_variables):
     np.testing.assert_array_equal(out["head"], expected["head"])
 
 
+def test_a_node_given_a_value_by_inject_and_by_px_inject_is_an_error(model_and_variables):
+    # px.inject's value at 'stem/out' replaced inject=' value for 'stem', silently: the
+    # model ran on 5s, not on the 3s the call gave.
+    model, variables, x = model_and_variables
+    given, tagged = jnp.full((2, 4), 3.0), jnp.full((2, 4), 5.0)
+    with pytest.raises(
+        GraphError,
+        match=r"^inject gives node 'stem' a value, and px\.inject gives its output tag "
+        r"'stem/out' one too, which would replace it; give the node one value, by inject= "
+        r"or by px\.inject\.",
+    ):
+        px.inject(model, variables, x, {"stem/out": tagged}, inject={"stem": given})
+    out = px.inject(model, variables, x, {"side/out": tagged}, inject={"stem": given})
+    np.testing.assert_array_equal(
+        out["block/add"], model.apply(variables, x, inject={"stem": given})["block/add"]
+    )
+    np.testing.assert_array_equal(out["side"], tagged)  # one value each: both taken
+
+
 def test_px_inject_of_every_tag_probed_on_another_input_patches_it_all(key):
     # Node "scaled" tags a value inside it; px.inject of its output and of that tag runs
     # it (it skipped it: "scaled/pre" never reached its tag).
