@@ -301,7 +301,8 @@ def stitch(
 
     Returns:
       ``(model, variables)``; the model returns ``b/<node>`` alone where ``b`` has
-      ``returns=<node>`` and the back of ``b`` holds that node (not when cut after it).
+      ``returns=<node>`` computed from ``layer_b`` (not when cut after it, even where a
+      connection that skips over the cut keeps that node in the back of ``b``).
 
     Raises:
       GraphError: ``layer_a`` or ``layer_b`` is not a node of its model (which one is
@@ -366,8 +367,8 @@ def stitch(
         model = rewire(model, f"b{SEP}{path}", f"a{SEP}{path}")
     for collection, tree in adapter_vars.items():
         variables.setdefault(collection, {})[ADAPTER] = tree
-    if b.returns in _graph(back[0]).nodes:  # the stitched model returns b's logits, as b does
-        model = model.clone(returns=f"b{SEP}{b.returns}")
+    if b.returns is not None and layer_b in _graph(b).needed([b.returns]):  # not cut after it
+        model = model.clone(returns=f"b{SEP}{b.returns}")  # b's logits, as b returns them
     return model, variables
 
 

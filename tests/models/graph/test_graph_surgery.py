@@ -406,6 +406,19 @@ def test_returns_is_kept_where_its_node_is(net):
     assert stitch(pooled, variables, "pool", pooled, variables, "logits", x=x)[0].returns is None
 
 
+def test_a_stitched_model_does_not_return_b_s_node_before_the_cut_that_a_skip_keeps(net):
+    # block/add reads act1 around the cut at block/conv, so b's back keeps act1; the
+    # stitched model returned 'b/act1', b's own act1 of x, whatever a and the adapter do.
+    model, variables, x = net
+    acted = model.clone(returns="act1")
+    stitched, stitched_vars = stitch(
+        acted, variables, "block/conv", acted, variables, "block/conv", x=x
+    )
+    assert "b/act1" in stitched.nodes and stitched.returns is None
+    out = stitched.apply(stitched_vars, x)  # the dict of every node, b's logits too
+    assert list(out) == list(stitched.nodes) and "b/logits" in out
+
+
 def test_surgery_on_a_model_that_is_not_a_graph_model_names_the_argument(net):
     model, variables, x = net
     dense = nn.Dense(3)  # e.g. a zoo model instead of its graph twin
