@@ -274,9 +274,12 @@ OPTIMIZER_RANGES = (
 
 
 def _optax_shown(value: Any) -> str:
-    """How a refusal shows an optax transformation or a function; ``""`` for other values."""
+    """How a refusal shows an optax transformation (`optax.MultiSteps`' wrapper of one too)
+    or a function; ``""`` for other values."""
     if isinstance(value, optax.GradientTransformation):
         return "an optax transformation"
+    if isinstance(value, optax.MultiSteps):  # no GradientTransformation, nor callable
+        return "an optax transformation (optax.MultiSteps)"
     return f"a function {cut_repr(value, 40)}" if callable(value) else ""
 
 

@@ -221,6 +221,23 @@ def test_an_optax_factory_as_optimizer_is_told_to_give_a_familys_name(build, err
     assert shown.endswith(FAMILY_TOLD.split("{shown}")[1]), shown
 
 
+@pytest.mark.parametrize(
+    "build, error, where",
+    [
+        (lambda tx: HParams(optimizer=tx), ValueError, "HParams optimizer"),
+        (make_optimizer, TypeError, "make_optimizer: name"),
+    ],
+)
+def test_optax_multisteps_as_optimizer_is_told_to_give_a_familys_name(build, error, where):
+    """optax.MultiSteps (gradient accumulation) is no GradientTransformation: HParams said
+    only '<optax...MultiSteps object at 0x...>: expected one of', make_optimizer 'got a
+    value of type MultiSteps', neither that the engine builds the optimizer itself."""
+    shown = "an optax transformation (optax.MultiSteps)"
+    with pytest.raises(error) as raised:
+        build(optax.MultiSteps(optax.adam(1e-3), every_k_schedule=4))
+    assert str(raised.value) == where + FAMILY_TOLD.format(shown=shown)
+
+
 def test_an_optax_transformation_as_learning_rate_is_told_to_give_the_peak():
     """It was told to give an optimizer family's name."""
     with pytest.raises(ValueError) as raised:
