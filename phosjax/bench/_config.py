@@ -16,6 +16,7 @@ from typing import Any
 
 import jax
 import numpy as np
+import optax
 
 from phosjax._callables import cut_repr
 from phosjax._nearest import did_you_mean
@@ -30,7 +31,14 @@ from phosjax.train import (
     HParams,
     Regularizer,
 )
-from phosjax.train._config import INT32_HINT, INT32_MAX, int_at_least
+from phosjax.train._config import (
+    INT32_HINT,
+    INT32_MAX,
+    OPTIMIZER_RANGES,
+    int_at_least,
+    refuse_optax_optimizer,
+    refuse_optax_schedule,
+)
 
 
 def _keys_hint(word: str, known: list[str]) -> str:
@@ -356,6 +364,29 @@ def _check_hparam(name: str, value: Any) -> None:
         raise BenchError(f"grid.{name}{why}") from error
 
 
+def _refuse_optax(name: str, value: Any) -> None:
+    """Raises `BenchError` as `HParams` refuses an optax transformation or a function as
+    ``grid.<name>``, before a transformation, a tuple (``optax.adam(1e-3)``: its init and
+    update), is read as an axis of its two functions.
+
+    Examples:
+      >>> import optax
+      >>> _refuse_optax("optimizer", optax.adam(1e-3))
+      Traceback (most recent call last):
+      ...
+      phosjax.bench._errors.BenchError: grid.optimizer must be an optimizer family's name, ...
+    """
+    values = [value] if isinstance(value, optax.GradientTransformation) else _as_axis(value)
+    for one in values:
+        if name == "optimizer":
+            refuse_optax_optimizer(f"grid.{name}", one, BenchError)
+            continue
+        try:
+            refuse_optax_schedule(f"grid.{name}", one, name)
+        except ValueError as error:
+            raise BenchError(str(error)) from error
+
+
 def _check_warmups_fit(warmups: list[int], steps: list[int]) -> None:
     """Raises `BenchError` unless each warmup of the grid fits in each of its step counts:
     the grid trains every pair, and `HParams` refuses a warmup longer than its run.
@@ -439,6 +470,8 @@ class Grid:
     regularizers: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
+        for name in ("optimizer", *(key for key, *_ in OPTIMIZER_RANGES), "label_smoothing"):
+            _refuse_optax(name, getattr(self, name))
         for name, rule in _GRID_NUMBERS.items():  # first: "1e-2" repeats 0.01
             value = checked_numbers(f"grid.{name}", getattr(self, name), **rule)
             object.__setattr__(self, name, value)

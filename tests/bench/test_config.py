@@ -2,6 +2,7 @@
 
 import pathlib
 
+import optax
 import pytest
 
 from phosjax.bench import BenchConfig, BenchError, load_config, plan
@@ -606,3 +607,32 @@ def test_the_largest_int32_interval_is_taken_when_constructed():
     assert config.eval_every == config.checkpoint_every == config.chunk_steps == 2**31 - 1
     with pytest.raises(BenchError, match=r"eval_every must lie in \[0, 2147483647\]"):
         BenchConfig(eval_every=2**31)
+
+
+@pytest.mark.parametrize(
+    ("grid", "said"),
+    [
+        (  # a transformation is a tuple: it was read as an axis of its init and update
+            {"optimizer": ["sgd", optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-3))]},
+            "grid.optimizer must be an optimizer family's name, one of ('adam', 'adamw', 'sgd', "
+            "'momentum'), got an optax transformation: the engine builds the family's optax "
+            "chain itself",
+        ),
+        (
+            {"weight_decay": optax.add_decayed_weights(1e-4)},
+            "grid.weight_decay must be a number, got an optax transformation: the engine holds "
+            "each cell's weight_decay constant through the run",
+        ),
+        (  # it said 'grid.learning_rate must be a number > 0, got <function ...> (function)'
+            {"learning_rate": optax.cosine_decay_schedule(1e-3, 100)},
+            "grid.learning_rate must be a number (the peak rate), got a function <function "
+            "cosine_decay_schedule.<locals…: the engine schedules each cell's rate itself",
+        ),
+    ],
+)
+def test_an_optax_value_in_the_grid_is_refused_as_hparams_refuses_it(grid, said):
+    """`BenchConfig.from_dict({"grid": {"optimizer": optax.adam(1e-3)}})` was told
+    'grid.optimizer <function chain.<locals>.init_fn at 0x...> is not one of adam, ...'."""
+    with pytest.raises(BenchError) as raised:
+        BenchConfig.from_dict({"grid": grid})
+    assert str(raised.value).startswith(said), raised.value
