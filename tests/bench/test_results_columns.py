@@ -66,7 +66,13 @@ def test_a_real_benchs_columns_are_those_docs_results_md_lists(tmp_path, toy):
         "knobs": {"**/T": 2.0},
         "regularizers": [{"kind": "l2", "selector": "**/kernel", "strength": 1e-4}],
     }
-    config = {"models": [MODEL], "datasets": ["toy"], "grid": grid, "eval_every": 2}
+    config = {
+        "models": [MODEL],
+        "datasets": ["toy"],
+        "grid": grid,
+        "eval_every": 2,
+        "strategy": "vmap",  # not "auto", which compiles every strategy to time them
+    }
     run(BenchConfig.from_dict(config), tmp_path, datasets=toy, progress=False)
     schema = pq.read_table(tmp_path / _layout.RESULTS).schema
     documented = documented_columns()
