@@ -15,7 +15,7 @@ import pathlib
 import re
 import socket
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -417,9 +417,22 @@ def kept_schema(root: pathlib.Path, schema: pa.Schema) -> pa.Schema:
       ...     kept_schema(root, pa.schema([("step", pa.int64())])).names
       ['step', 'aux/a']
     """
+    return _kept(schema, _part_schemas(root).values())
+
+
+def _part_schemas(root: pathlib.Path) -> dict[pathlib.Path, pa.Schema]:
+    """The schema of each part file under ``root``, each read once."""
+    return {
+        path: _read_part(path, pq.read_schema)
+        for path in _layout.part_files(root / _layout.RESULTS)
+    }
+
+
+def _kept(schema: pa.Schema, held: Iterable[pa.Schema]) -> pa.Schema:
+    """`kept_schema` of parts holding the schemas ``held``."""
     fields = {field.name: field for field in schema}
-    for path in _layout.part_files(root / _layout.RESULTS):
-        for field in _read_part(path, pq.read_schema):
+    for part in held:
+        for field in part:
             fields.setdefault(field.name, field)
     return pa.schema(list(fields.values()))
 
@@ -438,10 +451,11 @@ def widen_parts(root: pathlib.Path, schema: pa.Schema, cells: pd.DataFrame | Non
     Raises:
       BrokenFileError: a part file cannot be read (it names the file and what to do).
     """
-    rewritten, schema = 0, kept_schema(root, schema)
+    held = _part_schemas(root)
+    rewritten, schema = 0, _kept(schema, held.values())
     by_cell = pd.DataFrame() if cells is None else cells.set_index("cell_id")
-    for path in _layout.part_files(root / _layout.RESULTS):
-        if _read_part(path, pq.read_schema).names != schema.names:
+    for path, part in held.items():
+        if part.names != schema.names:
             table = _read_part(path, pq.read_table)
             columns = [_widened(table, field, by_cell) for field in schema]
             write_table(path, pa.Table.from_arrays(columns, schema=schema))

@@ -1325,6 +1325,19 @@ def test_widen_parts_keeps_the_columns_of_parts_that_the_schema_lacks(tmp_path):
     assert kept_schema(tmp_path, schema).names == table.column_names
 
 
+def test_widen_parts_reads_each_parts_schema_once(tmp_path, monkeypatch):
+    """It read every part's schema twice (once for the columns kept, once to find the
+    parts lacking some): a bench of many parts on a slow disk read them all again."""
+    parts = tmp_path / _layout.RESULTS
+    write_table(parts / "part-x-000000001.parquet", pd.DataFrame({"step": [1], "aux/a": [0.5]}))
+    write_table(parts / "part-x-000000002.parquet", pd.DataFrame({"step": [2]}))
+    read, read_schema = [], pq.read_schema
+    monkeypatch.setattr(pq, "read_schema", lambda path: read.append(path.name) or read_schema(path))
+    assert widen_parts(tmp_path, pa.schema([("step", pa.int64())])) == 1
+    assert sorted(read) == ["part-x-000000001.parquet", "part-x-000000002.parquet"]
+    assert pq.read_table(parts).column("aux/a").to_pylist() == [0.5, None]
+
+
 def test_a_bench_made_before_compute_dtype_gains_its_cells_values_in_older_parts(
     bench, toy, tmp_path
 ):
