@@ -56,6 +56,7 @@ from phosjax.morph._expand import config_cost, expand, once
 from phosjax.morph._groups import ChannelGroups, channel_groups, leaf_paths, read_by_the_model
 from phosjax.morph._regularizer import SOURCES, check_source, morph_regularizer
 from phosjax.train._step import (
+    correct,
     evaluation_apply,
     training_apply,
     training_mutable,
@@ -595,10 +596,11 @@ def train(
 
 
 def _test_accuracy(model: nn.Module, variables: Any, data: ArrayDataset) -> float:
-    """The share of ``data``'s test examples that ``model`` with ``variables`` classifies right."""
+    """The share of ``data``'s test examples that ``model`` with ``variables`` classifies
+    right; NaN where its logits hold a NaN (`correct`)."""
     evaluate = functools.partial(evaluation_apply, model, model.apply)
     logits = jax.jit(evaluate)(variables, jnp.asarray(data.x_test))
-    return float(np.mean(np.argmax(logits, -1) == data.y_test))
+    return float(np.mean(np.asarray(correct(logits, data.y_test), np.float64)))
 
 
 def measured_latency(config: ModelConfig, variables: Any, batch: int = 100) -> float:

@@ -263,6 +263,19 @@ def _cross_entropy(logits: jax.Array, labels: jax.Array, smoothing: jax.Array) -
     return optax.softmax_cross_entropy(logits, targets)
 
 
+def correct(logits: jax.Array, labels: Any) -> jax.Array:
+    """Per example, float32: 1 where the argmax of its ``logits`` is its label, else 0;
+    NaN where its logits hold a NaN, as its loss is: argmax would pick the NaN's class,
+    which would count a model whose outputs are NaN right on the labels at that index.
+
+    Examples:
+      >>> correct(jnp.array([[2.0, 1.0], [2.0, 1.0], [jnp.nan, 1.0]]), jnp.array([0, 1, 0]))
+      Array([ 1.,  0., nan], dtype=float32)
+    """
+    right = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+    return jnp.where(jnp.isnan(logits).any(-1), jnp.nan, right)
+
+
 def _mean_record(value: Any) -> jax.Array:
     values = value if isinstance(value, tuple) else (value,)
     return jnp.mean(jnp.stack([jnp.mean(v) for v in values]))
@@ -564,8 +577,8 @@ def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> Tra
     The step draws its batch with `phosjax.data.batch_indices` from the cell's data key
     and its step, so any strategy and any resumption replays the same batches. Metrics
     are float32 scalars: ``loss`` (the total), ``task_loss``, ``regularizer`` (the weighted sum
-    of the regularizers, when there are any), ``accuracy``,
-    ``grad_norm``, ``aux/<name>``, ``path_weight/<path>`` and, under a schedule
+    of the regularizers, when there are any), ``accuracy`` (NaN where a logit is:
+    `correct`), ``grad_norm``, ``aux/<name>``, ``path_weight/<path>`` and, under a schedule
     (`HParams.scheduled`), ``lr``: the learning rate of the step's update. A cell whose loss or
     gradient norm is not finite, or whose update would make a param, a running statistic
     (``batch_stats``) or, with ``guard``, its optimizer state non-finite (an overflow), is
@@ -637,7 +650,7 @@ def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> Tra
         metrics = {
             "loss": loss,
             "task_loss": task,
-            "accuracy": jnp.mean(jnp.argmax(logits, -1) == y),
+            "accuracy": jnp.mean(correct(logits, y)),
             **({"regularizer": reg} if penalties else {}),
             **{f"aux/{name}": value for name, value in aux_by_name.items()},
             **{f"path_weight/{path}": _mean_record(value) for path, value in path_weights.items()},
@@ -698,7 +711,8 @@ def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> Tra
 
 def make_evaluate(model: nn.Module, compute_dtype: str = "float32") -> EvalFn:
     """``(cell_state, arrays) -> {"loss", "accuracy"}`` of one cell on the whole test split,
-    float32 (summed so from the logits, whatever dtype the model computes them in)."""
+    float32 (summed so from the logits, whatever dtype the model computes them in); the
+    accuracy is NaN where a logit is, as the loss (`correct`)."""
     check_module("make_evaluate", model)
     apply = precision_apply(model, compute_dtype)
 
@@ -711,8 +725,7 @@ def make_evaluate(model: nn.Module, compute_dtype: str = "float32") -> EvalFn:
             # float32 sums: in bfloat16 (a model's dtype) a count above 256 goes by 2s
             logits = jnp.asarray(evaluation_apply(model, apply, variables, x), jnp.float32)
             loss = optax.softmax_cross_entropy_with_integer_labels(logits, y)
-            correct = jnp.argmax(logits, -1) == y
-            count = jnp.sum(correct & mask).astype(loss.dtype)
+            count = jnp.sum(jnp.where(mask, correct(logits, y), 0))
             return jnp.stack([jnp.sum(jnp.where(mask, loss, 0)), count])
 
         sums = jax.lax.map(batch, tuple(arrays[name] for name in TEST_ARRAYS))

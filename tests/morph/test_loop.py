@@ -1087,6 +1087,21 @@ def test_a_model_with_bfloat16_logits_is_trained_on_a_float32_loss(monkeypatch):
     assert taken == [np.dtype("float32")]
 
 
+def test_the_test_accuracy_of_finite_variables_whose_logits_are_nan_is_nan_not_argmaxs():
+    """Params finite (the loop's divergence check passes them) but so large that every
+    example's logits hold NaN: argmax would count right the labels of the NaN's class."""
+    data = random_dataset("toy", (8,), 3)
+    model = ModelConfig("mlp", 3, (8,), width=8).build()
+    variables = model.init(jax.random.key(0), data.x_test[:1])
+    huge = jax.tree.map(lambda a: a * 1e20, variables)
+    logits = np.asarray(model.apply(huge, data.x_test))
+    assert np.isnan(logits).any(-1).all() and np.mean(np.argmax(logits, -1) == data.y_test) > 0
+    assert math.isnan(_loop._test_accuracy(model, huge, data))
+    logits = np.asarray(model.apply(variables, data.x_test))
+    plain = np.mean(np.argmax(logits, -1) == data.y_test)
+    assert _loop._test_accuracy(model, variables, data) == plain
+
+
 def test_train_keeps_bfloat16_batch_statistics_as_the_engine_does(monkeypatch):
     """A BatchNorm storing its statistics in bfloat16 wrote them back float32, which the
     loop's scan refused ("carry types differ"); the engine's step casts them back, and

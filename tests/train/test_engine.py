@@ -510,6 +510,31 @@ def test_divergent_cell_is_frozen_and_leaves_its_neighbours_alone(toy):
     assert not without_state.diverged.any()
 
 
+def test_a_frozen_cell_whose_logits_are_nan_reports_a_nan_accuracy_not_argmaxs(toy):
+    """SGD at 1e30 makes finite params so large that the next step's logits hold NaN: an
+    argmax would pick the NaN's class and count right the labels of that class (0.425,
+    above the healthy cell's 0.4: the diverged cell would rank best)."""
+    sgd = HParams(optimizer="sgd", learning_rate=0.01, batch_size=16, steps=4)
+    mlp = ModelConfig("mlp", 3, (8,), width=8)
+    cells = [
+        Cell(mlp, "toy", sgd, 0),
+        Cell(mlp, "toy", dataclasses.replace(sgd, learning_rate=1e30), 0),
+    ]
+    [group] = plan_groups(cells)
+    state, run = run_group(group, init_group(group, toy), toy, strategy="vmap")
+    state, [chunk] = jax.device_get(state), run.chunks
+    assert chunk.diverged_at.tolist() == [-1, 2]
+    for i in range(2):
+        variables = {"params": jax.tree.map(lambda a, i=i: a[i], state.params)}
+        logits = np.asarray(mlp.build().apply(variables, toy.x_test))
+        plain = np.mean(np.argmax(logits, -1) == toy.y_test)
+        expected = np.nan if np.isnan(logits).any() else plain
+        np.testing.assert_allclose(chunk.eval["accuracy"][i], expected, **TOL)
+    assert np.isnan(logits).any(axis=1).all() and plain > chunk.eval["accuracy"][0]  # argmax's
+    assert np.isnan(chunk.train["accuracy"][1, 1:]).all()
+    assert np.isfinite(chunk.train["accuracy"][:, 0]).all()
+
+
 MOMENTUM = HParams(optimizer="momentum", learning_rate=0.05, batch_size=16, steps=8)
 BLOWS_UP = dataclasses.replace(MOMENTUM, learning_rate=1e6)
 
