@@ -1402,6 +1402,31 @@ def test_a_morph_run_directory_shows_its_iterations(tmp_path):
         make_server(runs)
 
 
+def test_a_morph_rows_nan_accuracy_is_sent_as_nan_not_as_nothing_recorded(tmp_path):
+    """A model whose logits are NaN has the accuracy NaN in its row: sent as null, the
+    page showed it as ``–``, a value never recorded."""
+    import jax
+    import jax.numpy as jnp
+
+    from phosjax.bench._store import write_table
+    from phosjax.models import ModelConfig
+    from phosjax.morph import MorphConfig
+    from phosjax.morph._loop import _frame, _output, _row
+
+    config = ModelConfig("mlp", num_classes=3, input_shape=(8,), width=4).resolved()
+    variables = config.build().init(jax.random.key(0), jnp.zeros((1, 8)))
+    rows = [
+        _row(0, "start", config, variables, 0.5),
+        _row(1, "regularized", config, variables, math.nan),
+    ]
+    with _output(tmp_path, overwrite=False) as path:
+        write_table(path, _frame(rows, MorphConfig(config), "digits:1.0.0", None))
+    with serving(tmp_path) as server:
+        table = get_json(server, "/api/morph")["files"]["iterations.parquet"]
+    assert [r["accuracy"] for r in table["rows"]] == [0.5, "nan"]
+    assert [r["params"] for r in table["rows"]] == [rows[0]["params"]] * 2
+
+
 def _dead_pid() -> int:
     """The pid of a process that has ended (and been reaped): no process has it now."""
     process = subprocess.Popen(["true"])

@@ -167,10 +167,27 @@ def final_values(
     return final
 
 
-def _records(frame: pd.DataFrame | None, with_attrs: bool = False) -> dict[str, Any] | None:
-    """``{"columns", "rows"}`` of ``frame``; ``with_attrs``: its ``attrs`` too, if any."""
+def _records(
+    frame: pd.DataFrame | None, with_attrs: bool = False, measured: bool = False
+) -> dict[str, Any] | None:
+    """``{"columns", "rows"}`` of ``frame``; ``with_attrs``: its ``attrs`` too, if any;
+    ``measured``: its floats are all measured, so a NaN or infinity is a value, sent as
+    `nonfinite_marks` sends it (``"nan"``: a diverged model's accuracy), not as a null
+    (nothing recorded: a morph run records every value of its rows).
+
+    Examples:
+      >>> frame = pd.DataFrame({"kind": ["start"], "accuracy": [np.nan]})
+      >>> _records(frame)["rows"], _records(frame, measured=True)["rows"]
+      ([{'kind': 'start', 'accuracy': nan}], [{'kind': 'start', 'accuracy': 'nan'}])
+    """
     if frame is None:
         return None
+    if measured:
+        floats = frame.select_dtypes("floating").columns
+        values = frame[floats].to_numpy(dtype=float)
+        every = np.ones(values.shape, dtype=bool)
+        frame = frame.astype(dict.fromkeys(floats, object))
+        frame[floats] = _marks(values, started=every, diverged=~every)
     records = {"columns": list(frame.columns), "rows": frame.to_dict("records")}
     return records | {"attrs": frame.attrs} if with_attrs and frame.attrs else records
 
@@ -923,7 +940,7 @@ def morph(bench: BenchFiles) -> dict[str, Any]:
             if path.suffix == ".json":
                 files[path.name] = bench.json(relative)
             elif path.suffix == ".parquet":
-                files[path.name] = _records(bench.table(relative), with_attrs=True)
+                files[path.name] = _records(bench.table(relative), True, measured=True)
         except OutsideBenchError:
             continue  # a link out of the bench is never read
         except BrokenFileError as error:
