@@ -56,6 +56,7 @@ from phosjax.morph._expand import config_cost, expand, once
 from phosjax.morph._groups import ChannelGroups, channel_groups, leaf_paths, read_by_the_model
 from phosjax.morph._regularizer import SOURCES, check_source, morph_regularizer
 from phosjax.train._step import (
+    check_float_inputs,
     correct,
     evaluation_apply,
     training_apply,
@@ -350,12 +351,15 @@ def _mismatch(
     model: ModelConfig, data: ArrayDataset, batch_size: int, owner: str = "MorphConfig."
 ) -> str | None:
     """Why ``model`` cannot train on ``data`` in batches of ``batch_size`` (None: it can);
-    ``owner`` prefixes the fields named (``MorphConfig.model.num_classes``)."""
+    ``owner`` prefixes the fields named (``MorphConfig.model.num_classes``). Inputs
+    beyond the range of the float dtype `train` reads them in (``jnp.asarray``'s: float32
+    unless ``jax_enable_x64``) would become inf, and the training diverge (`check_float_inputs`)."""
     shapes = shape_mismatch(model, data.name, data.input_shape, data.num_classes, owner)
     if shapes:
         return shapes
     try:
         check_batch_size(f"{owner}batch_size", batch_size, data)
+        check_float_inputs(data, str(jax.dtypes.canonicalize_dtype(np.float64)))
     except ValueError as error:
         return str(error)
     return None
@@ -429,7 +433,8 @@ def prepare(config: MorphConfig) -> tuple[ModelConfig, ArrayDataset]:
     Raises:
       MorphConfigError: naming the field: an unknown model or a bad option of it, an
         unknown data set, a model whose ``num_classes`` or ``input_shape`` is not the
-        data set's, a ``batch_size`` larger than its train split, or (with
+        data set's, a ``batch_size`` larger than its train split, inputs beyond
+        float32's range (which would train as inf), or (with
         ``iterations``) a model that does not build, whose channels `channel_groups`
         cannot follow (an `UnsupportedOpError`), that has none to prune (``logreg``), that
         lacks what ``source`` reads (a
@@ -515,8 +520,9 @@ def train(
     statistics (``batch_stats``) alone; another collection init made is kept as made.
 
     Raises:
-      ValueError: ``config``'s ``num_classes`` or ``input_shape`` is not ``data``'s, or
-        ``batch_size`` does not fit its train split (the field and the value to set named);
+      ValueError: ``config``'s ``num_classes`` or ``input_shape`` is not ``data``'s,
+        ``batch_size`` does not fit its train split (the field and the value to set named),
+        or an input lies beyond the range of float32 (`check_float_inputs`);
         ``steps`` is no integer >= 1, ``learning_rate`` no finite number > 0 (nor an
         optax schedule, step -> rate) or ``strength`` none >= 0 (as `MorphConfig` checks
         them); the model writes another collection than ``batch_stats`` in training, or

@@ -93,10 +93,10 @@ def check_inputs_fit(data: Any, compute_dtype: str, named: str | None = None) ->
       float32's range (a number between -3.40282e+38 and 3.40282e+38), to which the inputs
       are converted: it would become inf; scale its inputs (e.g. x / abs(x).max())
     """
+    check_float_inputs(data, compute_dtype)
     exact = EXACT_INTEGERS[compute_dtype]
     for name in ("x_train", "x_test"):
         x = np.asarray(getattr(data, name))
-        _check_float_range(data.name, name, x, compute_dtype)
         if x.dtype.kind not in "iu" or x.size == 0 or np.iinfo(x.dtype).max < exact:
             continue  # none to round, or a dtype (uint8, int16) that holds none beyond
         largest = max(int(x.max()), -int(x.min()))
@@ -110,12 +110,18 @@ def check_inputs_fit(data: Any, compute_dtype: str, named: str | None = None) ->
             )
 
 
+def check_float_inputs(data: Any, dtype: str) -> None:
+    """Raises the ValueError of `check_inputs_fit` if a finite input of ``data`` would
+    become inf in ``dtype`` (`_becomes_inf`: one just beyond its largest rounds to it; a
+    NaN or inf is left as it is; one that is no float, or of a float dtype inside that
+    range, has none); copies a split only to find the entry, if its least or largest
+    would."""
+    for name in ("x_train", "x_test"):
+        _check_float_range(data.name, name, np.asarray(getattr(data, name)), dtype)
+
+
 def _check_float_range(dataset: str, name: str, x: np.ndarray, dtype: str) -> None:
-    """Raises the ValueError of `check_inputs_fit` if a finite entry of ``x`` (split
-    ``name`` of ``dataset``) would become inf in ``dtype`` (`_becomes_inf`: one just beyond
-    its largest rounds to it; a NaN or inf is left as it is; one that is no float, or of a
-    float dtype inside that range, has none); copies ``x`` only to find the entry, if its
-    least or largest would."""
+    """`check_float_inputs` of the split ``name`` of ``dataset``, ``x``."""
     held = jnp.dtype(dtype)
     if x.dtype.kind != "f" or x.size == 0 or np.finfo(x.dtype).max <= jnp.finfo(held).max:
         return

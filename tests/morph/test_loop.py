@@ -307,6 +307,32 @@ def test_the_cli_rejects_a_data_dir_it_cannot_prepare_the_data_set_in(
     assert not (tmp_path / "run").exists()
 
 
+def test_inputs_beyond_float32_are_refused_before_training_not_told_as_a_divergence(
+    tmp_path, capsys, monkeypatch
+):
+    """An input of 1e39 (float64) became inf as train read it, and the run stopped with
+    'the start model diverged ... a lower learning_rate may keep it finite'."""
+    small = _small_mnist1d("mnist1d")
+    x_test = small.x_test.astype(np.float64)
+    x_test[3, 7] = -1e39
+    data = dataclasses.replace(small, x_train=small.x_train.astype(np.float64), x_test=x_test)
+    expected = (
+        "data set 'mnist1d' has an input of -1e+39 (x_test[3, 7], float64), beyond float32's "
+        "range (a number between -3.40282e+38 and 3.40282e+38), to which the inputs are "
+        "converted: it would become inf; scale its inputs (e.g. x / abs(x).max())"
+    )
+    with pytest.raises(ValueError) as refused:
+        _loop.train(ModelConfig("mlp", 10, (40,), width=8), data, 1, 4, 0.1, seed=0)
+    assert str(refused.value) == expected
+    monkeypatch.setattr(_loop, "load", lambda *a, **k: data)
+    monkeypatch.setattr(_loop, "train", lambda *a, **k: pytest.fail("trained"))
+    path = tmp_path / "big.yaml"
+    path.write_text(f"model: {CNN}\nsteps: 2\n")
+    assert main(["--config", str(path), "--dir", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err == f"error: {path}: {expected}\n"
+    assert not (tmp_path / "run").exists()
+
+
 def test_prepare_passes_a_model_that_fits_its_data_set(monkeypatch):
     monkeypatch.setattr(_loop, "load", _small_mnist1d)
     model = MorphConfig(ModelConfig("cnn1d", 10, (40,), width=(8, 8)), batch_size=128)
