@@ -48,7 +48,7 @@ from phosjax.bench._interrupt import (
 from phosjax.bench._reading import LET_READ, READ_REFUSED
 from phosjax.bench._store import NOT_WRITTEN
 from phosjax.bench._summary import command_line
-from phosjax.bench._usage import expand_dirs, refuse_empty_dirs, usage_error
+from phosjax.bench._usage import as_argument, expand_dirs, refuse_empty_dirs, usage_error
 from phosjax.bench.view._bench import BenchFiles
 
 _KEY = re.compile(r'\AParser key "([^"]+)":\s*')
@@ -477,7 +477,7 @@ class Parser(ArgumentParser):
                         self,
                         f"{option} {str(path)!r} is a whole config (its {option[2:]} a top-level "
                         f"key), not the keys of {option[2:]}: give it as --config "
-                        f"{shlex.quote(str(path))}",
+                        f"{shlex.quote(as_argument(path))}",
                     )
 
 

@@ -49,6 +49,7 @@ from phosjax.bench._store import (
     write_json,
     write_text,
 )
+from phosjax.bench._usage import as_argument
 from phosjax.models import model_spec, registered_models
 
 T = TypeVar("T")
@@ -341,7 +342,7 @@ def choose_config(
         if root.resolve() in (here, *here.parents):  # "." would then name the old bench
             raise BenchError(
                 f"--force cannot move {str(root)!r} aside: it holds the working directory. "
-                f"Run from its parent with --dir {shlex.quote(root.resolve().name)}."
+                f"Run from its parent with --dir {shlex.quote(as_argument(root.resolve().name))}."
             )
         check_unlocked(root)
         target = aside_path(root)

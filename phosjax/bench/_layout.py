@@ -61,6 +61,7 @@ from typing import Any, NamedTuple
 from phosjax._callables import a_type, cut_repr
 from phosjax._listing import listing
 from phosjax._nearest import nearest_names, one_edit_apart
+from phosjax.bench._usage import as_argument
 
 FORMAT = 1
 
@@ -275,7 +276,7 @@ def benches_inside(
     first = pathlib.Path(directory, names[0])
     return (
         f"Benches inside it: {listing(names, BENCHES_LISTED)}; pass one: --dir "
-        f"{shlex.quote(str(first))}"
+        f"{shlex.quote(as_argument(first))}"
     )
 
 

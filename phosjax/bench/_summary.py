@@ -15,6 +15,7 @@ from phosjax._nearest import did_you_mean
 from phosjax.bench import _layout
 from phosjax.bench._errors import BrokenFileError
 from phosjax.bench._reading import PROFILE_HINT, read_file, read_parquet
+from phosjax.bench._usage import as_argument
 
 
 def command_line(module: str, argv: Sequence[str]) -> str:
@@ -35,7 +36,7 @@ def dir_command(module: str, directory: str | os.PathLike) -> str:
       >>> dir_command("phosjax.bench.view", "runs/my bench")
       "python -m phosjax.bench.view --dir 'runs/my bench'"
     """
-    return command_line(module, ["--dir", os.fspath(directory)])
+    return command_line(module, ["--dir", as_argument(directory)])
 
 
 def _mean(values: pd.Series) -> float:

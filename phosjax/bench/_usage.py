@@ -75,6 +75,19 @@ def usage_error(parser: argparse.ArgumentParser, line: str) -> NoReturn:
     parser.exit(2)
 
 
+def as_argument(path: str | os.PathLike) -> str:
+    """``path`` as it is written after an option in a command: with ``./`` before one that
+    begins with ``-``, which the option would refuse as another option (``--dir -b``:
+    "expected one argument").
+
+    Examples:
+      >>> as_argument("-b"), as_argument("runs/-b"), as_argument("/tmp/-b")
+      ('./-b', 'runs/-b', '/tmp/-b')
+    """
+    text = os.fspath(path)
+    return f"./{text}" if text.startswith("-") else text
+
+
 _DIRS = {"dir": "runs/NAME", "out": "runs/speed"}
 """The options that name a directory, and an example of each."""
 

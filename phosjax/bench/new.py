@@ -59,6 +59,7 @@ from phosjax.bench._plan import check_models
 from phosjax.bench._profile import time_start_up
 from phosjax.bench._runner import run, starts_anew
 from phosjax.bench._summary import command_line
+from phosjax.bench._usage import as_argument
 from phosjax.models._config import is_int
 from phosjax.morph._loop import MorphConfig
 from phosjax.train import STRATEGIES
@@ -227,9 +228,10 @@ def _config_layers(argv: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
     for path in paths:
         data = read_yaml(path)
         if _is_morph_config(data):
+            morph = command_line("phosjax.morph", ["--config", as_argument(path)])
             raise BenchError(
                 f"{path} is a config of `python -m phosjax.morph` (a model and its MorphNet "
-                f"loop), not of a bench: run `{command_line('phosjax.morph', ['--config', path])} "
+                f"loop), not of a bench: run `{morph} "
                 "--dir DIR`; a bench config has models, datasets and grid (configs/example.yaml)."
             )
         if not isinstance(data, Mapping):

@@ -56,7 +56,7 @@ from phosjax.bench._cli import (
 from phosjax.bench._compile_cache import add_compilation_cache, compilation_cache
 from phosjax.bench._config import BenchConfig
 from phosjax.bench._summary import command_line, dir_command
-from phosjax.bench._usage import usage_error
+from phosjax.bench._usage import as_argument, usage_error
 from phosjax.data._load import declared_shapes
 from phosjax.models import ModelConfig
 from phosjax.morph._loop import (
@@ -138,9 +138,10 @@ def _files_config(
     for path in paths:
         data = read_file(path)  # its errors name the file and say why it cannot be read
         if _is_bench_config(data):
+            bench = command_line("phosjax.bench.new", ["--config", as_argument(path)])
             raise ValueError(
                 f"{path}: a bench's config (models x data sets x grid), not a MorphNet loop's: "
-                f"run `{command_line('phosjax.bench.new', ['--config', path])} --dir DIR`; "
+                f"run `{bench} --dir DIR`; "
                 "a MorphNet loop's config has a model, a dataset and iterations "
                 "(configs/morph_mnist1d.yaml)"
             )

@@ -39,6 +39,7 @@ from phosjax.bench._progress import Bar
 from phosjax.bench._reading import read_parquet
 from phosjax.bench._store import remove_stale_temporaries, write_bytes, write_table
 from phosjax.bench._summary import command_line
+from phosjax.bench._usage import as_argument
 from phosjax.core import AUX_LOSS, aux_total
 from phosjax.data import ArrayDataset, batch_indices, check_batch_size, load
 from phosjax.data._checks import static_int_at_least
@@ -1010,7 +1011,7 @@ def _morph_command(directory: str | os.PathLike, *more: str) -> str:
       "python -m phosjax.morph --config CONFIG.yaml --dir 'runs/my run' --overwrite"
     """
     return command_line(
-        "phosjax.morph", ["--config", "CONFIG.yaml", "--dir", os.fspath(directory), *more]
+        "phosjax.morph", ["--config", "CONFIG.yaml", "--dir", as_argument(directory), *more]
     )
 
 

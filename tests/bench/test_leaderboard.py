@@ -3,12 +3,13 @@
 
 import json
 import math
+import shlex
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from phosjax.bench import leaderboard
+from phosjax.bench import leaderboard, profile
 from phosjax.bench._summary import options_that_vary, summary_text
 
 
@@ -93,6 +94,16 @@ def test_summary_commands_quote_a_directory_with_spaces():
     assert "python -m phosjax.bench.view --dir 'runs/my bench'  then open" in text
     assert text.splitlines()[-1] == "profile: python -m phosjax.bench.profile --dir 'runs/my bench'"
     assert "pandas.read_parquet('runs/my bench/results')" in text
+
+
+def test_summary_commands_run_on_a_directory_named_like_an_option():
+    """A --dir beginning with "-" is printed as ./-b: the printed `--dir -b` was refused
+    ("argument --dir: expected one argument")."""
+    text = summary_text("-b", _results(), ["learning_rate"])
+    command = text.splitlines()[-1].removeprefix("profile: ")
+    assert command == "python -m phosjax.bench.profile --dir ./-b"
+    assert profile.parser().parse_args(shlex.split(command)[3:]).dir == "./-b"
+    assert "python -m phosjax.bench.view --dir ./-b  then open" in text
 
 
 def _results(loss_d: float = 0.2) -> pd.DataFrame:

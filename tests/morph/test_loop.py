@@ -642,6 +642,17 @@ def test_a_run_in_a_run_s_morph_folder_is_refused_naming_the_run(tmp_path):
         assert rows.is_file()
 
 
+def test_the_command_said_for_a_directory_named_like_an_option_runs(tmp_path, monkeypatch):
+    """--dir ./-r, not --dir -r, which the command refuses ("expected one argument")."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(RunDirectoryError) as said:
+        load_variables("-r")
+    assert str(said.value) == (
+        "'-r' holds no morph run: it has no morph/iterations.parquet (python -m phosjax.morph "
+        "--config CONFIG.yaml --dir ./-r writes one)"
+    )
+
+
 def test_read_runs_names_a_directory_without_a_run_and_a_file_without_a_config(tmp_path):
     """It raised FileNotFoundError and ValueError where load_variables raises
     RunDirectoryError for the same directories."""

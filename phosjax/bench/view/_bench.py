@@ -38,6 +38,7 @@ from phosjax.bench._reading import (
 )
 from phosjax.bench._store import is_temporary, is_this_machine, of_this_boot, plain_strings
 from phosjax.bench._summary import command_line
+from phosjax.bench._usage import as_argument
 
 
 class NotABenchError(ValueError):
@@ -293,7 +294,7 @@ def _starting_runs_gone(directory: pathlib.Path) -> str | None:
     if not locks or len(texts) < len(locks) or not all(gone(text) for text in texts):
         return None
     runs = ", ".join(_layout.shown_lock_holder(text) for text in texts)
-    again = ["--config", "CONFIG.yaml", "--dir", str(directory)]
+    again = ["--config", "CONFIG.yaml", "--dir", as_argument(directory)]
     return (
         f"the run that began it ({runs}) stopped before it wrote {_layout.MARKER}: start it "
         f"again, `{command_line('phosjax.bench.new', again)}`"
