@@ -308,7 +308,9 @@ def choose_config(
     entry's defaults written or not (``selector: "**"``) or in ``data_dir`` is the stored
     one, reading its data from the given ``data_dir``.
     ``force`` moves a bench with another config aside to ``<dir>.old-<time>`` (never
-    deleting it) and starts over; one of the same config continues (saying so on stderr).
+    deleting it; a ``directory`` that is a link: the folder it points to, beside which
+    it moves, the new bench made there) and starts over; one of the same config continues
+    (saying so on stderr).
 
     Raises:
       BenchError: the directory holds another config and neither flag is given; it is
@@ -345,8 +347,12 @@ def choose_config(
                 f"Run from its parent with --dir {shlex.quote(as_argument(root.resolve().name))}."
             )
         check_unlocked(root)
-        target = aside_path(root)
-        os.replace(root, target)
+        # --dir a link: the bench it points to moves, and the new one is made there, where
+        # the link still points (moving the link made the new bench beside it, elsewhere)
+        bench = root.resolve() if root.is_symlink() else root
+        target = aside_path(bench)
+        os.replace(bench, target)
+        bench.mkdir()
         return config, target
     raise BenchError(
         f"{str(root)!r} holds a bench with a different config ({shown_differences(changed)}). "

@@ -445,6 +445,25 @@ def test_force_moves_the_old_bench_aside(bench, tmp_path, toy, capsys):
     assert results.seed.unique().tolist() == [5]
 
 
+def test_force_through_a_link_moves_the_bench_it_points_to_and_starts_over_there(
+    bench, tmp_path, toy, capsys
+):
+    """It moved the link aside (the old bench left where it was, named by a link
+    b.old-<time>) and made the new bench a folder in the link's place, off the disk the
+    link pointed to."""
+    real = tmp_path / "disk" / "b"
+    shutil.copytree(bench[0], real)
+    (tmp_path / "b").symlink_to(real)
+    other = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=[5])
+    run(other, tmp_path / "b", datasets=toy, force=True, progress=False)
+    (old,) = real.parent.glob("b.old-*")
+    assert f"moved the old bench to {old}" in capsys.readouterr().err
+    assert sorted(pd.read_parquet(old / _layout.RESULTS).seed.unique()) == [0, 1]
+    assert (tmp_path / "b").readlink() == real
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b", "disk"]
+    assert pd.read_parquet(real / _layout.RESULTS).seed.unique().tolist() == [5]
+
+
 @pytest.mark.parametrize(
     ("given", "why"),
     [("same", "holds a bench of this config"), ("none", "holds a bench and no config was given")],
