@@ -289,14 +289,21 @@ def starts_anew(root: pathlib.Path, config: BenchConfig, resume: bool, force: bo
 
 
 def _absolute(data_dir: str | None) -> str | None:
-    """``data_dir`` taken from the current folder where it is relative, so that a bench
-    records where its data sets are wherever it is continued from.
+    """``data_dir`` with a ``~`` that begins it expanded to the home folder, as
+    `phosjax.data.load` expands it, and taken from the current folder where it is
+    relative, so that a bench records where its data sets are wherever it is continued
+    from.
 
     Examples:
       >>> _absolute("data") == os.path.join(os.getcwd(), "data"), _absolute("/d/"), _absolute(None)
       (True, '/d/', None)
+      >>> _absolute("~/tfds") == os.path.join(os.path.expanduser("~"), "tfds")
+      True
     """
-    return data_dir if data_dir is None or os.path.isabs(data_dir) else os.path.abspath(data_dir)
+    if data_dir is None:
+        return None
+    expanded = os.path.expanduser(data_dir)
+    return expanded if os.path.isabs(expanded) else os.path.abspath(expanded)
 
 
 def _config_hash(root: pathlib.Path) -> str | None:

@@ -413,6 +413,18 @@ def test_a_bench_naming_one_data_set_twice_continues(tmp_path, monkeypatch, forc
     assert run(None, tmp_path, resume=True) == ["digits", "digits:1.0.0"]
 
 
+def test_a_data_dir_beginning_with_a_tilde_is_the_home_folders(bench, toy, tmp_path, monkeypatch):
+    """It was taken as a folder named ~ in the current one (``--data_dir=~/tfds``, or
+    ``data_dir: ~/tfds`` in a config, which no shell expands), where phosjax.data.load
+    reads ~/tfds from the home folder."""
+    copy = tmp_path / "copy"
+    shutil.copytree(bench[0], copy)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(copy)
+    run(tiny_config(models=[{"name": "mlp", "width": 8}], data_dir="~/tfds"), copy, datasets=toy)
+    assert load_config(copy / _layout.CONFIG).data_dir == str(tmp_path / "home" / "tfds")
+
+
 def test_a_relative_data_dir_is_recorded_absolute(bench, toy, tmp_path, monkeypatch):
     """It was recorded relative: new --dir DIR run from another folder looked (or prepared
     the data sets) there."""
