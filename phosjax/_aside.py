@@ -1,11 +1,14 @@
 """An unused ``<name>.old-<time>`` sibling to move a file or folder to instead of deleting it."""
 
 import datetime
+import os
 import pathlib
 
 
 def aside_path(path: pathlib.Path) -> pathlib.Path:
-    """A sibling of ``path`` named ``<name>.old-<YYYYmmdd-HHMMSS>[-n]`` that does not exist yet.
+    """A sibling of ``path`` named ``<name>.old-<YYYYmmdd-HHMMSS>[-n]`` that does not exist yet;
+    ``<name>`` cut short where the whole would be longer than a name in that folder may be
+    (a name already near the limit: the sibling's name was refused, "File name too long").
 
     The bench's ``--force`` and the morph loop's ``--overwrite`` move earlier results there,
     so starting over never deletes them.
@@ -16,10 +19,17 @@ def aside_path(path: pathlib.Path) -> pathlib.Path:
     7
     >>> aside_path(root / "rows.parquet").name.startswith("rows.parquet.old-")
     True
+    >>> long = aside_path(root / ("b" * 250)).name  # 250 + 20 bytes: more than 255
+    >>> len(long), long.startswith("b" * 235 + ".old-")
+    (255, True)
     """
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    target = path.with_name(f"{path.name}.old-{stamp}")
-    suffix = 1
-    while target.exists():
-        target, suffix = path.with_name(f"{path.name}.old-{stamp}-{suffix}"), suffix + 1
-    return target
+    most = os.pathconf(path.parent, "PC_NAME_MAX")  # bytes
+    suffix = 0
+    while True:
+        tail = f".old-{stamp}" + (f"-{suffix}" if suffix else "")
+        kept = path.name.encode()[: most - len(tail)].decode(errors="ignore")
+        target = path.with_name(kept + tail)
+        if not target.exists():
+            return target
+        suffix += 1

@@ -457,6 +457,22 @@ def test_force_moves_the_old_bench_aside(bench, tmp_path, toy, capsys):
     assert results.seed.unique().tolist() == [5]
 
 
+def test_force_moves_aside_a_bench_whose_name_is_near_the_longest_a_name_may_be(
+    bench, tmp_path, toy, capsys
+):
+    """<name>.old-<time> was longer than a folder's name may be: a traceback of "File name
+    too long"; the name is cut to fit."""
+    root = tmp_path / ("b" * 250)
+    shutil.copytree(bench[0], root)
+    other = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=[5])
+    results = run(other, root, datasets=toy, force=True, progress=False)
+    (old,) = tmp_path.glob(f"{'b' * 235}.old-*")
+    assert len(old.name) == 255
+    assert f"moved the old bench to {old}" in capsys.readouterr().err
+    assert sorted(pd.read_parquet(old / _layout.RESULTS).seed.unique()) == [0, 1]
+    assert results.seed.unique().tolist() == [5]
+
+
 def test_force_through_a_link_moves_the_bench_it_points_to_and_starts_over_there(
     bench, tmp_path, toy, capsys
 ):
