@@ -500,7 +500,8 @@ class GraphModel(nn.Module):
         value alone, not the dict (e.g. ``returns="head"``: the logits, as the training
         engine, `phosjax.morph` and the zoo models expect). ``outputs=`` still returns
         the dict; ``init`` still creates every node's variables. `extract` (when it
-        computes the node), `rewire` and `stitch` (``b``'s) keep it; `merge` does not.
+        computes the node), `rewire` and `stitch` (``b``'s, computed from its ``layer_b``)
+        keep it; `merge` does not.
 
     Examples:
       >>> import flax.linen as nn, jax, jax.numpy as jnp

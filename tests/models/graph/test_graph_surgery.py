@@ -419,6 +419,23 @@ def test_a_stitched_model_does_not_return_b_s_node_before_the_cut_that_a_skip_ke
     assert list(out) == list(stitched.nodes) and "b/logits" in out
 
 
+def test_a_stitched_model_does_not_return_b_s_node_on_a_branch_apart_from_the_cut(key):
+    # 'aux' reads 'h', not 'logits': cut at 'logits', b's back computes aux from a's
+    # input as b does, so returning 'b/aux' would be b's own aux of x, a ignored.
+    model = GraphModel(
+        {"h": nn.Dense(2), "logits": nn.Dense(2), "aux": node(nn.Dense(2), inputs="h")},
+        returns="aux",
+    )
+    x = jax.random.normal(key, (4, 3))
+    variables = model.init(key, x)
+    stitched, stitched_vars = stitch(
+        model, variables, "h", model, variables, "logits", lambda h: h, x=x
+    )
+    assert stitched.returns is None
+    out = stitched.apply(stitched_vars, x)
+    np.testing.assert_allclose(out["b/aux"], model.apply(variables, x), rtol=1e-6)
+
+
 def test_surgery_on_a_model_that_is_not_a_graph_model_names_the_argument(net):
     model, variables, x = net
     dense = nn.Dense(3)  # e.g. a zoo model instead of its graph twin
