@@ -34,10 +34,8 @@ from phosjax.train import (
 from phosjax.train._config import (
     INT32_HINT,
     INT32_MAX,
-    OPTIMIZER_RANGES,
     int_at_least,
-    refuse_optax_optimizer,
-    refuse_optax_schedule,
+    optax_shown,
 )
 
 
@@ -355,6 +353,12 @@ def _check_hparam(name: str, value: Any) -> None:
     if names is not None and value not in names:
         near = did_you_mean([str(value)], names)
         raise BenchError(f"grid.{name} {value!r} is not one of {', '.join(names)}{near or '.'}")
+    _refuse_as_hparams(name, value)
+
+
+def _refuse_as_hparams(name: str, value: Any) -> None:
+    """Raises `BenchError` naming ``grid.<name>`` if `HParams` refuses ``value`` (its
+    reason, said of ``grid.<name>``)."""
     try:
         HParams(**{name: value})
     except (TypeError, ValueError) as error:
@@ -365,9 +369,9 @@ def _check_hparam(name: str, value: Any) -> None:
 
 
 def _refuse_optax(name: str, value: Any) -> None:
-    """Raises `BenchError` as `HParams` refuses an optax transformation or a function as
-    ``grid.<name>``, before a transformation, a tuple (``optax.adam(1e-3)``: its init and
-    update), is read as an axis of its two functions.
+    """Raises `BenchError` with `HParams`' reason if ``grid.<name>`` is, or lists, an optax
+    transformation or a function (`optax_shown`): before a transformation, a tuple
+    (``optax.adam(1e-3)``: its init and update), is read as an axis of its two functions.
 
     Examples:
       >>> import optax
@@ -378,13 +382,8 @@ def _refuse_optax(name: str, value: Any) -> None:
     """
     values = [value] if isinstance(value, optax.GradientTransformation) else _as_axis(value)
     for one in values:
-        if name == "optimizer":
-            refuse_optax_optimizer(f"grid.{name}", one, BenchError)
-            continue
-        try:
-            refuse_optax_schedule(f"grid.{name}", one, name)
-        except ValueError as error:
-            raise BenchError(str(error)) from error
+        if optax_shown(one):
+            _refuse_as_hparams(name, one)
 
 
 def _check_warmups_fit(warmups: list[int], steps: list[int]) -> None:
@@ -470,7 +469,7 @@ class Grid:
     regularizers: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
-        for name in ("optimizer", *(key for key, *_ in OPTIMIZER_RANGES), "label_smoothing"):
+        for name in (*_HPARAMS, "warmup_steps"):
             _refuse_optax(name, getattr(self, name))
         for name, rule in _GRID_NUMBERS.items():  # first: "1e-2" repeats 0.01
             value = checked_numbers(f"grid.{name}", getattr(self, name), **rule)

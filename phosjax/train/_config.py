@@ -273,7 +273,7 @@ OPTIMIZER_RANGES = (
 """``(name, least, most, hint)`` of the optimizer's per-cell values (`number_in`'s ranges)."""
 
 
-def _optax_shown(value: Any) -> str:
+def optax_shown(value: Any) -> str:
     """How a refusal shows an optax transformation (`optax.MultiSteps`' wrapper of one too)
     or a function; ``""`` for other values."""
     if isinstance(value, optax.GradientTransformation):
@@ -295,7 +295,7 @@ def refuse_optax_optimizer(where: str, value: Any, error: type[Exception] = Valu
       Traceback (most recent call last):
       ValueError: HParams optimizer must be an optimizer family's name, one of ('adam', ...
     """
-    shown = _optax_shown(value)
+    shown = optax_shown(value)
     if shown:
         raise error(
             f"{where} must be an optimizer family's name, one of {OPTIMIZERS}, got {shown}: "
@@ -326,7 +326,7 @@ def refuse_optax_schedule(where: str, value: Any, name: str = "learning_rate") -
       the learning rate follows a schedule: lr_schedule, one of ('constant', 'cosine',
       'linear'), and warmup_steps); give weight_decay as one number.
     """
-    shown = _optax_shown(value)
+    shown = optax_shown(value)
     if not shown:
         return
     if name == "learning_rate":

@@ -7,6 +7,7 @@ import pytest
 
 from phosjax.bench import BenchConfig, BenchError, load_config, plan
 from phosjax.bench.new import parser
+from phosjax.train import HParams
 
 
 def write(tmp_path: pathlib.Path, text: str) -> pathlib.Path:
@@ -636,3 +637,17 @@ def test_an_optax_value_in_the_grid_is_refused_as_hparams_refuses_it(grid, said)
     with pytest.raises(BenchError) as raised:
         BenchConfig.from_dict({"grid": grid})
     assert str(raised.value).startswith(said), raised.value
+
+
+def test_an_optax_clip_as_grid_grad_clip_is_refused_as_hparams_refuses_it():
+    """`optax.clip_by_global_norm(1.0)`, a tuple, was read as an axis of its init and update:
+    'grid.grad_clip must be a number or null, got <function init_empty_state at 0x...>'
+    named a function the config does not hold."""
+    clip = optax.clip_by_global_norm(1.0)
+    with pytest.raises(ValueError) as hparams:
+        HParams(grad_clip=clip)
+    with pytest.raises(BenchError) as raised:
+        BenchConfig.from_dict({"grid": {"grad_clip": clip}})
+    said = str(hparams.value).replace("HParams grad_clip", "grid.grad_clip")
+    assert str(raised.value) == said
+    assert said.startswith("grid.grad_clip must be a number, got GradientTransformation(init=")
