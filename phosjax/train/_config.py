@@ -415,7 +415,9 @@ class HParams:
     Attributes:
       optimizer: one of ``"adam"``, ``"adamw"``, ``"sgd"``, ``"momentum"``. ``adam``,
         ``sgd`` and ``momentum`` add ``weight_decay * params`` to the gradient (L2);
-        ``adamw`` decouples the decay.
+        ``adamw`` decouples the decay. Either decays every param, biases and norm scales
+        too (optax's default, no mask); to penalize kernels alone, give
+        ``weight_decay=0`` and ``Regularizer("**/kernel", "l2", strength)``.
       learning_rate: the step size, >= 0 (the peak, under a schedule).
       lr_schedule: ``"constant"``, or ``"cosine"`` / ``"linear"``: after the warmup the
         learning rate decays along half a cosine or a line, reaching 0 just after the
