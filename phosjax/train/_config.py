@@ -344,6 +344,33 @@ def refuse_optax_schedule(where: str, value: Any, name: str = "learning_rate") -
 
 GRAD_CLIP_HINT = " (a global norm) or None (no clipping)"
 
+
+def checked_grad_clip(where: str, value: Any) -> float:
+    """``value``, a ``grad_clip`` other than None, as the global norm to clip to, > 0.
+
+    Raises:
+      ValueError: naming ``where``: ``value`` is no number above 0; an optax
+        transformation (``optax.clip_by_global_norm(1.0)``) or a function is told to give
+        the norm, as the engine clips first in the family's chain itself.
+
+    Examples:
+      >>> import optax
+      >>> checked_grad_clip("HParams grad_clip", optax.clip_by_global_norm(1.0))
+      Traceback (most recent call last):
+      ValueError: HParams grad_clip must be a number (a global norm) or None (no clipping),
+      got an optax transformation: the engine clips the gradients itself, first in the
+      family's optax chain (make_optimizer); give the norm, as to optax.clip_by_global_norm.
+    """
+    shown = optax_shown(value)
+    if shown:
+        raise ValueError(
+            f"{where} must be a number{GRAD_CLIP_HINT}, got {shown}: the engine clips the "
+            "gradients itself, first in the family's optax chain (make_optimizer); give the "
+            "norm, as to optax.clip_by_global_norm."
+        )
+    return number_in(where, value, 0, strict=True, hint=GRAD_CLIP_HINT)
+
+
 INT32_HINT = " (2**31 - 1 at most: the engine holds it in an int32 on device)"
 
 REGULARIZER_EXAMPLE = 'regularizers=(Regularizer("**/kernel", "l2", 1e-4),)'
@@ -506,9 +533,7 @@ class HParams:
             number = group_number_in(f"HParams {name}", getattr(self, name), least, most, hint=hint)
             object.__setattr__(self, name, number)
         if self.grad_clip is not None:
-            clip = number_in(
-                "HParams grad_clip", self.grad_clip, 0, strict=True, hint=GRAD_CLIP_HINT
-            )
+            clip = checked_grad_clip("HParams grad_clip", self.grad_clip)
             object.__setattr__(self, "grad_clip", clip)
         object.__setattr__(self, "knobs", _knob_pairs(self.knobs))
         regularizers = _sequence("HParams regularizers", self.regularizers, REGULARIZER_EXAMPLE)

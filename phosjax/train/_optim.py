@@ -9,12 +9,12 @@ import optax
 
 from phosjax._widening import widened
 from phosjax.train._config import (
-    GRAD_CLIP_HINT,
     LR_SCHEDULES,
     OPTIMIZER_RANGES,
     OPTIMIZERS,
     HParams,
     check_float32,
+    checked_grad_clip,
     int_at_least,
     number_in,
     one_of,
@@ -249,9 +249,7 @@ def make_optimizer(
             check_float32(where, checked, "the optimizer's state (without jax_enable_x64)")
         given[key] = checked
     if grad_clip is not None:
-        grad_clip = number_in(
-            "make_optimizer grad_clip", grad_clip, 0, strict=True, hint=GRAD_CLIP_HINT
-        )
+        grad_clip = checked_grad_clip("make_optimizer grad_clip", grad_clip)
     multiplier = None
     if lr_schedule != "constant" or warmup_steps:
         if steps is None:

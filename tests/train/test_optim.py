@@ -251,6 +251,25 @@ def test_an_optax_transformation_as_learning_rate_is_told_to_give_the_peak():
 @pytest.mark.parametrize(
     "build, where",
     [
+        (lambda clip: HParams(grad_clip=clip), "HParams"),
+        (lambda clip: make_optimizer("sgd", grad_clip=clip), "make_optimizer"),
+    ],
+)
+def test_an_optax_clip_as_grad_clip_is_told_to_give_the_norm(build, where):
+    """It was told only 'must be a number, got GradientTransformation(init=<function
+    init_empty_state...', not that None is no clipping nor that the engine clips itself."""
+    with pytest.raises(ValueError) as raised:
+        build(optax.clip_by_global_norm(1.0))
+    assert str(raised.value) == (
+        f"{where} grad_clip must be a number (a global norm) or None (no clipping), got an "
+        "optax transformation: the engine clips the gradients itself, first in the family's "
+        "optax chain (make_optimizer); give the norm, as to optax.clip_by_global_norm."
+    )
+
+
+@pytest.mark.parametrize(
+    "build, where",
+    [
         (lambda **kw: HParams(**kw), "HParams"),
         (lambda **kw: make_optimizer("adamw", **kw), "make_optimizer"),
     ],
