@@ -6,7 +6,6 @@ from typing import Any, ClassVar
 import flax.linen as nn
 import jax
 
-from phosjax.core import scan_axes
 from phosjax.layers._common import (
     PassesKeywords,
     call_block,
@@ -62,13 +61,14 @@ class Sequence(PassesKeywords, nn.Module):
 class Repeat(PassesKeywords, nn.Module):
     """One block repeated ``num_layers`` times with `flax.linen.scan` over stacked params.
 
-    The block is compiled once whatever the depth. Its parameters (and knobs, batch
-    statistics) get a leading layer axis of size ``num_layers``; so do the values it tags,
-    its auxiliary losses and path weights (``variable_axes=scan_axes(params=0, ...)``),
-    so probing returns one value per layer stacked on axis 0. Every rng stream the block
-    draws from (``"params"``, ``"dropout"``, a stream of its own) is split: each layer
-    gets its own draws. The output keeps the input's dtype (the scan carry); an integer
-    input is carried in float32.
+    The block is compiled once whatever the depth. Every collection it makes or reads
+    gets a leading layer axis of size ``num_layers``: its parameters, knobs and batch
+    statistics, the values it tags, its auxiliary losses and path weights (probing
+    returns one value per layer stacked on axis 0) and those of its own (what it
+    records with ``self.sow``, a Flax attention's decoding ``cache``). Every rng stream
+    the block draws from (``"params"``, ``"dropout"``, a stream of its own) is split:
+    each layer gets its own draws. The output keeps the input's dtype (the scan carry);
+    an integer input is carried in float32.
 
     Other keywords of the call (an attention ``mask``) go to every layer, broadcast
     over the scan (see `phosjax.layers`).
@@ -122,7 +122,7 @@ class Repeat(PassesKeywords, nn.Module):
 
         scanned = nn.scan(
             body,
-            variable_axes=scan_axes(params=0, batch_stats=0),
+            variable_axes={True: 0},  # every collection, a block's own too
             split_rngs={True: True},
             in_axes=nn.broadcast,
             length=num_layers,

@@ -709,6 +709,23 @@ def test_repeat_gives_each_layer_its_own_draws_of_any_rng_stream(key):
     np.testing.assert_allclose(out, noise.sum(0), rtol=1e-6)
 
 
+class _Doubler(nn.Module):
+    """Doubles its input, sowing its mean in a collection of its own, ``"stats"``."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        self.sow("stats", "mean", x.mean())
+        return 2 * x
+
+
+def test_repeat_keeps_what_its_block_sows_in_a_collection_of_its_own():
+    layer = L.Repeat(_Doubler(), num_layers=3)
+    out, state = layer.apply({}, jnp.ones((2, 4)), mutable=["stats"])
+    np.testing.assert_array_equal(out, np.full((2, 4), 8.0))
+    (means,) = state["stats"]["block"]["mean"]  # one call, one value per layer
+    np.testing.assert_array_equal(means, [1.0, 2.0, 4.0])
+
+
 def test_repeat_keeps_one_knob_per_layer_and_tweak_reaches_them(key):
     layer = L.Repeat(L.Choice([nn.Dense(4), L.GLU()]), num_layers=3)
     x = jax.random.normal(key, (2, 4))
