@@ -906,8 +906,9 @@ def _traced(flag: str) -> TypeError:
     """The error of a traced ``flag`` (``"DropPath train"``) that must be a Python bool."""
     return TypeError(
         f"{flag} is traced, where it must be a Python bool (it picks the mode): mark it "
-        'static where it is traced, jax.jit(model.apply, static_argnames="train"), or '
-        "nn.remat(Block, static_argnums=(2,)) (self, x, train)."
+        'static where it is traced, jax.jit(model.apply, static_argnames="train"), '
+        "nn.remat(Block, static_argnums=(2,)) (self, x, train), or "
+        "nn.jit(Block, static_argnums=(2,)) for a block lifted with nn.jit."
     )
 
 

@@ -1138,6 +1138,20 @@ def test_a_remat_block_with_a_static_flag_matches_the_plain_block_in_containers(
     assert not np.allclose(outs[False], outs[True])  # the flag reached the block
 
 
+def test_a_jit_block_whose_flag_is_traced_is_told_to_mark_it_static_with_nn_jit():
+    layer = L.Sequence([nn.jit(L.DropPath)(0.5)])  # the flag goes positionally, traced
+    with pytest.raises(TypeError) as error:
+        layer.init(jax.random.key(0), jnp.ones((2, 3)))
+    assert str(error.value) == (
+        "DropPath train is traced, where it must be a Python bool (it picks the mode): "
+        'mark it static where it is traced, jax.jit(model.apply, static_argnames="train"), '
+        "nn.remat(Block, static_argnums=(2,)) (self, x, train), or "
+        "nn.jit(Block, static_argnums=(2,)) for a block lifted with nn.jit."
+    )
+    fixed = L.Sequence([nn.jit(L.DropPath, static_argnums=(2,))(0.5)])
+    assert fixed.apply({}, jnp.ones((2, 3))).tolist() == [[1.0] * 3] * 2
+
+
 class _ScaledThenFlagged(nn.Module):
     """Takes another parameter before the flag: the flag must go by keyword."""
 
