@@ -45,9 +45,9 @@ _CURRENT: contextvars.ContextVar[jax.Array | _Unreadable | None] = contextvars.C
 
 @dataclasses.dataclass
 class _Tally:
-    """The aux losses raised inside one `path_weight` scope by its owner or beneath it."""
+    """The aux losses raised inside one `path_weight` scope, by whatever module: one made
+    by the owner's parent and handed to it as a branch too."""
 
-    owner: tuple[str, ...]  # the path of the module that opened the scope
     depth: int  # the `apply_depth` where it was opened
     raised: int = 0
 
@@ -110,16 +110,18 @@ _TALLIES: contextvars.ContextVar[tuple[_Tally, ...]] = contextvars.ContextVar(
 )
 
 
-def count_aux_loss(module: nn.Module) -> None:
-    """Counts an aux loss raised by ``module`` in every enclosing scope it lies beneath."""
+def count_aux_loss() -> None:
+    """Counts an aux loss raised here in every enclosing scope of the same apply."""
     for tally in _TALLIES.get():
-        if module.path[: len(tally.owner)] == tally.owner and not tally.applied_apart():
+        if not tally.applied_apart():
             tally.raised += 1
 
 
 def _recorded_aux_losses(module: nn.Module) -> int:
-    """How many aux losses ``module`` and the modules beneath it have recorded so far."""
-    return len(jax.tree.leaves(module.variables.get(AUX_LOSS, {})))
+    """How many aux losses the modules of ``module``'s apply (or of the lifted transform it
+    runs in) have recorded so far: a branch its parent made records beside it, not beneath."""
+    assert module.scope is not None  # bound: it opened a path weight
+    return len(jax.tree.leaves(module.scope.root.variables().get(AUX_LOSS, {})))
 
 
 def _check_all_raised_here(module: nn.Module, scope: str, before: int, tally: _Tally) -> None:
@@ -301,7 +303,7 @@ def path_weight(module: nn.Module, name: str, weight: Any) -> Iterator[jax.Array
     scope = f"{name!r} in {'/'.join(module.path) or 'the top module'}"
     checked = module.is_mutable_collection(AUX_LOSS) and not module.is_initializing()
     before = _recorded_aux_losses(module) if checked else 0
-    tally = _Tally(tuple(module.path), apply_depth())
+    tally = _Tally(apply_depth())
     token = _CURRENT.set(combined)
     tallies_token = _TALLIES.set((*_TALLIES.get(), tally))
     try:

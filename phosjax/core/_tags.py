@@ -199,7 +199,7 @@ def aux_loss(module: nn.Module, name: str, value: jax.Array) -> jax.Array:
     raised = taking(_RAISED)
     if raised is not None and not module.is_initializing():
         raised.setdefault(module_path(module, name))
-    count_aux_loss(module)
+    count_aux_loss()
     return scaled
 
 

@@ -91,6 +91,29 @@ def test_a_trace_nn_jit_made_outside_any_scope_is_not_reused_unscaled_inside_one
     assert _aux_total(Plain(Loss(), weight=0.25)) == 0.25
 
 
+class _ParentMade(nn.Module):
+    """Hands ``Plain`` (weight 0.25) a branch made in its own compact, after a sibling
+    of the same fields ran outside it; ``block`` makes both (a module class, jitted or not)."""
+
+    block: object
+
+    @nn.compact
+    def __call__(self, x):
+        x = self.block(name="before")(x)
+        return Plain(self.block(name="branch"), weight=0.25, name="owner")(x)
+
+
+def test_a_branch_its_parent_made_is_not_reused_unscaled_from_a_sibling_s_nn_jit_trace():
+    # The branch is the parent's submodule, so its aux loss records beside the owner of
+    # the path weight, not beneath it; nn.jit reuses the trace of "before" (same fields,
+    # no names fingerprinted) for it, running no Python: its loss counted 1, not 0.25.
+    assert _aux_total(_ParentMade(Loss)) == 1.25
+    with pytest.raises(
+        ValueError, match=r"^1 aux loss\(es\) recorded inside path_weight 'branch' in owner were"
+    ):
+        _aux_total(_ParentMade(nn.jit(Loss)))
+
+
 def test_aux_losses_raised_in_a_scope_and_recorded_beside_it_are_all_counted():
     class TwoScopes(nn.Module):
         @nn.compact
