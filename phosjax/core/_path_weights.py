@@ -14,6 +14,7 @@ that is an error too. (A direct `current_path_weight` read in such a trace canno
 seen.) Jit the layer that owns the path weight, never the branch.
 """
 
+import collections
 import contextlib
 import contextvars
 import dataclasses
@@ -25,8 +26,9 @@ import jax
 import jax.numpy as jnp
 
 from phosjax._callables import cut_repr
+from phosjax._listing import listing
 from phosjax.core._collections import AUX_LOSS, PATH_WEIGHTS
-from phosjax.core._paths import check_path, module_path
+from phosjax.core._paths import SEP, check_path, flatten, module_path
 from phosjax.core._record import apply_depth, check_recorded, collecting, record, taking
 
 
@@ -45,11 +47,11 @@ _CURRENT: contextvars.ContextVar[jax.Array | _Unreadable | None] = contextvars.C
 
 @dataclasses.dataclass
 class _Tally:
-    """The aux losses raised inside one `path_weight` scope, by whatever module: one made
-    by the owner's parent and handed to it as a branch too."""
+    """The aux losses raised inside one `path_weight` scope, by whatever module (one made
+    by the owner's parent and handed to it as a branch too): how many calls, by path."""
 
     depth: int  # the `apply_depth` where it was opened
-    raised: int = 0
+    raised: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
 
     def applied_apart(self) -> bool:
         """Whether the code run here is in a Flax ``.apply`` nested in the call that opened
@@ -110,30 +112,44 @@ _TALLIES: contextvars.ContextVar[tuple[_Tally, ...]] = contextvars.ContextVar(
 )
 
 
-def count_aux_loss() -> None:
-    """Counts an aux loss raised here in every enclosing scope of the same apply."""
+def count_aux_loss(path: str) -> None:
+    """Counts a call of the aux loss at ``path`` in every enclosing scope of the same apply."""
     for tally in _TALLIES.get():
         if not tally.applied_apart():
-            tally.raised += 1
+            tally.raised[path] += 1
 
 
-def _recorded_aux_losses(module: nn.Module) -> int:
-    """How many aux losses the modules of ``module``'s apply (or of the lifted transform it
-    runs in) have recorded so far: a branch its parent made records beside it, not beneath."""
+def _recorded_aux_losses(module: nn.Module) -> dict[str, int]:
+    """How many calls each aux loss of ``module``'s apply (or of the lifted transform it
+    runs in) has recorded so far, by path: a branch its parent made records beside the
+    module, not beneath it."""
     assert module.scope is not None  # bound: it opened a path weight
-    return len(jax.tree.leaves(module.scope.root.variables().get(AUX_LOSS, {})))
+    root = module.scope.root
+    recorded = flatten(root.variables().get(AUX_LOSS, {}), unwrap=False)
+    return {
+        SEP.join((*root.path, path)): len(calls) if isinstance(calls, tuple) else 1
+        for path, calls in recorded.items()
+    }
 
 
-def _check_all_raised_here(module: nn.Module, scope: str, before: int, tally: _Tally) -> None:
-    """Raises if the scope recorded more aux losses than were raised in it: the rest came
-    from a trace nn.jit made outside the scope and reused here, unscaled."""
-    stale = _recorded_aux_losses(module) - before - tally.raised
-    if stale > 0:
+def _check_all_raised_here(
+    module: nn.Module, scope: str, before: dict[str, int], tally: _Tally
+) -> None:
+    """Raises if the scope recorded more calls of an aux loss than it raised: the rest came
+    from a trace nn.jit made outside the scope and reused here, unscaled. Path by path, as
+    a loss raised more often than recorded (nn.scan may trace its body twice) hides none."""
+    recorded = _recorded_aux_losses(module)
+    stale = {
+        path: extra
+        for path, calls in recorded.items()
+        if (extra := calls - before.get(path, 0) - tally.raised[path]) > 0
+    }
+    if stale:
         raise ValueError(
-            f"{stale} aux loss(es) recorded inside path_weight {scope} were not scaled by it: "
-            "a module under nn.jit reused a trace made outside the scope, with no path "
-            "weight. Apply nn.jit (or jax.jit) around the layer that owns the path weight "
-            "instead."
+            f"{sum(stale.values())} aux loss(es) recorded inside path_weight {scope} were not "
+            f"scaled by it ({listing(list(stale), 3, as_list=True)}): a module under nn.jit "
+            "reused a trace made outside the scope, with no path weight. Apply nn.jit (or "
+            "jax.jit) around the layer that owns the path weight instead."
         )
 
 
@@ -302,7 +318,7 @@ def path_weight(module: nn.Module, name: str, weight: Any) -> Iterator[jax.Array
         combined = weight if outer is None else outer * weight  # scalar or (B,)
     scope = f"{name!r} in {'/'.join(module.path) or 'the top module'}"
     checked = module.is_mutable_collection(AUX_LOSS) and not module.is_initializing()
-    before = _recorded_aux_losses(module) if checked else 0
+    before = _recorded_aux_losses(module) if checked else {}
     tally = _Tally(apply_depth())
     token = _CURRENT.set(combined)
     tallies_token = _TALLIES.set((*_TALLIES.get(), tally))

@@ -181,7 +181,8 @@ def aux_loss(module: nn.Module, name: str, value: jax.Array) -> jax.Array:
       2.0
     """
     check_path(module, name, "aux_loss")
-    what = f"aux loss {module_path(module, name)!r}"
+    path = module_path(module, name)
+    what = f"aux loss {path!r}"
     try:
         loss = jnp.asarray(value)
     except (TypeError, ValueError):  # JAX's names no loss: "None is not a valid value..."
@@ -198,8 +199,8 @@ def aux_loss(module: nn.Module, name: str, value: jax.Array) -> jax.Array:
     record(module, AUX_LOSS, name, scaled)
     raised = taking(_RAISED)
     if raised is not None and not module.is_initializing():
-        raised.setdefault(module_path(module, name))
-    count_aux_loss()
+        raised.setdefault(path)
+    count_aux_loss(path)
     return scaled
 
 

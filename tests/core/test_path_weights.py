@@ -7,6 +7,7 @@ import pytest
 
 import phosjax as px
 from phosjax.core import apply_checking_records
+from phosjax.layers import Repeat
 
 
 class Loss(nn.Module):
@@ -112,6 +113,31 @@ def test_a_branch_its_parent_made_is_not_reused_unscaled_from_a_sibling_s_nn_jit
         ValueError, match=r"^1 aux loss\(es\) recorded inside path_weight 'branch' in owner were"
     ):
         _aux_total(_ParentMade(nn.jit(Loss)))
+
+
+class _AfterAScan(nn.Module):
+    """Runs a `Repeat` of `Loss` (2 layers), then ``branch``, inside a path weight 0.25."""
+
+    branch: nn.Module
+
+    @nn.compact
+    def __call__(self, x):
+        with px.path_weight(self, "branch", 0.25):
+            return self.branch(Repeat(Loss(), 2)(x))
+
+
+def test_a_scan_in_the_scope_hides_no_aux_loss_a_reused_nn_jit_trace_recorded_unscaled():
+    # nn.scan traces its body twice: 2 raises, 1 record; counted together, that spare
+    # raise hid the reused trace's record, whose 1 then counted unscaled (total 1.5).
+    assert _aux_total(_AfterAScan(Loss())) == 0.75
+    branch = nn.jit(Loss)()
+    assert _aux_total(Plain(branch)) == 1.0  # a trace made outside any scope
+    with pytest.raises(
+        ValueError,
+        match=r"^1 aux loss\(es\) recorded inside path_weight 'branch' in the top module were "
+        r"not scaled by it \(\['branch/one'\]\): a module under nn.jit reused a trace",
+    ):
+        _aux_total(_AfterAScan(branch))
 
 
 def test_aux_losses_raised_in_a_scope_and_recorded_beside_it_are_all_counted():
