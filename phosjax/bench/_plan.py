@@ -19,7 +19,7 @@ import functools
 import hashlib
 import itertools
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
 
 import jax
@@ -181,6 +181,10 @@ class Plan:
     groups: tuple[PlannedGroup, ...]
     datasets: dict[str, ArrayDataset]
     hparam_columns: tuple[str, ...]
+    former_rows: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
+    """Of each cell whose row older phosjax wrote otherwise (it hashed a float option as
+    written: ``dropout: 0`` apart from ``0.0``), by ``cell_id``: that row's ``cell_id``,
+    ``model_id`` and ``options``."""
 
     @property
     def cells(self) -> list[PlannedCell]:
@@ -203,6 +207,25 @@ class Plan:
           ('mlp', (8,), 3)
         """
         return {c.row["model_id"]: c.cell.model for c in self.cells}
+
+    def with_ids_of(self, stored: Collection[str]) -> "Plan":
+        """This plan with the rows (`former_rows`) of the cells a bench holds under their
+        former ids (``stored``: its cell ids), their groups' ids made from those: a bench
+        made by older phosjax keeps its cells, rows and checkpoints as they are."""
+        renamed = {
+            cell_id: former
+            for cell_id, former in self.former_rows.items()
+            if former["cell_id"] in stored and cell_id not in stored
+        }
+        if not renamed:
+            return self
+        groups = []
+        for group in self.groups:
+            cells = [
+                PlannedCell(c.cell, {**c.row, **renamed.get(c.cell_id, {})}) for c in group.cells
+            ]
+            groups.append(_named_group(cells, group.metrics))
+        return dataclasses.replace(self, groups=tuple(groups), former_rows={})
 
 
 def load_datasets(
@@ -330,8 +353,9 @@ def check_model_sizes(
     else the ``model_id`` of each model `plan` makes on each of them, by data set name
     (a model whose code changed its defaults has another); nothing is built."""
     ids: dict[str, set[str]] = {name: set() for name in datasets}
-    for _, name, model in _resolved_models(config, datasets):
-        ids[name].add(_model_id(model))
+    for entry, name, model in _resolved_models(config, datasets):
+        spelled = f"{model.name}-{short_hash(_as_spelled(model, entry), 8)}"  # older benches'
+        ids[name] |= {_model_id(model), spelled}
     return ids
 
 
@@ -344,27 +368,42 @@ def check_knobs(config: BenchConfig, datasets: Mapping[str, DataShape]) -> None:
         return
     knobs: dict[str, dict[str, None]] = {}  # each name's knob paths, all configs
     dropped: dict[str, dict[str, None]] = {}  # those a lifted transform dropped
-    for model_name, name, model in _resolved_models(config, datasets):
-        paths, lost = _built(model_name, name, model)
-        knobs.setdefault(model_name, {}).update(dict.fromkeys(paths))
-        dropped.setdefault(model_name, {}).update(dict.fromkeys(lost))
+    for entry, name, model in _resolved_models(config, datasets):
+        paths, lost = _built(entry.name, name, model)
+        knobs.setdefault(entry.name, {}).update(dict.fromkeys(paths))
+        dropped.setdefault(entry.name, {}).update(dict.fromkeys(lost))
     _check_knobs(selectors, knobs, dropped)
 
 
 def _resolved_models(
     config: BenchConfig, datasets: Mapping[str, DataShape]
-) -> Iterator[tuple[str, str, ModelConfig]]:
+) -> Iterator[tuple[ModelEntry, str, ModelConfig]]:
     """Each resolved model of ``config`` on each of ``datasets`` at each of the grid's
-    depths and widths (`_model_config`), as its model's name, the data set's and it."""
+    depths and widths (`_model_config`), as its models entry, the data set's name and it."""
     axes = config.grid.axes()
     for entry, (name, data) in itertools.product(config.model_entries(), datasets.items()):
         for depth, width in itertools.product(axes["depth"], axes["width"]):
-            yield entry.name, name, _model_config(entry, data, depth, width)
+            yield entry, name, _model_config(entry, data, depth, width)
 
 
 def _model_id(model: ModelConfig) -> str:
     """The ``model_id`` of a resolved ``model``: its name and a hash of its config."""
     return f"{model.name}-{short_hash(model.to_dict(), 8)}"
+
+
+def _as_spelled(model: ModelConfig, entry: ModelEntry) -> dict[str, Any]:
+    """``model.to_dict()`` with the options ``entry`` gives as it spells them: what older
+    phosjax hashed ids from, before an int given for a float option was that float."""
+    given = model.replace(options=tuple(entry.options.items())).to_dict()["options"]
+    spelled = model.to_dict()
+    return {**spelled, "options": {**spelled["options"], **given}}
+
+
+def _named_group(cells: Sequence[PlannedCell], metrics: tuple[str, ...]) -> PlannedGroup:
+    """A group of ``cells``, its id made from their ids, written in their rows."""
+    group_id = f"{cells[0].row['model']}-{short_hash([c.cell_id for c in cells], 8)}"
+    named = tuple(PlannedCell(c.cell, {**c.row, "group_id": group_id}) for c in cells)
+    return PlannedGroup(group_id, named, metrics)
 
 
 def _no_such_feature_text(error: NoSuchFeatureError) -> str:
@@ -773,6 +812,7 @@ def plan(
     applied: set[str] = set()  # a morph regularizer skips models it cannot price
     skipped: dict[str, dict[str, str]] = {column: {} for column in reg_columns}
     planned: dict[str, PlannedCell] = {}
+    former_rows: dict[str, dict[str, str]] = {}
     for entry, (dataset, data) in itertools.product(entries, datasets.items()):
         for point in itertools.product(*axes.values()):
             values = dict(zip(axes, point, strict=True))
@@ -813,6 +853,7 @@ def plan(
                 raise BenchError(f"grid: {error}") from error
             model_dict = model.to_dict()
             model_id = _model_id(model)
+            spelled = _as_spelled(model, entry)
             hparam_row = {
                 **{k: values[k] for k in HPARAM_COLUMNS[:9]},  # optimizer to compute_dtype
                 **{k: values[k] for k in schedule_columns},
@@ -838,6 +879,16 @@ def plan(
                     **hparam_row,
                 }
                 planned.setdefault(cell_id, PlannedCell(cell, row))
+                former = short_hash([spelled, dataset, _hparams_identity(hparams), seed], 12)
+                if former != cell_id:
+                    former_rows.setdefault(
+                        cell_id,
+                        {
+                            "cell_id": former,
+                            "model_id": f"{model.name}-{short_hash(spelled, 8)}",
+                            "options": json.dumps(spelled["options"], sort_keys=True),
+                        },
+                    )
     check_knobs(config, datasets)
     for column in reg_columns:
         if column not in applied:
@@ -850,12 +901,9 @@ def plan(
         raise BenchError(f"the grid gives cells the engine refuses: {error}") from error
     groups = []
     for group in planned_groups:
-        members = [cells[i] for i in group.index]
-        group_id = f"{members[0].row['model']}-{short_hash([c.cell_id for c in members], 8)}"
-        members = [PlannedCell(c.cell, {**c.row, "group_id": group_id}) for c in members]
         metrics = model_metrics(group.model)
         metrics += (_layout.REGULARIZER,) * bool(group.hparams.regularizers)
         metrics += (_layout.LR,) * group.hparams.scheduled
-        groups.append(PlannedGroup(group_id, tuple(members), metrics))
+        groups.append(_named_group([cells[i] for i in group.index], metrics))
     columns = (*HPARAM_COLUMNS, *schedule_columns, *knob_columns, *reg_columns)
-    return Plan(tuple(groups), dict(datasets), columns)
+    return Plan(tuple(groups), dict(datasets), columns, former_rows)

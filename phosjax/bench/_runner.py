@@ -385,6 +385,7 @@ def _execute(
     if hparams is not None:  # nothing to train: no plan, no data set loaded
         return _read_finished(config, root, datasets, process, progress, seen, imports, hparams)
     plan_ = planned or in_every_process(lambda: plan(config, datasets, clock), "plan the bench")
+    plan_ = _with_stored_ids(root, plan_)
     clock.lap("plan")
     with contextlib.ExitStack() as lock:  # one run at a time writes the bench
 
@@ -703,6 +704,17 @@ def _lacking_rows(results: pd.DataFrame, groups: Mapping[str, Mapping[str, Any]]
     return lacking
 
 
+def _with_stored_ids(root: pathlib.Path, plan_: Plan) -> Plan:
+    """``plan_`` with the ids the bench in ``root`` holds its cells under where older
+    phosjax gave them others (`Plan.with_ids_of`); as it is without a readable
+    ``cells.parquet``."""
+    try:
+        stored = set(pd.read_parquet(root / _layout.CELLS, columns=["cell_id"]).cell_id)
+    except UNREADABLE:
+        return plan_
+    return plan_.with_ids_of(stored)
+
+
 def _plans_new_cells(root: pathlib.Path, plan_: Plan) -> bool:
     """Whether ``plan_`` has cells that the bench in ``root`` lacks (True when its
     ``cells.parquet`` cannot be read: the run rewrites it)."""
@@ -825,6 +837,7 @@ def add_models_to(
         check_models(entries)  # an unknown model is named before anything claims to add it
         extended = BenchConfig.from_dict({**config.to_dict(), "models": [*config.models, *new]})
         grown = in_every_process(lambda: plan(extended, datasets, clock), "plan the bench")
+        grown = _with_stored_ids(root, grown)
         if _plans_new_cells(root, grown):  # else ({name: mlp, depth: 1}) the bench's own
             if progress:
                 print(f"adding models {new} to {directory}", file=sys.stderr)
@@ -835,6 +848,7 @@ def add_models_to(
     if process[1] > 1 or _finished_hparams(root, config) is None:
         loaded = grown.datasets if grown else datasets  # loaded once, by the grown plan
         planned = in_every_process(lambda: plan(config, loaded, clock), "plan the bench")
+        planned = _with_stored_ids(root, planned)
     unfinished = 0
     if planned is not None:  # a damaged status of one process stops the others too
         mine = jobs(planned, process, recorded_split(root))

@@ -137,6 +137,21 @@ def check_flags(flags: Mapping[str, str], given: Mapping[str, Any], where: str) 
             raise ValueError(f"{where}: option {key} takes {what} ({kind}), got {cut_repr(value)}")
 
 
+def float_options(defaults: Mapping[str, Any], *factories: BlockFactory | None) -> set[str]:
+    """The options whose default is a float or that ``factories`` annotate ``float``: an
+    int given for one is that float (``dropout: 0`` is ``0.0``), so that a config spelling
+    it either way is one model, of one id in a bench.
+
+    Examples:
+      >>> def block(features: int, rate: float = 0.5, causal: bool = False): ...
+      >>> sorted(float_options({"dropout": 0.0, "pool": "mean"}, block))
+      ['dropout', 'rate']
+    """
+    flags = factory_flags(*factories)
+    floats = {key for key, value in defaults.items() if isinstance(value, float)}
+    return floats | {key for key, kind in flags.items() if kind == "float"}
+
+
 DTYPES = ("float32", "bfloat16", "float16", "float64")
 """The dtypes a model's ``dtype`` and ``param_dtype`` options take (a floating dtype)."""
 

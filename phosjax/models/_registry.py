@@ -33,6 +33,7 @@ from phosjax.models._options import (
     factory_flags,
     factory_parameters,
     factory_required,
+    float_options,
 )
 
 ENTRY_POINT_GROUP = "phosjax.models"
@@ -166,6 +167,8 @@ class ModelSpec:
             own = {key: kind for key, kind in flags.items() if key not in FRAME_OPTIONS}
             check_flags(own, dict(config.options), where)
         check_dtypes({**signature, **defaults}, dict(config.options), where)
+        floats = float_options({**signature, **defaults}, self.block, self.stem)
+        options = {k: float(v) if k in floats and is_int(v) else v for k, v in options.items()}
         return config.replace(depth=depth, width=widths, options=options)
 
     def _check_required(self, options: Mapping[str, Any] | None, depth: int) -> None:

@@ -19,11 +19,21 @@ import pandas as pd
 import pytest
 import tqdm
 
-from phosjax.bench import _interrupt, _layout, _runner, _store, _train, load_config, run
+from phosjax.bench import (
+    _interrupt,
+    _layout,
+    _runner,
+    _store,
+    _train,
+    add_models_to,
+    load_config,
+    run,
+)
 from phosjax.bench._errors import BenchError, BrokenFileError
 from phosjax.bench._profile import MemorySampler, PhaseClock, ProfileFiles, init_rows
 from phosjax.bench._store import read_json
 from phosjax.bench._summary import profile_text, read_profile
+from phosjax.models import _registry
 from phosjax.train import STRATEGIES, _run
 from tests.bench.runner_tiny import Killed, killed_after_save, tiny_config
 
@@ -796,3 +806,34 @@ def test_a_finished_bench_run_again_refuses_a_data_dir_that_is_a_file(tmp_path, 
     with pytest.raises(BenchError, match=r"^data_dir '.*file' is not a folder"):
         run(dataclasses.replace(config, data_dir=str(tmp_path / "file")), tmp_path / "b")
     assert (tmp_path / "b" / _layout.CONFIG).read_text() == stored
+
+
+def test_a_bench_whose_ids_hashed_an_int_for_a_float_option_resumes_under_them(
+    tmp_path, toy, monkeypatch
+):
+    """Older phosjax hashed ``dropout: 0`` as written, apart from the ``0.0`` it now
+    resolves to: a bench it made would no longer plan its cells. It resumes under its own
+    ids (its rows and checkpoints), as an uninterrupted run; finished, it reads them, and
+    the same mlp spelled ``0.0`` adds nothing."""
+    mlp = {"name": "mlp", "width": 8, "options": {"dropout": 0}}
+    config = tiny_config(models=[mlp], seeds=1)
+    old = tmp_path / "old"
+    with monkeypatch.context() as older:  # ids from the options as written, as before
+        older.setattr(_registry, "float_options", lambda *args: set(), raising=False)
+        with killed_after_save(6):
+            run(config, old, datasets=toy, progress=False)
+    stored = pd.read_parquet(old / _layout.CELLS)[["cell_id", "group_id", "model_id"]]
+    run(config, old, datasets=toy, progress=False)
+    run(config, tmp_path / "whole", datasets=toy, progress=False)
+    ids = ["cell_id", "group_id", "model_id"]
+    resumed, whole = frame(old), frame(tmp_path / "whole")
+    assert set(resumed.cell_id) == set(stored.cell_id) != set(whole.cell_id)
+    assert set(resumed.options) == {'{"dropout": 0, "input_kind": null, "pool": "mean"}'}
+    written = [*ids, "options"]  # each bench as its phosjax wrote it, the numbers alike
+    pd.testing.assert_frame_equal(resumed.drop(columns=written), whole.drop(columns=written))
+    assert pd.read_parquet(old / _layout.CELLS)[ids].equals(stored)
+    assert run(config, old, datasets=toy, progress=False).cell_id.unique().tolist() == list(
+        stored.cell_id
+    )
+    with pytest.raises(BenchError, match=r"^the bench already has every model named, \["):
+        add_models_to(old, [{**mlp, "options": {"dropout": 0.0}}], datasets=toy, progress=False)

@@ -488,6 +488,42 @@ def test_a_number_option_of_a_user_block_must_be_a_number(registry):
         assert dict(config.replace(options={"rate": rate}).resolved().options)["rate"] == rate
 
 
+def test_an_int_given_for_a_float_option_is_that_float_and_other_types_stay(registry):
+    """``dropout: 0`` resolved to ``0``, the default ``0.0`` to ``0.0``: one model whose
+    configs wrote apart (a bench gave it two ids and trained it twice). A float default
+    (the frame's, a registered one) or a ``float`` annotation makes an int that float;
+    bools, int options and strings keep theirs."""
+    register_model("user_noisy", _Noisy, width=4)  # rate: float = 0.1
+    register_model("user_built", build=lambda c: AnyFlags(c.num_classes), options={"scale": 1.5})
+    given = {
+        "mlp": {"dropout": 0, "pool": "mean"},
+        "user_noisy": {"rate": 0, "dropout": 0.0},
+        "user_built": {"scale": 2},
+        "transformer": {"dropout_rate": 0, "causal": True, "num_heads": 2, "patch_size": 4},
+    }
+    typed = {
+        name: {
+            k: (v, type(v).__name__)
+            for k, v in ModelConfig(name, 2, (8,), options=options).resolved().options
+            if k in options
+        }
+        for name, options in given.items()
+    }
+    assert typed == {
+        "mlp": {"dropout": (0.0, "float"), "pool": ("mean", "str")},
+        "user_noisy": {"rate": (0.0, "float"), "dropout": (0.0, "float")},
+        "user_built": {"scale": (2.0, "float")},
+        "transformer": {
+            "dropout_rate": (0.0, "float"),
+            "causal": (True, "bool"),
+            "num_heads": (2, "int"),
+            "patch_size": (4, "int"),
+        },
+    }
+    spelled = ModelConfig("mlp", 2, (8,), options={"dropout": 0}).resolved().to_dict()
+    assert json.dumps(spelled) == json.dumps(ModelConfig("mlp", 2, (8,)).resolved().to_dict())
+
+
 def _write_plugin(tmp_path, monkeypatch, module: str, model: str) -> None:
     source = f"""
         import flax.linen as nn
