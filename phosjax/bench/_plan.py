@@ -60,7 +60,7 @@ from phosjax.data._load import (
     resolved_name,
 )
 from phosjax.data._splits import MissingSplitsError, SplitsError, splits_written
-from phosjax.models import ModelConfig, registered_models
+from phosjax.models import ModelConfig, model_spec, registered_models
 from phosjax.morph import UnsupportedOpError, channel_groups
 from phosjax.train import Cell, HParams, plan_groups
 from phosjax.train._state import _traced_knobs
@@ -388,7 +388,13 @@ def _resolved_models(
 
 def _model_id(model: ModelConfig) -> str:
     """The ``model_id`` of a resolved ``model``: its name and a hash of its config."""
-    return f"{model.name}-{short_hash(model.to_dict(), 8)}"
+    return f"{model.name}-{short_hash(_identity(model), 8)}"
+
+
+def _identity(model: ModelConfig) -> dict[str, Any]:
+    """What the ids of a resolved ``model`` hash: its config, less the options it gives at
+    their block's own default (`ModelSpec.without_defaults_given`: the same model)."""
+    return model_spec(model.name).without_defaults_given(model).to_dict()
 
 
 def _as_spelled(model: ModelConfig, entry: ModelEntry) -> dict[str, Any]:
@@ -851,7 +857,7 @@ def plan(
                 )
             except (ValueError, TypeError) as error:
                 raise BenchError(f"grid: {error}") from error
-            model_dict = model.to_dict()
+            model_dict = _identity(model)
             model_id = _model_id(model)
             spelled = _as_spelled(model, entry)
             hparam_row = {

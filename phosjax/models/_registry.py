@@ -18,7 +18,13 @@ import jax.numpy as jnp
 from phosjax._callables import a_type, cut_repr
 from phosjax._nearest import did_you_mean
 from phosjax.layers._common import EVAL_FLAGS, TRAIN_FLAGS
-from phosjax.models._config import ModelConfig, checked_config, is_int, plain_width
+from phosjax.models._config import (
+    ModelConfig,
+    _dtype_named,
+    checked_config,
+    is_int,
+    plain_width,
+)
 from phosjax.models._frame import Frame
 from phosjax.models._kinds import IMAGE, KINDS, SEQUENCE, VECTOR, choose_kind, own_kinds
 from phosjax.models._options import (
@@ -62,6 +68,17 @@ def _construct(
     return factory(**{key: value for key, value in given.items() if key in accepted})
 
 
+_NONE = object()
+"""No default: a factory's argument that a config must give."""
+
+
+def _same(value: Any, default: Any, key: str) -> bool:
+    """Whether a config's option ``key`` of ``value`` is ``default`` (a factory's own,
+    a dtype by its name): by type too (``True`` is no ``1``)."""
+    default = _dtype_named(key, default)
+    return type(value) is type(default) and bool(value == default)
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
     """How a registered name becomes a module (see `register_model` for the fields).
@@ -98,6 +115,39 @@ class ModelSpec:
                 if factory is not None:
                     accepted |= factory_parameters(factory) - set(_FRAME_ARGUMENTS)
         return accepted
+
+    def without_defaults_given(self, config: ModelConfig) -> ModelConfig:
+        """``config`` (resolved) less the options it gives at the default of the block,
+        stem or head that takes them, which `resolve` leaves out where not given: the same
+        model as without them (``causal: false`` is the transformer's own), so that a
+        bench gives both one id.
+
+        Examples:
+          >>> from phosjax.models import ModelConfig
+          >>> spec, plain = model_spec("transformer"), ModelConfig("transformer", 10, (40,))
+          >>> alone = spec.resolve(plain)
+          >>> given = spec.resolve(plain.replace(options={"causal": False}))
+          >>> spec.without_defaults_given(given) == alone, given == alone
+          (True, False)
+        """
+        if self.build is None:
+            registered = {**FRAME_OPTIONS, **dict(self.options)}
+            factories = [f for f in (self.block, self.stem) if f is not None]
+            takers = [(factory_parameters(f), factory_defaults(f)) for f in factories]
+            takers.append((set(self._head_options()), self._head_options()))
+            config = config.replace(
+                options=[
+                    (key, value)
+                    for key, value in config.options
+                    if key in registered
+                    or not any(key in taken for taken, _ in takers)
+                    or any(
+                        key in taken and not _same(value, defaults.get(key, _NONE), key)
+                        for taken, defaults in takers
+                    )
+                ]
+            )
+        return config
 
     def _head_options(self) -> dict[str, Any]:
         """`_HEAD_OPTIONS` for a frame model that is a head alone (no stem, no blocks),

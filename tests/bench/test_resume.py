@@ -808,18 +808,21 @@ def test_a_finished_bench_run_again_refuses_a_data_dir_that_is_a_file(tmp_path, 
     assert (tmp_path / "b" / _layout.CONFIG).read_text() == stored
 
 
-def test_a_bench_whose_ids_hashed_an_int_for_a_float_option_resumes_under_them(
+def test_a_bench_whose_ids_hashed_its_options_as_written_resumes_under_them(
     tmp_path, toy, monkeypatch
 ):
     """Older phosjax hashed ``dropout: 0`` as written, apart from the ``0.0`` it now
-    resolves to: a bench it made would no longer plan its cells. It resumes under its own
-    ids (its rows and checkpoints), as an uninterrupted run; finished, it reads them, and
-    the same mlp spelled ``0.0`` adds nothing."""
-    mlp = {"name": "mlp", "width": 8, "options": {"dropout": 0}}
+    resolves to, and ``param_dtype: float32``, the block's default, apart from none: a
+    bench it made would no longer plan its cells. It resumes under its own ids (its rows
+    and checkpoints), as an uninterrupted run; finished, it reads them, and the same mlp
+    written otherwise adds nothing."""
+    mlp = {"name": "mlp", "width": 8, "options": {"dropout": 0, "param_dtype": "float32"}}
     config = tiny_config(models=[mlp], seeds=1)
     old = tmp_path / "old"
     with monkeypatch.context() as older:  # ids from the options as written, as before
         older.setattr(_registry, "float_options", lambda *args: set(), raising=False)
+        unchanged = lambda self, config: config
+        older.setattr(_registry.ModelSpec, "without_defaults_given", unchanged, raising=False)
         with killed_after_save(6):
             run(config, old, datasets=toy, progress=False)
     stored = pd.read_parquet(old / _layout.CELLS)[["cell_id", "group_id", "model_id"]]
@@ -828,12 +831,13 @@ def test_a_bench_whose_ids_hashed_an_int_for_a_float_option_resumes_under_them(
     ids = ["cell_id", "group_id", "model_id"]
     resumed, whole = frame(old), frame(tmp_path / "whole")
     assert set(resumed.cell_id) == set(stored.cell_id) != set(whole.cell_id)
-    assert set(resumed.options) == {'{"dropout": 0, "input_kind": null, "pool": "mean"}'}
-    written = [*ids, "options"]  # each bench as its phosjax wrote it, the numbers alike
-    pd.testing.assert_frame_equal(resumed.drop(columns=written), whole.drop(columns=written))
+    written = '{"dropout": 0, "input_kind": null, "param_dtype": "float32", "pool": "mean"}'
+    assert set(resumed.options) == {written}
+    apart = [*ids, "options"]  # each bench as its phosjax wrote it, the numbers alike
+    pd.testing.assert_frame_equal(resumed.drop(columns=apart), whole.drop(columns=apart))
     assert pd.read_parquet(old / _layout.CELLS)[ids].equals(stored)
     assert run(config, old, datasets=toy, progress=False).cell_id.unique().tolist() == list(
         stored.cell_id
     )
     with pytest.raises(BenchError, match=r"^the bench already has every model named, \["):
-        add_models_to(old, [{**mlp, "options": {"dropout": 0.0}}], datasets=toy, progress=False)
+        add_models_to(old, [{"name": "mlp", "width": 8}], datasets=toy, progress=False)

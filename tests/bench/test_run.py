@@ -817,12 +817,14 @@ def test_a_finished_bench_given_no_data_sets_for_its_own_is_refused_as_a_plan_re
     [
         {"name": "mlp", "width": 8, "depth": 1},
         {"name": "mlp", "width": 8, "options": {"dropout": 0}},
+        {"name": "mlp", "width": 8, "options": {"param_dtype": "float32"}},
     ],
 )
 def test_an_entry_planning_only_the_benches_cells_is_not_added(bench, toy, tmp_path, entry):
     """{name: mlp, width: 8, depth: 1} is the bench's mlp (depth 1 is its default): it was
     said to be added and recorded in config.yaml, yet trained nothing. ``dropout: 0``
-    (the default 0.0 written as an int) had other ids: its mlp was trained again."""
+    (the default 0.0 written as an int) had other ids, refused as the same cells twice;
+    ``param_dtype: float32`` (its block's default) too: its mlp was trained again."""
     copy = tmp_path / "copy"
     shutil.copytree(bench[0], copy)
     before = {k: v for k, v in _contents(copy).items() if k != _layout.LOCK}

@@ -524,6 +524,50 @@ def test_an_int_given_for_a_float_option_is_that_float_and_other_types_stay(regi
     assert json.dumps(spelled) == json.dumps(ModelConfig("mlp", 2, (8,)).resolved().to_dict())
 
 
+class _Stem(nn.Module):
+    """A stem whose ``kernel_size`` defaults to 7 (`_Block`'s to 3)."""
+
+    features: int
+    kernel_size: int = 7
+
+    @nn.compact
+    def __call__(self, x, train=False):
+        return nn.Dense(self.features)(x)
+
+
+class _Block(_Stem):
+    kernel_size: int = 3
+    rate: float = 0.1
+
+
+def test_options_given_at_the_default_of_every_module_taking_them_are_one_model(registry):
+    """``causal: false`` (the transformer block's own default), ``param_dtype: float32``:
+    the model built without them, yet a bench gave each other ids and trained it again.
+    `without_defaults_given` leaves them out; an option that a stem and a block take at
+    other defaults (7 and 3) is the same model as without it at neither."""
+    register_model("user_two", _Block, stem=_Stem, width=4)
+    cases = {
+        ("transformer", "causal", False): {},
+        ("transformer", "causal", True): {"causal": True},
+        ("mlp", "param_dtype", "float32"): {},
+        ("mlp", "param_dtype", jnp.float32): {},
+        ("mlp", "dtype", None): {},
+        ("mlp", "dtype", "float32"): {"dtype": "float32"},
+        ("user_two", "rate", 0.1): {},
+        ("user_two", "rate", 0): {"rate": 0.0},  # not the default 0.1
+        ("user_two", "kernel_size", 3): {"kernel_size": 3},  # the stem's is 7
+        ("user_two", "kernel_size", 7): {"kernel_size": 7},
+    }
+    kept = {}
+    for name, key, value in cases:
+        spec = model_spec(name)
+        given = spec.resolve(ModelConfig(name, 2, (8,), options={key: value}))
+        alone = dict(spec.resolve(ModelConfig(name, 2, (8,))).options)
+        left = dict(spec.without_defaults_given(given).options)
+        kept[name, key, value] = {k: v for k, v in left.items() if alone.get(k, left) != v}
+    assert kept == cases
+
+
 def _write_plugin(tmp_path, monkeypatch, module: str, model: str) -> None:
     source = f"""
         import flax.linen as nn
