@@ -225,7 +225,8 @@ class Plan:
                 PlannedCell(c.cell, {**c.row, **renamed.get(c.cell_id, {})}) for c in group.cells
             ]
             groups.append(_named_group(cells, group.metrics))
-        return dataclasses.replace(self, groups=tuple(groups), former_rows={})
+        former_rows = {k: v for k, v in self.former_rows.items() if k not in renamed}
+        return dataclasses.replace(self, groups=tuple(groups), former_rows=former_rows)
 
 
 def load_datasets(

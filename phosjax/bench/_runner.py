@@ -458,6 +458,15 @@ def _check_keeps_cells(root: pathlib.Path, plan_: Plan) -> None:
         return
     planned = {cell.row["cell_id"]: cell.row["group_id"] for cell in plan_.cells}
     moved = [c for c, g in zip(stored.cell_id, stored.group_id, strict=True) if planned.get(c) != g]
+    if moved and set(moved) <= {row["cell_id"] for row in plan_.former_rows.values()}:
+        raise BenchError(
+            f"{str(root / _layout.CONFIG)!r} plans once {len(moved)} of the bench's "
+            f"{len(stored)} cells ({listing(moved, 3)}) that older phosjax trained a second "
+            "time under other ids, for a models entry giving an option at its block's default "
+            "(param_dtype: float32): the same model as another entry's. Finished, the bench "
+            "still reads; to train more, give its config to `python -m phosjax.bench.new "
+            "--config FILE --dir NEW_DIR`."
+        )
     if moved:
         raise _not_as_trained(root, moved, len(stored))
 

@@ -841,3 +841,30 @@ def test_a_bench_whose_ids_hashed_its_options_as_written_resumes_under_them(
     )
     with pytest.raises(BenchError, match=r"^the bench already has every model named, \["):
         add_models_to(old, [{"name": "mlp", "width": 8}], datasets=toy, progress=False)
+
+
+def test_a_bench_that_trained_one_model_twice_under_two_ids_is_refused_saying_why(
+    tmp_path, toy, monkeypatch
+):
+    """Older phosjax trained ``{mlp, param_dtype: float32}`` beside ``mlp`` as another
+    model; now one, the bench no longer plans the second's cells: adding a model to it
+    was refused as if its config were edited or its model's code changed. It still reads."""
+    again = {"name": "mlp", "width": 8, "options": {"param_dtype": "float32"}}
+    config = tiny_config(models=[{"name": "mlp", "width": 8}, again], seeds=1)
+    with monkeypatch.context() as older:  # ids from the options as written, as before
+        unchanged = lambda self, config: config
+        older.setattr(_registry.ModelSpec, "without_defaults_given", unchanged, raising=False)
+        run(config, tmp_path, datasets=toy, progress=False)
+    stored = pd.read_parquet(tmp_path / _layout.CELLS)
+    [twice] = stored.cell_id[stored.options.str.contains("param_dtype")]
+    read = run(config, tmp_path, datasets=toy, progress=False)
+    assert sorted(read.cell_id.unique()) == sorted(stored.cell_id)
+    with pytest.raises(BenchError) as raised:
+        add_models_to(tmp_path, ["logreg"], datasets=toy, progress=False)
+    assert str(raised.value) == (
+        f"{str(tmp_path / _layout.CONFIG)!r} plans once 1 of the bench's 2 cells ({twice}) "
+        "that older phosjax trained a second time under other ids, for a models entry giving "
+        "an option at its block's default (param_dtype: float32): the same model as another "
+        "entry's. Finished, the bench still reads; to train more, give its config to `python "
+        "-m phosjax.bench.new --config FILE --dir NEW_DIR`."
+    )
