@@ -7,8 +7,9 @@ import pathlib
 
 def aside_path(path: pathlib.Path) -> pathlib.Path:
     """A sibling of ``path`` named ``<name>.old-<YYYYmmdd-HHMMSS>[-n]`` that does not exist yet;
-    ``<name>`` cut short where the whole would be longer than a name in that folder may be
-    (a name already near the limit: the sibling's name was refused, "File name too long").
+    ``<name>`` cut short, by whole characters, where the whole would take more bytes than a
+    name in that folder may (a name already near the limit: the sibling's name was refused,
+    "File name too long").
 
     The bench's ``--force`` and the morph loop's ``--overwrite`` move earlier results there,
     so starting over never deletes them.
@@ -28,7 +29,9 @@ def aside_path(path: pathlib.Path) -> pathlib.Path:
     suffix = 0
     while True:
         tail = f".old-{stamp}" + (f"-{suffix}" if suffix else "")
-        kept = path.name.encode()[: most - len(tail)].decode(errors="ignore")
+        kept = path.name
+        while len(os.fsencode(kept + tail)) > most:  # as the system stores it, undecodable too
+            kept = kept[:-1]
         target = path.with_name(kept + tail)
         if not target.exists():
             return target
