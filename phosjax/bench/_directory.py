@@ -339,6 +339,9 @@ def choose_config(
                 file=sys.stderr,
             )
         return stored, None
+    # --dir a link: the bench it points to moves, and the new one is made there, where
+    # the link still points (moving the link made the new bench beside it, elsewhere)
+    moving = root.resolve() if root.is_symlink() else root
     if force:
         here = pathlib.Path.cwd()
         if root.resolve() in (here, *here.parents):  # "." would then name the old bench
@@ -347,17 +350,15 @@ def choose_config(
                 f"Run from its parent with --dir {shlex.quote(as_argument(root.resolve().name))}."
             )
         check_unlocked(root)
-        # --dir a link: the bench it points to moves, and the new one is made there, where
-        # the link still points (moving the link made the new bench beside it, elsewhere)
-        bench = root.resolve() if root.is_symlink() else root
-        target = aside_path(bench)
-        os.replace(bench, target)
-        bench.mkdir()
+        target = aside_path(moving)
+        os.replace(moving, target)
+        moving.mkdir()
         return config, target
     raise BenchError(
         f"{str(root)!r} holds a bench with a different config ({shown_differences(changed)}). "
         "Pass --resume to continue it under its stored config, or --force to move it aside "
-        f"(to {root.name}.old-<time>) and start over, or pick another --dir."
+        f"(to {moving.name if moving is root else moving}.old-<time>) and start over, or "
+        "pick another --dir."
     )
 
 

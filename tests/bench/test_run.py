@@ -492,6 +492,22 @@ def test_force_through_a_link_moves_the_bench_it_points_to_and_starts_over_there
     assert pd.read_parquet(real / _layout.RESULTS).seed.unique().tolist() == [5]
 
 
+def test_a_link_to_a_bench_of_another_config_names_where_force_would_move_it(bench, tmp_path):
+    """It said --force would move it to latest.old-<time>, the link's name beside the link,
+    where --force moves the bench the link points to beside that: runs/b7.old-<time>."""
+    real = tmp_path / "runs" / "b7"
+    shutil.copytree(bench[0], real)
+    (tmp_path / "latest").symlink_to(real)
+    other = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=[5])
+    with pytest.raises(BenchError) as refused:
+        choose_config(tmp_path / "latest", other)
+    assert str(refused.value) == (
+        f"{str(tmp_path / 'latest')!r} holds a bench with a different config (stored -> given: "
+        "seeds: 2 -> [5]). Pass --resume to continue it under its stored config, or --force to "
+        f"move it aside (to {real}.old-<time>) and start over, or pick another --dir."
+    )
+
+
 @pytest.mark.parametrize(
     ("given", "why"),
     [("same", "holds a bench of this config"), ("none", "holds a bench and no config was given")],
