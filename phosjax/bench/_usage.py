@@ -78,14 +78,15 @@ def usage_error(parser: argparse.ArgumentParser, line: str) -> NoReturn:
 def as_argument(path: str | os.PathLike) -> str:
     """``path`` as it is written after an option in a command: with ``./`` before one that
     begins with ``-``, which the option would refuse as another option (``--dir -b``:
-    "expected one argument").
+    "expected one argument"), or with ``~``, which the command would take as the home
+    folder (`expand_dirs`, `phosjax._yaml.read_file`), not the folder ``~`` in the current one.
 
     Examples:
-      >>> as_argument("-b"), as_argument("runs/-b"), as_argument("/tmp/-b")
-      ('./-b', 'runs/-b', '/tmp/-b')
+      >>> as_argument("-b"), as_argument("runs/-b"), as_argument("/tmp/-b"), as_argument("~/b")
+      ('./-b', 'runs/-b', '/tmp/-b', './~/b')
     """
     text = os.fspath(path)
-    return f"./{text}" if text.startswith("-") else text
+    return f"./{text}" if text.startswith(("-", "~")) else text
 
 
 _DIRS = {"dir": "runs/NAME", "out": "runs/speed"}

@@ -3,6 +3,7 @@
 
 import json
 import math
+import pathlib
 import shlex
 
 import numpy as np
@@ -104,6 +105,16 @@ def test_summary_commands_run_on_a_directory_named_like_an_option():
     assert command == "python -m phosjax.bench.profile --dir ./-b"
     assert profile.parser().parse_args(shlex.split(command)[3:]).dir == "./-b"
     assert "python -m phosjax.bench.view --dir ./-b  then open" in text
+
+
+def test_summary_commands_name_a_directory_named_tilde_not_the_home_folder():
+    """A bench written in ./~/b (run(config, "~/b"): Python expands no ~) printed
+    `--dir '~/b'`, which the command reads as the home folder's b."""
+    text = summary_text("~/b", _results(), ["learning_rate"])
+    command = text.splitlines()[-1].removeprefix("profile: ")
+    assert command == "python -m phosjax.bench.profile --dir './~/b'"
+    parsed = profile.parser().parse_args(shlex.split(command)[3:]).dir
+    assert pathlib.Path(parsed) == pathlib.Path("~", "b")
 
 
 def _results(loss_d: float = 0.2) -> pd.DataFrame:
