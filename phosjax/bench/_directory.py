@@ -339,9 +339,7 @@ def choose_config(
                 file=sys.stderr,
             )
         return stored, None
-    # --dir a link: the bench it points to moves, and the new one is made there, where
-    # the link still points (moving the link made the new bench beside it, elsewhere)
-    moving = root.resolve() if root.is_symlink() else root
+    moving = _linked(root)
     if force:
         here = pathlib.Path.cwd()
         if root.resolve() in (here, *here.parents):  # "." would then name the old bench
@@ -351,8 +349,7 @@ def choose_config(
             )
         check_unlocked(root)
         target = aside_path(moving)
-        os.replace(moving, target)
-        moving.mkdir()
+        os.replace(moving, target)  # `locked` makes the new bench in its place
         return config, target
     raise BenchError(
         f"{str(root)!r} holds a bench with a different config ({shown_differences(changed)}). "
@@ -393,6 +390,13 @@ def _flock(file: Any, mode: int, root: pathlib.Path, busy: str) -> None:
         pass
 
 
+def _linked(root: pathlib.Path) -> pathlib.Path:
+    """The folder a ``root`` that is a link points to, else ``root``: where ``--force``
+    moves a bench from and the new one is made (moving the link made it beside the link,
+    off the disk it pointed to)."""
+    return root.resolve() if root.is_symlink() else root
+
+
 @contextlib.contextmanager
 def locked(
     root: pathlib.Path, process: tuple[int, int], *, reading: bool = False
@@ -411,7 +415,7 @@ def locked(
     """
     path = root / _layout.process_name(_layout.LOCK, process)
     try:
-        root.mkdir(parents=True, exist_ok=True)
+        _linked(root).mkdir(parents=True, exist_ok=True)
         file = open(path, "a+", encoding="utf-8")  # noqa: SIM115 (closed by the with below)
     except OSError as error:
         if reading and error.errno in NOT_WRITABLE:

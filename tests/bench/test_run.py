@@ -492,6 +492,36 @@ def test_force_through_a_link_moves_the_bench_it_points_to_and_starts_over_there
     assert pd.read_parquet(real / _layout.RESULTS).seed.unique().tolist() == [5]
 
 
+@pytest.mark.parametrize("linked", [False, True], ids=["folder", "link"])
+def test_force_on_a_full_disk_says_where_the_old_bench_moved(
+    bench, tmp_path, toy, capsys, monkeypatch, linked
+):
+    """Making the new bench's folder on a full disk, after the old bench moved aside, ended
+    in a traceback ('No space left on device'), unsaid where the old bench went."""
+    real = tmp_path / "disk" / "b" if linked else tmp_path / "b"
+    shutil.copytree(bench[0], real)
+    if linked:
+        (tmp_path / "b").symlink_to(real)
+    make = pathlib.Path.mkdir
+
+    def full_disk(path, *args, **kwargs):
+        if path.resolve() == real.resolve():
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return make(path, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "mkdir", full_disk)
+    other = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=[5])
+    with pytest.raises(BenchError) as refused:
+        run(other, tmp_path / "b", datasets=toy, force=True, progress=False)
+    assert str(refused.value) == (
+        f"cannot write the bench into --dir {str(tmp_path / 'b')!r}: [Errno 28] No space left "
+        "on device; free space on its disk, or pick another --dir."
+    )
+    (old,) = real.parent.glob("b.old-*")
+    assert f"moved the old bench to {old}" in capsys.readouterr().err
+    assert sorted(pd.read_parquet(old / _layout.RESULTS).seed.unique()) == [0, 1]
+
+
 def test_a_link_to_a_bench_of_another_config_names_where_force_would_move_it(bench, tmp_path):
     """It said --force would move it to latest.old-<time>, the link's name beside the link,
     where --force moves the bench the link points to beside that: runs/b7.old-<time>."""
