@@ -762,7 +762,9 @@ def _why_not_prepared(
         )
         return (
             f"{problem}: {_how_to_prepare(name, data_dir)}; or, if it is prepared in another "
-            "data dir, pass that dir (data_dir=..., a bench's --data_dir)"
+            "data dir, pass that dir (data_dir=...; to a bench, new's --data_dir: "
+            "`python -m phosjax.bench.new --dir BENCH --data_dir THAT_DIR` continues a bench "
+            "made already reading from there, and its add_models then reads from there too)"
         )
     return f"{problem}: {_how_to_prepare(name, data_dir)}"
 

@@ -846,12 +846,16 @@ def test_with_nothing_prepared_another_config_s_unfinished_preparation_is_not_na
 
 def test_an_unknown_data_set_says_to_pass_the_data_dir_it_is_prepared_in(tmp_path):
     """It said only to prepare it where it looked: one prepared in another data dir (and
-    the data dir not passed) was told to be prepared again."""
+    the data dir not passed) was told to be prepared again. Then it said to pass "a
+    bench's --data_dir", which add_models (failing so on a bench whose data moved) has
+    not: new records it in the bench, add_models then reads from there."""
     with pytest.raises(ValueError) as error:
         check_loadable("my_set", data_dir=tmp_path)
     assert str(error.value).endswith(
-        "; or, if it is prepared in another data dir, pass that dir (data_dir=..., a bench's "
-        "--data_dir)"
+        "; or, if it is prepared in another data dir, pass that dir (data_dir=...; to a "
+        "bench, new's --data_dir: `python -m phosjax.bench.new --dir BENCH --data_dir "
+        "THAT_DIR` continues a bench made already reading from there, and its add_models "
+        "then reads from there too)"
     )
 
 
