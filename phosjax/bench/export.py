@@ -37,6 +37,7 @@ import json
 import math
 import pathlib
 import re
+import shlex
 import sys
 import time
 import urllib.parse
@@ -54,7 +55,12 @@ from phosjax.bench._progress import Bar
 from phosjax.bench._reading import MARKER_HINT, hint, not_an_object
 from phosjax.bench._store import NOT_WRITTEN, naming
 from phosjax.bench._usage import ArgParser, usage_error
-from phosjax.bench.view._bench import BenchFiles, BrokenFileError, NotABenchError
+from phosjax.bench.view._bench import (
+    BenchFiles,
+    BrokenFileError,
+    NotABenchError,
+    OutsideBenchError,
+)
 
 TAG_CELL = "phosjax.cell_id"
 TAG_BENCH = "phosjax.bench"
@@ -542,6 +548,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         exported = export_mlflow(args.dir, args.mlflow, args.experiment, not args.no_progress)
     except (NotABenchError, BrokenFileError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OutsideBenchError as error:  # the viewer's refusal, read as export's
+        print(
+            f"error: cannot export {args.dir}: {error} An export reads only the files inside "
+            "the bench, as the viewer does: it sends them to an MLflow store others may read, "
+            "and a bench may come from anyone. Copy the bench with its links followed "
+            f"(cp -rL {shlex.quote(args.dir)} COPY) and export the copy.",
+            file=sys.stderr,
+        )
         return 2
     except mlflow.exceptions.MlflowException as error:
         message = str(error).strip()

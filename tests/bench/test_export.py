@@ -460,6 +460,25 @@ def test_results_that_cannot_be_listed_say_to_let_this_user_read_them(
     assert not (tmp_path / "mlruns").exists()
 
 
+def test_results_linking_out_of_the_bench_are_one_error_line_saying_to_copy_it(
+    written, store, tmp_path, capsys
+):
+    """A results/ folder that is a symlink to another disk ended in a traceback
+    (OutsideBenchError); it is one line saying why and how to export it."""
+    root = tmp_path / "example"
+    shutil.copytree(written.root, root)
+    shutil.move(root / _layout.RESULTS, tmp_path / "elsewhere")
+    (root / _layout.RESULTS).symlink_to(tmp_path / "elsewhere")
+    assert main(["--dir", str(root), "--mlflow", store]) == 2
+    assert capsys.readouterr().err == (
+        f"error: cannot export {root}: 'results' leads outside the bench (a symlink?). An "
+        "export reads only the files inside the bench, as the viewer does: it sends them to an "
+        "MLflow store others may read, and a bench may come from anyone. Copy the bench with "
+        f"its links followed (cp -rL {root} COPY) and export the copy.\n"
+    )
+    assert not (tmp_path / "mlruns").exists()
+
+
 @pytest.mark.parametrize("damaged", [_layout.STATUS, _layout.MARKER, _layout.CELLS])
 def test_a_damaged_bench_file_is_an_error_naming_it_and_nothing_is_exported(
     written, store, tmp_path, capsys, damaged
