@@ -32,7 +32,7 @@ from phosjax._chunks import even_chunk
 from phosjax._listing import counted, listing
 from phosjax._nearest import no_field
 from phosjax.bench import _layout
-from phosjax.bench._checkpoint import OtherLeavesError, decode, encode
+from phosjax.bench._checkpoint import OtherLeavesError, _refused, decode, encode
 from phosjax.bench._directory import locked
 from phosjax.bench._errors import BenchError
 from phosjax.bench._progress import Bar
@@ -919,7 +919,8 @@ def _saved_variables(directory: str | os.PathLike, iteration: int, model: ModelC
     """The variables of ``model``, iteration ``iteration``'s last, saved in ``directory``.
 
     Raises:
-      RunDirectoryError: ``'<state>', are missing`` or ``... are not its last model's (why)``.
+      RunDirectoryError: ``'<state>', are missing``, ``... are not its last model's (why)``,
+        ``... cannot be read`` (the system refused) or ``... are damaged``.
     """
     state = _state(directory, iteration)
     if not state.is_file():
@@ -932,9 +933,16 @@ def _saved_variables(directory: str | os.PathLike, iteration: int, model: ModelC
         raise RunDirectoryError(
             f"{str(state)!r}, are not its last model's ({listing(error.problems, sep='; ')})"
         ) from error
-    except BenchError as error:  # damaged: its cause
+    except BenchError as error:  # refused by the system, or damaged: its cause
+        cause = error.__cause__
+        if isinstance(cause, OSError) and _refused(cause):
+            raise RunDirectoryError(
+                f"{str(state)!r}, cannot be read ({cause}); let this user read it (its "
+                "permissions, those of its folder)"
+            ) from error
         raise RunDirectoryError(
-            f"{str(state)!r}, are not its last model's ({error.__cause__!r})"
+            f"{str(state)!r}, are damaged: the file was cut short or changed on the disk "
+            f"({type(cause).__name__}: {cause}); restore it from a backup"
         ) from error
 
 

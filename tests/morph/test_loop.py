@@ -585,6 +585,22 @@ def test_a_state_of_other_leaves_is_refused_naming_each(tmp_path):
     assert "expected float32(64, 5), found float32(64, 4)" in str(error.value)
 
 
+def test_a_state_cut_short_is_said_to_be_damaged_not_another_model_s(tmp_path):
+    """It said "are not its last model's (BadZipFile(...))", as if another model's
+    state were there."""
+    model = ModelConfig("mlp", 10, (8, 8, 1), width=(4,))
+    variables = build_model(model).init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))
+    state = tmp_path / _loop.STATES / "iteration-0.npz"
+    state.parent.mkdir(parents=True)
+    state.write_bytes(_loop.encode(variables)[:100])
+    with pytest.raises(RunDirectoryError) as error:
+        _loop._saved_variables(tmp_path, 0, model)
+    assert str(error.value) == (
+        f"{str(state)!r}, are damaged: the file was cut short or changed on the disk "
+        "(BadZipFile: File is not a zip file); restore it from a backup"
+    )
+
+
 def test_read_runs_gives_each_row_its_run_s_config_where_concat_drops_them(tmp_path):
     weak, strong = (MorphConfig(MODEL, strength=strength) for strength in (0.25, 2.0))
     _written_run(tmp_path / "weak", weak, resolved_dataset="mnist1d:1.0.0")
