@@ -38,11 +38,6 @@ STATUS_HINT = (
     "progress in its checkpoints (an unfinished group whose strategy `auto` chose then "
     "times the strategies again)."
 )
-PART_HINT = (
-    f"{WRITTEN_WHOLE}, and its rows cannot be made again from the checkpoints. Restore it from a "
-    "backup; or move it out of the bench (its rows are then missing) and train the bench "
-    "again in a new --dir to have them."
-)
 PROFILE_HINT = (
     f"{WRITTEN_WHOLE}; restore it from a backup, or delete it: it holds only the profile, which "
     "the results and checkpoints do not need."
@@ -106,6 +101,47 @@ def json_kind(data: object) -> str:
     return "a string" if isinstance(data, str) else f"a {type(data).__name__}"
 
 
+def part_hint(name: str) -> str:
+    """What to do about the damaged result part named ``name``: its rows are trained again
+    from its group's checkpoint before its first step (a group keeps its two newest, so the
+    one before its newest part) or, for its first part, from the start.
+
+    Examples:
+      >>> print(part_hint("part-mlp-1a2b-000000007.parquet"))  # doctest: +NORMALIZE_WHITESPACE
+      phosjax writes it whole, so something else changed it. Its rows are trained again from
+      its group's checkpoint of step 6 where the bench keeps it (checkpoints/mlp-1a2b/6: a
+      group keeps its two newest, so the one before its newest part): move the part out of the
+      bench, and the checkpoints of later steps out of checkpoints/mlp-1a2b, delete the
+      status file(s) (status*.json: the next run finds each group's progress in its
+      checkpoints) and continue the bench (python -m phosjax.bench.new --dir DIR). Else
+      restore it from a backup; or move it out of the bench (its rows are then missing) and
+      train the bench again in a new --dir to have them.
+      >>> part_hint("part-mlp-1a2b-000000001.parquet").split(": ")[0][55:]
+      'Its rows are trained again from the start'
+    """
+    lost = (
+        "restore it from a backup; or move it out of the bench (its rows are then missing) and "
+        "train the bench again in a new --dir to have them."
+    )
+    match = _layout.PART.fullmatch(name)
+    if match is None:
+        return f"{WRITTEN_WHOLE}; {lost}"
+    checkpoints, before = f"{_layout.CHECKPOINTS}/{match['group']}", int(match["step"]) - 1
+    start = (
+        f"its group's checkpoint of step {before} where the bench keeps it ({checkpoints}/"
+        f"{before}: a group keeps its two newest, so the one before its newest part)"
+        if before
+        else "the start"
+    )
+    return (
+        f"{WRITTEN_WHOLE}. Its rows are trained again from {start}: move the part out of the "
+        f"bench, and the checkpoints of later steps out of {checkpoints}, delete the status "
+        "file(s) (status*.json: the next run finds each group's progress in its checkpoints) "
+        "and continue the bench (python -m phosjax.bench.new --dir DIR). Else "
+        f"{lost}"
+    )
+
+
 def hint(relative: str) -> str:
     """What to do about the damaged file ``relative`` of a bench ("" where nothing is said).
 
@@ -121,7 +157,7 @@ def hint(relative: str) -> str:
     if _layout.per_process_names(_layout.STATUS, [relative]):
         return STATUS_HINT
     if folder == _layout.RESULTS:
-        return PART_HINT
+        return part_hint(relative.partition("/")[2])
     if folder == _layout.PROFILE:
         return PROFILE_HINT
     if relative == _layout.ENV:

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from phosjax.bench import _layout
-from phosjax.bench._reading import PART_HINT, UNREADABLE, read_file
+from phosjax.bench._reading import UNREADABLE, part_hint, read_file
 
 _T = TypeVar("_T")
 
@@ -477,7 +477,7 @@ def _widened(table: pa.Table, field: pa.Field, by_cell: pd.DataFrame) -> pa.Chun
 
 def _read_part(path: pathlib.Path, read: Callable[[pathlib.Path], _T]) -> _T:
     """``read(path)`` of a part file; a damaged one is a `BrokenFileError` naming it."""
-    return read_file(path, read, repr(str(path)), PART_HINT)
+    return read_file(path, read, repr(str(path)), part_hint(path.name))
 
 
 def read_parts(parts: Sequence[pathlib.Path]) -> pd.DataFrame:

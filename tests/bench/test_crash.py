@@ -92,7 +92,8 @@ def test_a_start_killed_between_the_writes_of_its_metadata_is_started_again(
         # a finished bench holding the blurb writes no graph: 'delete it' alone left none
         ("graphs/mlp-1a2b.json", "delete it and the model's blurb (blurbs/ holds it"),
         ("profile/phases.p1of2.parquet", "it holds only the profile"),
-        ("results/part-mlp-1a2b-000000001.parquet", "its rows cannot be made again"),
+        # it said its rows could not be made again: they train again from the start
+        ("results/part-mlp-1a2b-000000001.parquet", "Its rows are trained again from the start"),
     ],
 )
 def test_a_damaged_file_read_by_the_viewer_export_or_profile_is_said_with_what_to_do(

@@ -372,6 +372,34 @@ def test_a_moved_data_dir_is_the_same_bench_and_reads_from_there(bench, toy, tmp
     assert load_config(copy / _layout.CONFIG).data_dir == f"{tmp_path}/data/"  # the given one
 
 
+def test_a_damaged_newest_part_is_trained_again_as_its_error_says(bench, toy, tmp_path):
+    """It said its rows could not be made again from the checkpoints; the group keeps the
+    checkpoint before its newest part, from which they are, as the error now says."""
+    root = tmp_path / "copy"
+    shutil.copytree(bench[0], root)
+    newest = max((root / _layout.RESULTS).iterdir())
+    group = _layout.PART.fullmatch(newest.name)["group"]
+    assert newest.name == f"part-{group}-000000007.parquet"
+    newest.write_bytes(newest.read_bytes()[:50])  # cut short
+    with pytest.raises(BrokenFileError) as raised:
+        run(tiny_config(models=[{"name": "mlp", "width": 8}]), root, datasets=toy)
+    assert str(raised.value).endswith(
+        "; phosjax writes it whole, so something else changed it. Its rows are trained again "
+        f"from its group's checkpoint of step 6 where the bench keeps it (checkpoints/{group}/6: "
+        "a group keeps its two newest, so the one before its newest part): move the part out "
+        f"of the bench, and the checkpoints of later steps out of checkpoints/{group}, delete "
+        "the status file(s) (status*.json: the next run finds each group's progress in its "
+        "checkpoints) and continue the bench (python -m phosjax.bench.new --dir DIR). Else "
+        "restore it from a backup; or move it out of the bench (its rows are then missing) and "
+        "train the bench again in a new --dir to have them."
+    )
+    shutil.move(newest, tmp_path / newest.name)  # done as it says
+    shutil.move(root / _layout.CHECKPOINTS / group / "12", tmp_path / "12")
+    (root / _layout.STATUS).unlink()
+    again = run(tiny_config(models=[{"name": "mlp", "width": 8}]), root, datasets=toy)
+    pd.testing.assert_frame_equal(NOT_STEP_TIME(sort(again)), NOT_STEP_TIME(sort(bench[1])))
+
+
 def test_a_new_bench_naming_one_data_set_twice_is_refused(tmp_path):
     # It trained digits twice and reported it as two data sets.
     config = tiny_config(datasets=["digits", "digits:1.0.0"], data_dir=str(tmp_path / "data"))
