@@ -64,13 +64,35 @@ def near_options(message: str, known: Sequence[str]) -> str:
     return message + "".join(f" (did you mean {hint}?)" for hint in hints)
 
 
+def dash_dir_hint(message: str) -> str:
+    """``message`` with, after argparse's "expected one argument" for ``--dir`` or
+    ``--out``, how to write a directory whose name begins with ``-`` (which argparse takes
+    for another option).
+
+    Examples:
+      >>> print(dash_dir_hint("argument --dir: expected one argument"))
+      argument --dir: expected one argument (a directory whose name begins with '-' is
+      written --dir=-NAME or --dir ./-NAME)
+      >>> dash_dir_hint("argument --config: expected one argument")
+      'argument --config: expected one argument'
+    """
+    for option in _DIRS:
+        if message == f"argument --{option}: expected one argument":
+            return (
+                f"{message} (a directory whose name begins with '-' is written "
+                f"--{option}=-NAME or --{option} ./-NAME)"
+            )
+    return message
+
+
 def usage_error(parser: argparse.ArgumentParser, line: str) -> NoReturn:
-    """Prints ``error: <line>`` (with `near_options`) and how to list the options; exits 2
-    (raises an `argparse.ArgumentError` of ``line`` where ``parser`` does not exit on one)."""
+    """Prints ``error: <line>`` (with `near_options` and `dash_dir_hint`) and how to list
+    the options; exits 2 (raises an `argparse.ArgumentError` of ``line`` where ``parser``
+    does not exit on one)."""
     if not parser.exit_on_error:
         raise argparse.ArgumentError(None, line)
     known = [option for action in parser._actions for option in action.option_strings]
-    line = near_options(line, known)
+    line = dash_dir_hint(near_options(line, known))
     print(f"error: {line}; {parser.prog} --help lists the options.", file=sys.stderr)
     parser.exit(2)
 

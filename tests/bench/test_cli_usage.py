@@ -25,6 +25,18 @@ def _exit_status(main, argv):
 
 
 @pytest.mark.parametrize("module", [*(f"phosjax.bench.{c}" for c in COMMANDS), "phosjax.morph"])
+def test_a_dir_beginning_with_a_dash_is_said_how_to_write(module, capsys):
+    """``--dir -x`` got argparse's bare "expected one argument"."""
+    module = f"{module}.__main__" if module.endswith(("view", "morph")) else module
+    assert _exit_status(importlib.import_module(module).main, ["--dir", "-x"]) == 2
+    prog = module.removesuffix(".__main__")
+    assert capsys.readouterr().err == (
+        "error: argument --dir: expected one argument (a directory whose name begins with '-' "
+        f"is written --dir=-NAME or --dir ./-NAME); python -m {prog} --help lists the options.\n"
+    )
+
+
+@pytest.mark.parametrize("module", [*(f"phosjax.bench.{c}" for c in COMMANDS), "phosjax.morph"])
 def test_help_names_no_private_module(module, capsys):
     """'new --help' sent its user to `phosjax.bench._runner.chunk_size`, a private function."""
     module = f"{module}.__main__" if module.endswith(("view", "morph")) else module
