@@ -624,12 +624,29 @@ def _key_settings(data_key: np.ndarray, seed: int) -> dict[str, Any] | None:
         if impl != impl_now and _key_data_shape(impl) == data_key.shape
     ]
     for settings in (threefry, x64, threefry | x64, *shaped):
-        impl, partitionable, enable_x64 = (now | settings).values()
-        with jax.threefry_partitionable(partitionable), jax.enable_x64(enable_x64):
-            made = jax.random.key_data(jax.random.split(jax.random.key(seed, impl=impl), 3)[1])
-        if np.array_equal(np.asarray(made), data_key):
+        if np.array_equal(_data_key_under(seed, now | settings), data_key):
             return settings
     return None
+
+
+def _data_key_under(seed: int, settings: dict[str, Any]) -> np.ndarray:
+    """The data key `init_group` gives ``seed`` under ``settings``, values of all the
+    `KEY_SETTINGS` in their order."""
+    impl, partitionable, enable_x64 = settings.values()
+    with jax.threefry_partitionable(partitionable), jax.enable_x64(enable_x64):
+        made = jax.random.key_data(jax.random.split(jax.random.key(seed, impl=impl), 3)[1])
+    return np.asarray(made)
+
+
+def _low_bits_twin(data_key: np.ndarray, seed: int) -> int | None:
+    """The seed of ``seed``'s low 32 bits (all JAX keeps of it without ``jax_enable_x64``)
+    where it is another seed that makes ``data_key`` under this session's settings, with
+    x64 (without it, a seed beyond 32 bits makes none); None otherwise."""
+    low = seed % 2**32
+    now = {name: jax.config.values[name] for name in KEY_SETTINGS}
+    if low == seed or not now["jax_enable_x64"]:
+        return None
+    return low if np.array_equal(_data_key_under(low, now), data_key) else None
 
 
 def _seed_difference(state: GroupState, group: Group) -> str | None:
@@ -649,11 +666,18 @@ def _seed_difference(state: GroupState, group: Group) -> str | None:
             now = ", ".join(f"{name}={jax.config.values[name]!r}" for name in settings)
             update = "; ".join(f"jax.config.update({n!r}, {v!r})" for n, v in settings.items())
             setting = "setting" if len(settings) == 1 else "settings"
+            resume = f"resume it under the {setting} it was made with ({update})"
+            low = _low_bits_twin(keys[i], seed)
+            what = (
+                f"; they are also the keys seed {low} (its low 32 bits) makes under this "
+                f"session's: if the state was made from seed {low}, the seeds differ: train "
+                f"the group from init_group as a new run; else {resume}"
+                if low is not None
+                else f": {resume}, or train the group from init_group as a new run"
+            )
             raise ValueError(
                 f"run_group: cell {group.index[i]} of the state holds the keys its seed {seed} "
-                f"makes under {made}, not under this session's {now}: resume it under the "
-                f"{setting} it was made with ({update}), or train the group from init_group "
-                "as a new run"
+                f"makes under {made}, not under this session's {now}{what}"
             )
         return f"cell {group.index[i]} holds the keys of another seed than its {seed}"
     return None

@@ -1554,6 +1554,25 @@ def test_a_state_whose_seeds_made_its_keys_under_another_setting_is_told_to_resu
     assert run.chunks == []
 
 
+def test_a_big_seed_against_a_state_of_its_low_32_bits_says_the_seeds_may_differ(toy):
+    # with x64 on, seed 2**32 + 5 against a state made from seed 5 was told only to resume
+    # under jax_enable_x64=False (where 2**32 + 5 makes seed 5's keys)
+    with jax.enable_x64(True):
+        [five] = plan_groups([Cell(Tiny(), "toy", ADAM, 5)])
+        [big] = plan_groups([Cell(Tiny(), "toy", ADAM, 2**32 + 5)])
+        saved = jax.device_get(init_group(five, toy))
+        with pytest.raises(ValueError) as raised:
+            run_group(big, saved, toy, 0)
+    assert str(raised.value) == (
+        "run_group: cell 0 of the state holds the keys its seed 4294967301 makes under "
+        "jax_enable_x64=False, not under this session's jax_enable_x64=True; they are also "
+        "the keys seed 5 (its low 32 bits) makes under this session's: if the state was made "
+        "from seed 5, the seeds differ: train the group from init_group as a new run; else "
+        "resume it under the setting it was made with (jax.config.update('jax_enable_x64', "
+        "False))"
+    )
+
+
 def test_a_state_made_under_rbg_resumed_under_unsafe_rbg_is_told_to_resume_under_rbg(toy):
     # its keys (of one shape under both) were refused as "the keys of another seed than its 3"
     [group] = plan_groups([Cell(Tiny(), "toy", ADAM, 3)])
