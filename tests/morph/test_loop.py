@@ -2,6 +2,7 @@
 
 import contextlib
 import dataclasses
+import errno
 import json
 import math
 import os
@@ -18,6 +19,7 @@ import yaml
 
 import phosjax as px
 import phosjax.morph.__main__ as cli
+from phosjax.bench import _checkpoint
 from phosjax.bench._directory import locked
 from phosjax.data import ArrayDataset, load, random_dataset
 from phosjax.models import ModelConfig, build_model
@@ -598,6 +600,25 @@ def test_a_state_cut_short_is_said_to_be_damaged_not_another_model_s(tmp_path):
     assert str(error.value) == (
         f"{str(state)!r}, are damaged: the file was cut short or changed on the disk "
         "(BadZipFile: File is not a zip file); restore it from a backup"
+    )
+
+
+def test_a_state_the_system_refuses_to_read_is_said_so_not_another_model_s(tmp_path, monkeypatch):
+    """It said "are not its last model's (PermissionError(13, ...))"."""
+    model = ModelConfig("mlp", 10, (8, 8, 1), width=(4,))
+    state = tmp_path / _loop.STATES / "iteration-0.npz"
+    state.parent.mkdir(parents=True)
+    state.write_bytes(b"")
+
+    def refused(path, *args):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(_checkpoint, "open", refused, raising=False)  # the module's open
+    with pytest.raises(RunDirectoryError) as error:
+        _loop._saved_variables(tmp_path, 0, model)
+    assert str(error.value) == (
+        f"{str(state)!r}, cannot be read ([Errno 13] Permission denied: {str(state)!r}); let "
+        "this user read it (its permissions, those of its folder)"
     )
 
 
