@@ -404,7 +404,8 @@ def locked(
     """Makes ``root`` and holds process ``i`` of ``n``'s lock of the bench there
     (``run.lock``, or ``run.p<i>of<n>.lock``: an exclusive ``flock``) while it writes
     there, so a second run on the same directory stops before it writes anything, instead
-    of training the same groups alongside. The lock goes with the process (a killed run
+    of training the same groups alongside; so does a run of another process count, whose
+    lock is another file (`check_unlocked`). The lock goes with the process (a killed run
     holds none); its file stays, naming the last holder. Yields None; with ``reading`` (a
     finished bench, which needs no write), where ``root`` may not be written (`NOT_WRITABLE`),
     it holds no lock and yields that error: the body only reads.
@@ -424,6 +425,7 @@ def locked(
         raise _unwritable(root, error, "the bench") from error
     with file:
         _hold(file, path, root)
+        check_unlocked(root, process)  # a run of another process count writes other files
         yield None
 
 
@@ -483,16 +485,24 @@ def export_locked(root: pathlib.Path) -> Iterator[None]:
         yield
 
 
-def check_unlocked(root: pathlib.Path) -> None:
+def check_unlocked(root: pathlib.Path, process: tuple[int, int] | None = None) -> None:
     """Raises `BenchError` when a run or an export holds a lock of the bench in ``root``
     (`locked`, `export_locked`). A lock file deleted since it was listed is held by none.
+    For ``process`` ``(i, n)``, a run holding its own lock, only the locks of runs of
+    another process count are checked: ``run.lock`` beside ``run.p0of2.lock``, each taken
+    before either wrote the marker (`check_processes` has none to read), would have both
+    train the same cells, and keep both rows of each.
 
     Raises:
       BenchError: a lock is held, or a lock file cannot be read (its permissions): the
         message names it.
     """
-    held = [(name, _WRITING) for name in _layout.per_process_files(root, _layout.LOCK)]
-    if (root / _layout.EXPORT_LOCK).is_file():
+    names = _layout.per_process_files(root, _layout.LOCK)
+    if process is not None:
+        count = lambda name: (_layout.process_of(name, _layout.LOCK) or (0, 1))[1]
+        names = [name for name in names if count(name) != process[1]]
+    held = [(name, _WRITING) for name in names]
+    if process is None and (root / _layout.EXPORT_LOCK).is_file():
         held.append((_layout.EXPORT_LOCK, _EXPORTING))
     for name, busy in held:
         try:

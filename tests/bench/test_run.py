@@ -647,6 +647,27 @@ def test_a_bench_another_run_writes_is_refused_and_nothing_touched(bench, tmp_pa
     pd.testing.assert_frame_equal(sort(again), sort(bench[1]))
 
 
+def test_a_run_of_another_process_count_is_refused_while_its_peers_lock_alongside(tmp_path):
+    """A plain run (run.lock) and process 0 of 2 (run.p0of2.lock) started at once on a new
+    directory both took their own lock before either wrote the marker, so both trained
+    every cell of process 0's share and the bench kept both rows of each. Each now stops
+    at the other's lock, naming it; the processes of one count still lock alongside."""
+    said = (
+        f"{str(tmp_path)!r} is being written by another run (pid 12 on elsewhere since 1999); "
+        "wait for it to end, or stop it, then run the command again; or pick another --dir."
+    )
+    for held, taken in (((0, 2), (0, 1)), ((0, 1), (1, 2)), ((1, 2), (0, 3))):
+        with open(tmp_path / _layout.process_name(_layout.LOCK, held), "w") as holder:
+            fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            holder.write("pid 12 on elsewhere since 1999\n")
+            holder.flush()
+            with pytest.raises(BenchError) as refused, _directory.locked(tmp_path, taken):
+                pass
+            assert str(refused.value) == said
+    with _directory.locked(tmp_path, (0, 2)), _directory.locked(tmp_path, (1, 2)):
+        pass  # peers
+
+
 def test_force_does_not_move_aside_a_bench_an_export_reads(bench, tmp_path, toy):
     """--force with another config moved a bench aside while an export read it (it
     checked run.lock alone): the export's runs then got the new bench's config and
