@@ -585,10 +585,11 @@ def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> Tra
     are float32 scalars: ``loss`` (the total), ``task_loss``, ``regularizer`` (the weighted sum
     of the regularizers, when there are any), ``accuracy`` (NaN where a logit is:
     `correct`), ``grad_norm``, ``aux/<name>``, ``path_weight/<path>`` and, under a schedule
-    (`HParams.scheduled`), ``lr``: the learning rate of the step's update. A cell whose loss or
-    gradient norm is not finite, or whose update would make a param, a running statistic
-    (``batch_stats``) or, with ``guard``, its optimizer state non-finite (an overflow), is
-    marked diverged (``diverged``, ``diverged_at``); with ``guard`` its
+    (`HParams.scheduled`), ``lr``: the learning rate of the step's update (a frozen
+    cell's: that of the update it diverged at, where its optimizer state stays). A cell
+    whose loss or gradient norm is not finite, or whose update would make a param, a
+    running statistic (``batch_stats``) or, with ``guard``, its optimizer state non-finite
+    (an overflow), is marked diverged (``diverged``, ``diverged_at``); with ``guard`` its
     params, state and optimizer state then stop changing, as they were before that step.
     Without it the step applies every update: the selects that freeze a cell cost XLA
     copies of the whole state each step (2-25% of a one-cell MLP step on CPU), so
@@ -706,7 +707,9 @@ def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> Tra
         metrics = {**metrics, "grad_norm": grad_norm}
         if multiplier is not None:  # the rate this update ran at: the peak times the schedule
             peak = state.opt_state.hyperparams["learning_rate"]
-            metrics["lr"] = peak * multiplier(state.step)
+            # a frozen cell's optimizer stays at the update it diverged at (its count)
+            updates_done = jnp.where(state.diverged, state.diverged_at - 1, state.step)
+            metrics["lr"] = peak * multiplier(updates_done)
         # float32 whatever the params' dtype: a bfloat16 grad_norm or path weight (of a
         # model storing its params in bfloat16) would reach numpy as ml_dtypes' bfloat16,
         # which pandas cannot put in a results frame

@@ -137,11 +137,17 @@ def test_every_strategy_and_device_count_follow_one_schedule_and_resume_mid_warm
 
 def test_a_frozen_cell_keeps_its_schedule_where_it_diverged(toy):
     """A diverged cell's optimizer state, the schedule's count included, stops changing;
-    its neighbour's schedule goes on to the last step."""
+    its neighbour's schedule goes on to the last step. Its ``lr`` stays that of the update
+    it diverged at (it followed the step on: at 6, 6.5e5 then 3.5e5 and 9.5e4)."""
     group = scheduled_group(0.05, 1e6)
-    whole, _ = run_group(group, init_group(group, toy), toy, strategy="vmap")
+    whole, run = run_group(group, init_group(group, toy), toy, strategy="vmap")
     at = int(whole.diverged_at[1])
-    assert whole.diverged.tolist() == [False, True] and 2 <= at <= 8
+    assert whole.diverged.tolist() == [False, True] and 2 <= at < 8  # a frozen step after
+    rates = np.concatenate([chunk.train["lr"] for chunk in run.chunks], axis=1)
+    curve = optax.warmup_cosine_decay_schedule(0.0, 1.0, 3, 8)
+    live = [float(curve(step)) for step in range(8)]
+    frozen = live[:at] + [live[at - 1]] * (8 - at)
+    np.testing.assert_allclose(rates, [[0.05 * r for r in live], [1e6 * r for r in frozen]], 1e-6)
     before, _ = run_group(group, init_group(group, toy), toy, at - 1, strategy="vmap")
     assert schedule_counts(jax.device_get(whole.opt_state)) == [[8, at - 1]]
     bad = lambda state: jax.tree.map(lambda a: a[1], jax.device_get(state.opt_state))
