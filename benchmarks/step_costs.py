@@ -11,7 +11,8 @@ step added one at a time:
 * ``+ gather before the scan``: the chunk's batches gathered in one gather, sliced per step;
 * ``+ loss``, ``+ loss, accuracy``, ``+ loss, grad_norm``, ``+ loss, grad_norm in one``,
   ``+ all metrics``: the gather before the scan (as the engine does), and these per-step
-  outputs (``grad_norm``: the gradient's global norm, by `optax.tree.norm`, one
+  outputs (``accuracy``: the engine's, `phosjax.train._step.correct`, NaN where a logit
+  is; ``grad_norm``: the gradient's global norm, by `optax.tree.norm`, one
   reduction per leaf, or "in one" reduction over the leaves concatenated, as the engine
   computes it, `phosjax.train._reduce.global_norm`);
 * ``+ injected hyperparameters``: the gather before the scan and the engine's optimizer
@@ -40,6 +41,7 @@ def variants() -> dict:
     from phosjax.bench._speed_config import MODELS
     from phosjax.train._optim import make_optimizer
     from phosjax.train._reduce import global_norm
+    from phosjax.train._step import correct
 
     model = MODELS["mlp"].build()
     rng = np.random.default_rng(0)
@@ -64,7 +66,7 @@ def variants() -> dict:
             (value, logits), grads = jax.value_and_grad(loss, has_aux=True)(p, xb, yb)
             known = {
                 "loss": lambda: value,
-                "accuracy": lambda: jnp.mean(jnp.argmax(logits, -1) == yb),
+                "accuracy": lambda: jnp.mean(correct(logits, yb)),
                 "grad_norm": lambda: optax.tree.norm(grads),
                 "grad_norm, one reduction": lambda: global_norm(grads),
             }
