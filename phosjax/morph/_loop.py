@@ -58,6 +58,7 @@ from phosjax.morph._groups import ChannelGroups, channel_groups, leaf_paths, rea
 from phosjax.morph._regularizer import SOURCES, check_source, morph_regularizer
 from phosjax.train._step import (
     check_float_inputs,
+    check_integer_inputs,
     correct,
     evaluation_apply,
     training_apply,
@@ -354,13 +355,16 @@ def _mismatch(
     """Why ``model`` cannot train on ``data`` in batches of ``batch_size`` (None: it can);
     ``owner`` prefixes the fields named (``MorphConfig.model.num_classes``). Inputs
     beyond the range of the float dtype `train` reads them in (``jnp.asarray``'s: float32
-    unless ``jax_enable_x64``) would become inf, and the training diverge (`check_float_inputs`)."""
+    unless ``jax_enable_x64``) would become inf, and the training diverge (`check_float_inputs`);
+    integer ones beyond 2**24 would be rounded in the model's float32, and beyond 2**31
+    wrapped by ``jnp.asarray``'s int32 (2**40 reads 0), as the engine refuses them."""
     shapes = shape_mismatch(model, data.name, data.input_shape, data.num_classes, owner)
     if shapes:
         return shapes
     try:
         check_batch_size(f"{owner}batch_size", batch_size, data)
         check_float_inputs(data, str(jax.dtypes.canonicalize_dtype(np.float64)))
+        check_integer_inputs(data, "float32", "float32 (the model reads the inputs in it)")
     except ValueError as error:
         return str(error)
     return None
@@ -435,7 +439,8 @@ def prepare(config: MorphConfig) -> tuple[ModelConfig, ArrayDataset]:
       MorphConfigError: naming the field: an unknown model or a bad option of it, an
         unknown data set, a model whose ``num_classes`` or ``input_shape`` is not the
         data set's, a ``batch_size`` larger than its train split, inputs beyond
-        float32's range (which would train as inf), or (with
+        float32's range (which would train as inf) or integer ones beyond 2**24 (which it
+        would round), or (with
         ``iterations``) a model that does not build, whose channels `channel_groups`
         cannot follow (an `UnsupportedOpError`), that has none to prune (``logreg``), that
         lacks what ``source`` reads (a
@@ -523,7 +528,8 @@ def train(
     Raises:
       ValueError: ``config``'s ``num_classes`` or ``input_shape`` is not ``data``'s,
         ``batch_size`` does not fit its train split (the field and the value to set named),
-        or an input lies beyond the range of float32 (`check_float_inputs`);
+        or an input lies beyond the range of float32 (`check_float_inputs`) or an integer
+        one beyond 2**24 (`check_integer_inputs`);
         ``steps`` is no integer >= 1, ``learning_rate`` no finite number > 0 (nor an
         optax schedule, step -> rate) or ``strength`` none >= 0 (as `MorphConfig` checks
         them); the model writes another collection than ``batch_stats`` in training, or

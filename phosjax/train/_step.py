@@ -94,6 +94,12 @@ def check_inputs_fit(data: Any, compute_dtype: str, named: str | None = None) ->
       are converted: it would become inf; scale its inputs (e.g. x / abs(x).max())
     """
     check_float_inputs(data, compute_dtype)
+    check_integer_inputs(data, compute_dtype, named)
+
+
+def check_integer_inputs(data: Any, compute_dtype: str, named: str | None = None) -> None:
+    """Raises the ValueError of `check_inputs_fit` if ``compute_dtype`` would round an
+    integer input of ``data`` (beyond `EXACT_INTEGERS`)."""
     exact = EXACT_INTEGERS[compute_dtype]
     for name in ("x_train", "x_test"):
         x = np.asarray(getattr(data, name))

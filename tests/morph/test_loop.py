@@ -309,20 +309,36 @@ def test_the_cli_rejects_a_data_dir_it_cannot_prepare_the_data_set_in(
     assert not (tmp_path / "run").exists()
 
 
-def test_inputs_beyond_float32_are_refused_before_training_not_told_as_a_divergence(
-    tmp_path, capsys, monkeypatch
+@pytest.mark.parametrize(
+    "dtype, big, expected",
+    [
+        (
+            np.float64,
+            -1e39,
+            "data set 'mnist1d' has an input of -1e+39 (x_test[3, 7], float64), beyond "
+            "float32's range (a number between -3.40282e+38 and 3.40282e+38), to which the "
+            "inputs are converted: it would become inf; scale its inputs (e.g. x / abs(x).max())",
+        ),
+        (
+            np.int64,
+            2**40,
+            "data set 'mnist1d' has integer inputs up to 1099511627776 (x_test, int64), which "
+            "float32 (the model reads the inputs in it) would round (it holds integers exactly "
+            "up to 16777216: 16777217 reads 16777216); scale its inputs (e.g. x / x.max())",
+        ),
+    ],
+    ids=["float64", "int64"],
+)
+def test_inputs_float32_cannot_hold_are_refused_before_training(
+    tmp_path, capsys, monkeypatch, dtype, big, expected
 ):
     """An input of 1e39 (float64) became inf as train read it, and the run stopped with
-    'the start model diverged ... a lower learning_rate may keep it finite'."""
+    'the start model diverged ... a lower learning_rate may keep it finite'; one of 2**40
+    (int64) trained as 0, jnp.asarray's int32 wrapping it, silently."""
     small = _small_mnist1d("mnist1d")
-    x_test = small.x_test.astype(np.float64)
-    x_test[3, 7] = -1e39
-    data = dataclasses.replace(small, x_train=small.x_train.astype(np.float64), x_test=x_test)
-    expected = (
-        "data set 'mnist1d' has an input of -1e+39 (x_test[3, 7], float64), beyond float32's "
-        "range (a number between -3.40282e+38 and 3.40282e+38), to which the inputs are "
-        "converted: it would become inf; scale its inputs (e.g. x / abs(x).max())"
-    )
+    x_test = small.x_test.astype(dtype)
+    x_test[3, 7] = big
+    data = dataclasses.replace(small, x_train=small.x_train.astype(dtype), x_test=x_test)
     with pytest.raises(ValueError) as refused:
         _loop.train(ModelConfig("mlp", 10, (40,), width=8), data, 1, 4, 0.1, seed=0)
     assert str(refused.value) == expected
