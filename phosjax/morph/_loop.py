@@ -610,7 +610,7 @@ def train(
 
 def _test_accuracy(model: nn.Module, variables: Any, data: ArrayDataset) -> float:
     """The share of ``data``'s test examples that ``model`` with ``variables`` classifies
-    right; NaN where its logits hold a NaN (`correct`)."""
+    right; NaN where a row's largest logit is not finite (`correct`)."""
     evaluate = functools.partial(evaluation_apply, model, model.apply)
     logits = jax.jit(evaluate)(variables, jnp.asarray(data.x_test))
     return float(np.mean(np.asarray(correct(logits, data.y_test), np.float64)))

@@ -277,15 +277,18 @@ def _cross_entropy(logits: jax.Array, labels: jax.Array, smoothing: jax.Array) -
 
 def correct(logits: jax.Array, labels: Any) -> jax.Array:
     """Per example, float32: 1 where the argmax of its ``logits`` is its label, else 0;
-    NaN where its logits hold a NaN, as its loss is: argmax would pick the NaN's class,
-    which would count a model whose outputs are NaN right on the labels at that index.
+    NaN where its largest logit is not finite (a NaN, an overflow to +inf, or all -inf),
+    as its loss is: argmax would pick the first such class, which would count a model
+    whose outputs overflowed right on the labels at that index. A -inf beside a finite
+    logit (a class masked out) is a value.
 
     Examples:
-      >>> correct(jnp.array([[2.0, 1.0], [2.0, 1.0], [jnp.nan, 1.0]]), jnp.array([0, 1, 0]))
-      Array([ 1.,  0., nan], dtype=float32)
+      >>> logits = jnp.array([[2.0, 1.0], [2.0, -jnp.inf], [jnp.nan, 1.0], [jnp.inf, 1.0]])
+      >>> correct(logits, jnp.array([0, 1, 0, 0]))
+      Array([ 1.,  0., nan, nan], dtype=float32)
     """
     right = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
-    return jnp.where(jnp.isnan(logits).any(-1), jnp.nan, right)
+    return jnp.where(jnp.isfinite(jnp.max(logits, -1)), right, jnp.nan)
 
 
 def _mean_record(value: Any) -> jax.Array:
@@ -589,11 +592,11 @@ def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> Tra
     The step draws its batch with `phosjax.data.batch_indices` from the cell's data key
     and its step, so any strategy and any resumption replays the same batches. Metrics
     are float32 scalars: ``loss`` (the total), ``task_loss``, ``regularizer`` (the weighted sum
-    of the regularizers, when there are any), ``accuracy`` (NaN where a logit is:
-    `correct`), ``grad_norm``, ``aux/<name>``, ``path_weight/<path>`` and, under a schedule
-    (`HParams.scheduled`), ``lr``: the learning rate of the step's update (a frozen
-    cell's: that of the update it diverged at, where its optimizer state stays). A cell
-    whose loss or gradient norm is not finite, or whose update would make a param, a
+    of the regularizers, when there are any), ``accuracy`` (NaN where a row's largest
+    logit is not finite: `correct`), ``grad_norm``, ``aux/<name>``, ``path_weight/<path>``
+    and, under a schedule (`HParams.scheduled`), ``lr``: the learning rate of the step's
+    update (a frozen cell's: that of the update it diverged at, where its optimizer state
+    stays). A cell whose loss or gradient norm is not finite, or whose update would make a param, a
     running statistic (``batch_stats``) or, with ``guard``, its optimizer state non-finite
     (an overflow), is marked diverged (``diverged``, ``diverged_at``); with ``guard`` its
     params, state and optimizer state then stop changing, as they were before that step.
@@ -727,7 +730,7 @@ def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> Tra
 def make_evaluate(model: nn.Module, compute_dtype: str = "float32") -> EvalFn:
     """``(cell_state, arrays) -> {"loss", "accuracy"}`` of one cell on the whole test split,
     float32 (summed so from the logits, whatever dtype the model computes them in); the
-    accuracy is NaN where a logit is, as the loss (`correct`)."""
+    accuracy is NaN where a row's largest logit is not finite, as the loss (`correct`)."""
     check_module("make_evaluate", model)
     apply = precision_apply(model, compute_dtype)
 
