@@ -59,7 +59,11 @@ def scan_axes(**extra: Any) -> dict[Any, Any]:
 
     Each phosjax collection gets one entry per scan iteration (axis 0): probing a
     scanned block returns values stacked on a leading layer axis, and ``init`` stores
-    one value of each knob per layer, so `tweak` reaches knobs inside the scan.
+    one value of each knob per layer, so `tweak` reaches knobs inside the scan. Flax's
+    other collections and one of your own need their own entry (``batch_stats=0``): the
+    scan hides one left out (a BatchNorm fails at init; what is sown there is dropped
+    silently); ``{True: 0}`` gives every collection an axis, as `phosjax.layers.Repeat`
+    does.
 
     Args:
       **extra: more collections and their axes, e.g. ``params=0``; they override the
