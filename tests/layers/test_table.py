@@ -385,9 +385,10 @@ _REPEATED = [
 
 @pytest.mark.parametrize("case", _REPEATED)
 def test_repeat_equals_two_copies_applied_layer_by_layer(case):
-    """``Repeat(layer, 2)``, an ``nn.scan`` over ``scan_axes(params=0)``, is the layer applied
-    twice with its stacked variables sliced; its tags, aux losses and knobs are stacked on a
-    leading layer axis, `aux_total` adds the layers' and `tweak` sets each layer's knob.
+    """``Repeat(layer, 2)``, an ``nn.scan`` giving every collection a layer axis, is the
+    layer applied twice with its stacked variables sliced; its tags, aux losses and knobs are
+    stacked on a leading layer axis, `aux_total` adds the layers' and `tweak` sets each
+    layer's knob.
 
     Out of training: in training each layer draws its own dropout mask, so there the
     tags' shapes alone are compared."""
