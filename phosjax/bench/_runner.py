@@ -65,6 +65,7 @@ from phosjax.bench._summary import summary_text
 from phosjax.bench._train import GroupJob, restored_step, train_group
 from phosjax.core._blurb import blurb_of_init
 from phosjax.data import ArrayDataset
+from phosjax.data._load import absolute_data_dir
 from phosjax.models import registered_models
 
 
@@ -247,7 +248,7 @@ def run(
     clock = RunClock()
     if config is not None:
         check_config(config, "or None")
-        config = dataclasses.replace(config, data_dir=_absolute(config.data_dir))
+        config = dataclasses.replace(config, data_dir=absolute_data_dir(config.data_dir))
     _layout.check_directory(directory, BenchError)
     if resume and force:  # else resume won, force silently dropped
         raise BenchError(
@@ -286,24 +287,6 @@ def starts_anew(root: pathlib.Path, config: BenchConfig, resume: bool, force: bo
     if not _layout.is_bench(root):
         return True
     return force and bool(open_bench(root)[0].differences(config))
-
-
-def _absolute(data_dir: str | None) -> str | None:
-    """``data_dir`` with a ``~`` that begins it expanded to the home folder, as
-    `phosjax.data.load` expands it, and taken from the current folder where it is
-    relative, so that a bench records where its data sets are wherever it is continued
-    from.
-
-    Examples:
-      >>> _absolute("data") == os.path.join(os.getcwd(), "data"), _absolute("/d/"), _absolute(None)
-      (True, '/d/', None)
-      >>> _absolute("~/tfds") == os.path.join(os.path.expanduser("~"), "tfds")
-      True
-    """
-    if data_dir is None:
-        return None
-    expanded = os.path.expanduser(data_dir)
-    return expanded if os.path.isabs(expanded) else os.path.abspath(expanded)
 
 
 def _config_hash(root: pathlib.Path) -> str | None:
@@ -415,7 +398,7 @@ def _read_finished(
     new ``--data_dir``); its results are read."""
     check_models(config.model_entries())  # as a plan checks them, nothing prepared
     stored = open_bench(root)[0].data_dir  # relative (an older bench): from here
-    moved = _absolute(config.data_dir) != _absolute(stored)  # new --data_dir NEW
+    moved = absolute_data_dir(config.data_dir) != absolute_data_dir(stored)  # new --data_dir NEW
     shapes: Mapping[str, DataShape]
     if datasets is not None:
         shapes = given_datasets(config.datasets, datasets)

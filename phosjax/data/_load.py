@@ -49,6 +49,26 @@ def default_data_dir() -> pathlib.Path:
     return pathlib.Path.home() / ".cache" / "phosjax" / "tfds"
 
 
+def absolute_data_dir(data_dir: str | None) -> str | None:
+    """``data_dir`` with a ``~`` that begins it expanded to the home folder, as
+    `phosjax.data.load` expands it, and taken from the current folder where it is
+    relative, so that a bench or a morph run records where its data sets are wherever it
+    is continued from.
+
+    Examples:
+      >>> absolute_data_dir("data") == os.path.join(os.getcwd(), "data")
+      True
+      >>> absolute_data_dir("/d/"), absolute_data_dir(None)
+      ('/d/', None)
+      >>> absolute_data_dir("~/tfds") == os.path.join(os.path.expanduser("~"), "tfds")
+      True
+    """
+    if data_dir is None:
+        return None
+    expanded = os.path.expanduser(data_dir)
+    return expanded if os.path.isabs(expanded) else os.path.abspath(expanded)
+
+
 def _data_dirs(data_dir: str | os.PathLike | None) -> list[pathlib.Path]:
     """The data dirs `load` looks in, in order: `data_dir` alone if given, else
     ``$PHOSJAX_DATA_DIR`` alone if set, else ``~/.cache/phosjax/tfds`` then TFDS's own data

@@ -47,6 +47,7 @@ from phosjax.data._load import (
     MissingFeaturesError,
     SplitInNameError,
     _features,
+    absolute_data_dir,
     resolved_layout,
     resolved_name,
 )
@@ -1196,7 +1197,8 @@ def run(
 
     The rows' ``attrs`` (in the file too: ``pd.read_parquet(path).attrs``) hold the
     run's config under ``"morph_config"`` (`MorphConfig.to_dict`; `MorphConfig.from_dict`
-    reads it back), so a run's file says which data set, steps, strength... made it, and
+    reads it back; its ``data_dir`` absolute, a ``~`` expanded, as a bench records it), so
+    a run's file says which data set, steps, strength... made it, and
     the full name of its data set, with its version, under ``"resolved_dataset"``
     (``"mnist1d:1.0.0"`` where the config says ``"mnist1d"``).
 
@@ -1253,6 +1255,8 @@ def run(
       phosjax.morph._loop.MorphConfigError: MorphConfig.dataset='nope': unknown data set ...
     """
     _check_run_directory(directory, "run", "one run directory: run(config, 'runs/a')")
+    if config.data_dir:  # recorded as the bench records it; "" is left for `load` to refuse
+        config = dataclasses.replace(config, data_dir=absolute_data_dir(config.data_dir))
     # a continued run checks `multiple` by the latency table it priced by: none measured
     with latency_table_given(None if overwrite else _continued_latency_table(directory)):
         current, data = prepare(config)

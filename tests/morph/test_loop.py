@@ -560,6 +560,30 @@ def test_a_run_s_rows_carry_its_config_which_reads_back_as_it(tmp_path, monkeypa
     assert MorphConfig.from_dict(written.attrs["morph_config"]) == config
 
 
+@pytest.mark.parametrize("given", ["data", "~/data"])
+def test_a_run_records_its_data_dir_absolute_so_it_says_where_the_data_were_read(
+    tmp_path, monkeypatch, given
+):
+    """A relative data_dir (or one beginning with ~) was recorded as written: continued
+    from another folder, the run's file no longer said which folder its data came from."""
+    read_from = []
+    monkeypatch.setattr(
+        _loop,
+        "load",
+        lambda name, data_dir, **options: read_from.append(data_dir) or _small_mnist1d(name),
+    )
+    monkeypatch.setattr(_loop, "train", _untrained)
+    monkeypatch.setattr(_loop, "measured_latency", lambda *args: 1e-6)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    rows = _loop.run(MorphConfig(MODEL, iterations=0, data_dir=given), "run", progress=False)
+    expected = str(tmp_path / "home" / "data") if given.startswith("~") else str(tmp_path / "data")
+    written = pd.read_parquet(tmp_path / "run" / _loop.ITERATIONS)
+    assert written.attrs["morph_config"]["data_dir"] == expected
+    assert rows.attrs["morph_config"]["data_dir"] == expected
+    assert read_from == [expected]  # the folder recorded is the one read
+
+
 def _written_run(
     directory: pathlib.Path, config: MorphConfig, lacking: tuple[str, ...] = (), **attrs: object
 ) -> None:
