@@ -42,6 +42,7 @@ from phosjax.bench._reading import (
 from phosjax.bench._store import (
     NO_ROOM,
     NOT_WRITABLE,
+    NOT_WRITTEN,
     is_temporary,
     machine,
     naming,
@@ -289,6 +290,32 @@ def _config_to_start(root: pathlib.Path, config: BenchConfig | None, resume: boo
     return config
 
 
+def move_aside(path: pathlib.Path, what: str, refused: type[Exception]) -> pathlib.Path:
+    """Moves ``path`` (``what`` it holds) to its `aside_path`, and returns that (the bench's
+    ``--force``, morph's ``--overwrite``); a move the system refuses is a ``refused``
+    naming ``path`` and what allows it (it was a traceback).
+
+    Examples:
+      >>> import tempfile
+      >>> missing = pathlib.Path(tempfile.mkdtemp()) / "b"
+      >>> move_aside(missing, "the old bench", ValueError)
+      Traceback (most recent call last):
+      ...
+      ValueError: cannot move the old bench '.../b' aside to '.../b.old-...': No such
+      file or directory; move it aside yourself, or pick another --dir.
+    """
+    target = aside_path(path)
+    try:
+        os.replace(path, target)
+    except OSError as error:
+        allows = NOT_WRITTEN.get(error.errno or 0, "move it aside yourself")
+        raise refused(
+            f"cannot move {what} {str(path)!r} aside to {str(target)!r}: "
+            f"{error.strerror or error}; {allows}, or pick another --dir."
+        ) from error
+    return target
+
+
 def choose_config(
     directory: str | os.PathLike,
     config: BenchConfig | None,
@@ -348,9 +375,8 @@ def choose_config(
                 f"Run from its parent with --dir {shlex.quote(as_argument(root.resolve().name))}."
             )
         check_unlocked(root)
-        target = aside_path(moving)
-        os.replace(moving, target)  # `locked` makes the new bench in its place
-        return config, target
+        # `locked` makes the new bench in its place
+        return config, move_aside(moving, "the old bench", BenchError)
     raise BenchError(
         f"{str(root)!r} holds a bench with a different config ({shown_differences(changed)}). "
         "Pass --resume to continue it under its stored config, or --force to move it aside "

@@ -26,14 +26,13 @@ import optax
 import pandas as pd
 import pyarrow as pa
 
-from phosjax._aside import aside_path
 from phosjax._callables import a_type
 from phosjax._chunks import even_chunk
 from phosjax._listing import counted, listing
 from phosjax._nearest import no_field
 from phosjax.bench import _layout
 from phosjax.bench._checkpoint import OtherLeavesError, _refused, decode, encode
-from phosjax.bench._directory import locked
+from phosjax.bench._directory import locked, move_aside
 from phosjax.bench._errors import BenchError
 from phosjax.bench._progress import Bar
 from phosjax.bench._reading import read_parquet
@@ -740,8 +739,7 @@ def _output(directory: str | os.PathLike, overwrite: bool) -> Iterator[pathlib.P
                 earlier = {}
             for what, moved in earlier.items():
                 if moved.exists():
-                    target = aside_path(moved)
-                    os.replace(moved, target)
+                    target = move_aside(moved, f"the earlier {what}", RunDirectoryError)
                     print(f"moved the earlier {what} to {target}", file=sys.stderr)
         except OSError as error:
             raise RunDirectoryError(

@@ -550,6 +550,41 @@ def test_force_on_a_full_disk_says_where_the_old_bench_moved(
     assert sorted(pd.read_parquet(old / _layout.RESULTS).seed.unique()) == [0, 1]
 
 
+@pytest.mark.parametrize(
+    ("refusal", "allows"),
+    [
+        (errno.EACCES, "let this user read and write it (its permissions, those of its folder)"),
+        (errno.EBUSY, "move it aside yourself"),  # the bench's folder a mount point
+    ],
+)
+def test_force_refused_moving_the_old_bench_aside_is_one_error_naming_it(
+    bench, tmp_path, monkeypatch, refusal, allows
+):
+    """A move aside the system refused (a read-only parent folder) was a traceback of the
+    OSError; it is a BenchError naming the bench, where it was to go, and what to do."""
+    root = tmp_path / "b"
+    shutil.copytree(bench[0], root)
+    replace = os.replace
+
+    def refused(source, target):
+        if pathlib.Path(source) == root:
+            raise OSError(refusal, os.strerror(refusal), str(source), None, str(target))
+        replace(source, target)
+
+    monkeypatch.setattr(os, "replace", refused)
+    other = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=[5])
+    with pytest.raises(BenchError) as error:
+        choose_config(root, other, force=True)
+    said = re.fullmatch(
+        rf"cannot move the old bench {re.escape(repr(str(root)))} aside to "
+        rf"'{re.escape(str(root))}\.old-\d{{8}}-\d{{6}}': (.*); (.*), or pick another --dir\.",
+        str(error.value),
+    )
+    assert said is not None, str(error.value)
+    assert said.groups() == (os.strerror(refusal), allows)
+    assert (root / _layout.CONFIG).is_file()  # left where it was
+
+
 def test_a_link_to_a_bench_of_another_config_names_where_force_would_move_it(bench, tmp_path):
     """It said --force would move it to latest.old-<time>, the link's name beside the link,
     where --force moves the bench the link points to beside that: runs/b7.old-<time>."""

@@ -584,6 +584,34 @@ def test_a_run_records_its_data_dir_absolute_so_it_says_where_the_data_were_read
     assert read_from == [expected]  # the folder recorded is the one read
 
 
+def test_overwrite_refused_moving_the_earlier_rows_aside_is_one_error_naming_them(
+    tmp_path, monkeypatch
+):
+    """A move aside the system refused was "cannot write rows into DIR: [Errno 13]
+    Permission denied: ... -> ..."; it names the rows, where they were to go and what to
+    do, as the bench's --force does."""
+    _written_run(tmp_path, MorphConfig(MODEL))
+    rows = tmp_path / _loop.ITERATIONS
+    replace = os.replace
+
+    def refused(source, target):
+        if pathlib.Path(source) == rows:
+            raise PermissionError(errno.EACCES, "Permission denied", str(source), None, str(target))
+        replace(source, target)
+
+    monkeypatch.setattr(os, "replace", refused)
+    with pytest.raises(RunDirectoryError) as error, _loop._output(tmp_path, overwrite=True):
+        pytest.fail("the rows were taken as moved aside")
+    said = re.fullmatch(
+        rf"cannot move the earlier rows {re.escape(repr(str(rows)))} aside to "
+        rf"'{re.escape(str(rows))}\.old-\d{{8}}-\d{{6}}': Permission denied; let this user "
+        r"read and write it \(its permissions, those of its folder\), or pick another --dir\.",
+        str(error.value),
+    )
+    assert said is not None, str(error.value)
+    assert rows.is_file()
+
+
 def _written_run(
     directory: pathlib.Path, config: MorphConfig, lacking: tuple[str, ...] = (), **attrs: object
 ) -> None:
