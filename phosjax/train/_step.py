@@ -715,10 +715,9 @@ def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> Tra
         )
         metrics = {**metrics, "grad_norm": grad_norm}
         if multiplier is not None:  # the rate this update ran at: the peak times the schedule
+            # at the optimizer's count of updates, which a frozen cell's keeps where it diverged
             peak = state.opt_state.hyperparams["learning_rate"]
-            # a frozen cell's optimizer stays at the update it diverged at (its count)
-            updates_done = jnp.where(state.diverged, state.diverged_at - 1, state.step)
-            metrics["lr"] = peak * multiplier(updates_done)
+            metrics["lr"] = peak * multiplier(state.opt_state.count)
         # float32 whatever the params' dtype: a bfloat16 grad_norm or path weight (of a
         # model storing its params in bfloat16) would reach numpy as ml_dtypes' bfloat16,
         # which pandas cannot put in a results frame

@@ -13,9 +13,11 @@ from phosjax.train import (
     STRATEGIES,
     Cell,
     HParams,
+    device_arrays,
     init_group,
     lr_multiplier,
     make_optimizer,
+    make_train_step,
     plan_groups,
     run_group,
 )
@@ -152,6 +154,23 @@ def test_a_frozen_cell_keeps_its_schedule_where_it_diverged(toy):
     assert schedule_counts(jax.device_get(whole.opt_state)) == [[8, at - 1]]
     bad = lambda state: jax.tree.map(lambda a: a[1], jax.device_get(state.opt_state))
     jax.tree.map(np.testing.assert_array_equal, bad(whole), bad(before))
+
+
+def test_an_unguarded_step_reports_the_rate_its_update_ran_at_after_a_divergence(toy):
+    """Unguarded, a diverged cell's optimizer goes on through the schedule; its ``lr`` was
+    that of the update it diverged at, not the rate each later update ran at."""
+    [group] = plan_groups(
+        [Cell(Tiny(), "toy", dataclasses.replace(WARM_COSINE, learning_rate=1e6))]
+    )
+    cell = jax.tree.map(lambda a: a[0], init_group(group, toy))
+    step = jax.jit(make_train_step(Tiny().build(), group.hparams, guard=False))
+    rates = []
+    for _ in range(8):
+        cell, metrics = step(cell, device_arrays(toy))
+        rates.append(float(metrics["lr"]))
+    assert bool(cell.diverged) and 2 <= int(cell.diverged_at) < 8  # a step after it
+    curve = optax.warmup_cosine_decay_schedule(0.0, 1.0, 3, 8)
+    np.testing.assert_allclose(rates, [1e6 * float(curve(step)) for step in range(8)], 1e-6)
 
 
 def test_a_scheduled_group_reports_each_cells_rate_and_a_constant_one_none(toy):
