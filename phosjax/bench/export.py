@@ -251,8 +251,21 @@ def _rows_lost(rows: Any, steps: Any) -> bool:
     return not np.isin(np.arange(1, last + 1), trained).all()
 
 
+def _links_out_refused(bench: BenchFiles) -> None:
+    """Raises `OutsideBenchError` naming a status or part file of ``bench`` that links out
+    of it, which the viewer's reads skip: an export would take its cells for unfinished, or
+    their rows for lost."""
+    parts = _layout.part_files(bench.path(_layout.RESULTS))
+    for relative in [
+        *_layout.per_process_paths(bench.root, _layout.STATUS),
+        *(f"{_layout.RESULTS}/{part.name}" for part in parts),
+    ]:
+        bench.path(relative)
+
+
 def _artifacts(bench: BenchFiles, model_id: str) -> list[tuple[str, str]]:
-    """``(file, artifact folder)`` of the model's blurb and graph and the bench's config."""
+    """``(file, artifact folder)`` of the model's blurb and graph and the bench's config;
+    `OutsideBenchError` for one that links out of the bench."""
     files = [(bench.named(f, model_id, ".json"), a) for f, a in _MODEL_ARTIFACTS.items()]
     files += [(bench.path(relative), "bench") for relative in (_layout.CONFIG, _layout.ENV)]
     return [(str(path), folder) for path, folder in files if path.is_file()]
@@ -384,6 +397,7 @@ def export_mlflow(
             "bench once (python -m phosjax.bench.new --dir DIR), which records one, "
             "then export it."
         )
+    _links_out_refused(bench)  # before any is read: the viewer's reads skip them
     steps = bench.progress()  # each cell's
     metrics = bench.metrics()
     results = bench.results(metrics)
@@ -426,6 +440,8 @@ def export_mlflow(
                 exported.without_rows.append(cell_id)
                 continue
             to_export.append((cell, rows))
+        # found now: one linking out of the bench is refused before any cell is exported
+        artifacts = {cell["model_id"]: _artifacts(bench, cell["model_id"]) for cell, _ in to_export}
         with Bar(  # a cell's run takes tenths of a second, a server's more
             to_export,
             "export",
@@ -458,7 +474,7 @@ def export_mlflow(
                         client.log_batch(run_id, params=batch)
                     for batch in _chunks(_metrics(rows, recorded, int(time.time() * 1e3)), _BATCH):
                         client.log_batch(run_id, metrics=batch)
-                    for path, folder in _artifacts(bench, cell["model_id"]):
+                    for path, folder in artifacts[cell["model_id"]]:
                         client.log_artifact(run_id, path, folder)
                 except BaseException:
                     client.delete_run(run_id)  # no half-logged run stays; the next export redoes it

@@ -479,6 +479,29 @@ def test_results_linking_out_of_the_bench_are_one_error_line_saying_to_copy_it(
     assert not (tmp_path / "mlruns").exists()
 
 
+@pytest.mark.parametrize(
+    "linked", ["results/part-g-choice-000000001.parquet", _layout.STATUS, "blurbs/m-mlp.json"]
+)
+def test_a_file_linking_out_of_the_bench_is_refused_before_any_cell_is_exported(
+    written, store, tmp_path, capsys, linked
+):
+    """The viewer's reads skip a part or status file linking out: export said the cells of
+    one lacked rows "removed or lost" and exported the rest, of the other "not finished
+    yet"; a blurb's was found mid-export, after other cells were exported."""
+    root = tmp_path / "example"
+    shutil.copytree(written.root, root)
+    shutil.move(root / linked, tmp_path / "elsewhere")
+    (root / linked).symlink_to(tmp_path / "elsewhere")
+    assert main(["--dir", str(root), "--mlflow", store, "--no_progress"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: cannot export {root}: {linked!r} leads outside the bench (a symlink?). An "
+        "export reads only the files inside the bench, as the viewer does: it sends them to an "
+        "MLflow store others may read, and a bench may come from anyone. Copy the bench with "
+        f"its links followed (cp -rL {root} COPY) and export the copy.\n"
+    )
+    assert list((tmp_path / "mlruns").glob("*/*/meta.yaml")) == []  # no run
+
+
 @pytest.mark.parametrize("damaged", [_layout.STATUS, _layout.MARKER, _layout.CELLS])
 def test_a_damaged_bench_file_is_an_error_naming_it_and_nothing_is_exported(
     written, store, tmp_path, capsys, damaged
