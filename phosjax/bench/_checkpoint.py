@@ -40,15 +40,16 @@ _DAMAGED = (ValueError, EOFError, zipfile.BadZipFile, NotImplementedError)
 """What reading a damaged ``.npz`` raises: a bad CRC or header (`zipfile.BadZipFile`; a
 zip version or compression read from damaged bytes, `NotImplementedError`), a cut-off
 member (`EOFError`, `ValueError`), a seek to an offset read from a damaged header (`OSError`
-EINVAL); the OS's other errors are `_unreadable` (`_refused`)."""
+EINVAL); the OS's other errors are `_unreadable` (`system_refused`)."""
 
 
-def _refused(error: OSError) -> bool:
-    """Whether ``error`` is the system's refusal to read a checkpoint (its permissions,
-    the disk), not its bytes: an `OSError` but EINVAL (`_DAMAGED`).
+def system_refused(error: OSError) -> bool:
+    """Whether ``error`` is the system's refusal to read a checkpoint or a morph state
+    (its permissions, the disk), not its bytes: an `OSError` but EINVAL (`_DAMAGED`).
 
     Examples:
-      >>> _refused(PermissionError(13, "Permission denied")), _refused(OSError(22, "Invalid"))
+      >>> refused = PermissionError(13, "Permission denied")
+      >>> system_refused(refused), system_refused(OSError(22, "Invalid argument"))
       (True, False)
     """
     return error.errno != errno.EINVAL
@@ -89,7 +90,7 @@ def _read(path: pathlib.Path, read: Callable[[Any], T]) -> T:
         with open(path, "rb") as file, np.load(file, allow_pickle=False) as archive:
             return read(archive)
     except (OSError, *_DAMAGED) as error:  # whole when written: changed on the disk since
-        if isinstance(error, OSError) and _refused(error):
+        if isinstance(error, OSError) and system_refused(error):
             raise _unreadable(path, error) from error
         raise BenchError(
             f"cannot read checkpoint {str(path)!r}: {type(error).__name__}: {error}. It was "
@@ -144,7 +145,7 @@ def readable(path: pathlib.Path) -> bool:
     except (FileNotFoundError, zipfile.BadZipFile, NotImplementedError):  # gone; cut short
         return False
     except OSError as error:
-        if _refused(error):
+        if system_refused(error):
             raise _unreadable(path, error) from error
         return False
 

@@ -31,11 +31,11 @@ from phosjax._chunks import even_chunk
 from phosjax._listing import counted, listing
 from phosjax._nearest import no_field
 from phosjax.bench import _layout
-from phosjax.bench._checkpoint import OtherLeavesError, _refused, decode, encode
+from phosjax.bench._checkpoint import OtherLeavesError, decode, encode, system_refused
 from phosjax.bench._directory import locked, move_aside
 from phosjax.bench._errors import BenchError
 from phosjax.bench._progress import Bar
-from phosjax.bench._reading import read_parquet
+from phosjax.bench._reading import REFUSED, read_parquet
 from phosjax.bench._store import remove_stale_temporaries, write_bytes, write_table
 from phosjax.bench._summary import command_line
 from phosjax.bench._usage import as_argument
@@ -940,10 +940,9 @@ def _saved_variables(directory: str | os.PathLike, iteration: int, model: ModelC
         ) from error
     except BenchError as error:  # refused by the system, or damaged: its cause
         cause = error.__cause__
-        if isinstance(cause, OSError) and _refused(cause):
+        if isinstance(cause, OSError) and system_refused(cause):
             raise RunDirectoryError(
-                f"{str(state)!r}, cannot be read ({cause}); let this user read it (its "
-                "permissions, those of its folder)"
+                f"{str(state)!r}, cannot be read ({cause}); {REFUSED}"
             ) from error
         raise RunDirectoryError(
             f"{str(state)!r}, are damaged: the file was cut short or changed on the disk "

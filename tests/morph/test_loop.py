@@ -671,22 +671,29 @@ def test_a_state_cut_short_is_said_to_be_damaged_not_another_model_s(tmp_path):
     )
 
 
-def test_a_state_the_system_refuses_to_read_is_said_so_not_another_model_s(tmp_path, monkeypatch):
-    """It said "are not its last model's (PermissionError(13, ...))"."""
+@pytest.mark.parametrize(
+    "number, words", [(errno.EACCES, "Permission denied"), (errno.EIO, "Input/output error")]
+)
+def test_a_state_the_system_refuses_to_read_is_said_so_not_another_model_s(
+    tmp_path, monkeypatch, number, words
+):
+    """It said "are not its last model's (PermissionError(13, ...))"; then, of a failing
+    disk's (EIO) too, only to let this user read it."""
     model = ModelConfig("mlp", 10, (8, 8, 1), width=(4,))
     state = tmp_path / _loop.STATES / "iteration-0.npz"
     state.parent.mkdir(parents=True)
     state.write_bytes(b"")
 
     def refused(path, *args):
-        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        raise OSError(number, words, str(path))
 
     monkeypatch.setattr(_checkpoint, "open", refused, raising=False)  # the module's open
     with pytest.raises(RunDirectoryError) as error:
         _loop._saved_variables(tmp_path, 0, model)
     assert str(error.value) == (
-        f"{str(state)!r}, cannot be read ([Errno 13] Permission denied: {str(state)!r}); let "
-        "this user read it (its permissions, those of its folder)"
+        f"{str(state)!r}, cannot be read ([Errno {number}] {words}: {str(state)!r}); the "
+        "system would not read it, whatever it holds: let this user read it (its "
+        "permissions, those of its folder), or see to the disk"
     )
 
 
