@@ -566,11 +566,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except OutsideBenchError as error:  # the viewer's refusal, read as export's
+        copy = f"COPY/{shlex.quote(pathlib.Path(args.dir).resolve().name)}"  # as BenchFiles.name
         print(
             f"error: cannot export {args.dir}: {error} An export reads only the files inside "
             "the bench, as the viewer does: it sends them to an MLflow store others may read, "
-            "and a bench may come from anyone. Copy the bench with its links followed "
-            f"(cp -rL {shlex.quote(args.dir)} COPY) and export the copy.",
+            "and a bench may come from anyone. Copy the bench with its links followed, under "
+            "its name, which names its runs' bench and experiment (mkdir -p COPY && cp -rL "
+            f"{shlex.quote(args.dir)} {copy}), and export the copy (--dir {copy}).",
             file=sys.stderr,
         )
         return 2

@@ -11,6 +11,7 @@ import pathlib
 import re
 import shutil
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -26,6 +27,7 @@ from phosjax.bench._config import BenchError
 from phosjax.bench._directory import export_locked
 from phosjax.bench._reading import MARKER_HINT
 from phosjax.bench.export import (
+    TAG_BENCH,
     TAG_CELL,
     TAG_CONFIG,
     TAG_CREATED,
@@ -461,10 +463,11 @@ def test_results_that_cannot_be_listed_say_to_let_this_user_read_them(
 
 
 def test_results_linking_out_of_the_bench_are_one_error_line_saying_to_copy_it(
-    written, store, tmp_path, capsys
+    written, store, tmp_path, capsys, monkeypatch
 ):
     """A results/ folder that is a symlink to another disk ended in a traceback
-    (OutsideBenchError); it is one line saying why and how to export it."""
+    (OutsideBenchError); it is one line saying why and how to export it. The copy it said
+    to make (cp -rL DIR COPY) was exported as bench 'COPY', to another experiment."""
     root = tmp_path / "example"
     shutil.copytree(written.root, root)
     shutil.move(root / _layout.RESULTS, tmp_path / "elsewhere")
@@ -474,9 +477,17 @@ def test_results_linking_out_of_the_bench_are_one_error_line_saying_to_copy_it(
         f"error: cannot export {root}: 'results' leads outside the bench (a symlink?). An "
         "export reads only the files inside the bench, as the viewer does: it sends them to an "
         "MLflow store others may read, and a bench may come from anyone. Copy the bench with "
-        f"its links followed (cp -rL {root} COPY) and export the copy.\n"
+        "its links followed, under its name, which names its runs' bench and experiment "
+        f"(mkdir -p COPY && cp -rL {root} COPY/example), and export the copy (--dir "
+        "COPY/example).\n"
     )
     assert not (tmp_path / "mlruns").exists()
+    monkeypatch.chdir(tmp_path)  # done as it says: the runs are the bench's
+    subprocess.run(f"mkdir -p COPY && cp -rL {root} COPY/example", shell=True, check=True)
+    assert main(["--dir", "COPY/example", "--mlflow", store, "--no_progress"]) == 0
+    _, by_cell = _runs(store)
+    assert {run.data.tags[TAG_BENCH] for run in by_cell.values()} == {"example"}
+    assert len(by_cell) == len(written.cells)
 
 
 @pytest.mark.parametrize(
@@ -497,7 +508,9 @@ def test_a_file_linking_out_of_the_bench_is_refused_before_any_cell_is_exported(
         f"error: cannot export {root}: {linked!r} leads outside the bench (a symlink?). An "
         "export reads only the files inside the bench, as the viewer does: it sends them to an "
         "MLflow store others may read, and a bench may come from anyone. Copy the bench with "
-        f"its links followed (cp -rL {root} COPY) and export the copy.\n"
+        "its links followed, under its name, which names its runs' bench and experiment "
+        f"(mkdir -p COPY && cp -rL {root} COPY/example), and export the copy (--dir "
+        "COPY/example).\n"
     )
     assert list((tmp_path / "mlruns").glob("*/*/meta.yaml")) == []  # no run
 
