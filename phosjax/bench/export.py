@@ -54,7 +54,7 @@ from phosjax.bench._directory import export_locked
 from phosjax.bench._progress import Bar
 from phosjax.bench._reading import MARKER_HINT, hint, not_an_object
 from phosjax.bench._store import NOT_WRITTEN, naming
-from phosjax.bench._usage import ArgParser, usage_error
+from phosjax.bench._usage import ArgParser, as_argument, usage_error
 from phosjax.bench.view._bench import (
     BenchFiles,
     BrokenFileError,
@@ -572,7 +572,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "the bench, as the viewer does: it sends them to an MLflow store others may read, "
             "and a bench may come from anyone. Copy the bench with its links followed, under "
             "its name, which names its runs' bench and experiment (mkdir -p COPY && cp -rL "
-            f"{shlex.quote(args.dir)} {copy}), and export the copy (--dir {copy}).",
+            f"{shlex.quote(as_argument(args.dir))} {copy}), and export the copy (--dir {copy}).",
             file=sys.stderr,
         )
         return 2

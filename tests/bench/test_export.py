@@ -164,7 +164,7 @@ def test_exporting_again_skips_exported_and_unfinished_cells(written, store, tmp
     assert sorted(first.unfinished) == mlp and len(first.runs) == len(written.cells) - len(mlp)
     second = export_mlflow(str(written.root), store)
     assert sorted(second.runs) == mlp and sorted(second.already_exported) == sorted(first.runs)
-    assert len(_runs(store)[1]) == len(written.cells)
+    assert len(_runs(store, "-ex")[1]) == len(written.cells)
 
 
 def test_exporting_again_counts_only_the_cells_it_exports_in_its_bar(
@@ -214,7 +214,7 @@ def test_runs_exported_before_the_creation_tag_are_not_exported_again(written, s
         client.delete_tag(run.info.run_id, TAG_CREATED)
     again = export_mlflow(str(written.root), store)
     assert again.runs == {} and sorted(again.already_exported) == sorted(runs)
-    assert len(_runs(store)[1]) == len(written.cells)
+    assert len(_runs(store, "-ex")[1]) == len(written.cells)
 
 
 def test_another_bench_with_the_same_config_is_exported_in_full(written, store, tmp_path):
@@ -488,6 +488,24 @@ def test_results_linking_out_of_the_bench_are_one_error_line_saying_to_copy_it(
     _, by_cell = _runs(store)
     assert {run.data.tags[TAG_BENCH] for run in by_cell.values()} == {"example"}
     assert len(by_cell) == len(written.cells)
+
+
+def test_the_copy_command_said_for_a_bench_named_like_an_option_runs(
+    written, store, tmp_path, capsys, monkeypatch
+):
+    """The refusal's copy command wrote a --dir beginning with '-' as given (cp -rL -ex
+    COPY/-ex), which cp reads as its options; it is written ./-ex, and the copy exports."""
+    root = tmp_path / "-ex"
+    shutil.copytree(written.root, root)
+    shutil.move(root / _layout.RESULTS, tmp_path / "elsewhere")
+    (root / _layout.RESULTS).symlink_to(tmp_path / "elsewhere")
+    monkeypatch.chdir(tmp_path)
+    assert main(["--dir=-ex", "--mlflow", store]) == 2
+    command = capsys.readouterr().err.split("(mkdir -p COPY && ")[1].split("), and export")[0]
+    assert command == "cp -rL ./-ex COPY/-ex"
+    subprocess.run(f"mkdir -p COPY && {command}", shell=True, check=True)
+    assert main(["--dir", "COPY/-ex", "--mlflow", store, "--no_progress"]) == 0
+    assert len(_runs(store, "-ex")[1]) == len(written.cells)
 
 
 @pytest.mark.parametrize(
@@ -925,7 +943,7 @@ def test_a_full_disk_under_a_file_store_says_what_makes_room_and_the_next_export
     assert len(_runs(store)[1]) == 1
     monkeypatch.setattr(file_store, "write_to", write_to)  # room made
     assert main(argv) == 0
-    assert len(_runs(store)[1]) == len(written.cells)
+    assert len(_runs(store, "-ex")[1]) == len(written.cells)
 
 
 def test_a_full_disk_as_the_store_is_made_says_it_cannot_be_used(
