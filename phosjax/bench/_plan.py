@@ -861,6 +861,7 @@ def plan(
             model_dict = _identity(model)
             model_id = _model_id(model)
             spelled = _as_spelled(model, entry)
+            identity = _hparams_identity(hparams)  # the seeds' cells share it
             hparam_row = {
                 **{k: values[k] for k in HPARAM_COLUMNS[:9]},  # optimizer to compute_dtype
                 **{k: values[k] for k in schedule_columns},
@@ -874,8 +875,7 @@ def plan(
             }
             for seed in config.seed_list():
                 cell = Cell(model, dataset, hparams, seed)
-                key = [model_dict, dataset, _hparams_identity(hparams), seed]
-                cell_id = short_hash(key, 12)
+                cell_id = short_hash([model_dict, dataset, identity, seed], 12)
                 row = {
                     "cell_id": cell_id,
                     "group_id": "",
@@ -886,7 +886,7 @@ def plan(
                     **hparam_row,
                 }
                 planned.setdefault(cell_id, PlannedCell(cell, row))
-                former = short_hash([spelled, dataset, _hparams_identity(hparams), seed], 12)
+                former = short_hash([spelled, dataset, identity, seed], 12)
                 if former != cell_id:
                     former_rows.setdefault(
                         cell_id,

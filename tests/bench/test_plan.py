@@ -151,6 +151,18 @@ def test_plan_cells_groups_and_columns(toy):
     assert [c.cell_id for c in again.cells] == [c.cell_id for c in planned.cells]
 
 
+def test_a_grid_points_hyperparameters_are_hashed_once_for_all_its_seeds(toy, monkeypatch):
+    """A cell id hashes its hyperparameters less those at their default
+    (`_plan._hparams_identity`, which builds and checks a default `HParams`): done for
+    each seed, twice (its id, and the one older phosjax gave it), it made planning the
+    1536 cells of configs/gpu.yaml take a third longer (3.7 s, not 2.7 s). Its seeds share it."""
+    hashed = []
+    identity = _plan._hparams_identity
+    monkeypatch.setattr(_plan, "_hparams_identity", lambda h: hashed.append(h) or identity(h))
+    planned = plan(tiny_config(seeds=8), toy)
+    assert (len(planned.cells), len(hashed)) == (16, 2)  # 2 models x 8 seeds; 2 grid points
+
+
 def test_values_one_float32_value_are_a_bench_error_naming_them(toy):
     """They ended in the engine's bare ValueError, a traceback of the bench command."""
     config = tiny_config(grid=small(learning_rate=[0.1, 0.100000001]))
