@@ -524,6 +524,33 @@ def test_an_int_given_for_a_float_option_is_that_float_and_other_types_stay(regi
     assert json.dumps(spelled) == json.dumps(ModelConfig("mlp", 2, (8,)).resolved().to_dict())
 
 
+class _Scaled(nn.Module):
+    """A user block with a number option, ``scale: float``."""
+
+    features: int
+    scale: float = 1.0
+
+    @nn.compact
+    def __call__(self, x, train=False):
+        return nn.Dense(self.features)(x) * self.scale
+
+
+def test_a_float_option_registered_at_an_int_stays_an_int_and_resolves_again(registry):
+    """``register_model(..., options={"scale": 2})`` for a block's ``scale: float``: its
+    int default resolved to ``2.0``, which the count check of that int default then
+    refused (``option scale must be an int >= 1 (its default is 2), got 2.0``): the
+    resolved config, recorded, no longer resolved nor built, and a bench of it made
+    before was refused as edited. An option whose default is an int keeps an int."""
+    register_model("user_scaled", _Scaled, width=4, options={"scale": 2})
+    configs = [ModelConfig("user_scaled", 2, (8,), options=o) for o in ({}, {"scale": 3})]
+    resolved = [config.resolved() for config in configs]
+    typed = [
+        (v, type(v).__name__) for config in resolved for k, v in config.options if k == "scale"
+    ]
+    assert typed == [(2, "int"), (3, "int")]
+    assert [config.resolved() for config in resolved] == resolved
+
+
 class _Stem(nn.Module):
     """A stem whose ``kernel_size`` defaults to 7 (`_Block`'s to 3)."""
 
