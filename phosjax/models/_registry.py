@@ -134,7 +134,8 @@ class ModelSpec:
             registered = {**FRAME_OPTIONS, **dict(self.options)}
             factories = [f for f in (self.block, self.stem) if f is not None]
             takers = [(factory_parameters(f), factory_defaults(f)) for f in factories]
-            takers.append((set(self._head_options()), self._head_options()))
+            head = {"param_dtype": _HEAD_OPTIONS["param_dtype"], **self._head_options()}
+            takers.append((set(head), head))  # its params in param_dtype, whatever blocks take
             config = config.replace(
                 options=[
                     (key, value)

@@ -9,6 +9,7 @@ import re
 import sys
 import textwrap
 import tomllib
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -593,6 +594,33 @@ def test_options_given_at_the_default_of_every_module_taking_them_are_one_model(
         left = dict(spec.without_defaults_given(given).options)
         kept[name, key, value] = {k: v for k, v in left.items() if alone.get(k, left) != v}
     assert kept == cases
+
+
+class _HalfBlock(nn.Module):
+    """A block that stores its params in bfloat16 unless told otherwise."""
+
+    features: int
+    param_dtype: Any = jnp.bfloat16
+
+    @nn.compact
+    def __call__(self, x, train=False):
+        return nn.Dense(self.features, param_dtype=self.param_dtype)(x)
+
+
+def test_param_dtype_given_at_a_blocks_default_is_kept_where_the_heads_is_float32(registry):
+    """``param_dtype: bfloat16`` given to a model whose block defaults to it was left out
+    of its ids as the block's default, yet the head (float32 unless given) then stores its
+    params in bfloat16: another model, of the ids of the one without it, whose cells a
+    bench of both dropped. It is kept; the block's float32 default differs from none."""
+    register_model("user_half", _HalfBlock, width=4)
+    spec = model_spec("user_half")
+    heads, kept = [], []
+    for options in ({}, {"param_dtype": "bfloat16"}):
+        config = spec.resolve(ModelConfig("user_half", 2, (8,), options=options))
+        init = jax.eval_shape(build_model(config).init, jax.random.key(0), jnp.ones((1, 8)))
+        heads.append(str(init["params"]["head"]["kernel"].dtype))
+        kept.append(dict(spec.without_defaults_given(config).options).get("param_dtype"))
+    assert (heads, kept) == (["float32", "bfloat16"], [None, "bfloat16"])
 
 
 def _write_plugin(tmp_path, monkeypatch, module: str, model: str) -> None:
