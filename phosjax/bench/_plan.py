@@ -182,9 +182,9 @@ class Plan:
     datasets: dict[str, ArrayDataset]
     hparam_columns: tuple[str, ...]
     former_rows: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
-    """Of each cell whose row older phosjax wrote otherwise (it hashed a float option as
-    written: ``dropout: 0`` apart from ``0.0``), by ``cell_id``: that row's ``cell_id``,
-    ``model_id`` and ``options``."""
+    """Of each cell whose row older phosjax wrote otherwise (it hashed its options as
+    written: ``dropout: 0`` apart from ``0.0``, ``param_dtype: float32`` apart from none),
+    by ``cell_id``: that row's ``cell_id``, ``model_id`` and ``options``."""
 
     @property
     def cells(self) -> list[PlannedCell]:
@@ -351,8 +351,9 @@ def check_model_sizes(
 ) -> dict[str, set[str]]:
     """Raises the `BenchError` `plan` would for a models entry whose depth, width or
     options its model refuses on one of ``datasets`` (with the grid's depths and widths);
-    else the ``model_id`` of each model `plan` makes on each of them, by data set name
-    (a model whose code changed its defaults has another); nothing is built."""
+    else the ``model_id`` of each model `plan` makes on each of them, and the one older
+    phosjax gave it (`Plan.former_rows`), by data set name (a model whose code changed its
+    defaults has others); nothing is built."""
     ids: dict[str, set[str]] = {name: set() for name in datasets}
     for entry, name, model in _resolved_models(config, datasets):
         spelled = f"{model.name}-{short_hash(_as_spelled(model, entry), 8)}"  # older benches'
