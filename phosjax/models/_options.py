@@ -138,21 +138,18 @@ def check_flags(flags: Mapping[str, str], given: Mapping[str, Any], where: str) 
 
 
 def float_options(defaults: Mapping[str, Any], *factories: BlockFactory | None) -> set[str]:
-    """The options whose default is a float or, unless it is an int, that ``factories``
-    annotate ``float``: an int given for one is that float (``dropout: 0`` is ``0.0``), so
-    that a config spelling it either way is one model, of one id in a bench. An int
-    default (``register_model(..., options={"scale": 2})``) stays one, as `check_counts`
-    takes it.
+    """The options whose default is a float or that ``factories`` annotate ``float``: an
+    int given for one is that float (``dropout: 0`` is ``0.0``), so that a config spelling
+    it either way is one model, of one id in a bench.
 
     Examples:
-      >>> def block(features: int, rate: float = 0.5, scale: float = 1.0, causal: bool = False): ...
-      >>> sorted(float_options({"dropout": 0.0, "pool": "mean", "scale": 2}, block))
+      >>> def block(features: int, rate: float = 0.5, causal: bool = False): ...
+      >>> sorted(float_options({"dropout": 0.0, "pool": "mean"}, block))
       ['dropout', 'rate']
     """
     flags = factory_flags(*factories)
     floats = {key for key, value in defaults.items() if isinstance(value, float)}
-    annotated = {key for key, kind in flags.items() if kind == "float"}
-    return floats | {key for key in annotated if not is_int(defaults.get(key))}
+    return floats | {key for key, kind in flags.items() if kind == "float"}
 
 
 DTYPES = ("float32", "bfloat16", "float16", "float64")

@@ -218,7 +218,8 @@ class ModelSpec:
             own = {key: kind for key, kind in flags.items() if key not in FRAME_OPTIONS}
             check_flags(own, dict(config.options), where)
         check_dtypes({**signature, **defaults}, dict(config.options), where)
-        floats = float_options({**signature, **defaults}, self.block, self.stem)
+        filled = {key for key, value in defaults.items() if is_int(value)}  # stay ints
+        floats = float_options({**signature, **defaults}, self.block, self.stem) - filled
         options = {k: float(v) if k in floats and is_int(v) else v for k, v in options.items()}
         return config.replace(depth=depth, width=widths, options=options)
 

@@ -526,10 +526,10 @@ def test_an_int_given_for_a_float_option_is_that_float_and_other_types_stay(regi
 
 
 class _Scaled(nn.Module):
-    """A user block with a number option, ``scale: float``."""
+    """A user block with a number option, ``scale: float``, whose default is an int."""
 
     features: int
-    scale: float = 1.0
+    scale: float = 1
 
     @nn.compact
     def __call__(self, x, train=False):
@@ -550,6 +550,16 @@ def test_a_float_option_registered_at_an_int_stays_an_int_and_resolves_again(reg
     ]
     assert typed == [(2, "int"), (3, "int")]
     assert [config.resolved() for config in resolved] == resolved
+
+
+def test_an_int_given_for_a_float_option_whose_blocks_default_is_an_int_is_that_float(registry):
+    """``scale: float = 1`` in a block: ``scale: 2`` resolved to ``2``, apart from
+    ``2.0``, though the model fills in no int default there (as ``options={"scale": 2}``
+    in `register_model` does, which stays an int)."""
+    register_model("user_scaled", _Scaled, width=4)
+    given = [ModelConfig("user_scaled", 2, (8,), options={"scale": s}) for s in (2, 2.0)]
+    typed = [(v, type(v).__name__) for c in given for k, v in c.resolved().options if k == "scale"]
+    assert typed == [(2.0, "float"), (2.0, "float")]
 
 
 class _Stem(nn.Module):
