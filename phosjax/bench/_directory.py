@@ -24,7 +24,6 @@ import jax
 import numpy as np
 import yaml
 
-from phosjax._aside import aside_path
 from phosjax._hosts import gather_rows
 from phosjax._listing import listing
 from phosjax._yaml import read_file as read_yaml_file
@@ -42,9 +41,9 @@ from phosjax.bench._reading import (
 from phosjax.bench._store import (
     NO_ROOM,
     NOT_WRITABLE,
-    NOT_WRITTEN,
     is_temporary,
     machine,
+    move_aside,
     naming,
     read_json,
     write_json,
@@ -288,32 +287,6 @@ def _config_to_start(root: pathlib.Path, config: BenchConfig | None, resume: boo
             "--config FILE (a YAML bench config, e.g. configs/example.yaml)."
         )
     return config
-
-
-def move_aside(path: pathlib.Path, what: str, refused: type[Exception]) -> pathlib.Path:
-    """Moves ``path`` (``what`` it holds) to its `aside_path`, and returns that (the bench's
-    ``--force``, morph's ``--overwrite``); a move the system refuses is a ``refused``
-    naming ``path`` and what allows it (it was a traceback).
-
-    Examples:
-      >>> import tempfile
-      >>> missing = pathlib.Path(tempfile.mkdtemp()) / "b"
-      >>> move_aside(missing, "the old bench", ValueError)
-      Traceback (most recent call last):
-      ...
-      ValueError: cannot move the old bench '.../b' aside to '.../b.old-...': No such
-      file or directory; move it aside yourself, or pick another --dir.
-    """
-    target = aside_path(path)
-    try:
-        os.replace(path, target)
-    except OSError as error:
-        allows = NOT_WRITTEN.get(error.errno or 0, "move it aside yourself")
-        raise refused(
-            f"cannot move {what} {str(path)!r} aside to {str(target)!r}: "
-            f"{error.strerror or error}; {allows}, or pick another --dir."
-        ) from error
-    return target
 
 
 def choose_config(

@@ -2,7 +2,6 @@
 
 import io
 import math
-import os
 import pathlib
 from typing import Any
 from xml.sax.saxutils import escape
@@ -10,8 +9,8 @@ from xml.sax.saxutils import escape
 import numpy as np
 import pandas as pd
 
-from phosjax._aside import aside_path
-from phosjax.bench._store import write_bytes, write_table, write_text
+from phosjax.bench._errors import BenchError
+from phosjax.bench._store import move_aside, write_bytes, write_table, write_text
 
 RATIOS = (
     ("one_by_one", "eng/1by1"),
@@ -196,7 +195,8 @@ OUTPUTS = ("speed.parquet", "speed.txt", "speed.png", "speed.svg")
 
 def move_earlier(out: str | pathlib.Path) -> list[pathlib.Path]:
     """Moves an earlier run's `OUTPUTS` in ``out`` aside (``<name>.old-<time>``, see
-    `aside_path`), so that a new run never overwrites them; where they went.
+    `aside_path`), so that a new run never overwrites them; where they went. A move the
+    system refuses is a `BenchError` naming the file (`move_aside`).
 
     Examples:
       >>> import tempfile
@@ -209,8 +209,7 @@ def move_earlier(out: str | pathlib.Path) -> list[pathlib.Path]:
     for name in OUTPUTS:
         path = pathlib.Path(out) / name
         if path.exists():
-            moved.append(aside_path(path))
-            os.replace(path, moved[-1])
+            moved.append(move_aside(path, f"the earlier {name}", BenchError, "--out"))
     return moved
 
 

@@ -23,6 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from phosjax._aside import aside_path
 from phosjax.bench import _layout
 from phosjax.bench._reading import UNREADABLE, part_hint, read_file
 
@@ -281,6 +282,35 @@ def naming(error: OSError, path: str | os.PathLike) -> OSError:
     """``error``, of a write to ``path`` (a file, or a store's URI) that named no file (a
     full disk's), naming it."""
     return type(error)(error.errno, error.strerror, str(path))
+
+
+def move_aside(
+    path: pathlib.Path, what: str, refused: type[Exception], option: str = "--dir"
+) -> pathlib.Path:
+    """Moves ``path`` (``what`` it holds) to its `aside_path`, and returns that (the bench's
+    ``--force``, morph's ``--overwrite``, the earlier files in speed's ``--out``); a move
+    the system refuses is a ``refused`` naming ``path``, what allows it, and ``option``,
+    the command's option to pick another folder (it was a traceback).
+
+    Examples:
+      >>> import tempfile
+      >>> missing = pathlib.Path(tempfile.mkdtemp()) / "b"
+      >>> move_aside(missing, "the old bench", ValueError)
+      Traceback (most recent call last):
+      ...
+      ValueError: cannot move the old bench '.../b' aside to '.../b.old-...': No such
+      file or directory; move it aside yourself, or pick another --dir.
+    """
+    target = aside_path(path)
+    try:
+        os.replace(path, target)
+    except OSError as error:
+        allows = NOT_WRITTEN.get(error.errno or 0, "move it aside yourself")
+        raise refused(
+            f"cannot move {what} {str(path)!r} aside to {str(target)!r}: "
+            f"{error.strerror or error}; {allows}, or pick another {option}."
+        ) from error
+    return target
 
 
 def _sync_directory(folder: pathlib.Path) -> None:

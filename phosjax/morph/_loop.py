@@ -32,11 +32,11 @@ from phosjax._listing import counted, listing
 from phosjax._nearest import no_field
 from phosjax.bench import _layout
 from phosjax.bench._checkpoint import OtherLeavesError, decode, encode, system_refused
-from phosjax.bench._directory import locked, move_aside
+from phosjax.bench._directory import locked
 from phosjax.bench._errors import BenchError
 from phosjax.bench._progress import Bar
 from phosjax.bench._reading import REFUSED, read_parquet
-from phosjax.bench._store import remove_stale_temporaries, write_bytes, write_table
+from phosjax.bench._store import move_aside, remove_stale_temporaries, write_bytes, write_table
 from phosjax.bench._summary import command_line
 from phosjax.bench._usage import as_argument
 from phosjax.core import AUX_LOSS, aux_total

@@ -1,6 +1,7 @@
 """``python -m phosjax.bench.speed``: the CLI's outputs and errors (never its timings)."""
 
 import dataclasses
+import errno
 import importlib.util
 import os
 import pathlib
@@ -540,6 +541,37 @@ def test_an_earlier_runs_files_in_out_are_moved_aside_not_overwritten(
     assert f"moved the earlier speed.parquet to {rows}\n" in err
     assert f"moved the earlier speed.txt to {table}\n" in err
     assert len(pd.read_parquet(out / "speed.parquet")) == len(_frame())
+
+
+def test_an_earlier_file_that_cannot_be_moved_aside_is_one_error_naming_it(
+    tmp_path, capsys, monkeypatch
+):
+    """A move aside the system refused (a read-only --out) said "[Errno 13] Permission
+    denied: ... -> ...", then that the cases measured so far were kept, none measured;
+    it names the file, where it was to go and what to do, as the bench's --force does."""
+    monkeypatch.setattr(speed, "measure", lambda *args, **kwargs: pytest.fail("measured"))
+    out = tmp_path / "speed"
+    out.mkdir()
+    table = out / "speed.txt"
+    table.write_text("an earlier table")
+    replace = os.replace
+
+    def refused(source, target):
+        if pathlib.Path(source) == table:
+            raise PermissionError(errno.EACCES, "Permission denied", str(source), None, str(target))
+        replace(source, target)
+
+    monkeypatch.setattr(os, "replace", refused)
+    assert speed.main(["--quick", "--no_progress", "--out", str(out)]) == 2
+    said = re.fullmatch(
+        rf"error: cannot move the earlier speed\.txt {re.escape(repr(str(table)))} aside to "
+        rf"'{re.escape(str(table))}\.old-\d{{8}}-\d{{6}}': Permission denied; let this user "
+        r"read and write it \(its permissions, those of its folder\), or pick another --out\.\n",
+        capsys.readouterr().err,
+    )
+    assert said is not None
+    assert sorted(p.name for p in out.iterdir()) == ["speed.txt"]
+    assert table.read_text() == "an earlier table"
 
 
 @pytest.mark.parametrize("draw", [_speed_report.svg, _speed_report.plot])
