@@ -24,6 +24,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax.core.scope import Scope
 
 from phosjax._callables import cut_repr
 from phosjax._listing import listing
@@ -119,26 +120,46 @@ def count_aux_loss(path: str) -> None:
             tally.raised[path] += 1
 
 
-def _recorded_aux_losses(module: nn.Module) -> dict[str, int]:
-    """How many calls each aux loss of ``module``'s apply (or of the lifted transform it
-    runs in) has recorded so far, by path: a branch its parent made records beside the
-    module, not beneath it."""
-    assert module.scope is not None  # bound: it opened a path weight
-    root = module.scope.root
-    recorded = flatten(root.variables().get(AUX_LOSS, {}), unwrap=False)
+def _roots(module: nn.Module) -> list[Scope]:
+    """The root scopes ``module``'s branches record in: its apply's, or, under a lifted
+    transform (nn.remat, nn.jit...), the transform's own for ``module`` and one more for
+    each branch its parent made and handed to it (Flax lifts them apart)."""
+    roots: dict[int, Scope] = {}
+    seen: set[int] = set()
+
+    def visit(found: Any) -> None:
+        if not isinstance(found, nn.Module) or id(found) in seen:
+            return
+        seen.add(id(found))
+        if isinstance(found.scope, Scope):
+            roots.setdefault(id(found.scope.root), found.scope.root)
+        for field in dataclasses.fields(found):
+            if field.name != "parent" and field.init:
+                value = getattr(found, field.name)
+                for leaf in jax.tree.leaves(value, is_leaf=lambda v: isinstance(v, nn.Module)):
+                    visit(leaf)
+
+    visit(module)
+    return list(roots.values())
+
+
+def _recorded_aux_losses(roots: list[Scope]) -> dict[str, int]:
+    """How many calls each aux loss recorded in ``roots`` (see `_roots`) has so far, by
+    path: a branch its parent made records beside the module, not beneath it."""
     return {
         SEP.join((*root.path, path)): len(calls) if isinstance(calls, tuple) else 1
-        for path, calls in recorded.items()
+        for root in roots
+        for path, calls in flatten(root.variables().get(AUX_LOSS, {}), unwrap=False).items()
     }
 
 
 def _check_all_raised_here(
-    module: nn.Module, scope: str, before: dict[str, int], tally: _Tally
+    roots: list[Scope], scope: str, before: dict[str, int], tally: _Tally
 ) -> None:
     """Raises if the scope recorded more calls of an aux loss than it raised: the rest came
     from a trace nn.jit made outside the scope and reused here, unscaled. Path by path, as
     a loss raised more often than recorded (nn.scan may trace its body twice) hides none."""
-    recorded = _recorded_aux_losses(module)
+    recorded = _recorded_aux_losses(roots)
     stale = {
         path: extra
         for path, calls in recorded.items()
@@ -318,7 +339,8 @@ def path_weight(module: nn.Module, name: str, weight: Any) -> Iterator[jax.Array
         combined = weight if outer is None else outer * weight  # scalar or (B,)
     scope = f"{name!r} in {'/'.join(module.path) or 'the top module'}"
     checked = module.is_mutable_collection(AUX_LOSS) and not module.is_initializing()
-    before = _recorded_aux_losses(module) if checked else {}
+    roots = _roots(module) if checked else []
+    before = _recorded_aux_losses(roots)
     tally = _Tally(apply_depth())
     token = _CURRENT.set(combined)
     tallies_token = _TALLIES.set((*_TALLIES.get(), tally))
@@ -326,7 +348,7 @@ def path_weight(module: nn.Module, name: str, weight: Any) -> Iterator[jax.Array
         with nn.intercept_methods(_guard_jit(_jit_depth(module), scope)):
             yield combined
         if checked:
-            _check_all_raised_here(module, scope, before, tally)
+            _check_all_raised_here(roots, scope, before, tally)
     finally:
         _TALLIES.reset(tallies_token)
         _CURRENT.reset(token)

@@ -94,14 +94,17 @@ def test_a_trace_nn_jit_made_outside_any_scope_is_not_reused_unscaled_inside_one
 
 class _ParentMade(nn.Module):
     """Hands ``Plain`` (weight 0.25) a branch made in its own compact, after a sibling
-    of the same fields ran outside it; ``block`` makes both (a module class, jitted or not)."""
+    of the same fields ran outside it; ``block`` makes both (a module class, jitted or not),
+    ``lift`` (a Flax transform) lifts ``Plain``."""
 
     block: object
+    lift: object = None
 
     @nn.compact
     def __call__(self, x):
         x = self.block(name="before")(x)
-        return Plain(self.block(name="branch"), weight=0.25, name="owner")(x)
+        owner = Plain if self.lift is None else self.lift(Plain)
+        return owner(self.block(name="branch"), weight=0.25, name="owner")(x)
 
 
 def test_a_branch_its_parent_made_is_not_reused_unscaled_from_a_sibling_s_nn_jit_trace():
@@ -113,6 +116,19 @@ def test_a_branch_its_parent_made_is_not_reused_unscaled_from_a_sibling_s_nn_jit
         ValueError, match=r"^1 aux loss\(es\) recorded inside path_weight 'branch' in owner were"
     ):
         _aux_total(_ParentMade(nn.jit(Loss)))
+
+
+@pytest.mark.parametrize("lift", [nn.remat, nn.jit])
+def test_a_lifted_owner_checks_the_branch_its_parent_made_too(lift):
+    # Flax lifts the branch apart from the owner, into a root scope of its own, where its
+    # aux loss records: the reused trace's loss counted 1, not 0.25, silently (total 2).
+    assert _aux_total(_ParentMade(Loss, lift)) == 1.25
+    with pytest.raises(
+        ValueError,
+        match=r"^1 aux loss\(es\) recorded inside path_weight 'branch' in owner were not "
+        r"scaled by it \(\['branch/one'\]\)",
+    ):
+        _aux_total(_ParentMade(nn.jit(Loss), lift))
 
 
 class _AfterAScan(nn.Module):
