@@ -157,8 +157,9 @@ def _check_all_raised_here(
     roots: list[Scope], scope: str, before: dict[str, int], tally: _Tally
 ) -> None:
     """Raises if the scope recorded more calls of an aux loss than it raised: the rest came
-    from a trace nn.jit made outside the scope and reused here, unscaled. Path by path, as
-    a loss raised more often than recorded (nn.scan may trace its body twice) hides none."""
+    from a trace nn.jit made outside the scope and reused here, or from a direct ``sow``,
+    unscaled. Path by path, as a loss raised more often than recorded (nn.scan may trace
+    its body twice) hides none."""
     recorded = _recorded_aux_losses(roots)
     stale = {
         path: extra
@@ -169,8 +170,9 @@ def _check_all_raised_here(
         raise ValueError(
             f"{sum(stale.values())} aux loss(es) recorded inside path_weight {scope} were not "
             f"scaled by it ({listing(list(stale), 3, as_list=True)}): a module under nn.jit "
-            "reused a trace made outside the scope, with no path weight. Apply nn.jit (or "
-            "jax.jit) around the layer that owns the path weight instead."
+            "reused a trace made outside the scope, with no path weight (apply nn.jit, or "
+            "jax.jit, around the layer that owns the path weight instead), or sowed them "
+            f"into {AUX_LOSS!r} itself (raise them with phosjax.aux_loss instead)."
         )
 
 
@@ -294,8 +296,8 @@ def path_weight(module: nn.Module, name: str, weight: Any) -> Iterator[jax.Array
         batch than the enclosing scopes' (both shapes named); or a module under `flax.linen.jit`
         inside the scope (but not around it) reads the path weight, e.g. raises an aux
         loss: nn.jit would reuse a trace with a stale weight; or the scope recorded aux
-        losses that no code inside it raised (a trace nn.jit made outside the scope, reused
-        with no weight). Jit the owner instead.
+        losses that no `aux_loss` inside it raised (a trace nn.jit made outside the scope,
+        reused with no weight: jit the owner instead; or a direct ``sow``).
 
     Examples:
       >>> import flax.linen as nn, jax.numpy as jnp, phosjax as px

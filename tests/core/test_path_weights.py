@@ -156,6 +156,25 @@ def test_a_scan_in_the_scope_hides_no_aux_loss_a_reused_nn_jit_trace_recorded_un
         _aux_total(_AfterAScan(branch))
 
 
+def test_an_aux_loss_sowed_directly_inside_a_scope_is_named_as_such():
+    class Sows(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            with px.path_weight(self, "branch", 0.25):
+                self.sow(px.AUX_LOSS, "raw", jnp.ones(()))
+            return x
+
+    with pytest.raises(ValueError) as raised:
+        _aux_total(Sows())
+    assert str(raised.value) == (
+        "1 aux loss(es) recorded inside path_weight 'branch' in the top module were not scaled "
+        "by it (['raw']): a module under nn.jit reused a trace made outside the scope, with no "
+        "path weight (apply nn.jit, or jax.jit, around the layer that owns the path weight "
+        "instead), or sowed them into 'aux_loss' itself (raise them with phosjax.aux_loss "
+        "instead)."
+    )
+
+
 def test_aux_losses_raised_in_a_scope_and_recorded_beside_it_are_all_counted():
     class TwoScopes(nn.Module):
         @nn.compact
