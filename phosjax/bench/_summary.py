@@ -165,7 +165,8 @@ model's knob) or leaves unset, as the viewer does: not ``NaN``, which reads as a
 
 def options_that_vary(board: pd.DataFrame) -> list[str | None]:
     """``board``'s ``options`` (each model's options as JSON, its defaults included) cut to
-    those that differ between rows of one model, as ``key=value`` (None: none of them);
+    those that differ between rows of one model (a number by its value: ``0`` is ``0.0``),
+    as ``key=value`` (None: none of them);
     the summary and the viewer show these, not the JSON, whose start is alike.
 
     Examples:
@@ -184,7 +185,7 @@ def options_that_vary(board: pd.DataFrame) -> list[str | None]:
         model: {
             key
             for key in {key for options in each for key in options}
-            if len({json.dumps(options.get(key, UNSET)) for options in each}) > 1
+            if len({json.dumps(_by_value(options.get(key, UNSET))) for options in each}) > 1
         }
         for model, each in of_model.items()
     }
@@ -196,6 +197,13 @@ def options_that_vary(board: pd.DataFrame) -> list[str | None]:
         for (model, text), options in parsed.items()
     }
     return [shown[row] for row in rows]
+
+
+def _by_value(value: Any) -> Any:
+    """An option's ``value`` to compare: a number by its value, so that ``dropout: 0`` (as
+    older phosjax wrote an int given for a float option) is the ``0.0`` it resolves to now,
+    one model; a bool as it is (``true`` is no ``1``)."""
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 def summary_text(

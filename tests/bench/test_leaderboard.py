@@ -278,3 +278,20 @@ def test_the_options_that_vary_read_each_distinct_options_once(monkeypatch):
     )
     assert options_that_vary(board)[:3] == ['pool="mean"', 'pool="max"', None]
     assert sorted(parsed) == sorted([plain, other, plain])
+
+
+def test_the_options_that_vary_take_an_int_as_the_float_it_resolves_to():
+    """Older phosjax wrote ``dropout: 0`` as given; a model added since writes the ``0.0``
+    it resolves to: the same model, no option varying, but a bool is no number."""
+    board = pd.DataFrame(
+        {
+            "model": ["mlp", "mlp", "moe", "moe"],
+            "options": [
+                '{"dropout": 0, "pool": "mean"}',
+                '{"dropout": 0.0, "pool": "mean"}',
+                '{"gate": 1}',
+                '{"gate": true}',
+            ],
+        }
+    )
+    assert options_that_vary(board) == [None, None, "gate=1", "gate=true"]
