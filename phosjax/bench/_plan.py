@@ -181,7 +181,7 @@ class Plan:
     groups: tuple[PlannedGroup, ...]
     datasets: dict[str, ArrayDataset]
     hparam_columns: tuple[str, ...]
-    former_rows: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
+    _former_rows: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
     """Of each cell whose row older phosjax wrote otherwise (it hashed its options as
     written: ``dropout: 0`` apart from ``0.0``, ``param_dtype: float32`` apart from none),
     by ``cell_id``: that row's ``cell_id``, ``model_id`` and ``options``."""
@@ -208,13 +208,13 @@ class Plan:
         """
         return {c.row["model_id"]: c.cell.model for c in self.cells}
 
-    def with_ids_of(self, stored: Collection[str]) -> "Plan":
-        """This plan with the rows (`former_rows`) of the cells a bench holds under their
+    def _with_ids_of(self, stored: Collection[str]) -> "Plan":
+        """This plan with the rows (`_former_rows`) of the cells a bench holds under their
         former ids (``stored``: its cell ids), their groups' ids made from those: a bench
         made by older phosjax keeps its cells, rows and checkpoints as they are."""
         renamed = {
             cell_id: former
-            for cell_id, former in self.former_rows.items()
+            for cell_id, former in self._former_rows.items()
             if former["cell_id"] in stored and cell_id not in stored
         }
         if not renamed:
@@ -225,8 +225,8 @@ class Plan:
                 PlannedCell(c.cell, {**c.row, **renamed.get(c.cell_id, {})}) for c in group.cells
             ]
             groups.append(_named_group(cells, group.metrics))
-        former_rows = {k: v for k, v in self.former_rows.items() if k not in renamed}
-        return dataclasses.replace(self, groups=tuple(groups), former_rows=former_rows)
+        former_rows = {k: v for k, v in self._former_rows.items() if k not in renamed}
+        return dataclasses.replace(self, groups=tuple(groups), _former_rows=former_rows)
 
 
 def load_datasets(
@@ -352,7 +352,7 @@ def check_model_sizes(
     """Raises the `BenchError` `plan` would for a models entry whose depth, width or
     options its model refuses on one of ``datasets`` (with the grid's depths and widths);
     else the ``model_id`` of each model `plan` makes on each of them, and the one older
-    phosjax gave it (`Plan.former_rows`), by data set name (a model whose code changed its
+    phosjax gave it (`Plan._former_rows`), by data set name (a model whose code changed its
     defaults has others); nothing is built."""
     ids: dict[str, set[str]] = {name: set() for name in datasets}
     for entry, name, model in _resolved_models(config, datasets):

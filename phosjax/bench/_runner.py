@@ -441,7 +441,7 @@ def _check_keeps_cells(root: pathlib.Path, plan_: Plan) -> None:
         return
     planned = {cell.row["cell_id"]: cell.row["group_id"] for cell in plan_.cells}
     moved = [c for c, g in zip(stored.cell_id, stored.group_id, strict=True) if planned.get(c) != g]
-    if moved and set(moved) <= {row["cell_id"] for row in plan_.former_rows.values()}:
+    if moved and set(moved) <= {row["cell_id"] for row in plan_._former_rows.values()}:
         raise BenchError(
             f"{str(root / _layout.CONFIG)!r} plans once {len(moved)} of the bench's "
             f"{len(stored)} cells ({listing(moved, 3)}) that older phosjax trained a second "
@@ -698,13 +698,13 @@ def _lacking_rows(results: pd.DataFrame, groups: Mapping[str, Mapping[str, Any]]
 
 def _with_stored_ids(root: pathlib.Path, plan_: Plan) -> Plan:
     """``plan_`` with the ids the bench in ``root`` holds its cells under where older
-    phosjax gave them others (`Plan.with_ids_of`); as it is without a readable
+    phosjax gave them others (`Plan._with_ids_of`); as it is without a readable
     ``cells.parquet``."""
     try:
         stored = set(pd.read_parquet(root / _layout.CELLS, columns=["cell_id"]).cell_id)
     except UNREADABLE:
         return plan_
-    return plan_.with_ids_of(stored)
+    return plan_._with_ids_of(stored)
 
 
 def _plans_new_cells(root: pathlib.Path, plan_: Plan) -> bool:
