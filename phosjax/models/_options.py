@@ -152,6 +152,16 @@ def float_options(defaults: Mapping[str, Any], *factories: BlockFactory | None) 
     return floats | {key for key, kind in flags.items() if kind == "float"}
 
 
+def as_floats(options: Mapping[str, Any], floats: Collection[str]) -> dict[str, Any]:
+    """``options`` with an int among ``floats`` (`float_options`) as that float.
+
+    Examples:
+      >>> as_floats({"rate": 0, "depth": 2, "on": True}, {"rate", "on"})
+      {'rate': 0.0, 'depth': 2, 'on': True}
+    """
+    return {k: float(v) if k in floats and is_int(v) else v for k, v in options.items()}
+
+
 DTYPES = ("float32", "bfloat16", "float16", "float64")
 """The dtypes a model's ``dtype`` and ``param_dtype`` options take (a floating dtype)."""
 

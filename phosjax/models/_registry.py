@@ -29,6 +29,7 @@ from phosjax.models._frame import Frame
 from phosjax.models._kinds import IMAGE, KINDS, SEQUENCE, VECTOR, choose_kind, own_kinds
 from phosjax.models._options import (
     BlockFactory,
+    as_floats,
     check_counts,
     check_dtypes,
     check_flags,
@@ -119,8 +120,9 @@ class ModelSpec:
     def without_defaults_given(self, config: ModelConfig) -> ModelConfig:
         """``config`` (resolved) less the options it gives at the default of the block,
         stem or head that takes them, which `resolve` leaves out where not given: the same
-        model as without them (``causal: false`` is the transformer's own), so that a
-        bench gives both one id.
+        model as without them (``causal: false`` is the transformer's own; ``scale: 1`` is
+        a block's ``scale: float = 1``, as `resolve` reads it: ``1.0``), so that a bench
+        gives both one id.
 
         Examples:
           >>> from phosjax.models import ModelConfig
@@ -133,7 +135,10 @@ class ModelSpec:
         if self.build is None:
             registered = {**FRAME_OPTIONS, **dict(self.options)}
             factories = [f for f in (self.block, self.stem) if f is not None]
-            takers = [(factory_parameters(f), factory_defaults(f)) for f in factories]
+            floats = float_options(factory_defaults(*factories), *factories)  # as resolved
+            takers = [
+                (factory_parameters(f), as_floats(factory_defaults(f), floats)) for f in factories
+            ]
             head = {"param_dtype": _HEAD_OPTIONS["param_dtype"], **self._head_options()}
             takers.append((set(head), head))  # its params in param_dtype, whatever blocks take
             config = config.replace(
@@ -220,8 +225,7 @@ class ModelSpec:
         check_dtypes({**signature, **defaults}, dict(config.options), where)
         filled = {key for key, value in defaults.items() if is_int(value)}  # stay ints
         floats = float_options({**signature, **defaults}, self.block, self.stem) - filled
-        options = {k: float(v) if k in floats and is_int(v) else v for k, v in options.items()}
-        return config.replace(depth=depth, width=widths, options=options)
+        return config.replace(depth=depth, width=widths, options=as_floats(options, floats))
 
     def _check_required(self, options: Mapping[str, Any] | None, depth: int) -> None:
         """Raises a ValueError naming an argument the block or stem needs (no default) that

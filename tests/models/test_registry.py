@@ -562,6 +562,18 @@ def test_an_int_given_for_a_float_option_whose_blocks_default_is_an_int_is_that_
     assert typed == [(2.0, "float"), (2.0, "float")]
 
 
+def test_an_option_given_at_its_blocks_int_default_of_a_float_is_the_model_without_it(registry):
+    """``scale: 1`` for a block's ``scale: float = 1`` resolves to ``1.0``, which was
+    compared with the int default by type and kept: the model built without it got
+    other ids, and a bench trained it again."""
+    register_model("user_scaled", _Scaled, width=4)
+    spec = model_spec("user_scaled")
+    given = ({}, {"scale": 1}, {"scale": 1.0}, {"scale": 2})
+    configs = [spec.resolve(ModelConfig("user_scaled", 2, (8,), options=o)) for o in given]
+    left = [dict(spec.without_defaults_given(c).options).get("scale") for c in configs]
+    assert left == [None, None, None, 2.0]
+
+
 class _Stem(nn.Module):
     """A stem whose ``kernel_size`` defaults to 7 (`_Block`'s to 3)."""
 
