@@ -134,7 +134,8 @@ class ModelSpec:
         """
         if self.build is None:
             registered = {**FRAME_OPTIONS, **dict(self.options)}
-            factories = [f for f in (self.block, self.stem) if f is not None]
+            built = (self.block if config.depth else None, self.stem)  # depth 0: no blocks
+            factories = [f for f in built if f is not None]
             floats = float_options(factory_defaults(*factories), *factories)  # as resolved
             takers = [
                 (factory_parameters(f), as_floats(factory_defaults(f), floats)) for f in factories

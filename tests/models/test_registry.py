@@ -3,6 +3,7 @@
 import dataclasses
 import importlib
 import importlib.metadata
+import itertools
 import json
 import pathlib
 import re
@@ -643,6 +644,22 @@ def test_param_dtype_given_at_a_blocks_default_is_kept_where_the_heads_is_float3
         heads.append(str(init["params"]["head"]["kernel"].dtype))
         kept.append(dict(spec.without_defaults_given(config).options).get("param_dtype"))
     assert (heads, kept) == (["float32", "bfloat16"], [None, "bfloat16"])
+
+
+def test_an_option_at_its_stems_default_is_left_out_at_depth_0_whatever_the_blocks(registry):
+    """``param_dtype: float32`` at depth 0 (no blocks) is the stem's and the head's own
+    default, but was kept as other than the unbuilt block's bfloat16: the same model as
+    without it got other ids; with blocks it is another model, kept."""
+    register_model("user_half_stem", _HalfBlock, stem=nn.Dense, width=4)
+    spec = model_spec("user_half_stem")
+    kept, params = [], []
+    for depth, options in itertools.product((0, 1), ({}, {"param_dtype": "float32"})):
+        config = spec.resolve(ModelConfig("user_half_stem", 2, (8,), depth=depth, options=options))
+        kept.append(dict(spec.without_defaults_given(config).options).get("param_dtype"))
+        init = jax.eval_shape(build_model(config).init, jax.random.key(0), jnp.ones((1, 8)))
+        params.append(sorted({str(a.dtype) for a in jax.tree.leaves(init)}))
+    assert kept == [None, None, None, "float32"]
+    assert params == [["float32"], ["float32"], ["bfloat16", "float32"], ["float32"]]
 
 
 def _write_plugin(tmp_path, monkeypatch, module: str, model: str) -> None:
