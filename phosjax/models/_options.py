@@ -137,19 +137,30 @@ def check_flags(flags: Mapping[str, str], given: Mapping[str, Any], where: str) 
             raise ValueError(f"{where}: option {key} takes {what} ({kind}), got {cut_repr(value)}")
 
 
+_OPTIONAL_FLOAT = (float | None, "float | None", "None | float", "Optional[float]")
+"""A ``float`` annotation that also takes ``None``, as a type or as the text of one."""
+
+
 def float_options(defaults: Mapping[str, Any], *factories: BlockFactory | None) -> set[str]:
-    """The options whose default is a float or that ``factories`` annotate ``float``: an
-    int given for one is that float (``dropout: 0`` is ``0.0``), so that a config spelling
-    it either way is one model, of one id in a bench.
+    """The options whose default is a float or that ``factories`` annotate ``float`` (or
+    ``float | None``): an int given for one is that float (``dropout: 0`` is ``0.0``), so
+    that a config spelling it either way is one model, of one id in a bench.
 
     Examples:
-      >>> def block(features: int, rate: float = 0.5, causal: bool = False): ...
+      >>> def block(features: int, rate: float = 0.5, eps: float | None = None): ...
       >>> sorted(float_options({"dropout": 0.0, "pool": "mean"}, block))
-      ['dropout', 'rate']
+      ['dropout', 'eps', 'rate']
     """
     flags = factory_flags(*factories)
     floats = {key for key, value in defaults.items() if isinstance(value, float)}
-    return floats | {key for key, kind in flags.items() if kind == "float"}
+    optional = {
+        key
+        for factory in factories
+        if factory is not None
+        for key, parameter in inspect.signature(factory).parameters.items()
+        if parameter.annotation in _OPTIONAL_FLOAT
+    }
+    return floats | optional | {key for key, kind in flags.items() if kind == "float"}
 
 
 def as_floats(options: Mapping[str, Any], floats: Collection[str]) -> dict[str, Any]:

@@ -575,6 +575,37 @@ def test_an_option_given_at_its_blocks_int_default_of_a_float_is_the_model_witho
     assert left == [None, None, None, 2.0]
 
 
+class _MaybeScaled(nn.Module):
+    """A user block whose number option, ``scale: float | None``, may be left unset."""
+
+    features: int
+    scale: float | None = None
+
+    @nn.compact
+    def __call__(self, x, train=False):
+        return nn.Dense(self.features)(x) * (1.0 if self.scale is None else self.scale)
+
+
+def test_an_int_given_for_a_float_or_none_option_is_that_float(registry):
+    """``scale: 2`` for a block's ``scale: float | None`` (or one annotated so in text, as
+    ``from __future__ import annotations`` leaves it) stayed ``2``, apart from ``2.0``:
+    one model under two ids, trained twice by a bench."""
+    register_model("user_maybe", _MaybeScaled, width=4)
+
+    def maybe_text(features: int, scale: "float | None" = None) -> nn.Module:
+        return _MaybeScaled(features, scale)
+
+    register_model("user_maybe_text", maybe_text, width=4)
+    typed = [
+        (v, type(v).__name__)
+        for name in ("user_maybe", "user_maybe_text")
+        for s in (2, 2.0, None)
+        for k, v in ModelConfig(name, 2, (8,), options={"scale": s}).resolved().options
+        if k == "scale"
+    ]
+    assert typed == [(2.0, "float"), (2.0, "float"), (None, "NoneType")] * 2
+
+
 class _Stem(nn.Module):
     """A stem whose ``kernel_size`` defaults to 7 (`_Block`'s to 3)."""
 
