@@ -400,9 +400,11 @@ def _identity(model: ModelConfig) -> dict[str, Any]:
 
 
 def _as_spelled(model: ModelConfig, entry: ModelEntry) -> dict[str, Any]:
-    """``model.to_dict()`` with the options ``entry`` gives as it spells them: what older
-    phosjax hashed ids from, before an int given for a float option was that float."""
-    given = model.replace(options=tuple(entry.options.items())).to_dict()["options"]
+    """``model.to_dict()`` with the options its model registers and ``entry`` gives as
+    they spell them: what older phosjax hashed ids from, before an int given for (or
+    registered as the default of) a float option was that float."""
+    options = {**dict(model_spec(model.name).options), **entry.options}
+    given = model.replace(options=tuple(options.items())).to_dict()["options"]
     spelled = model.to_dict()
     return {**spelled, "options": {**spelled["options"], **given}}
 

@@ -224,8 +224,9 @@ class ModelSpec:
             own = {key: kind for key, kind in flags.items() if key not in FRAME_OPTIONS}
             check_flags(own, dict(config.options), where)
         check_dtypes({**signature, **defaults}, dict(config.options), where)
-        filled = {key for key, value in defaults.items() if is_int(value)}  # stay ints
-        floats = float_options({**signature, **defaults}, self.block, self.stem) - filled
+        # a count's int default takes only ints (check_counts): they stay ints
+        counts = {key for key, value in defaults.items() if is_int(value) and value >= 1}
+        floats = float_options({**signature, **defaults}, self.block, self.stem) - counts
         return config.replace(depth=depth, width=widths, options=as_floats(options, floats))
 
     def _check_required(self, options: Mapping[str, Any] | None, depth: int) -> None:

@@ -11,7 +11,7 @@ import pytest
 import phosjax as px
 from phosjax.bench import BenchError, _plan, plan
 from phosjax.bench._plan import load_datasets
-from phosjax.models import register_model, registered_models
+from phosjax.models import ModelConfig, register_model, registered_models
 from tests.bench.runner_tiny import tiny_config
 from tests.data import tfds_toys
 from tests.morph.unfollowable import NAME as UNFOLLOWED
@@ -27,6 +27,22 @@ def _broken(config):
 
 if BROKEN not in registered_models():
     register_model(BROKEN, build=_broken)
+
+SCALED_AT_0 = "test_plan_scaled_at_0"
+"""A registered model whose block's ``scale: float`` it registers at the int 0."""
+
+
+class _Scaled(nn.Module):
+    features: int
+    scale: float = 1.0
+
+    @nn.compact
+    def __call__(self, x, train=False):
+        return nn.Dense(self.features)(x) * self.scale
+
+
+if SCALED_AT_0 not in registered_models():
+    register_model(SCALED_AT_0, _Scaled, width=4, options={"scale": 0})
 
 LIFTED = "test_plan_lifted"
 """A registered model whose members (nn.vmap without path_weights axes) drop a path weight."""
@@ -707,3 +723,17 @@ def test_a_long_config_that_is_no_bench_config_is_cut_with_a_mark(toy):
     """Not ``[0, 1, ..., 21, 2``: a cut number would read as another."""
     with pytest.raises(BenchError, match=r", got list \[0, 1, .*, 21, …\.$"):
         plan(list(range(100)), toy)
+
+
+def test_a_float_options_registered_int_keeps_the_model_id_older_phosjax_gave(toy):
+    """Older phosjax hashed ``options={"scale": 0}``'s int as registered, now the ``0.0``
+    it resolves to: a bench it made must be known by that id, or it is refused as made
+    by a model whose code changed."""
+    config = tiny_config(models=[{"name": SCALED_AT_0, "width": 8, "depth": 1}], seeds=1)
+    data = toy["toy"]
+    model = ModelConfig(SCALED_AT_0, data.num_classes, data.input_shape, depth=1, width=8)
+    older = model.resolved().to_dict()
+    assert older["options"]["scale"] == 0.0
+    older["options"]["scale"] = 0
+    ids = _plan.check_model_sizes(config, toy)["toy"]
+    assert f"{SCALED_AT_0}-{_plan.short_hash(older, 8)}" in ids

@@ -553,6 +553,18 @@ def test_a_float_option_registered_at_an_int_stays_an_int_and_resolves_again(reg
     assert [config.resolved() for config in resolved] == resolved
 
 
+def test_an_int_given_for_a_float_option_registered_at_int_0_is_that_float(registry):
+    """``options={"scale": 0}`` for a block's ``scale: float``: 0 is no count (which
+    must stay an int), yet ``scale: 1`` stayed ``1``, apart from ``1.0``, one model under
+    two ids in a bench; every int there is its float, the default too."""
+    register_model("user_scaled", _Scaled, width=4, options={"scale": 0})
+    given = [{}, {"scale": 1}, {"scale": 1.0}]
+    resolved = [ModelConfig("user_scaled", 2, (8,), options=o).resolved() for o in given]
+    typed = [(v, type(v).__name__) for c in resolved for k, v in c.options if k == "scale"]
+    assert typed == [(0.0, "float"), (1.0, "float"), (1.0, "float")]
+    assert [config.resolved() for config in resolved] == resolved
+
+
 def test_an_int_given_for_a_float_option_whose_blocks_default_is_an_int_is_that_float(registry):
     """``scale: float = 1`` in a block: ``scale: 2`` resolved to ``2``, apart from
     ``2.0``, though the model fills in no int default there (as ``options={"scale": 2}``
