@@ -164,7 +164,7 @@ def test_exporting_again_skips_exported_and_unfinished_cells(written, store, tmp
     assert sorted(first.unfinished) == mlp and len(first.runs) == len(written.cells) - len(mlp)
     second = export_mlflow(str(written.root), store)
     assert sorted(second.runs) == mlp and sorted(second.already_exported) == sorted(first.runs)
-    assert len(_runs(store, "-ex")[1]) == len(written.cells)
+    assert len(_runs(store)[1]) == len(written.cells)
 
 
 def test_exporting_again_counts_only_the_cells_it_exports_in_its_bar(
@@ -214,7 +214,7 @@ def test_runs_exported_before_the_creation_tag_are_not_exported_again(written, s
         client.delete_tag(run.info.run_id, TAG_CREATED)
     again = export_mlflow(str(written.root), store)
     assert again.runs == {} and sorted(again.already_exported) == sorted(runs)
-    assert len(_runs(store, "-ex")[1]) == len(written.cells)
+    assert len(_runs(store)[1]) == len(written.cells)
 
 
 def test_another_bench_with_the_same_config_is_exported_in_full(written, store, tmp_path):
@@ -943,7 +943,7 @@ def test_a_full_disk_under_a_file_store_says_what_makes_room_and_the_next_export
     assert len(_runs(store)[1]) == 1
     monkeypatch.setattr(file_store, "write_to", write_to)  # room made
     assert main(argv) == 0
-    assert len(_runs(store, "-ex")[1]) == len(written.cells)
+    assert len(_runs(store)[1]) == len(written.cells)
 
 
 def test_a_full_disk_as_the_store_is_made_says_it_cannot_be_used(
