@@ -50,6 +50,7 @@ from phosjax.bench._store import (
     write_text,
 )
 from phosjax.bench._usage import as_argument
+from phosjax.bench.view._bench import starting
 from phosjax.models import model_spec, registered_models
 
 T = TypeVar("T")
@@ -79,12 +80,13 @@ def open_bench(directory: str | os.PathLike) -> tuple[BenchConfig, dict[str, Any
     """The stored config and marker of an existing bench.
 
     Raises:
-      BenchError: ``directory`` holds no bench (no marker file), or its marker or its
+      BenchError: ``directory`` holds no bench (no marker file; a run may be starting one
+        there: `starting`), or its marker or its
         ``config.yaml`` cannot be read (naming the file).
     """
     root = pathlib.Path(directory)
     if not _layout.is_bench(root):
-        raise BenchError(_layout.not_a_bench(root))
+        raise BenchError(starting(root) or _layout.not_a_bench(root))
     marker = read_bench_json(root / _layout.MARKER)
     if (why := _layout.format_not_read(repr(str(root)), marker.get("format"))) is not None:
         raise BenchError(why)

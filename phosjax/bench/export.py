@@ -60,6 +60,7 @@ from phosjax.bench.view._bench import (
     BrokenFileError,
     NotABenchError,
     OutsideBenchError,
+    starting,
 )
 
 TAG_CELL = "phosjax.cell_id"
@@ -358,7 +359,8 @@ def export_mlflow(
     try:
         bench = BenchFiles(directory)  # all read before MLflow: a damaged file changes nothing
     except NotABenchError:  # the viewer's words ("view that one"), which also takes morph runs
-        raise NotABenchError(_layout.not_a_bench(directory, use="export")) from None
+        said = starting(directory) or _layout.not_a_bench(directory, use="export")
+        raise NotABenchError(said) from None
     if not _layout.is_bench(bench.root):  # what the viewer also reads: a morph run
         raise NotABenchError(
             f"{str(directory)!r} is not a bench: it has no {_layout.MARKER} (a run of "

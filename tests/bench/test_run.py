@@ -816,6 +816,45 @@ def test_every_command_quotes_a_dir_that_is_not_a_bench_alike(tmp_path, capsys, 
     assert said == [said[0]] * 3
 
 
+def test_every_command_on_a_folder_a_run_is_starting_names_that_run(tmp_path, capsys):
+    """A folder whose run held its lock and had not yet written bench.json was "not a
+    bench ... Make one with `python -m phosjax.bench.new`", as one nobody holds."""
+    root = tmp_path / "starting"
+    mlflow = ["--mlflow", (tmp_path / "mlruns").as_uri()]
+    commands = [(add_models_main, []), (profile_main, []), (export_main, mlflow)]
+
+    def said() -> list[str]:
+        errors = []
+        for main, extra in commands:
+            assert main(["--dir", str(root), *extra]) == 2
+            errors.append(capsys.readouterr().err)
+        return errors
+
+    not_a_bench = (
+        f"error: {str(root)!r} is not a bench: it has no bench.json. Make one with "
+        "`python -m phosjax.bench.new --config CONFIG.yaml --dir DIR`.\n"
+    )
+    with _directory.locked(root, (0, 1)):
+        (root / _layout.CONFIG).write_text("models: [logreg]\n")  # written before bench.json
+        since = _layout.read_lock_holder((root / _layout.LOCK).read_text()).since
+        holder = f"pid {os.getpid()} on {_layout.host_name(machine())} since {since}"
+        assert (
+            said()
+            == [
+                f"error: {str(root)!r} is not a bench yet: a run ({holder}) is starting the bench "
+                "there; wait for it to write its first files, then run the command again.\n"
+            ]
+            * 3
+        )
+        (root / "notes.txt").write_text("mine")  # no bench starts among other files
+        assert said() == [not_a_bench] * 3
+    (root / "notes.txt").unlink()
+    ended = subprocess.Popen([sys.executable, "-c", ""])
+    ended.wait()  # a run killed before it wrote bench.json: its lock file stays
+    (root / _layout.LOCK).write_text(f"pid {ended.pid} on {machine()} since {since}\n")
+    assert said() == [not_a_bench] * 3
+
+
 def test_a_folder_holding_many_benches_names_the_first_ten(tmp_path, capsys):
     """A folder such as /tmp, with hundreds of benches, filled the terminal with them."""
     for i in range(12):

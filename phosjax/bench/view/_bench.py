@@ -282,15 +282,22 @@ def _began_before_boot(holder: _layout.LockHolder, written: float = -math.inf) -
     return max(since, written) < time.time() - time.clock_gettime(boot_clock)
 
 
-def _starting_runs_gone(directory: pathlib.Path) -> str | None:
-    """Where every run that took a lock file in ``directory`` (a bench not started yet)
-    is known to have stopped (`gone`) before it wrote the marker: which, and how to start
-    the bench again; else None."""
+def _lock_texts(directory: pathlib.Path) -> tuple[list[str], list[str]]:
+    """The lock files in ``directory`` (``run.lock``, ``run.p<i>of<n>.lock``), and the
+    texts of those that could be read."""
     locks = _layout.per_process_names(_layout.LOCK, [p.name for p in directory.iterdir()])
     texts = []
     for lock in locks:
         with contextlib.suppress(OSError, UnicodeDecodeError):  # unreadable: not known
             texts.append((directory / lock).read_text())
+    return locks, texts
+
+
+def _starting_runs_gone(directory: pathlib.Path) -> str | None:
+    """Where every run that took a lock file in ``directory`` (a bench not started yet)
+    is known to have stopped (`gone`) before it wrote the marker: which, and how to start
+    the bench again; else None."""
+    locks, texts = _lock_texts(directory)
     if not locks or len(texts) < len(locks) or not all(gone(text) for text in texts):
         return None
     runs = ", ".join(_layout.shown_lock_holder(text) for text in texts)
@@ -298,6 +305,39 @@ def _starting_runs_gone(directory: pathlib.Path) -> str | None:
     return (
         f"the run that began it ({runs}) stopped before it wrote {_layout.MARKER}: start it "
         f"again, `{command_line('phosjax.bench.new', again)}`"
+    )
+
+
+def starting(directory: str | os.PathLike) -> str | None:
+    """The message for ``directory``, which holds no bench, where a run is starting one
+    there: it holds nothing but what a bench writes before its marker (`_unrelated`)
+    and a lock file naming a run not known to have stopped (`gone`), which it names; None
+    elsewhere (no such folder, one nobody's run holds, one holding other files), where a
+    command's "not a bench" stands. The viewer waits there (`not_started`).
+
+    Examples:
+      >>> import tempfile
+      >>> folder = pathlib.Path(tempfile.mkdtemp())
+      >>> starting(folder) is None
+      True
+      >>> _ = (folder / "run.lock").write_text(f"pid {os.getpid()} on vm since 2026-01-01")
+      >>> starting(folder)
+      "'...' is not a bench yet: a run (pid ... on vm since 2026-01-01) is starting the bench
+      there; wait for it to write its first files, then run the command again."
+    """
+    path = pathlib.Path(directory)
+    try:
+        if _unrelated(path)[0]:
+            return None
+        texts = _lock_texts(path)[1]
+    except OSError:  # no such folder, not one, or one it cannot list
+        return None
+    runs = [_layout.shown_lock_holder(text) for text in texts if not gone(text)]
+    if not runs:
+        return None
+    return (
+        f"{str(directory)!r} is not a bench yet: a run ({', '.join(runs)}) is starting the "
+        "bench there; wait for it to write its first files, then run the command again."
     )
 
 
