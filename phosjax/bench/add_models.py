@@ -18,7 +18,7 @@ from jsonargparse import ArgumentParser
 
 import phosjax.bench._interrupt  # noqa: F401  first: a Ctrl-C while jax loads is kept
 from phosjax._yaml import safe_load
-from phosjax.bench._argv import comma_names
+from phosjax.bench._argv import comma_names, dir_option, option_value
 from phosjax.bench._cli import (
     Parser,
     add_common,
@@ -31,6 +31,8 @@ from phosjax.bench._compile_cache import add_compilation_cache, compilation_cach
 from phosjax.bench._config import BenchError
 from phosjax.bench._profile import time_start_up
 from phosjax.bench._runner import add_models_to
+from phosjax.bench._summary import command_line
+from phosjax.bench._usage import usage_error
 
 
 def parser() -> ArgumentParser:
@@ -77,9 +79,26 @@ def model_arguments(text: str) -> list[str | dict[str, Any]]:
     return loaded if isinstance(loaded, list) else [loaded]
 
 
+def _refuse_data_dir(argv: Sequence[str]) -> None:
+    """A usage error for a ``--data_dir`` in ``argv``, which argparse called only an
+    unrecognized argument: add_models reads the bench's own, which ``new`` changes."""
+    if not any(arg.split("=", 1)[0] == "--data_dir" for arg in argv):
+        return
+    moved = ["--dir", dir_option(argv) or "BENCH", "--data_dir"]
+    moved.append(option_value(argv, "--data_dir") or "DATA_DIR")
+    usage_error(
+        parser(),
+        "add_models has no --data_dir: it reads the data sets from the bench's data_dir (its "
+        "config.yaml); where they moved, change that first with `"
+        f"{command_line('phosjax.bench.new', moved)}` (it continues the bench, reading from "
+        "there), then run add_models again",
+    )
+
+
 @entry_point(kept_in_bench("phosjax.bench.add_models"))
 def main(argv: Sequence[str] | None = None) -> None:
     """Runs the command line ``argv`` (default ``sys.argv[1:]``)."""
+    _refuse_data_dir(argv or ())
     args = parser().parse_args(argv)
     models = None if args.models is None else [m for a in args.models for m in model_arguments(a)]
     if models == []:  # add_models_to's words ("pass None") are Python's

@@ -738,6 +738,21 @@ def test_a_mistyped_dir_names_the_bench_beside_it(command, tmp_path, capsys):
     )
 
 
+@pytest.mark.parametrize("data_dir", [["--data_dir", "/moved/data"], ["--data_dir=/moved/data"]])
+def test_add_models_data_dir_says_that_new_changes_the_bench_s(data_dir, tmp_path, capsys):
+    """It was argparse's bare "unrecognized arguments: --data_dir ..."."""
+    argv = ["--dir", str(tmp_path / "my b"), *data_dir, "--models", "mlp"]
+    assert _exit_status(_main("add_models"), argv) == 2
+    assert capsys.readouterr().err == (
+        "error: add_models has no --data_dir: it reads the data sets from the bench's "
+        "data_dir (its config.yaml); where they moved, change that first with `python -m "
+        f"phosjax.bench.new --dir '{tmp_path / 'my b'}' --data_dir /moved/data` (it continues "
+        "the bench, reading from there), then run add_models again; python -m "
+        "phosjax.bench.add_models --help lists the options.\n"
+    )
+    assert not (tmp_path / "my b").exists()
+
+
 def test_a_mistyped_dir_names_only_the_benches_one_typo_away(tmp_path):
     """Among benches of one pattern, 'nu_none' named 'nu_int', 'nu_ex3' and 'nu_ex2' too."""
     from phosjax.bench import _layout
