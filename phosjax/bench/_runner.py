@@ -276,6 +276,8 @@ def run(
     if moved is not None:  # said even without progress: the user's results moved
         print(f"moved the old bench to {moved}", file=sys.stderr)
     planned = plans.get(config.digest())
+    if planned is not None:  # a bench of another hash (an older phosjax's) keeps its cell ids
+        planned = _planned(root, config, datasets, clock, planned)[0]
     return _execute(config, root, datasets, process, progress, planned, seen, imports, clock)
 
 
@@ -348,8 +350,9 @@ def _execute(
     imports: Sequence[str],
     clock: RunClock,
 ) -> pd.DataFrame:
-    """Trains what ``config`` (planned: ``planned``) lacks in ``root``, writing it all,
-    unless the bench there no longer records the config hash ``seen`` (`_check_unchanged`).
+    """Trains what ``config`` (planned: ``planned``, with the bench's cell ids, `_planned`)
+    lacks in ``root``, writing it all, unless the bench there no longer records the config
+    hash ``seen`` (`_check_unchanged`).
     ``clock`` times the run from its start for ``profile/phases``.
 
     Processes sharing the bench first agree on the config and their count, and plan it
@@ -367,8 +370,7 @@ def _execute(
     hparams = _finished_hparams(root, config) if process[1] == 1 and planned is None else None
     if hparams is not None:  # nothing to train: no plan, no data set loaded
         return _read_finished(config, root, datasets, process, progress, seen, imports, hparams)
-    plan_ = planned or in_every_process(lambda: plan(config, datasets, clock), "plan the bench")
-    plan_ = _with_stored_ids(root, plan_)
+    plan_ = planned or _planned(root, config, datasets, clock)[0]
     clock.lap("plan")
     with contextlib.ExitStack() as lock:  # one run at a time writes the bench
 
@@ -696,25 +698,23 @@ def _lacking_rows(results: pd.DataFrame, groups: Mapping[str, Mapping[str, Any]]
     return lacking
 
 
-def _with_stored_ids(root: pathlib.Path, plan_: Plan) -> Plan:
-    """``plan_`` with the ids the bench in ``root`` holds its cells under where older
-    phosjax gave them others (`Plan._with_ids_of`); as it is without a readable
-    ``cells.parquet``."""
+def _planned(
+    root: pathlib.Path,
+    config: BenchConfig,
+    datasets: Mapping[str, ArrayDataset] | None,
+    clock: RunClock,
+    planned: Plan | None = None,
+) -> tuple[Plan, set[str] | None]:
+    """``planned`` (None: `plan` of ``config``, in every process) with the ids the bench in
+    ``root`` holds its cells under where older phosjax gave them others
+    (`Plan._with_ids_of`), and those ids: ``cells.parquet`` read once (None, the plan as it
+    is, when it cannot be read)."""
+    plan_ = planned or in_every_process(lambda: plan(config, datasets, clock), "plan the bench")
     try:
         stored = set(pd.read_parquet(root / _layout.CELLS, columns=["cell_id"]).cell_id)
     except UNREADABLE:
-        return plan_
-    return plan_._with_ids_of(stored)
-
-
-def _plans_new_cells(root: pathlib.Path, plan_: Plan) -> bool:
-    """Whether ``plan_`` has cells that the bench in ``root`` lacks (True when its
-    ``cells.parquet`` cannot be read: the run rewrites it)."""
-    try:
-        stored = set(pd.read_parquet(root / _layout.CELLS, columns=["cell_id"]).cell_id)
-    except UNREADABLE:
-        return True
-    return any(cell.cell_id not in stored for cell in plan_.cells)
+        return plan_, None
+    return plan_._with_ids_of(stored), stored
 
 
 def _has_entry(entries: list[ModelEntry], entry: ModelEntry) -> bool:
@@ -828,9 +828,9 @@ def add_models_to(
     if new:
         check_models(entries)  # an unknown model is named before anything claims to add it
         extended = BenchConfig.from_dict({**config.to_dict(), "models": [*config.models, *new]})
-        grown = in_every_process(lambda: plan(extended, datasets, clock), "plan the bench")
-        grown = _with_stored_ids(root, grown)
-        if _plans_new_cells(root, grown):  # else ({name: mlp, depth: 1}) the bench's own
+        grown, stored = _planned(root, extended, datasets, clock)
+        # an unreadable cells.parquet is rewritten; else ({name: mlp, depth: 1}) the bench's own
+        if stored is None or any(cell.cell_id not in stored for cell in grown.cells):
             if progress:
                 print(f"adding models {new} to {directory}", file=sys.stderr)
             return _execute(extended, root, datasets, None, progress, grown, seen, imports, clock)
@@ -839,8 +839,7 @@ def add_models_to(
     planned = None  # a finished bench: nothing to continue, no data set to load
     if process[1] > 1 or _finished_hparams(root, config) is None:
         loaded = grown.datasets if grown else datasets  # loaded once, by the grown plan
-        planned = in_every_process(lambda: plan(config, loaded, clock), "plan the bench")
-        planned = _with_stored_ids(root, planned)
+        planned = _planned(root, config, loaded, clock)[0]
     unfinished = 0
     if planned is not None:  # a damaged status of one process stops the others too
         mine = jobs(planned, process, recorded_split(root))

@@ -1,5 +1,6 @@
 """`run` and `add_models_to` on a tiny bench: results, files, re-runs, refusals, schemas."""
 
+import collections
 import dataclasses
 import errno
 import fcntl
@@ -1341,6 +1342,43 @@ def test_add_models_of_nothing_new_to_a_finished_bench_plans_nothing(bench, monk
     monkeypatch.setattr(_runner, "plan", planned)
     with pytest.raises(BenchError, match=r"^the bench already has every model named, \['mlp'\]"):
         add_models_to(bench[0], ["mlp"])
+
+
+def _killed_mlp_bench(root: pathlib.Path, toy) -> BenchConfig:
+    """Makes in ``root`` `bench`'s bench killed after its step-6 checkpoint; its config."""
+    config = tiny_config(models=[{"name": "mlp", "width": 8}])
+    with killed_after_save(6):
+        run(config, root, datasets=toy, progress=False)
+    return config
+
+
+def _reads_counted(monkeypatch, module, name: str) -> collections.Counter:
+    """Counts, by file name, the calls of ``module.name`` on one file from now on."""
+    counts: collections.Counter = collections.Counter()
+    read = getattr(module, name)
+
+    def counted(path, *args, **kwargs):
+        if isinstance(path, str | os.PathLike):  # not a list of files
+            counts[pathlib.Path(path).name] += 1
+        return read(path, *args, **kwargs)
+
+    monkeypatch.setattr(module, name, counted)
+    return counts
+
+
+def test_continuing_reads_cells_parquet_once_to_plan(tmp_path, toy, monkeypatch):
+    """cells.parquet was read after each plan twice (its stored ids, again in the run),
+    and by add_models_to once more for whether the plan had new cells: once per plan now,
+    besides _finished_hparams's and _check_keeps_cells's reads."""
+    config = _killed_mlp_bench(tmp_path / "b", toy)
+    shutil.copytree(tmp_path / "b", tmp_path / "c")
+    counts = _reads_counted(monkeypatch, pd, "read_parquet")
+    run(config, tmp_path / "b", datasets=toy, progress=False)
+    assert counts[_layout.CELLS] == 3
+    counts.clear()
+    entry = {"name": "mlp", "width": 8, "depth": 1}  # the bench's own cells: continued
+    add_models_to(tmp_path / "c", [entry], datasets=toy, progress=False)
+    assert counts[_layout.CELLS] == 4  # the plan of the grown config too
 
 
 def test_add_models_refuses_an_empty_list_saying_no_model_was_named(bench, toy):
