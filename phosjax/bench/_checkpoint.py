@@ -55,7 +55,13 @@ def system_refused(error: OSError) -> bool:
     return error.errno != errno.EINVAL
 
 
-def _unreadable(path: pathlib.Path, error: OSError) -> BenchError:
+class RefusedError(BenchError):
+    """The system would not read a checkpoint or a morph state (`_unreadable`); its
+    ``__cause__`` is the system's `OSError`. Any other `BenchError` of `decode` but
+    `OtherLeavesError` is of a damaged file."""
+
+
+def _unreadable(path: pathlib.Path, error: OSError) -> RefusedError:
     """The error for checkpoint ``path``, which the system would not read (``error``:
     its permissions, the disk), whatever its bytes.
 
@@ -63,7 +69,7 @@ def _unreadable(path: pathlib.Path, error: OSError) -> BenchError:
       >>> print(_unreadable(pathlib.Path("ck/g/8"), PermissionError(13, "Permission denied")))
       cannot read checkpoint 'ck/g/8': [Errno 13] Permission denied. Let this user read it ...
     """
-    return BenchError(
+    return RefusedError(
         f"cannot read checkpoint {str(path)!r}: {error}. Let this user read it (its "
         f"permissions, those of {str(path.parent)!r}), or, where the disk fails, move it out "
         "and run the command again: the group resumes from its checkpoint before (or from "
@@ -83,6 +89,7 @@ def _read(path: pathlib.Path, read: Callable[[Any], T]) -> T:
     """``read`` of the ``.npz`` archive in ``path`` (a `numpy.lib.npyio.NpzFile`).
 
     Raises:
+      RefusedError: the system would not read the file (`_unreadable`).
       BenchError: the file cannot be read (damaged on the disk).
     """
     try:
@@ -104,6 +111,7 @@ def decode(path: pathlib.Path, like: Any) -> Any:
     """The state stored in ``path``, with the structure, shapes and dtypes of ``like``.
 
     Raises:
+      RefusedError: the system would not read the file (`_unreadable`).
       BenchError: the file cannot be read (damaged on the disk).
       OtherLeavesError: its leaves are not those of ``like`` (names, shapes, dtypes).
     """
@@ -137,7 +145,7 @@ def readable(path: pathlib.Path) -> bool:
     """Whether ``path`` is a whole ``.npz`` archive (its index, at the end, is there).
 
     Raises:
-      BenchError: the system would not read it (`_unreadable`): it is not cut short.
+      RefusedError: the system would not read it (`_unreadable`): it is not cut short.
     """
     try:
         with zipfile.ZipFile(path) as archive:

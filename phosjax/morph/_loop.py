@@ -31,7 +31,7 @@ from phosjax._chunks import even_chunk
 from phosjax._listing import counted, listing
 from phosjax._nearest import no_field
 from phosjax.bench import _layout
-from phosjax.bench._checkpoint import OtherLeavesError, decode, encode, system_refused
+from phosjax.bench._checkpoint import OtherLeavesError, RefusedError, decode, encode
 from phosjax.bench._directory import locked
 from phosjax.bench._errors import BenchError
 from phosjax.bench._progress import Bar
@@ -938,12 +938,12 @@ def _saved_variables(directory: str | os.PathLike, iteration: int, model: ModelC
         raise RunDirectoryError(
             f"{str(state)!r}, are not its last model's ({listing(error.problems, sep='; ')})"
         ) from error
-    except BenchError as error:  # refused by the system, or damaged: its cause
+    except RefusedError as error:  # its cause: the system's OSError
+        raise RunDirectoryError(
+            f"{str(state)!r}, cannot be read ({error.__cause__}); {REFUSED}"
+        ) from error
+    except BenchError as error:  # damaged: its cause
         cause = error.__cause__
-        if isinstance(cause, OSError) and system_refused(cause):
-            raise RunDirectoryError(
-                f"{str(state)!r}, cannot be read ({cause}); {REFUSED}"
-            ) from error
         raise RunDirectoryError(
             f"{str(state)!r}, are damaged: the file was cut short or changed on the disk "
             f"({type(cause).__name__}: {cause}); restore it from a backup"

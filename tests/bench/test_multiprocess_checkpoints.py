@@ -130,3 +130,28 @@ def test_a_checkpoint_of_a_damaged_zip_version_is_damaged_not_a_bare_error(tmp_p
     else:
         with pytest.raises(BenchError, match=r"'.*5': NotImplementedError: zip file version 25"):
             checkpoints.restore(5, state(0))
+
+
+def test_a_refused_read_is_its_own_error_class_a_damaged_one_is_not(tmp_path, monkeypatch):
+    """morph told the two apart by the error's __cause__ and errno, a second time after
+    `_read` had: decode raises `RefusedError` for the first, its cause the system's."""
+    from phosjax.bench._checkpoint import RefusedError, decode
+
+    Checkpoints(tmp_path).save(5, state(5))
+    (tmp_path / "6").write_bytes((tmp_path / "5").read_bytes()[:100])  # cut short
+    with pytest.raises(BenchError) as damaged:
+        decode(tmp_path / "6", state(0))
+    assert type(damaged.value) is BenchError
+    refusal = PermissionError(13, "Permission denied", str(tmp_path / "5"))
+
+    def refusing(*args, **kwargs):
+        raise refusal
+
+    monkeypatch.setattr(builtins, "open", refusing)  # numpy's
+    monkeypatch.setattr(io, "open", refusing)  # zipfile's
+    with pytest.raises(RefusedError) as refused:
+        decode(tmp_path / "5", state(0))
+    assert refused.value.__cause__ is refusal
+    assert str(refused.value).startswith(
+        f"cannot read checkpoint {str(tmp_path / '5')!r}: [Errno 13] Permission denied: "
+    )
