@@ -14,6 +14,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import pandas as pd
+import pyarrow as pa
 
 from phosjax._chunks import even_chunk
 from phosjax._listing import listing
@@ -53,6 +54,7 @@ from phosjax.bench._store import (
     NOT_WRITTEN,
     cells_schema,
     kept_schema,
+    part_schemas,
     read_parts,
     remove_stale_temporaries,
     results_schema,
@@ -494,9 +496,14 @@ def _write_and_train(
 ) -> pd.DataFrame:
     """`_execute`'s writing, once this process holds its lock of the bench; ``clock``
     times its phases, written to ``profile/phases`` when this process trains a group."""
-    schema = in_every_process(  # new parts keep the columns of older parts; read before any widens
-        lambda: kept_schema(root, results_schema(plan_)), "read the bench's part files"
-    )
+
+    def read_parts() -> tuple[dict[pathlib.Path, pa.Schema], pa.Schema]:
+        """The parts' schemas, each read once, and the columns new parts keep (those of
+        older parts too); read before any widens."""
+        held = part_schemas(root)
+        return held, kept_schema(root, results_schema(plan_), held)
+
+    held, schema = in_every_process(read_parts, "read the bench's part files")
 
     def write_metadata() -> None:
         """Process 0 writes what describes the bench; the others wait for it."""
@@ -505,7 +512,8 @@ def _write_and_train(
             write_meta(root, config, registered_models(), process[1], imports)
             cells = pd.DataFrame([c.row for c in plan_.cells])
             write_table(root / _layout.CELLS, cells, cells_schema(plan_.hparam_columns))
-            widen_parts(root, schema, cells)  # before the others drop the parts they train again
+            # before the others drop the parts they train again
+            widen_parts(root, schema, cells, held)
 
     split = in_every_process(lambda: recorded_split(root), "read the bench's split")
     in_every_process(write_metadata, "write the bench's metadata")

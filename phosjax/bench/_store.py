@@ -15,7 +15,7 @@ import pathlib
 import re
 import socket
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -431,10 +431,13 @@ def drop_parts_after(root: pathlib.Path, group_key: str, step: int) -> int:
     return dropped
 
 
-def kept_schema(root: pathlib.Path, schema: pa.Schema) -> pa.Schema:
+def kept_schema(
+    root: pathlib.Path, schema: pa.Schema, held: Mapping[pathlib.Path, pa.Schema] | None = None
+) -> pa.Schema:
     """``schema``, then the columns of the part files under ``root`` that it lacks (an aux
     loss a model's changed code no longer reports, a column of an older phosjax), in the
     order the parts hold them: the columns a bench's parts keep, whatever it trains now.
+    ``held``: the parts' schemas, read already (`part_schemas`; None: read here).
 
     Raises:
       BrokenFileError: a part file cannot be read (it names the file and what to do).
@@ -447,10 +450,10 @@ def kept_schema(root: pathlib.Path, schema: pa.Schema) -> pa.Schema:
       ...     kept_schema(root, pa.schema([("step", pa.int64())])).names
       ['step', 'aux/a']
     """
-    return _kept(schema, _part_schemas(root).values())
+    return _kept(schema, (part_schemas(root) if held is None else held).values())
 
 
-def _part_schemas(root: pathlib.Path) -> dict[pathlib.Path, pa.Schema]:
+def part_schemas(root: pathlib.Path) -> dict[pathlib.Path, pa.Schema]:
     """The schema of each part file under ``root``, each read once."""
     return {
         path: _read_part(path, pq.read_schema)
@@ -467,11 +470,17 @@ def _kept(schema: pa.Schema, held: Iterable[pa.Schema]) -> pa.Schema:
     return pa.schema(list(fields.values()))
 
 
-def widen_parts(root: pathlib.Path, schema: pa.Schema, cells: pd.DataFrame | None = None) -> int:
+def widen_parts(
+    root: pathlib.Path,
+    schema: pa.Schema,
+    cells: pd.DataFrame | None = None,
+    held: Mapping[pathlib.Path, pa.Schema] | None = None,
+) -> int:
     """Rewrites every part file lacking columns of ``schema``, or of another part
     (`kept_schema`: no column written is dropped); how many. A column a part lacks is
     null, except one of ``cells`` (the plan's rows, as ``cells.parquet``: cell and hparam
-    columns), where each row takes its cell's value.
+    columns), where each row takes its cell's value. ``held``: the parts' schemas, read
+    already (`part_schemas`; None: read here).
 
     When models with new aux losses or path weights join a bench, older parts gain
     the new columns, so ``pandas.read_parquet`` of the directory keeps them all; the
@@ -481,7 +490,7 @@ def widen_parts(root: pathlib.Path, schema: pa.Schema, cells: pd.DataFrame | Non
     Raises:
       BrokenFileError: a part file cannot be read (it names the file and what to do).
     """
-    held = _part_schemas(root)
+    held = part_schemas(root) if held is None else held
     rewritten, schema = 0, _kept(schema, held.values())
     by_cell = pd.DataFrame() if cells is None else cells.set_index("cell_id")
     for path, part in held.items():

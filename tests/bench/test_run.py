@@ -1381,6 +1381,15 @@ def test_continuing_reads_cells_parquet_once_to_plan(tmp_path, toy, monkeypatch)
     assert counts[_layout.CELLS] == 4  # the plan of the grown config too
 
 
+def test_a_continued_run_reads_each_parts_schema_once(tmp_path, toy, monkeypatch):
+    """It read every part's schema for the columns kept, then all again to widen them."""
+    config = _killed_mlp_bench(tmp_path, toy)
+    parts = [path.name for path in _layout.part_files(tmp_path / _layout.RESULTS)]
+    counts = _reads_counted(monkeypatch, pq, "read_schema")
+    run(config, tmp_path, datasets=toy, progress=False)
+    assert parts and dict(counts) == dict.fromkeys(parts, 1)
+
+
 def test_add_models_refuses_an_empty_list_saying_no_model_was_named(bench, toy):
     before = {p: p.read_bytes() for p in bench[0].rglob("*") if p.is_file()}
     with pytest.raises(BenchError) as raised:
