@@ -2,6 +2,7 @@
 marked ``optimized`` run in a subprocess compiled at XLA's default optimization level, and
 rarer garbage collections."""
 
+import errno
 import gc
 import os
 import subprocess
@@ -50,6 +51,26 @@ def key() -> jax.Array:
     # rbg keys: on CPU, programs that draw random numbers (every init) compile about 2x faster
     # than with the default threefry keys.
     return jax.random.key(0, impl="rbg")
+
+
+@pytest.fixture
+def refuse_moving(monkeypatch: pytest.MonkeyPatch):
+    """Makes ``os.replace`` of one path fail as the system would refuse it.
+
+    ``refuse_moving(path, errno.EACCES)``: moving ``path`` raises that errno's OSError
+    (PermissionError for EACCES), naming both paths; other moves go on.
+    """
+    replace = os.replace
+
+    def refuse(path: os.PathLike, code: int = errno.EACCES) -> None:
+        def refused(source: os.PathLike, target: os.PathLike) -> None:
+            if os.fspath(source) == os.fspath(path):
+                raise OSError(code, os.strerror(code), str(source), None, str(target))
+            replace(source, target)
+
+        monkeypatch.setattr(os, "replace", refused)
+
+    return refuse
 
 
 @pytest.fixture(scope="session")

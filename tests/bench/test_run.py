@@ -559,20 +559,13 @@ def test_force_on_a_full_disk_says_where_the_old_bench_moved(
     ],
 )
 def test_force_refused_moving_the_old_bench_aside_is_one_error_naming_it(
-    bench, tmp_path, monkeypatch, refusal, allows
+    bench, tmp_path, refuse_moving, refusal, allows
 ):
     """A move aside the system refused (a read-only parent folder) was a traceback of the
     OSError; it is a BenchError naming the bench, where it was to go, and what to do."""
     root = tmp_path / "b"
     shutil.copytree(bench[0], root)
-    replace = os.replace
-
-    def refused(source, target):
-        if pathlib.Path(source) == root:
-            raise OSError(refusal, os.strerror(refusal), str(source), None, str(target))
-        replace(source, target)
-
-    monkeypatch.setattr(os, "replace", refused)
+    refuse_moving(root, refusal)
     other = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=[5])
     with pytest.raises(BenchError) as error:
         choose_config(root, other, force=True)

@@ -1,7 +1,6 @@
 """``python -m phosjax.bench.speed``: the CLI's outputs and errors (never its timings)."""
 
 import dataclasses
-import errno
 import importlib.util
 import os
 import pathlib
@@ -544,7 +543,7 @@ def test_an_earlier_runs_files_in_out_are_moved_aside_not_overwritten(
 
 
 def test_an_earlier_file_that_cannot_be_moved_aside_is_one_error_naming_it(
-    tmp_path, capsys, monkeypatch
+    tmp_path, capsys, monkeypatch, refuse_moving
 ):
     """A move aside the system refused (a read-only --out) said "[Errno 13] Permission
     denied: ... -> ...", then that the cases measured so far were kept, none measured;
@@ -554,14 +553,7 @@ def test_an_earlier_file_that_cannot_be_moved_aside_is_one_error_naming_it(
     out.mkdir()
     table = out / "speed.txt"
     table.write_text("an earlier table")
-    replace = os.replace
-
-    def refused(source, target):
-        if pathlib.Path(source) == table:
-            raise PermissionError(errno.EACCES, "Permission denied", str(source), None, str(target))
-        replace(source, target)
-
-    monkeypatch.setattr(os, "replace", refused)
+    refuse_moving(table)
     assert speed.main(["--quick", "--no_progress", "--out", str(out)]) == 2
     said = re.fullmatch(
         rf"error: cannot move the earlier speed\.txt {re.escape(repr(str(table)))} aside to "

@@ -585,21 +585,14 @@ def test_a_run_records_its_data_dir_absolute_so_it_says_where_the_data_were_read
 
 
 def test_overwrite_refused_moving_the_earlier_rows_aside_is_one_error_naming_them(
-    tmp_path, monkeypatch
+    tmp_path, refuse_moving
 ):
     """A move aside the system refused was "cannot write rows into DIR: [Errno 13]
     Permission denied: ... -> ..."; it names the rows, where they were to go and what to
     do, as the bench's --force does."""
     _written_run(tmp_path, MorphConfig(MODEL))
     rows = tmp_path / _loop.ITERATIONS
-    replace = os.replace
-
-    def refused(source, target):
-        if pathlib.Path(source) == rows:
-            raise PermissionError(errno.EACCES, "Permission denied", str(source), None, str(target))
-        replace(source, target)
-
-    monkeypatch.setattr(os, "replace", refused)
+    refuse_moving(rows)
     with pytest.raises(RunDirectoryError) as error, _loop._output(tmp_path, overwrite=True):
         pytest.fail("the rows were taken as moved aside")
     said = re.fullmatch(
