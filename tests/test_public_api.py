@@ -167,6 +167,15 @@ def test_the_viewer_and_the_leaderboard_load_no_jax(statement):
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_the_bench_planning_and_running_load_no_viewer():
+    code = (
+        "import sys, phosjax.bench._directory, phosjax.bench._runner, phosjax.bench._profile\n"
+        "loaded = [name for name in sys.modules if name.startswith('phosjax.bench.view')]\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def _type_checking_imports(package):
     """``(module, name)`` of each ``from module import name as name`` under TYPE_CHECKING."""
     tree = ast.parse(pathlib.Path(package.__file__).read_text(encoding="utf-8"))

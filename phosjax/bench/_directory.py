@@ -38,6 +38,7 @@ from phosjax.bench._reading import (
     not_an_object,
     read_file,
 )
+from phosjax.bench._starting import starting
 from phosjax.bench._store import (
     NO_ROOM,
     NOT_WRITABLE,
@@ -50,7 +51,6 @@ from phosjax.bench._store import (
     write_text,
 )
 from phosjax.bench._usage import as_argument
-from phosjax.bench.view._bench import starting
 from phosjax.models import model_spec, registered_models
 
 T = TypeVar("T")

@@ -53,6 +53,7 @@ from phosjax.bench._cli import entry_point, exit_process, then_command
 from phosjax.bench._directory import export_locked
 from phosjax.bench._progress import Bar
 from phosjax.bench._reading import MARKER_HINT, hint, not_an_object
+from phosjax.bench._starting import starting
 from phosjax.bench._store import NOT_WRITTEN, naming
 from phosjax.bench._usage import ArgParser, as_argument, usage_error
 from phosjax.bench.view._bench import (
@@ -60,7 +61,6 @@ from phosjax.bench.view._bench import (
     BrokenFileError,
     NotABenchError,
     OutsideBenchError,
-    starting,
 )
 
 TAG_CELL = "phosjax.cell_id"
