@@ -208,25 +208,30 @@ class Plan:
         """
         return {c.row["model_id"]: c.cell.model for c in self.cells}
 
-    def _with_ids_of(self, stored: Collection[str]) -> "Plan":
-        """This plan with the rows (`_former_rows`) of the cells a bench holds under their
-        former ids (``stored``: its cell ids), their groups' ids made from those: a bench
-        made by older phosjax keeps its cells, rows and checkpoints as they are."""
-        renamed = {
-            cell_id: former
-            for cell_id, former in self._former_rows.items()
-            if former["cell_id"] in stored and cell_id not in stored
-        }
-        if not renamed:
-            return self
-        groups = []
-        for group in self.groups:
-            cells = [
-                PlannedCell(c.cell, {**c.row, **renamed.get(c.cell_id, {})}) for c in group.cells
-            ]
-            groups.append(_named_group(cells, group.metrics))
-        former_rows = {k: v for k, v in self._former_rows.items() if k not in renamed}
-        return dataclasses.replace(self, groups=tuple(groups), _former_rows=former_rows)
+
+def with_former_ids(plan_: Plan, stored: Collection[str]) -> Plan:
+    """``plan_`` with the rows (`Plan._former_rows`) of the cells a bench holds under their
+    former ids (``stored``: its cell ids), their groups' ids made from those: a bench made
+    by older phosjax keeps its cells, rows and checkpoints as they are."""
+    renamed = {
+        cell_id: former
+        for cell_id, former in plan_._former_rows.items()
+        if former["cell_id"] in stored and cell_id not in stored
+    }
+    if not renamed:
+        return plan_
+    groups = []
+    for group in plan_.groups:
+        cells = [PlannedCell(c.cell, {**c.row, **renamed.get(c.cell_id, {})}) for c in group.cells]
+        groups.append(_named_group(cells, group.metrics))
+    former_rows = {k: v for k, v in plan_._former_rows.items() if k not in renamed}
+    return dataclasses.replace(plan_, groups=tuple(groups), _former_rows=former_rows)
+
+
+def former_cell_ids(plan_: Plan) -> set[str]:
+    """The ids older phosjax gave cells that ``plan_`` names otherwise; after
+    `with_former_ids`, those of cells it trained a second time under their new ids."""
+    return {row["cell_id"] for row in plan_._former_rows.values()}
 
 
 def load_datasets(

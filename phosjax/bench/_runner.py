@@ -44,8 +44,10 @@ from phosjax.bench._plan import (
     check_distinct_datasets,
     check_model_sizes,
     check_models,
+    former_cell_ids,
     given_datasets,
     plan,
+    with_former_ids,
 )
 from phosjax.bench._profile import MemorySampler, ProfileFiles, RunClock
 from phosjax.bench._progress import TrainingBar
@@ -445,7 +447,7 @@ def _check_keeps_cells(root: pathlib.Path, plan_: Plan) -> None:
         return
     planned = {cell.row["cell_id"]: cell.row["group_id"] for cell in plan_.cells}
     moved = [c for c, g in zip(stored.cell_id, stored.group_id, strict=True) if planned.get(c) != g]
-    if moved and set(moved) <= {row["cell_id"] for row in plan_._former_rows.values()}:
+    if moved and set(moved) <= former_cell_ids(plan_):
         raise BenchError(
             f"{str(root / _layout.CONFIG)!r} plans once {len(moved)} of the bench's "
             f"{len(stored)} cells ({listing(moved, 3)}) that older phosjax trained a second "
@@ -715,14 +717,14 @@ def _planned(
 ) -> tuple[Plan, set[str] | None]:
     """``planned`` (None: `plan` of ``config``, in every process) with the ids the bench in
     ``root`` holds its cells under where older phosjax gave them others
-    (`Plan._with_ids_of`), and those ids: ``cells.parquet`` read once (None, the plan as it
+    (`with_former_ids`), and those ids: ``cells.parquet`` read once (None, the plan as it
     is, when it cannot be read)."""
     plan_ = planned or in_every_process(lambda: plan(config, datasets, clock), "plan the bench")
     try:
         stored = set(pd.read_parquet(root / _layout.CELLS, columns=["cell_id"]).cell_id)
     except UNREADABLE:
         return plan_, None
-    return plan_._with_ids_of(stored), stored
+    return with_former_ids(plan_, stored), stored
 
 
 def _has_entry(entries: list[ModelEntry], entry: ModelEntry) -> bool:
