@@ -650,6 +650,30 @@ def test_the_hyperparameter_plot_is_first_against_an_axis_of_the_grid(tmp_path, 
         assert page.run("document.getElementById('hp-x').value") == "knob/**/T"
 
 
+def test_a_knob_of_one_model_tells_its_configurations_and_mean_lines_apart(tmp_path, page):
+    """A knob the choice model's cells differ in (null in the mlp's): each (model, lr,
+    knob) is a configuration of its own, a table row over its seeds, and the plot against
+    lr draws one mean line per model and knob value, the mlp's whole."""
+    written = write_bench(tmp_path / "knob", blurb_json())
+    cells = written.cells
+    knob = (cells.seed + 1.0).where(cells.model == "choice")
+    cells.assign(**{"knob/**/T": knob}).to_parquet(written.root / _layout.CELLS)
+    legend = "[...document.querySelectorAll('#hp-legend .legend-item')].map((i) => i.textContent)"
+    with serving(written.root) as server:
+        page.open(server.url + "?mode=configs&x=lr")
+        keys = page.run(
+            "[...document.querySelectorAll('#board .board-row')].map((r) => r.dataset.key)"
+        )
+        assert len(set(keys)) == len(LEARNING_RATES) * (1 + len(SEEDS)) == len(keys)
+        assert page.run("document.querySelectorAll('#hp-plot .trend').length") == 1 + len(SEEDS)
+        assert page.run(legend) == [
+            "choice · knob/**/T=1: mean over seeds",
+            "choice · knob/**/T=2: mean over seeds",
+            "mlp: mean over seeds",
+            f"{len(cells)} cells plotted",
+        ]
+
+
 def test_a_single_test_evaluation_is_drawn(tmp_path, page):
     """eval_every 0: one test row per cell, at its last step. Each cell's test curve is a
     small ring there (a path of one point, "M x,y", drew nothing: an empty plot)."""

@@ -123,6 +123,14 @@ function configColumns() {
   return ["model", "model_id", "dataset", ...state.board.hparams];
 }
 
+// A cell's configuration as a key: its values in `configColumns` but `apart` (the column
+// a plot is against: the cells one of its lines goes through), those it has a value in, by
+// name: a column a model added later brings (its knob, null for the others) leaves the other
+// configurations' keys as they were.
+function configKey(row, apart = null) {
+  return JSON.stringify(configColumns().filter((c) => c !== apart && hasValue(row, c)).map((c) => [c, row[c]]));
+}
+
 function describeColumns() {
   const rows = state.board.rows;
   const descriptive = ["model", "dataset", ...state.board.hparams];
@@ -135,9 +143,7 @@ function describeColumns() {
   state.splits = [...state.board.splits].sort((a, b) => (a === "test" ? -1 : b === "test" ? 1 : a.localeCompare(b)));
   const labelColumns = state.shownColumns.filter((c) => c !== "model");
   for (const row of rows) {
-    // The columns it has a value in, by name: a column a model added later brings (its
-    // knob, null for the others) leaves the other configurations' keys as they were.
-    row.config = JSON.stringify(configColumns().filter((c) => hasValue(row, c)).map((c) => [c, row[c]]));
+    row.config = configKey(row);
     row.configLabel = labelOf(row, labelColumns);
     row.searchValues = searchValues(row);
     row.searchText = searchText(row);
@@ -938,11 +944,6 @@ function logSuits(column) {
   return xs.length > 0 && xs.every((v) => v > 0) && Math.max(...xs) / Math.min(...xs) > 20;
 }
 
-// A cell's configuration but for `column`: the cells one line of the plot goes through.
-function groupOf(row, column) {
-  return JSON.stringify(configColumns().filter((c) => c !== column).map((c) => row[c]));
-}
-
 function groupLabel(row, column) {
   return labelOf(row, state.shownColumns.filter((c) => c !== "model" && c !== column));
 }
@@ -962,7 +963,7 @@ function cellDetail(row, label, value) {
 function trendLines(cells, column) {
   const groups = new Map();
   for (const c of cells) {
-    const group = groupOf(c.row, column);
+    const group = configKey(c.row, column);
     (groups.get(group) || groups.set(group, []).get(group)).push(c);
   }
   return [...groups.entries()].map(([key, members]) => {
@@ -996,7 +997,7 @@ function renderHparams() {
   const at = (row) => (step(row) !== null ? ` at step ${formatCount(step(row))}, the last all its seeds reached` : "");
   const lines = trendLines(cells, column);
   const lineColor = new Map(lines.map((l) => [l.key, l.color]));
-  const item = (c) => ({ key: c.r.key, color: lineColor.get(groupOf(c.row, column)), x: c.x, y: c.y, detail: cellDetail(c.row, `${label}${at(c.row)}`, c.y), data: { cell: c.row.cell_id } });
+  const item = (c) => ({ key: c.r.key, color: lineColor.get(configKey(c.row, column)), x: c.x, y: c.y, detail: cellDetail(c.row, `${label}${at(c.row)}`, c.y), data: { cell: c.row.cell_id } });
   const points = cells.filter((c) => !nonfinite(c.y)).map(item);
   const marks = cells.filter((c) => nonfinite(c.y)).map(item);
   const [logX, logY] = [$("hp-log-x").checked, $("hp-log-y").checked];
