@@ -2,6 +2,7 @@
 
 import ast
 import importlib
+import inspect
 import pathlib
 import subprocess
 import sys
@@ -129,6 +130,39 @@ def test_every_public_method_and_property_of_a_public_class_has_a_docstring(name
             if not member.startswith("_") and callable(function) and not function.__doc__:
                 missing.append(f"{name}.{attr}.{member}")
     assert not missing, f"no docstring: {', '.join(missing)}"
+
+
+@pytest.mark.parametrize("name", PACKAGES_WITH_EXAMPLES)
+def test_every_public_function_and_method_annotates_its_arguments_and_return(name):
+    """A user's type checker reads a missing annotation as ``Any``: what a public function
+    or a public class's own method takes and returns is written out (a method a library
+    adds, as flax.struct's ``replace``, is that library's)."""
+    package = importlib.import_module(name)
+    functions = {}
+    for attr in package.__all__:
+        obj = getattr(package, attr)
+        if inspect.isfunction(obj):
+            functions[f"{name}.{attr}"] = obj
+        elif isinstance(obj, type):
+            for member, value in vars(obj).items():
+                function = value.fget if isinstance(value, property) else value
+                function = getattr(function, "__func__", function)
+                if (
+                    not member.startswith("_")
+                    and inspect.isfunction(function)
+                    and function.__module__.startswith("phosjax")
+                ):
+                    functions[f"{name}.{attr}.{member}"] = function
+    missing = [
+        qualified
+        for qualified, function in functions.items()
+        if (signature := inspect.signature(function)).return_annotation is signature.empty
+        or any(
+            parameter.annotation is parameter.empty and parameter.name not in ("self", "cls")
+            for parameter in signature.parameters.values()
+        )
+    ]
+    assert not missing, f"not annotated: {', '.join(missing)}"
 
 
 def test_the_allowlist_of_callables_without_examples_is_current():

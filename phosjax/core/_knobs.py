@@ -624,7 +624,9 @@ def init_kwargs(apply_kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in apply_kwargs.items() if k not in ("rngs", "mutable")}
 
 
-def with_knobs(model: nn.Module, variables: Mapping[str, Any], *args: Any, **kwargs: Any):
+def with_knobs(
+    model: nn.Module, variables: Mapping[str, Any], *args: Any, **kwargs: Any
+) -> dict[str, Any]:
     """``variables`` with every knob ``model.init`` stores, missing ones at their default.
 
     A missing knob gets the shape ``init`` gives it (under `nn.scan`, one value per layer).
