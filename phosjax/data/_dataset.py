@@ -54,6 +54,9 @@ class ArrayDataset:
         ...                   np.zeros((2, 3), np.float32), np.zeros(2, np.int32), 4, (3,))
         >>> ds.num_train, ds.num_test
         (4, 2)
+        >>> ds  # each array's dtype and shape, not its numbers
+        ArrayDataset(name='toy', x_train=float32[4, 3], y_train=int32[4], x_test=float32[2, 3],
+                     y_test=int32[2], num_classes=4, input_shape=(3,))
         >>> jax.device_put(ds).x_train.shape
         (4, 3)
         >>> pixels = np.full((4, 3), 255, np.uint8)  # kept as given: scale it yourself
@@ -156,6 +159,18 @@ class ArrayDataset:
                 "not would be read on scales 255 times apart: give both splits one kind, "
                 "e.g. both x.astype(np.float32) / 255"
             )
+
+    def __repr__(self) -> str:  # the dataclass's printed every number of every split
+        def described(value: Any) -> str:
+            if hasattr(value, "dtype") and hasattr(value, "shape"):
+                return f"{value.dtype}{list(value.shape)}"
+            return cut_repr(value)  # a tree op's leaf
+
+        arrays = ", ".join(f"{field}={described(getattr(self, field))}" for field in _DATA_FIELDS)
+        return (
+            f"ArrayDataset(name={self.name!r}, {arrays}, num_classes={self.num_classes!r}, "
+            f"input_shape={self.input_shape!r})"
+        )
 
     def __copy__(self) -> ArrayDataset:
         """A shallow copy, holding its arrays as they are: `__setstate__` would flag

@@ -2,6 +2,7 @@
 
 import re
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -34,6 +35,18 @@ def test_shapes_dtypes_and_metadata():
     assert data.y_train.shape == (7,) and data.y_test.shape == (3,)
     assert data.x_train.dtype == data.x_test.dtype == np.float32
     assert data.y_train.dtype == data.y_test.dtype == np.int32
+
+
+def test_repr_gives_each_arrays_dtype_and_shape_not_its_numbers():
+    data = random_dataset("img", (28, 28, 1), 10, num_train=300, num_test=100)
+    expected = (
+        "ArrayDataset(name='img', x_train=float32[300, 28, 28, 1], y_train=int32[300], "
+        "x_test=float32[100, 28, 28, 1], y_test=int32[100], num_classes=10, "
+        "input_shape=(28, 28, 1))"
+    )
+    assert repr(jax.device_put(data)) == repr(data) == expected
+    no_labels = jax.tree.map(lambda a: "gone" if a.ndim == 1 else a, data)  # no checks
+    assert "y_train='gone', x_test=float32[100, 28, 28, 1], y_test='gone'" in repr(no_labels)
 
 
 def test_defaults_are_64_train_and_32_test_examples_with_seed_0():
