@@ -9,6 +9,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from phosjax._callables import cut_repr
+from phosjax._listing import counted
 from phosjax.train._config import Cell, HParams, int_at_least
 
 
@@ -28,6 +30,9 @@ class Group:
       >>> b = Cell(ModelConfig("mlp", 10, (40,)), "mnist1d", HParams(), seed=1)
       >>> Group((a, b), (0, 1)).index
       (0, 1)
+      >>> Group((a, b), (0, 1))  # what its cells share, not each cell
+      Group(2 cells at (0, 1): ModelConfig(name='mlp', num_classes=10, input_shape=(40,),
+            depth=None, width=None, options=()) on 'mnist1d')
     """
 
     cells: tuple[Cell, ...]
@@ -88,6 +93,12 @@ class Group:
 
     def __len__(self) -> int:
         return len(self.cells)
+
+    def __repr__(self) -> str:  # the dataclass's printed every cell's model and hparams
+        return (
+            f"Group({counted(len(self), 'cell')} at {cut_repr(self.index)}: "
+            f"{cut_repr(self.model, 200)} on {self.dataset!r})"
+        )
 
     def knob_values(self) -> list[list[float]]:
         """Each cell's knob values as given, in the order of ``hparams.knobs`` (which

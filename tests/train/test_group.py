@@ -175,6 +175,17 @@ def test_a_group_of_cells_with_other_signatures_names_what_differs():
         Group((a, Cell(Tiny(), "other", hp)), (0, 1))
 
 
+def test_a_groups_repr_names_what_its_cells_share_however_many_they_are():
+    model = px.ModelConfig("mlp", 3, (8,))
+    cells = [Cell(model, "toy", HParams(learning_rate=0.1 * (s + 1)), seed=s) for s in range(64)]
+    (group,) = plan_groups(cells)
+    assert repr(group) == (
+        "Group(64 cells at (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, …: "
+        "ModelConfig(name='mlp', num_classes=3, input_shape=(8,), depth=None, width=None, "
+        "options=()) on 'toy')"
+    )
+
+
 def test_a_group_checks_its_cells_as_plan_groups_does():
     # it raised AttributeError: 'str' object has no attribute 'signature'
     with pytest.raises(TypeError, match=r"^Group: cells\[1\] is a str, not a Cell\.$"):
