@@ -90,6 +90,9 @@ class Chunk:
       ({}, ['accuracy', 'loss'], (2,))
       >>> last.diverged_at.tolist(), bool(last.diverged().any()), last.train_s > 0
       ([-1, -1], False, True)
+      >>> last  # a summary: the metrics are its attributes
+      Chunk(steps 6 to 10, of 2 cells: train ['accuracy', 'grad_norm', 'loss', 'task_loss'],
+            eval ['accuracy', 'loss'], none diverged; compile_s ..., train_s ..., eval_s ...)
     """
 
     steps: np.ndarray
@@ -101,6 +104,17 @@ class Chunk:
     train_s: float = math.nan
     eval_s: float = 0.0
     program_bytes: float = math.nan
+
+    def __repr__(self) -> str:  # the dataclass's printed every metric of every cell and step
+        span = f"steps {self.steps[0]} to {self.steps[-1]}" if len(self.steps) else "no steps"
+        at = np.asarray(self.diverged_at)
+        diverged = f"diverged at {at.tolist()}" if (at >= 0).any() else "none diverged"
+        return (
+            f"Chunk({span}, of {counted(len(at), 'cell')}: train {sorted(self.train)}, eval "
+            f"{sorted(self.eval)}, {diverged}; compile_s {self.compile_s:.3g} "
+            f"({counted(self.compiles, 'program')}), train_s {self.train_s:.3g}, "
+            f"eval_s {self.eval_s:.3g})"
+        )
 
     def diverged(self) -> np.ndarray:
         """``(cells, n)``: whether each cell had diverged by each of ``steps`` (its

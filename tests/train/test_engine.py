@@ -2277,6 +2277,22 @@ def test_a_group_run_prints_as_a_one_line_summary():
     assert repr(GroupRun("vmap", {}, [])) == "GroupRun(strategy 'vmap': 0 chunks)"
 
 
+def test_a_chunk_prints_as_a_one_line_summary():
+    """It printed every metric of every cell and step (what ``on_chunk=print`` shows)."""
+    train = {"loss": np.zeros((3, 250)), "accuracy": np.ones((3, 250))}
+    chunk = Chunk(np.arange(1, 251), train, {"loss": np.zeros(3)}, np.array([-1, 7, -1]))
+    chunk = dataclasses.replace(chunk, compile_s=1.23456, compiles=2, train_s=0.0123456)
+    assert repr(chunk) == (
+        "Chunk(steps 1 to 250, of 3 cells: train ['accuracy', 'loss'], eval ['loss'], "
+        "diverged at [-1, 7, -1]; compile_s 1.23 (2 programs), train_s 0.0123, eval_s 0)"
+    )
+    empty = Chunk(np.arange(0), {}, {}, np.full(1, -1))
+    assert repr(empty) == (
+        "Chunk(no steps, of 1 cell: train [], eval [], none diverged; compile_s 0 (0 programs), "
+        "train_s nan, eval_s 0)"
+    )
+
+
 def test_a_group_state_prints_as_a_one_line_summary():
     """It printed every param and optimizer moment of every cell (22,988 characters for
     2 cells of a width-64 MLP)."""
