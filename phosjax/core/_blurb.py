@@ -26,7 +26,7 @@ import numpy as np
 from flax.core.scope import union_filters
 
 from phosjax._callables import cut_repr
-from phosjax._listing import listing
+from phosjax._listing import counted, listing
 from phosjax.core._apply import (
     apply_collecting,
     checked_variables,
@@ -143,6 +143,8 @@ class ModuleBlurb:
       >>> root = px.blurb(nn.Dense(3), variables, x, measure_latency=False).root
       >>> root.type, root.own_params, root.outputs[""].shape, root.flops
       ('Dense', 15, (1, 3), 27.0)
+      >>> root  # a summary: its fields hold the rest
+      ModuleBlurb('', type 'Dense': 15 params, 15 its own, 0 submodules)
     """
 
     path: str
@@ -158,6 +160,13 @@ class ModuleBlurb:
     aux_losses: dict[str, Json]
     path_weights: dict[str, Json]
     children: tuple["ModuleBlurb", ...]
+
+    def __repr__(self) -> str:  # the dataclass's printed every field of every submodule
+        return (
+            f"ModuleBlurb({self.path!r}, type {self.type!r}: {self.params:,} "
+            f"param{'' if self.params == 1 else 's'}, {self.own_params:,} its own, "
+            f"{counted(len(self.children), 'submodule')})"
+        )
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ModuleBlurb":
@@ -195,10 +204,21 @@ class Blurb:
       >>> b = px.blurb(nn.Dense(3), variables, x, measure_latency=False, flops=False)
       >>> b.backend, list(b.modules()), b[""].params
       ('cpu', [''], 15)
+      >>> b  # a summary: str(b) is the table of every module
+      Blurb(type 'Dense' on cpu: 15 params in 1 module; str() gives the table)
     """
 
     root: ModuleBlurb
     backend: str
+
+    def __repr__(self) -> str:  # the dataclass's printed every field of every module
+        root = self.root
+        flops = "" if root.flops is None else f", {root.flops:,.0f} FLOPs"
+        return (
+            f"Blurb(type {root.type!r} on {self.backend}: {root.params:,} "
+            f"param{'' if root.params == 1 else 's'} in {counted(len(self.modules()), 'module')}"
+            f"{flops}; str() gives the table)"
+        )
 
     def modules(self) -> dict[str, ModuleBlurb]:
         """Every module's summary by path, parents before children.

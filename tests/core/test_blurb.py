@@ -105,6 +105,22 @@ def test_json_round_trip(two_level):
     }
 
 
+def test_repr_is_a_one_line_summary_not_every_field_of_every_module(two_level):
+    """Each printed every field of every module below it (a REPL's or notebook's echo)."""
+    root = dataclasses.replace(two_level.root, flops=12345.0)
+    assert repr(dataclasses.replace(two_level, root=root)) == (
+        f"Blurb(type 'TwoLevel' on {two_level.backend}: 41 params in 5 modules, 12,345 FLOPs; "
+        "str() gives the table)"
+    )
+    assert repr(dataclasses.replace(two_level, root=dataclasses.replace(root, flops=None))) == (
+        f"Blurb(type 'TwoLevel' on {two_level.backend}: 41 params in 5 modules; "
+        "str() gives the table)"
+    )
+    assert repr(two_level["block"]) == (
+        "ModuleBlurb('block', type 'Block': 26 params, 0 its own, 2 submodules)"
+    )
+
+
 def test_table_lists_every_path_within_120_columns(two_level):
     table = two_level.table()
     lines = table.splitlines()
