@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from phosjax._callables import cut_repr
-from phosjax._listing import listing
+from phosjax._listing import counted, listing
 from phosjax._nearest import did_you_mean, nearest_names
 from phosjax.bench import _layout
 from phosjax.bench._config import (
@@ -156,11 +156,20 @@ class PlannedGroup:
       >>> [group] = planned.groups  # both seeds train in one group
       >>> group.group_id.startswith("mlp-"), len(group.cells)
       (True, 2)
+      >>> group  # a summary: its cells are its attribute
+      PlannedGroup('mlp-...': 2 cells of mlp on 'toy')
     """
 
     group_id: str
     cells: tuple[PlannedCell, ...]
     metrics: tuple[str, ...]
+
+    def __repr__(self) -> str:  # the dataclass's printed every cell's config and row
+        row = self.cells[0].row if self.cells else {}
+        named = {"model", "dataset"} <= set(row)  # plan writes both; a hand-made row may not
+        what = f" of {row['model']} on {row['dataset']!r}" if named else ""
+        metrics = f", metrics {list(self.metrics)}" if self.metrics else ""
+        return f"PlannedGroup({self.group_id!r}: {counted(len(self.cells), 'cell')}{what}{metrics})"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,6 +185,8 @@ class Plan:
       >>> planned = plan(config, datasets={"toy": random_dataset("toy", (8,), 3)})
       >>> len(planned.cells), list(planned.datasets), planned.hparam_columns[:2]
       (2, ['toy'], ('optimizer', 'learning_rate'))
+      >>> planned  # a summary: its groups are its attribute
+      Plan(2 cells in 1 group ['mlp-...'] on ['toy'])
     """
 
     groups: tuple[PlannedGroup, ...]
@@ -185,6 +196,13 @@ class Plan:
     """Of each cell whose row older phosjax wrote otherwise (it hashed its options as
     written: ``dropout: 0`` apart from ``0.0``, ``param_dtype: float32`` apart from none),
     by ``cell_id``: that row's ``cell_id``, ``model_id`` and ``options``."""
+
+    def __repr__(self) -> str:  # the dataclass's printed every cell's config and row
+        ids = cut_repr([group.group_id for group in self.groups], 100)
+        return (
+            f"Plan({counted(len(self.cells), 'cell')} in {counted(len(self.groups), 'group')} "
+            f"{ids} on {cut_repr(list(self.datasets), 100)})"
+        )
 
     @property
     def cells(self) -> list[PlannedCell]:

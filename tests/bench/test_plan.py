@@ -167,6 +167,26 @@ def test_plan_cells_groups_and_columns(toy):
     assert [c.cell_id for c in again.cells] == [c.cell_id for c in planned.cells]
 
 
+def test_a_plan_and_its_groups_print_as_one_line_summaries():
+    """Each printed every cell's config and row (a REPL's echo of ``plan(...)``)."""
+    row = {"model": "mlp", "dataset": "toy", "cell_id": "c"}
+    cells = tuple(_plan.PlannedCell(None, row) for _ in range(500))
+    groups = (
+        _plan.PlannedGroup("mlp-1", cells, ()),
+        _plan.PlannedGroup("moe-2", cells[:1], ("b",)),
+    )
+    assert repr(_plan.Plan(groups, {"toy": None}, ())) == (
+        "Plan(501 cells in 2 groups ['mlp-1', 'moe-2'] on ['toy'])"
+    )
+    assert repr(groups[0]) == "PlannedGroup('mlp-1': 500 cells of mlp on 'toy')"
+    assert repr(groups[1]) == "PlannedGroup('moe-2': 1 cell of mlp on 'toy', metrics ['b'])"
+    many = tuple(_plan.PlannedGroup(f"mlp-{i:08x}", cells[:1], ()) for i in range(40))
+    assert repr(_plan.Plan(many, {"toy": None}, ())) == (
+        "Plan(40 cells in 40 groups ['mlp-00000000', 'mlp-00000001', 'mlp-00000002', "
+        "'mlp-00000003', 'mlp-00000004', 'mlp-00000005', 'm… on ['toy'])"
+    )
+
+
 def test_a_grid_points_hyperparameters_are_hashed_once_for_all_its_seeds(toy, monkeypatch):
     """A cell id hashes its hyperparameters less those at their default
     (`_plan._hparams_identity`, which builds and checks a default `HParams`): done for
