@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from phosjax._callables import a_type
+from phosjax._callables import a_type, cut_repr
 from phosjax.core._record import applied_apart, apply_depth
 from phosjax.morph._groups import (
     ChannelGroups,
@@ -26,7 +26,7 @@ from phosjax.morph._groups import (
     member_leaf,
     read_by_the_model,
 )
-from phosjax.morph._shrink import mask
+from phosjax.morph._shrink import mask, numbers_in
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,12 +46,19 @@ class Folded:
       >>> model = nn.Sequential([nn.Dense(3), nn.relu, nn.Dense(2)])
       >>> x = jnp.ones((1, 4)); variables = model.init(jax.random.key(0), x)
       >>> groups = channel_groups(model, variables, x)
-      >>> fold(model, variables, {"layers_0": [True, False, True]}, groups, x).alive
+      >>> folded = fold(model, variables, {"layers_0": [True, False, True]}, groups, x)
+      >>> folded.alive
       {'layers_0': array([ True, False,  True])}
+      >>> folded  # how many numbers its variables hold and channels are alive
+      Folded(variables=(23 numbers in 4 arrays), alive={'layers_0': '2 of 3'})
     """
 
     variables: Any
     alive: dict[str, np.ndarray]
+
+    def __repr__(self) -> str:  # the dataclass's printed every number and channel flag
+        alive = {name: f"{int(np.sum(a))} of {np.size(a)}" for name, a in self.alive.items()}
+        return f"Folded(variables={numbers_in(self.variables)}, alive={cut_repr(alive, 200)})"
 
 
 @dataclasses.dataclass(frozen=True)

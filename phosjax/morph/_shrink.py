@@ -9,6 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from phosjax._callables import cut_repr
+from phosjax._listing import counted
 from phosjax.models import ModelConfig
 from phosjax.morph._fit import fit_config
 from phosjax.morph._groups import ChannelGroups, key_path, leaf_paths, leaf_shapes, member_leaf
@@ -33,12 +35,35 @@ class Shrunk:
       >>> small = shrink(variables, {"layers_0": [True, False, True]}, groups)
       >>> small.widths, small.opt_state, small.config, small.variables["params"]["layers_0"]["bias"]
       ({'layers_0': 2}, None, None, Array([0., 0.], dtype=float32))
+      >>> small  # how many numbers its trees hold, not the numbers
+      Shrunk(variables=(16 numbers in 4 arrays), opt_state=None, widths={'layers_0': 2},
+             config=None)
     """
 
     variables: Any
     opt_state: Any
     widths: dict[str, int]
     config: ModelConfig | None
+
+    def __repr__(self) -> str:  # the dataclass's printed every number of every array
+        opt_state = None if self.opt_state is None else numbers_in(self.opt_state)
+        return (
+            f"Shrunk(variables={numbers_in(self.variables)}, opt_state={opt_state}, "
+            f"widths={cut_repr(self.widths, 200)}, config={cut_repr(self.config, 200)})"
+        )
+
+
+def numbers_in(tree: Any) -> str:
+    """How many numbers the arrays of ``tree`` hold, in how many arrays (what a result's
+    repr shows of them, not the numbers).
+
+    Examples:
+      >>> numbers_in({"a": np.zeros((20, 30)), "b": [np.ones(4), 2.0]})
+      '(605 numbers in 3 arrays)'
+    """
+    leaves = jax.tree.leaves(tree)
+    count = sum(int(np.size(leaf)) for leaf in leaves)
+    return f"({count:,} number{'' if count == 1 else 's'} in {counted(len(leaves), 'array')})"
 
 
 def _dead(
