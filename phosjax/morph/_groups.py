@@ -12,8 +12,8 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-from phosjax._callables import a_type
-from phosjax._listing import listing
+from phosjax._callables import a_type, cut_repr
+from phosjax._listing import counted, listing
 from phosjax._nearest import did_you_mean
 from phosjax.core._apply import (
     MISSING_PARAMS,
@@ -150,6 +150,8 @@ class ChannelGroups:
       >>> groups = channel_groups(model, variables, x)
       >>> groups.names, groups.shapes[:2], groups.pinned
       (('layers_0',), ((8,), (4, 8)), {'params/layers_2/kernel:1': 'model output'})
+      >>> groups  # a summary: each group's members, each leaf and op are its attributes
+      ChannelGroups(1 group of sizes {'layers_0': 8}, in 4 arrays (1 axis pinned), 2 ops costed)
     """
 
     groups: tuple[ChannelGroup, ...]
@@ -158,6 +160,15 @@ class ChannelGroups:
     pinned: Mapping[str, str]
     params: tuple[tuple[Monomial, ...], ...]
     flops: tuple[tuple[str, tuple[Monomial, ...], int], ...]
+
+    def __repr__(self) -> str:  # the dataclass's printed every member, leaf and polynomial
+        sizes = cut_repr({group.name: group.size for group in self.groups}, 200)
+        pinned = f"{len(self.pinned)} ax{'i' if len(self.pinned) == 1 else 'e'}s pinned"
+        return (
+            f"ChannelGroups({counted(len(self.groups), 'group')} of sizes {sizes}, in "
+            f"{counted(len(self.paths), 'array')} ({pinned}), {counted(len(self.flops), 'op')} "
+            "costed)"
+        )
 
     @property
     def names(self) -> tuple[str, ...]:
