@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from phosjax._callables import a_type, cut_repr
+from phosjax.core._module_check import refuse_module_class
 from phosjax.core._record import applied_apart, apply_depth
 from phosjax.morph._groups import (
     ChannelGroups,
@@ -417,6 +418,7 @@ def fold(
       >>> nn.Sequential([nn.Dense(1), nn.relu, nn.Dense(1)]).apply(small, x)[:, 0]
       Array([7.5, 8.5], dtype=float32)
     """
+    refuse_module_class(model, "fold: model")
     if not isinstance(model, nn.Module):
         raise TypeError(
             f"fold: model is {a_type(model)}, not a flax.linen Module; give the "

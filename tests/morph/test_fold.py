@@ -105,6 +105,27 @@ def test_a_bare_apply_function_is_refused_naming_what_fold_needs():
         fold(x, variables, {"layers_0": [True, False, True]}, groups, x)  # arguments swapped
 
 
+def test_a_module_class_given_for_the_model_is_refused_saying_to_pass_an_instance():
+    """channel_groups called the class as an ``apply``: "__init__() takes 2 positional
+    arguments but 3 were given" (nn.Dense: "is not a valid JAX type", from inside
+    jax's trace); fold said "model is a type"."""
+    model = nn.Sequential([nn.Dense(3), nn.relu, nn.Dense(2)])
+    x = jnp.ones((2, 4))
+    variables = model.init(jax.random.key(0), x)
+    groups = channel_groups(model, variables, x)
+    with pytest.raises(TypeError) as error:
+        channel_groups(nn.Sequential, variables, x)
+    assert str(error.value) == (
+        "channel_groups: model is the class Sequential, not a module: pass an instance, "
+        "Sequential(...)."
+    )
+    with pytest.raises(TypeError) as error:
+        fold(nn.Sequential, variables, {"layers_0": [True, False, True]}, groups, x)
+    assert str(error.value) == (
+        "fold: model is the class Sequential, not a module: pass an instance, Sequential(...)."
+    )
+
+
 def test_fold_without_example_inputs_says_to_pass_them():
     """It was Flax's own 'Dense.__call__() missing 1 required positional argument'."""
     model = nn.Sequential([nn.Dense(3), nn.relu, nn.Dense(2)])
