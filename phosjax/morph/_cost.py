@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from phosjax.morph._groups import ChannelGroups, Monomial
+from phosjax.morph._groups import ChannelGroups, Monomial, check_groups
 
 COSTS = ("params", "flops", "latency")
 """The cost models `cost_polynomial` knows."""
@@ -126,6 +126,7 @@ def cost_polynomial(groups: ChannelGroups, cost: str = "flops") -> tuple[Monomia
       >>> poly, evaluate(poly, [3]), evaluate(poly, [1])
       (((8.0, (0,)), (4.0, (0,))), 36.0, 12.0)
     """
+    check_groups(groups, "cost_polynomial(groups)")
     check_cost(cost)
     if cost == "params":
         params = [p.split("/")[0] == "params" for p in groups.paths]

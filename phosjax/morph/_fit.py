@@ -13,7 +13,7 @@ from phosjax._listing import listing
 from phosjax._nearest import did_you_mean
 from phosjax.models import ModelConfig, build_model
 from phosjax.models._config import checked_config
-from phosjax.morph._groups import ChannelGroups, leaf_path, leaf_shapes
+from phosjax.morph._groups import ChannelGroups, check_groups, leaf_path, leaf_shapes
 
 Field = tuple[str, int | str]  # ("width", stage) or ("option", key)
 _WIDTH_OPTIONS = ("features", "width", "channels", "heads")
@@ -227,6 +227,7 @@ def expressible(
       {'blocks_0/conv_0': [0, 1, 2, 3], 'blocks_0/conv_1': [1, 3, 5, 7]}
     """
     checked_config(config, "expressible", more=True)
+    check_groups(groups, "expressible(config, groups, alive)")
     _check_traced_from(config, groups)
     drives = [_driven(candidate, groups) for candidate in _candidates(config)]
     # The form whose fields size the most groups; of equals the last (one stage per block).

@@ -21,6 +21,7 @@ from phosjax.core._module_check import refuse_module_class
 from phosjax.core._record import applied_apart, apply_depth
 from phosjax.morph._groups import (
     ChannelGroups,
+    check_groups,
     inputs_needed,
     key_path,
     leaf_paths,
@@ -425,6 +426,7 @@ def fold(
             "module the groups were traced from (fold watches its nn.Dense and nn.Conv "
             "layers' inputs), or use mask and shrink, which drop the dead channels' constants"
         )
+    check_groups(groups, "fold(model, variables, alive, groups, x)")
     given = dict(zip(groups.names, groups.alive_arrays(alive), strict=True))
     reference = mask(variables, given, groups, keep_biases=True)
     call = "fold(model, variables, alive, groups, x), with varied inputs, not zeros."

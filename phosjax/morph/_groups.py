@@ -261,6 +261,24 @@ def key_path(keys: tuple[Any, ...]) -> str:
     return jax.tree_util.keystr(tuple(keys), simple=True, separator="/")
 
 
+def check_groups(groups: Any, call: str) -> None:
+    """Raises a TypeError unless ``groups`` is a `ChannelGroups`, naming ``call``, the
+    function's call (the morph functions take the groups in different places).
+
+    Examples:
+      >>> check_groups({"params": {}}, "alive_channels(groups, variables)")
+      Traceback (most recent call last):
+      TypeError: alive_channels: groups must be the ChannelGroups that channel_groups(model,
+      variables, x) returns, got a dict; call it as alive_channels(groups, variables)
+    """
+    if not isinstance(groups, ChannelGroups):
+        raise TypeError(
+            f"{call.split('(')[0]}: groups must be the ChannelGroups that "
+            f"channel_groups(model, variables, x) returns, got {a_type(groups)}; call it as "
+            f"{call}"
+        )
+
+
 def leaf_paths(tree: Any) -> dict[str, Any]:
     """``{path: leaf}`` of ``tree``, each path its `key_path`."""
     flat, _ = jax.tree_util.tree_flatten_with_path(tree)

@@ -13,7 +13,14 @@ from phosjax._listing import listing
 from phosjax._widening import widened
 from phosjax.core import SelectorError, select
 from phosjax.morph._cost import COSTS, check_cost, cost_polynomial, evaluate
-from phosjax.morph._groups import ChannelGroup, ChannelGroups, Member, leaf_paths, member_leaf
+from phosjax.morph._groups import (
+    ChannelGroup,
+    ChannelGroups,
+    Member,
+    check_groups,
+    leaf_paths,
+    member_leaf,
+)
 
 Term = tuple[str, tuple[Member, ...]]
 """``(kind, members)``: ``"scale"`` (L1 of each) or ``"lasso"`` (L2 over all of them)."""
@@ -169,6 +176,7 @@ def importance(groups: ChannelGroups, variables: Any, source: str = "auto") -> l
       >>> [np.round(np.asarray(v), 3) for v in importance(groups, variables)]  # no norm: L2
       [array([0., 1., 3.], dtype=float32)]
     """
+    check_groups(groups, "importance(groups, variables)")
     check_source(source, groups)
     leaves = leaf_paths(variables)
     collections = _with_collections(groups)
@@ -243,6 +251,7 @@ def alive_channels(
       >>> alive_channels(groups, variables)
       {'layers_0': array([ True, False,  True])}
     """
+    check_groups(groups, "alive_channels(groups, variables)")
     threshold = check_threshold(threshold)
     alive: dict[str, np.ndarray] = {}
     for group, values in zip(groups.groups, importance(groups, variables, source), strict=True):
@@ -328,6 +337,7 @@ def morph_regularizer(
       >>> jax.grad(reg)(variables["params"])["layers_0"]["kernel"].shape
       (4, 8)
     """
+    check_groups(groups, "morph_regularizer(groups)")
     check_cost(cost)
     check_source(source, groups)
     threshold = check_threshold(threshold)
@@ -384,6 +394,7 @@ def report(
       >>> sorted(result["cost"])
       ['flops', 'latency', 'params']
     """
+    check_groups(groups, "report(groups, variables)")
     alive = alive_channels(groups, variables, threshold, source)
     counts = [int(alive[g.name].sum()) for g in groups.groups]
     sizes = [g.size for g in groups.groups]

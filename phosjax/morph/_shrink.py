@@ -13,7 +13,14 @@ from phosjax._callables import cut_repr
 from phosjax._listing import counted
 from phosjax.models import ModelConfig
 from phosjax.morph._fit import fit_config
-from phosjax.morph._groups import ChannelGroups, key_path, leaf_paths, leaf_shapes, member_leaf
+from phosjax.morph._groups import (
+    ChannelGroups,
+    check_groups,
+    key_path,
+    leaf_paths,
+    leaf_shapes,
+    member_leaf,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,6 +144,7 @@ def mask(
       >>> jitted(variables)["params"]["layers_0"]["kernel"][:, 1]
       Array([0., 0., 0., 0.], dtype=float32)
     """
+    check_groups(groups, "mask(variables, alive, groups)")
     dead = _dead(groups, alive, variables, zeroed=True, keep_biases=keep_biases)
 
     def edit(path: str, leaf: Any) -> Any:
@@ -293,6 +301,7 @@ def shrink(
       >>> small.widths, small.variables["params"]["layers_2"]["kernel"].shape
       ({'layers_0': 2}, (2, 2))
     """
+    check_groups(groups, "shrink(variables, alive, groups)")
     widths = {
         name: int(keep.sum())
         for name, keep in zip(groups.names, groups.alive_arrays(alive), strict=True)

@@ -22,8 +22,12 @@ from phosjax.morph import (
     UnsupportedOpError,
     alive_channels,
     channel_groups,
+    cost_polynomial,
     expressible,
+    fold,
+    importance,
     mask,
+    morph_regularizer,
     report,
     shrink,
 )
@@ -1438,4 +1442,45 @@ def test_channel_groups_print_a_summary_not_every_member_leaf_and_polynomial():
         "'blocks_2/conv': 64, 'blocks_3/conv': 64, 'blocks_4/conv': 64, 'blocks_5/conv': 64, "
         "'blocks_6/conv': 64, 'blocks_7/conv': 64, 'blocks_8/conv': 64, 'blocks_9…, in 12 "
         "arrays (2 axes pinned), 1 op costed)"
+    )
+
+
+CALLS = {  # each function's call as its message gives it: they take the groups apart
+    "alive_channels": "alive_channels(groups, variables)",
+    "importance": "importance(groups, variables)",
+    "report": "report(groups, variables)",
+    "morph_regularizer": "morph_regularizer(groups)",
+    "cost_polynomial": "cost_polynomial(groups)",
+    "expressible": "expressible(config, groups, alive)",
+    "mask": "mask(variables, alive, groups)",
+    "shrink": "shrink(variables, alive, groups)",
+    "fold": "fold(model, variables, alive, groups, x)",
+}
+
+
+@pytest.mark.parametrize("name", CALLS)
+def test_groups_given_in_another_place_are_refused_naming_the_call(name):
+    """Arguments swapped (variables where the groups go) were an AttributeError, "'dict'
+    object has no attribute 'groups'" (or 'names', 'paths', ...), from inside."""
+    model = nn.Sequential([nn.Dense(3), nn.relu, nn.Dense(2)])
+    x = jnp.ones((1, 4))
+    variables = model.init(jax.random.key(0), x)
+    alive = {"layers_0": [True, False, True]}
+    config = ModelConfig("mlp", 2, (4,), width=3)
+    calls = {  # the variables where the groups go, and the groups where the variables go
+        "alive_channels": lambda groups: alive_channels(variables, groups),
+        "importance": lambda groups: importance(variables, groups),
+        "report": lambda groups: report(variables, groups),
+        "morph_regularizer": lambda groups: morph_regularizer(variables),
+        "cost_polynomial": lambda groups: cost_polynomial(variables),
+        "expressible": lambda groups: expressible(config, variables, alive),
+        "mask": lambda groups: mask(groups, alive, variables),
+        "shrink": lambda groups: shrink(groups, alive, variables),
+        "fold": lambda groups: fold(model, groups, alive, variables, x),
+    }
+    with pytest.raises(TypeError) as error:
+        calls[name](channel_groups(model, variables, x))
+    assert str(error.value) == (
+        f"{name}: groups must be the ChannelGroups that channel_groups(model, variables, x) "
+        f"returns, got a dict; call it as {CALLS[name]}"
     )
