@@ -165,6 +165,18 @@ def test_every_public_function_and_method_annotates_its_arguments_and_return(nam
     assert not missing, f"not annotated: {', '.join(missing)}"
 
 
+PACKAGES_WITHOUT_EXAMPLE = {
+    "phosjax.bench.view": "a web server: its docstring gives the command that starts it",
+}
+
+
+@pytest.mark.parametrize("name", PACKAGES_WITH_EXAMPLES)
+def test_every_package_docstring_shows_its_use_in_an_example(name):
+    """``help(phosjax.train)`` (core, models, graph, morph) gave one line and no example."""
+    doc = importlib.import_module(name).__doc__ or ""
+    assert (">>>" in doc) != (name in PACKAGES_WITHOUT_EXAMPLE), name
+
+
 def test_the_allowlist_of_callables_without_examples_is_current():
     for qualified, reason in NO_EXAMPLE.items():
         name, _, attr = qualified.rpartition(".")

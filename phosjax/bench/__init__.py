@@ -4,6 +4,15 @@
 the grid, trains it with `phosjax.train`, and writes tidy Parquet results, checkpoints,
 blurbs and a profile under ``--dir`` (see `phosjax.bench._layout` and docs/results.md).
 Its names load on first use, so the viewer (``phosjax.bench.view``) starts without jax.
+From Python, `run` plans and trains a config into a folder, `plan` plans it alone.
+
+Example:
+  >>> from phosjax.bench import BenchConfig, plan
+  >>> from phosjax.data import random_dataset
+  >>> config = BenchConfig.from_dict({"models": ["mlp"], "datasets": ["toy"], "seeds": 2,
+  ...                                 "grid": {"batch_size": 16}})
+  >>> plan(config, datasets={"toy": random_dataset("toy", (8,), 3)})
+  Plan(2 cells in 1 group ['mlp-...'] on ['toy'])
 """
 
 from typing import TYPE_CHECKING

@@ -1,4 +1,20 @@
-"""phosjax.core: tags, knobs, path weights, selectors and the functional transforms."""
+"""phosjax.core: tags, knobs, path weights, selectors and the functional transforms.
+
+Example:
+  >>> import flax.linen as nn, jax, jax.numpy as jnp, phosjax as px
+  >>> class Net(nn.Module):
+  ...     @nn.compact
+  ...     def __call__(self, x):
+  ...         h = px.tag(self, "h", nn.Dense(3)(x))  # probe, inject and grad_of see it
+  ...         return h / px.knob(self, "T", 2.0, doc="temperature", valid=px.Range(gt=0))
+  >>> net, x = Net(), jnp.ones((1, 4))
+  >>> variables = net.init(jax.random.key(0), x)
+  >>> out, found = px.probe(net, variables, x, "**/h")
+  >>> bool(jnp.allclose(out, found["h"] / 2))
+  True
+  >>> bool(jnp.allclose(px.tweak(net, variables, x, {"**/T": 1.0}), found["h"]))
+  True
+"""
 
 from phosjax.core._apply import tag_shapes
 from phosjax.core._blurb import ArraySpec, Blurb, KnobValue, ModuleBlurb, blurb

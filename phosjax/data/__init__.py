@@ -3,6 +3,12 @@
 Importing this package does not import `tensorflow_datasets`; `load` does, on first use.
 The names, features and splits it reads, and where a bench, a morph config and
 `phosjax.train.train_grid` set them: docs/data.md.
+
+Example:
+  >>> from phosjax.data import random_dataset
+  >>> random_dataset("toy", (8,), 3)  # as `load` gives a TFDS one; train_grid takes either
+  ArrayDataset(name='toy', x_train=float32[64, 8], y_train=int32[64], x_test=float32[32, 8],
+               y_test=int32[32], num_classes=3, input_shape=(8,))
 """
 
 from phosjax.data._batching import batch_indices, take_batch

@@ -46,6 +46,15 @@ not zeros). A norm whose statistics span the tokens (`flax.linen.GroupNorm`,
 `flax.linen.BatchNorm`), which gets no mask, counts the padded tokens too (as zeros
 where it comes first, else as they were made), so its real tokens' outputs still depend
 on how many there are.
+
+Example:
+  >>> import flax.linen as nn, jax, jax.numpy as jnp, phosjax as px
+  >>> from phosjax.layers import Choice
+  >>> layer, x = Choice([nn.Dense(3), nn.Dense(3)]), jnp.ones((2, 3))
+  >>> variables = layer.init(jax.random.key(0), x)
+  >>> out, found = px.probe(layer, variables, x, "weights")  # its mixture weights, tagged
+  >>> found["weights"].tolist(), sorted(px.knobs(layer, x))
+  ([0.5, 0.5], ['T'])
 """
 
 from phosjax.layers._attention import MultiHeadSelfAttention, TransformerBlock

@@ -1,4 +1,13 @@
-"""phosjax.models: the model registry, the standard frame and the baseline zoo."""
+"""phosjax.models: the model registry, the standard frame and the baseline zoo.
+
+Example:
+  >>> from phosjax.models import ModelConfig, param_count, registered_models
+  >>> registered_models()[:4]
+  ['choicenet', 'cnn1d', 'cnn2d', 'gru']
+  >>> config = ModelConfig("mlp", num_classes=3, input_shape=(8,), width=16)
+  >>> config.build().widths, param_count(config)  # Dense layers 8->16 (stem), 16->16, 16->3
+  ((16,), 467)
+"""
 
 from phosjax.models import _zoo  # registers the zoo  # noqa: F401
 from phosjax.models._blocks import DenseBlock, Layer, ResBlock

@@ -1,5 +1,16 @@
 """phosjax.morph: MorphNet width pruning and expansion on params trees.
 
+Example:
+  >>> import flax.linen as nn, jax, jax.numpy as jnp
+  >>> from phosjax.morph import channel_groups, shrink
+  >>> model = nn.Sequential([nn.Dense(8), nn.relu, nn.Dense(3)])
+  >>> x = jnp.ones((2, 4)); variables = model.init(jax.random.key(0), x)
+  >>> groups = channel_groups(model, variables, x)  # the hidden width can be pruned
+  >>> groups
+  ChannelGroups(1 group of sizes {'layers_0': 8}, in 4 arrays (1 axis pinned), 2 ops costed)
+  >>> shrink(variables, {"layers_0": [True] * 5 + [False] * 3}, groups).widths
+  {'layers_0': 5}
+
 References:
   Gordon et al., MorphNet: Fast & Simple Resource-Constrained Structure Learning of Deep
   Networks, https://arxiv.org/abs/1711.06798

@@ -1,4 +1,14 @@
-"""phosjax.train: train many small models at once, one compiled step per group of cells."""
+"""phosjax.train: train many small models at once, one compiled step per group of cells.
+
+Example:
+  >>> from phosjax.models import ModelConfig
+  >>> from phosjax.train import Cell, HParams, plan_groups
+  >>> model = ModelConfig("mlp", 3, (8,))
+  >>> cells = [Cell(model, "toy", HParams(learning_rate=lr)) for lr in (1e-3, 1e-2)]
+  >>> plan_groups(cells)  # one compiled step trains both (`train_grid` trains them)
+  [Group(2 cells at (0, 1): ModelConfig(name='mlp', num_classes=3, input_shape=(8,),
+         depth=None, width=None, options=()) on 'toy')]
+"""
 
 from phosjax.train._auto import measure_strategies
 from phosjax.train._config import (
