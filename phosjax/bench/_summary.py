@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from phosjax._callables import a_type, cut_repr
 from phosjax._listing import counted, listing
 from phosjax._nearest import did_you_mean
 from phosjax.bench import _layout
@@ -75,7 +76,8 @@ def leaderboard(results: pd.DataFrame, hparam_columns: Sequence[str]) -> pd.Data
     finite, and make the mean and std NaN; a NaN accuracy sorts last.
 
     Raises:
-      TypeError: ``hparam_columns`` is a string, not a list of them.
+      TypeError: ``results`` is no DataFrame (the results folder's path: read it with
+        `pandas.read_parquet`), or ``hparam_columns`` is a string, not a list of them.
       ValueError: ``results`` with test rows lacks a column it reads, or a name of
         ``hparam_columns`` is no column of it.
 
@@ -90,6 +92,13 @@ def leaderboard(results: pd.DataFrame, hparam_columns: Sequence[str]) -> pd.Data
       0   mlp       d       0.6      0.141421   0.9      2         0
       1   cnn       d       NaN           NaN   NaN      1         1
     """
+    if not isinstance(results, pd.DataFrame):  # a path: "split" in it tests a substring
+        path = os.fspath(results) if isinstance(results, str | os.PathLike) else "DIR/results"
+        raise TypeError(
+            f"results must be a pandas DataFrame of a bench's results, got {a_type(results)} "
+            f"{cut_repr(results)}; read them first: leaderboard(pandas.read_parquet({path!r}), "
+            "hparam_columns)."
+        )
     if isinstance(hparam_columns, str):  # its letters are no columns
         raise TypeError(
             f"hparam_columns must be a list of column names, got the string "

@@ -63,6 +63,29 @@ def test_leaderboard_uses_each_cells_last_test_step_per_learning_rate():
     assert board["loss"].tolist() == pytest.approx([0.4, 1.1])
 
 
+@pytest.mark.parametrize(
+    ("results", "given", "path"),
+    [
+        ("runs/b/results", "a str 'runs/b/results'", "'runs/b/results'"),
+        (
+            pathlib.Path("runs/b/results"),
+            "a PosixPath PosixPath('runs/b/results')",
+            "'runs/b/results'",
+        ),
+        ({"split": ["test"]}, "a dict {'split': ['test']}", "'DIR/results'"),
+    ],
+)
+def test_results_that_are_no_frame_are_refused_saying_to_read_them(results, given, path):
+    """The results folder's path gave an empty leaderboard, as if nothing had been
+    evaluated ("split" in the path tested a substring); a dict, a KeyError: False."""
+    with pytest.raises(TypeError) as error:
+        leaderboard(results, ["learning_rate"])
+    assert str(error.value) == (
+        f"results must be a pandas DataFrame of a bench's results, got {given}; read them "
+        f"first: leaderboard(pandas.read_parquet({path}), hparam_columns)."
+    )
+
+
 def test_leaderboard_without_test_rows_is_empty():
     results = pd.DataFrame(
         {"cell_id": ["a"], "model": ["mlp"], "dataset": ["d"], "step": [1], "split": ["train"]}
