@@ -39,7 +39,17 @@ def _graph(model: GraphModel, what: str = "model") -> Graph:
       >>> _graph(nn.Dense(2), "extract's model")
       Traceback (most recent call last):
       phosjax.models.graph._spec.GraphError: extract's model is a Dense, not a GraphModel; ...
+      >>> _graph(GraphModel, "extract's model")
+      Traceback (most recent call last):
+      phosjax.models.graph._spec.GraphError: extract's model is the class GraphModel, not a
+      graph model: pass an instance, GraphModel(graph) (for a zoo model, its twin
+      graph_model(config)).
     """
+    if isinstance(model, type):  # "is a type" said too little
+        raise GraphError(
+            f"{what} is the class {model.__name__}, not a graph model: pass an instance, "
+            "GraphModel(graph) (for a zoo model, its twin graph_model(config))."
+        )
     if not isinstance(model, GraphModel):
         raise GraphError(
             f"{what} is {a_type(model)}, not a GraphModel; surgery needs a graph "

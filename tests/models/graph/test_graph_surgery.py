@@ -451,6 +451,24 @@ def test_surgery_on_a_model_that_is_not_a_graph_model_names_the_argument(net):
             call()
 
 
+def test_surgery_given_a_module_class_says_to_pass_an_instance(net):
+    """It said "extract's model is a type, not a GraphModel"."""
+    model, variables, x = net
+    calls = {
+        "extract's model": lambda: extract(GraphModel, {}, outputs="logits"),
+        "rewire's model": lambda: rewire(nn.Dense, "logits", "pool"),
+        "stitch's b": lambda: stitch(model, variables, "act1", GraphModel, {}, "act1", x=x),
+    }
+    for what, call in calls.items():
+        with pytest.raises(GraphError) as error:
+            call()
+        name = "Dense" if what == "rewire's model" else "GraphModel"
+        assert str(error.value) == (
+            f"{what} is the class {name}, not a graph model: pass an instance, "
+            "GraphModel(graph) (for a zoo model, its twin graph_model(config))."
+        )
+
+
 def test_surgery_names_variables_that_are_the_params_alone_or_none(net, key):
     # The params alone were taken for collections: extract kept no variables, and
     # fill_missing initialized every param again (the given ones ended up beside them).
