@@ -67,22 +67,29 @@ def _number(value: Json) -> str:
     return f"[{array.size}: mean {array.mean():.3g}]"
 
 
-def _si(count: float | None) -> str:
-    if count is None:
+def _in_units(value: float | None, units: Sequence[tuple[str, float]]) -> str:
+    """``value`` to 3 significant digits in the first of ``units`` (``(suffix, scale)``,
+    ascending) where it rounds below 1000, else in the last; ``-`` for None. A value that
+    rounds up to the next unit reads in it: 999,999 FLOPs read ``1M``, not ``1e+03K``.
+
+    Examples:
+      >>> [_in_units(v, _FLOP_UNITS) for v in (27.0, 999.6, 12_345.0, 999_999.0, None)]
+      ['27', '1K', '12.3K', '1M', '-']
+      >>> [_in_units(s, _SECOND_UNITS) for s in (2e-7, 0.0009996, 0.0015, 0.9996)]
+      ['0.2µs', '1ms', '1.5ms', '1s']
+    """
+    if value is None:
         return "-"
-    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if count >= scale:
-            return f"{count / scale:.3g}{unit}"
-    return f"{count:.0f}"
+    *smaller, (largest, scale) = units
+    for suffix, each in smaller:
+        text = f"{value / each:.3g}"
+        if float(text) < 1000:
+            return text + suffix
+    return f"{value / scale:.3g}{largest}"
 
 
-def _seconds(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    for unit, scale in (("s", 1.0), ("ms", 1e-3)):
-        if seconds >= scale:
-            return f"{seconds / scale:.3g}{unit}"
-    return f"{seconds / 1e-6:.3g}µs"
+_FLOP_UNITS = (("", 1.0), ("K", 1e3), ("M", 1e6), ("G", 1e9), ("T", 1e12))
+_SECOND_UNITS = (("µs", 1e-6), ("ms", 1e-3), ("s", 1.0))
 
 
 def _notes(module: "ModuleBlurb") -> str:
@@ -114,8 +121,8 @@ def table(summary: "Blurb") -> str:
                     module.type or "-",
                     f"{module.params:,}",
                     shapes or "-",
-                    _si(module.flops),
-                    _seconds(module.latency_s),
+                    _in_units(module.flops, _FLOP_UNITS),
+                    _in_units(module.latency_s, _SECOND_UNITS),
                     _notes(module),
                 ]
             )

@@ -133,6 +133,16 @@ def test_table_lists_every_path_within_120_columns(two_level):
     assert "    block/dense_0 " in table  # indented below its parent
 
 
+def test_table_reads_a_value_rounding_up_to_the_next_unit_in_it(two_level):
+    """999,999 FLOPs read '1e+03K' and 0.9996 ms '1e+03µs': rounded to 3 digits in the
+    smaller unit, not moved to the next."""
+    root = dataclasses.replace(two_level.root, flops=999_999.0, latency_s=0.0009996)
+    row = Blurb(root, "cpu").table().splitlines()[1].split()
+    assert row[4:6] == ["1M", "1ms"]
+    root = dataclasses.replace(two_level.root, flops=999.6, latency_s=2e-7)
+    assert Blurb(root, "cpu").table().splitlines()[1].split()[4:6] == ["1K", "0.2µs"]
+
+
 class Projections(nn.Module):
     """Sibling modules whose paths differ only past the table's module column."""
 
