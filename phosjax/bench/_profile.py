@@ -20,6 +20,7 @@ import jax
 import numpy as np
 import pandas as pd
 import psutil
+import tqdm
 
 from phosjax._aside import aside_path
 from phosjax.bench._layout import BENCH, process_suffix
@@ -319,7 +320,7 @@ def _readable_rows(path: pathlib.Path) -> pd.DataFrame | None:
     except UNREADABLE as error:
         target = aside_path(path)
         os.replace(path, target)
-        print(
+        tqdm.tqdm.write(  # below the bench's bar on a terminal, not on its line
             f"cannot read the profile file {str(path)!r} ({error}); moved it to "
             f"{str(target)!r} and started it anew (the results do not need it)",
             file=sys.stderr,

@@ -14,6 +14,7 @@ import tqdm
 
 from phosjax.bench import _speed
 from phosjax.bench._cli import data_bars_hidden
+from phosjax.bench._profile import MemorySampler, ProfileFiles, init_rows
 from phosjax.bench._progress import Bar, TimeLeft, TrainingBar, bar_options
 from phosjax.bench._speed_config import SpeedConfig
 from phosjax.bench._speed_left import CasesLeft
@@ -292,6 +293,19 @@ def _skipped(*args):
 class _Terminal(io.StringIO):
     def isatty(self):
         return True
+
+
+def test_a_damaged_profile_is_said_below_the_bar(tmp_path, monkeypatch):
+    """The bench's first profile write, as its bar shows: on a terminal the warning
+    was written on the bar's line, after its ``0/100 [00:00<?, ?it/s]``."""
+    out = _Terminal()
+    monkeypatch.setattr(sys, "stderr", out)
+    (tmp_path / "phases.parquet").write_bytes(b"PAR1 cut off")
+    with TrainingBar(groups=1, total=100, mininterval=0), MemorySampler() as sampler:
+        files = ProfileFiles(tmp_path / "phases.parquet", tmp_path / "memory.parquet", sampler)
+        files.write(init_rows("g", 0.5, 0, float("nan")))
+    (line,) = [line for line in out.getvalue().split("\n") if "profile file" in line]
+    assert line.rsplit("\r", 1)[-1].startswith("cannot read the profile file "), line
 
 
 def test_a_bar_takes_the_terminal_s_width_as_it_changes(monkeypatch):
