@@ -182,6 +182,11 @@ _BAR_WIDTH = 10
 """The characters of tqdm's bar in a line of no set width."""
 
 
+REDRAW_EVERY = 1.0
+"""The seconds between a bar's redraws on a terminal while nothing updates it
+(`Bar.keep_redrawn`)."""
+
+
 class Bar(tqdm.tqdm):
     """tqdm's bar shown on ``file`` (stderr where None) as `bar_options` has it; in a log,
     its close writes no line where its last display showed the same count, description
@@ -200,7 +205,40 @@ class Bar(tqdm.tqdm):
         options = bar_options(file, **kwargs)
         self._to_log = isinstance(options["file"], Lines)
         self._shown: tuple[Any, ...] | None = None  # what the last display in a log showed
+        self._redraws: tuple[threading.Event, threading.Thread] | None = None
         super().__init__(*args, **options)
+
+    def keep_redrawn(self, every: float) -> None:
+        """On a terminal, redraws it every ``every`` seconds until `redraws_stopped` or its
+        close (those it had, stopped first), its elapsed time going on while nothing
+        updates it (it stood still: it seemed to hang)."""
+        self.redraws_stopped()
+        if not self.disable and not self._to_log:
+            stop = threading.Event()
+            redraws = threading.Thread(target=self._redrawn, args=(stop, every), daemon=True)
+            self._redraws = (stop, redraws)
+            redraws.start()
+
+    def _redrawn(self, stop: threading.Event, every: float) -> None:
+        while not stop.wait(every):
+            self.refresh()
+
+    def refresh(self, nolock: bool = False, lock_args: Any = None) -> bool | None:
+        """tqdm's, its lock released however its display ends: Ctrl-C as the main thread
+        wrote (a terminal paused by Ctrl-S) kept it held, and a redraw waiting for it kept
+        the bar's close waiting for that redraw: the bench hung."""
+        if nolock or lock_args or self.disable:
+            return super().refresh(nolock, lock_args)
+        with self._lock:
+            return super().refresh(nolock=True)
+
+    def redraws_stopped(self) -> None:
+        """Stops the redraws of `keep_redrawn`, if any, once their last is written."""
+        if self._redraws is not None:
+            stop, redraws = self._redraws
+            stop.set()
+            redraws.join()
+            self._redraws = None
 
     def display(self, msg: str | None = None, pos: int | None = None) -> bool | None:
         if msg is None and self._to_log:  # the bar's line, not a clearing
@@ -221,6 +259,7 @@ class Bar(tqdm.tqdm):
     def close(self) -> None:
         if getattr(self, "disable", True):  # closed, or its start failed: as tqdm's own
             return
+        self.redraws_stopped()  # none after its last line
         if self._shown is not None and self._shown == (self.n, self.desc, self.postfix):
             self.leave = False  # its line is written: closed without another
         super().close()
@@ -249,16 +288,12 @@ class EstimatedBar(Bar):
         return super().format_dict | {"remaining": shown}
 
 
-REDRAW_EVERY = 1.0
-"""The seconds between a bar's redraws on a terminal while a group compiles."""
-
-
 class TrainingBar(EstimatedBar):
     """tqdm's bar of a bench's cell-steps, whose time left and rate are `TimeLeft`'s
     (``?`` until it has them) of ``groups`` groups; `group_started` before each, `chunk`
-    after each of their chunks. Written to a stream that is no terminal, a line per display, at most
-    every `LOG_INTERVAL` seconds (where not given ``mininterval``), a description's
-    change included."""
+    after each of their chunks. Written to a stream that is no terminal, a line per
+    display, at most every `LOG_INTERVAL` seconds (where not given ``mininterval``), a
+    description's change included."""
 
     def __init__(
         self,
@@ -270,7 +305,6 @@ class TrainingBar(EstimatedBar):
     ) -> None:
         self.time_left = TimeLeft(groups, clock)
         self._groups, self._started, self._redraw_every = groups, 0, redraw_every
-        self._redraws: tuple[threading.Event, threading.Thread] | None = None
         steps_left = lambda: self.time_left.seconds(int(self.total - self.n))
         super().__init__(*args, seconds_left=steps_left, **kwargs)
 
@@ -285,40 +319,10 @@ class TrainingBar(EstimatedBar):
         compiles: said (``compiling group 2/5``) until it has trained; on a terminal the
         bar is redrawn every ``redraw_every`` seconds meanwhile, its elapsed time going on
         (it stood still: it seemed to hang)."""
-        self._redraws_stopped()  # the last group's, had none of its chunks trained
         self.time_left.group_started(steps)
         self._started += 1
         self.show_postfix(f"compiling group {self._started}/{self._groups}")
-        if not self.disable and not self._to_log:
-            stop = threading.Event()
-            redraws = threading.Thread(target=self._redrawn, args=(stop,), daemon=True)
-            self._redraws = (stop, redraws)
-            redraws.start()
-
-    def _redrawn(self, stop: threading.Event) -> None:
-        while not stop.wait(self._redraw_every):
-            self.refresh()
-
-    def refresh(self, nolock: bool = False, lock_args: Any = None) -> bool | None:
-        """tqdm's, its lock released however its display ends: Ctrl-C as the main thread
-        wrote (a terminal paused by Ctrl-S) kept it held, and a redraw waiting for it kept
-        the bar's close waiting for that redraw: the bench hung."""
-        if nolock or lock_args or self.disable:
-            return super().refresh(nolock, lock_args)
-        with self._lock:
-            return super().refresh(nolock=True)
-
-    def _redraws_stopped(self) -> None:
-        """Stops the redraws of `group_started`, if any, once their last is written."""
-        if self._redraws is not None:
-            stop, redraws = self._redraws
-            stop.set()
-            redraws.join()
-            self._redraws = None
-
-    def close(self) -> None:
-        self._redraws_stopped()  # none after the bar's last line
-        super().close()
+        self.keep_redrawn(self._redraw_every)
 
     def set_description(self, desc: str | None = None, refresh: bool | None = True) -> None:
         """Shown at once on a terminal; in a log at the bar's next display (each group's
@@ -327,7 +331,7 @@ class TrainingBar(EstimatedBar):
 
     def chunk(self, steps: int) -> None:
         """A chunk of ``steps`` cell-steps has trained."""
-        self._redraws_stopped()
+        self.redraws_stopped()
         self.set_postfix_str("", refresh=False)  # its group's compile, if said, is over
         self.time_left.chunk(steps)
         self.update(steps)

@@ -21,7 +21,7 @@ import pandas as pd
 import psutil
 
 from phosjax.bench import _speed_torch
-from phosjax.bench._progress import EstimatedBar
+from phosjax.bench._progress import REDRAW_EVERY, EstimatedBar
 from phosjax.bench._speed_config import METHODS, MODELS, SpeedConfig
 from phosjax.bench._speed_left import CasesLeft, timing_seconds
 from phosjax.bench._speed_methods import (
@@ -199,6 +199,7 @@ def measure(
         desc="speed",
         unit="run",
     ) as bar:  # closed before a Ctrl-C's or an error's line
+        bar.keep_redrawn(REDRAW_EVERY)  # a case takes a minute: its time left counts down
         for name, k in cases:
             bar.show_postfix(f"{name} K={k}")
             seen = rates.setdefault(name, {})

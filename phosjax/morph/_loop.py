@@ -34,7 +34,7 @@ from phosjax.bench import _layout
 from phosjax.bench._checkpoint import OtherLeavesError, RefusedError, decode, encode
 from phosjax.bench._directory import locked
 from phosjax.bench._errors import BenchError
-from phosjax.bench._progress import Bar
+from phosjax.bench._progress import REDRAW_EVERY, Bar
 from phosjax.bench._reading import REFUSED, read_parquet
 from phosjax.bench._store import move_aside, remove_stale_temporaries, write_bytes, write_table
 from phosjax.bench._summary import command_line
@@ -1118,8 +1118,9 @@ _NEXT_STAGE = {
 class _Stages:
     """The progress bar of `run`: one tick per training (the start model's, then two per
     iteration), so that its time left counts them, not the shrink between them (seconds,
-    where a training takes tens); described by the stage that runs next; a context manager
-    that closes the bar (before a Ctrl-C's line).
+    where a training takes tens); described by the stage that runs next; on a terminal
+    redrawn every `REDRAW_EVERY` seconds, its elapsed time going on through a training; a
+    context manager that closes the bar (before a Ctrl-C's line).
 
     Examples:
       >>> rows = []
@@ -1144,6 +1145,7 @@ class _Stages:
             if done is None
             else f"iteration {done + 1}/{iterations}: regularized",
         )
+        self.bar.keep_redrawn(REDRAW_EVERY)
 
     def __enter__(self) -> "_Stages":
         return self

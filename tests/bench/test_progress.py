@@ -19,6 +19,7 @@ from phosjax.bench._progress import Bar, TimeLeft, TrainingBar, bar_options
 from phosjax.bench._speed_config import SpeedConfig
 from phosjax.bench._speed_left import CasesLeft
 from phosjax.bench._speed_methods import Ready
+from phosjax.morph import _loop
 from phosjax.morph._loop import _Stages
 
 
@@ -370,6 +371,47 @@ def test_a_bar_on_a_terminal_goes_on_while_a_group_compiles():
     shown = out.getvalue()
     time.sleep(0.05)
     assert out.getvalue() == shown and not bar._redraws
+
+
+def test_morph_s_bar_on_a_terminal_goes_on_while_a_model_trains(monkeypatch):
+    """A training takes tens of seconds or minutes: its bar stood still meanwhile,
+    ``start model:   0%| | 0/3 [00:00<?, ?training/s]`` through the whole first one; it
+    seemed to hang. Redrawn, its elapsed time goes on; no redraw after its close."""
+    out = _Terminal()
+    monkeypatch.setattr(sys, "stderr", out)
+    monkeypatch.setattr(_loop, "REDRAW_EVERY", 0.01)
+    with _Stages(1, progress=True):
+        deadline = time.monotonic() + 5  # a loaded machine's threads may wait their turn
+        while out.getvalue().count("start model:") < 3:
+            assert time.monotonic() < deadline, out.getvalue()
+            time.sleep(0.01)
+    shown = out.getvalue()
+    time.sleep(0.05)
+    assert out.getvalue() == shown
+
+
+def test_speed_s_bar_on_a_terminal_goes_on_while_a_case_runs(monkeypatch):
+    """A case sets up, compiles and times its methods for a minute on CPU: its bar stood
+    still meanwhile, its elapsed time and its time left (which counts down through the
+    case) with it: ``0/8 [00:00<?``, then at once ``2/8 [00:56<02:40``."""
+    out = _Terminal()
+    monkeypatch.setattr(sys, "stderr", out)
+    monkeypatch.setattr(_speed, "REDRAW_EVERY", 0.01)
+
+    def setup_model(name, cfg):  # the case under way: redrawn meanwhile
+        deadline = time.monotonic() + 5  # a loaded machine's threads may wait their turn
+        while out.getvalue().count("mlp K=1]") < 3:
+            assert time.monotonic() < deadline, out.getvalue()
+            time.sleep(0.01)
+
+    monkeypatch.setattr(_speed, "_cases", lambda cfg: [("mlp", 1)])
+    monkeypatch.setattr(_speed, "setup_model", setup_model)
+    monkeypatch.setattr(_speed, "_check", _skipped)
+    monkeypatch.setattr(_speed, "_frame", list)
+    _speed.measure(SpeedConfig(models=("mlp",), sizes=(1,), methods=("vmap",)))
+    shown = out.getvalue()
+    time.sleep(0.05)
+    assert out.getvalue() == shown
 
 
 def test_a_group_that_trained_no_chunk_leaves_no_redraws_behind():
