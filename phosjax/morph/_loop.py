@@ -34,7 +34,7 @@ from phosjax.bench import _layout
 from phosjax.bench._checkpoint import OtherLeavesError, RefusedError, decode, encode
 from phosjax.bench._directory import locked
 from phosjax.bench._errors import BenchError
-from phosjax.bench._progress import REDRAW_EVERY, Bar
+from phosjax.bench._progress import REDRAW_EVERY, EstimatedBar
 from phosjax.bench._reading import REFUSED, read_parquet
 from phosjax.bench._store import move_aside, remove_stale_temporaries, write_bytes, write_table
 from phosjax.bench._summary import command_line
@@ -1119,8 +1119,9 @@ class _Stages:
     """The progress bar of `run`: one tick per training (the start model's, then two per
     iteration), so that its time left counts them, not the shrink between them (seconds,
     where a training takes tens); described by the stage that runs next; on a terminal
-    redrawn every `REDRAW_EVERY` seconds, its elapsed time going on through a training; a
-    context manager that closes the bar (before a Ctrl-C's line).
+    redrawn every `REDRAW_EVERY` seconds, its elapsed time going on through a training, and
+    its time left counting down (`seconds_left`); a context manager that closes the bar
+    (before a Ctrl-C's line).
 
     Examples:
       >>> rows = []
@@ -1132,12 +1133,23 @@ class _Stages:
       3
     """
 
-    def __init__(self, iterations: int, progress: bool, done: int | None = None) -> None:
+    def __init__(
+        self,
+        iterations: int,
+        progress: bool,
+        done: int | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         """``done``: the last iteration finished (the start model's: 0), None: none."""
         self.iterations = iterations
-        self.bar = Bar(
+        initial = 0 if done is None else 1 + 2 * done
+        self._left, self._trained = 1 + 2 * iterations - initial, 0  # trainings, this run
+        self._clock = clock
+        self._started = self._ticked = clock()
+        self.bar = EstimatedBar(
             total=1 + 2 * iterations,
-            initial=0 if done is None else 1 + 2 * done,
+            initial=initial,
+            seconds_left=self.seconds_left,
             unit="training",
             disable=not progress,
             mininterval=0,  # a training takes seconds at least: show each
@@ -1153,6 +1165,25 @@ class _Stages:
     def __exit__(self, *exc: object) -> None:
         self.bar.close()
 
+    def seconds_left(self) -> float | None:
+        """The trainings left at the mean seconds of those this run trained (the shrinks
+        between them in), the one under way less its time so far; None before one has.
+        tqdm's time left, its trainings left over its rate, stood still through a training.
+
+        Examples:
+          >>> now = [0.0]
+          >>> stages = _Stages(1, progress=False, clock=lambda: now[0])
+          >>> now[0] = 10.0; stages.done([], {"iteration": 0, "kind": "start"})
+          >>> now[0] = 14.0; stages.seconds_left()  # 2 trainings of 10 s, 4 s into one
+          16.0
+        """
+        if not self._left:
+            return 0.0
+        if not self._trained:
+            return None
+        mean = (self._ticked - self._started) / self._trained
+        return mean * self._left - min(mean, self._clock() - self._ticked)
+
     def done(self, rows: list[dict[str, Any]], row: dict[str, Any]) -> None:
         """Adds ``row`` to ``rows``, names the next stage and ticks the bar if ``row``'s
         stage trained (all but ``shrunk``)."""
@@ -1164,6 +1195,9 @@ class _Stages:
             description = f"iteration {iteration}/{self.iterations}: {kind}"
             self.bar.set_description(description, refresh=not trained)
         if trained:
+            self._left -= 1
+            self._trained += 1
+            self._ticked = self._clock()
             self.bar.update()
 
 

@@ -390,6 +390,23 @@ def test_morph_s_bar_on_a_terminal_goes_on_while_a_model_trains(monkeypatch):
     assert out.getvalue() == shown
 
 
+def test_morph_s_time_left_counts_down_through_a_training(monkeypatch):
+    """Redrawn through a training, its time left (tqdm's: the trainings left over its
+    rate) stood still: 00:20 all through the second of three trainings of 10 s (minutes
+    each at 1500 steps)."""
+    out = _Terminal()
+    monkeypatch.setattr(sys, "stderr", out)
+    monkeypatch.setattr(_loop, "REDRAW_EVERY", 3600.0)  # the test's redraw alone
+    now = [0.0]
+    with _Stages(1, progress=True, clock=lambda: now[0]) as stages:
+        now[0] = 10.0
+        stages.done([], {"iteration": 0, "kind": "start"})
+        now[0] = 14.0
+        stages.bar.refresh()  # as a redraw does
+        shown = out.getvalue().rsplit("\r", 1)[-1]
+    assert " 1/3 [" in shown and "<00:16," in shown, shown
+
+
 def test_speed_s_bar_on_a_terminal_goes_on_while_a_case_runs(monkeypatch):
     """A case sets up, compiles and times its methods for a minute on CPU: its bar stood
     still meanwhile, its elapsed time and its time left (which counts down through the
