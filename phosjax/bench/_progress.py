@@ -20,7 +20,10 @@ class TimeLeft:
     - starts: for each group not started yet, what a group's first chunk took beyond its
       steps at that rate (compiling).
 
-    A rate counting the compile in, as tqdm's does, overestimated many times over.
+    A rate counting the compile in, as tqdm's does, overestimated many times over. Before
+    any chunk after a group's first, where groups trained whole in their first chunk
+    (groups of one chunk each: 200 steps, no evaluation between), the cell-steps left at
+    those groups' rate, their compiles in.
 
     Examples:
       >>> now = [0.0]
@@ -47,6 +50,8 @@ class TimeLeft:
         self._steady = [0, 0.0]  # cell-steps, seconds of the chunks after a group's first
         self._starts: list[tuple[int, float]] = []  # each group's first chunk: steps, seconds
         self._group_left = 0  # the cell-steps the group training has left, where told
+        self._told = False  # whether `group_started` was told them
+        self._whole: list[tuple[int, float]] = []  # groups trained in their first chunk
         self._group_steady = [0, 0.0]  # as _steady, of the group training
 
     def group_started(self, steps: int | None = None) -> None:
@@ -55,7 +60,7 @@ class TimeLeft:
         if self._starting:  # the last group trained no chunk (restored at its end)
             self._unstarted -= 1
         self._starting = True
-        self._group_left = steps or 0
+        self._group_left, self._told = steps or 0, steps is not None
         self._group_steady = [0, 0.0]
 
     def chunk(self, steps: int) -> None:
@@ -65,6 +70,8 @@ class TimeLeft:
         if self._starting:
             self._starts.append((steps, seconds))
             self._unstarted -= 1
+            if self._told and steps >= self._group_left:
+                self._whole.append((steps, seconds))
         else:
             for steady in (self._steady, self._group_steady):
                 steady[0] += steps
@@ -75,11 +82,11 @@ class TimeLeft:
     def seconds(self, steps: int) -> float | None:
         """The seconds that ``steps`` cell-steps left take, with the starts of the groups
         left (the one starting now: less its time so far); None before a chunk after a
-        group's first has trained, unless none are left."""
+        group's first or a whole group has trained, unless none are left."""
         if not steps:  # done: groups of one chunk each time no chunk after a first
             return 0.0
         if not self._steady[0]:
-            return None
+            return self._by_whole_groups(steps)
         per_step = self._steady[1] / self._steady[0]
         start = sum(max(0.0, s - n * per_step) for n, s in self._starts) / len(self._starts)
         started = min(start, self._clock() - self._last) if self._starting else 0.0
@@ -87,6 +94,16 @@ class TimeLeft:
         own = min(steps, self._group_left) if own_steps else 0  # at the group's own rate
         by_rates = own * own_seconds / max(own_steps, 1) + (steps - own) * per_step
         return by_rates + self._unstarted * start - started
+
+    def _by_whole_groups(self, steps: int) -> float | None:
+        """The seconds of ``steps`` cell-steps left at the rate of the groups trained whole
+        in their first chunk, their compiles in (the group starting now: less its time so
+        far); None where none has."""
+        if not self._whole:
+            return None
+        per_step = sum(s for _, s in self._whole) / sum(n for n, _ in self._whole)
+        running = self._clock() - self._last if self._starting else 0.0
+        return steps * per_step - min(self._group_left * per_step, running)
 
     def rate(self) -> float | None:
         """The cell-steps per second of the chunks after a group's first: the group

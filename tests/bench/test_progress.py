@@ -102,6 +102,23 @@ def test_time_left_takes_a_slow_group_s_steps_at_its_own_rate():
     assert left.seconds(400) == pytest.approx(400 * rate + start)
 
 
+def test_time_left_of_groups_that_each_train_in_one_chunk():
+    """Three groups of 100 cell-steps, each trained in one chunk of 5 s (200 steps, no
+    evaluation between): no chunk after a group's first ever trained, and the time left
+    said ``?`` all through the bench."""
+    now = [0.0]
+    left = TimeLeft(groups=3, clock=lambda: now[0])
+    left.group_started(steps=100)
+    now[0] = 5.0
+    left.chunk(100)
+    assert left.seconds(200) == 10.0  # two groups of 5 s, compiles in
+    left.group_started(steps=100)
+    now[0] = 7.0
+    assert left.seconds(200) == 8.0  # less the 2 s of the one compiling
+    now[0] = 12.0
+    assert left.seconds(200) == 5.0  # at most its 5 s
+
+
 def test_time_left_counts_no_start_for_a_group_that_trained_no_chunk():
     """A group restored at its end trains no chunk: its start stayed counted among those
     to come, a compile's worth too much in every later time left."""
