@@ -235,7 +235,8 @@ def measure(
                 }
                 seen[method] = rate
             rows.extend(found.values())
-            left.case_done({m: timing.seconds / timing.calls for m, timing in best.items()})
+            with bar.get_lock():  # not as a redraw reads it (its dicts changing size)
+                left.case_done({m: timing.seconds / timing.calls for m, timing in best.items()})
             bar.update(len(cfg.methods))
             if on_case is not None:
                 on_case(_frame(rows))

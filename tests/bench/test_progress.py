@@ -225,6 +225,30 @@ def test_speed_bar_shows_the_time_left_of_its_cases(capsys, monkeypatch):
     assert lines and "<00:23," in lines[-1], lines
 
 
+def test_speed_s_time_left_changes_as_no_redraw_reads_it(capsys, monkeypatch):
+    """Its redraws (a thread) read `CasesLeft` as a case's end changed its dicts: now and
+    then 'dictionary changed size during iteration' in that thread, its redraws gone. A
+    case's end holds the bar's lock, as a redraw does."""
+    lock, held = tqdm.std.TqdmDefaultWriteLock.th_lock, []
+    done = CasesLeft.case_done
+
+    def case_done(self, calls):
+        def redraw():
+            got = lock.acquire(blocking=False)
+            if got:
+                lock.release()
+            held.append(not got)
+
+        other = threading.Thread(target=redraw)
+        other.start()
+        other.join()
+        done(self, calls)
+
+    monkeypatch.setattr(CasesLeft, "case_done", case_done)
+    _bar_lines(monkeypatch, capsys, [("mlp", 1), ("mlp", 2)], {"vmap": 1.0}, ("vmap",))
+    assert held == [True, True]
+
+
 def test_speed_time_left_counts_no_set_up_of_a_method_that_the_budget_skips(capsys, monkeypatch):
     """mlp K=1: vmap set up in 1 s, fused in 10 s, each timed 1 s. At K=2 the budget skips
     fused: the case takes vmap's set-up and a timing of 2 s, 3 s, where it counted
