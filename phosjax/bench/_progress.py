@@ -306,11 +306,11 @@ class EstimatedBar(Bar):
 
 
 class TrainingBar(EstimatedBar):
-    """tqdm's bar of a bench's cell-steps, whose time left and rate are `TimeLeft`'s
-    (``?`` until it has them) of ``groups`` groups; `group_started` before each, `chunk`
-    after each of their chunks. Written to a stream that is no terminal, a line per
-    display, at most every `LOG_INTERVAL` seconds (where not given ``mininterval``), a
-    description's change included."""
+    """tqdm's bar of a bench's cell-steps, whose time left (``?`` until it has one) and
+    rate (tqdm's until it has one) are `TimeLeft`'s of ``groups`` groups; `group_started`
+    before each, `chunk` after each of their chunks. Written to a stream that is no
+    terminal, a line per display, at most every `LOG_INTERVAL` seconds (where not given
+    ``mininterval``), a description's change included."""
 
     def __init__(
         self,
@@ -327,9 +327,11 @@ class TrainingBar(EstimatedBar):
 
     @property
     def format_dict(self) -> dict[str, Any]:
-        """tqdm's, with `TimeLeft.rate` (0: shown ``?``) where tqdm's counted the compiles
+        """tqdm's, with `TimeLeft.rate` once it has one, where tqdm's counted the compiles
         in: 70 step/s shown of groups training 1,600."""
-        return super().format_dict | {"rate": self.time_left.rate() or 0}
+        found = super().format_dict
+        rate = self.time_left.rate()
+        return found if rate is None else found | {"rate": rate}
 
     def group_started(self, steps: int | None = None) -> None:
         """The next chunk starts a group of ``steps`` cell-steps left (`TimeLeft`), and

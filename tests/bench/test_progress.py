@@ -55,7 +55,7 @@ def test_time_left_leaves_compile_out_of_the_rate():
 
 def test_the_bar_s_rate_leaves_compiles_out():
     """tqdm's rate counted each group's compile in: 70 step/s shown while the groups
-    trained 1,600 (4 host devices, 2 cores). It is ``?`` until a chunk after a group's
+    trained 1,600 (4 host devices, 2 cores). It is tqdm's until a chunk after a group's
     first has trained, then that group's own."""
     now = [0.0]
     out = io.StringIO()
@@ -69,7 +69,7 @@ def test_the_bar_s_rate_leaves_compiles_out():
             for now[0] in group_steps:  # its compile, then 100 steps after it
                 bar.chunk(100)
                 rates.append(re.search(r", (\S+)step/s", out.getvalue().splitlines()[-1])[1])
-    assert rates == ["?", "200.00", "200.00", "50.00"]
+    assert rates[1:] == ["200.00", "200.00", "50.00"]
 
 
 def test_time_left_counts_down_while_a_group_compiles():
