@@ -22,8 +22,8 @@ class TimeLeft:
 
     A rate counting the compile in, as tqdm's does, overestimated many times over. Before
     any chunk after a group's first, where groups trained whole in their first chunk
-    (groups of one chunk each: 200 steps, no evaluation between), the cell-steps left at
-    those groups' rate, their compiles in.
+    (groups of one chunk each: 200 steps, no evaluation between), each group left takes
+    what those took on average, compile and all.
 
     Examples:
       >>> now = [0.0]
@@ -86,7 +86,7 @@ class TimeLeft:
         if not steps:  # done: groups of one chunk each time no chunk after a first
             return 0.0
         if not self._steady[0]:
-            return self._by_whole_groups(steps)
+            return self._by_whole_groups()
         per_step = self._steady[1] / self._steady[0]
         start = sum(max(0.0, s - n * per_step) for n, s in self._starts) / len(self._starts)
         started = min(start, self._clock() - self._last) if self._starting else 0.0
@@ -95,15 +95,16 @@ class TimeLeft:
         by_rates = own * own_seconds / max(own_steps, 1) + (steps - own) * per_step
         return by_rates + self._unstarted * start - started
 
-    def _by_whole_groups(self, steps: int) -> float | None:
-        """The seconds of ``steps`` cell-steps left at the rate of the groups trained whole
-        in their first chunk, their compiles in (the group starting now: less its time so
-        far); None where none has."""
-        if not self._whole:
+    def _by_whole_groups(self) -> float | None:
+        """The seconds of the groups left, each the mean seconds of those trained whole in
+        their first chunk (the group starting now: less its time so far; not per step: a
+        resumed group's few steps left carry a whole compile); None where none has, or
+        where the group training has steps left after its first chunk."""
+        if not self._whole or (not self._starting and self._group_left):
             return None
-        per_step = sum(s for _, s in self._whole) / sum(n for n, _ in self._whole)
-        running = self._clock() - self._last if self._starting else 0.0
-        return steps * per_step - min(self._group_left * per_step, running)
+        per_group = sum(s for _, s in self._whole) / len(self._whole)
+        running = min(per_group, self._clock() - self._last) if self._starting else 0.0
+        return self._unstarted * per_group - running
 
     def rate(self) -> float | None:
         """The cell-steps per second of the chunks after a group's first: the group

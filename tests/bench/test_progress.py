@@ -117,6 +117,15 @@ def test_time_left_of_groups_that_each_train_in_one_chunk():
     assert left.seconds(200) == 8.0  # less the 2 s of the one compiling
     now[0] = 12.0
     assert left.seconds(200) == 5.0  # at most its 5 s
+    resumed = TimeLeft(groups=2, clock=lambda: now[0])  # group 1: 100 of its steps left
+    resumed.group_started(steps=100)
+    now[0] = 17.0
+    resumed.chunk(100)
+    assert resumed.seconds(6000) == 5.0  # as group 1, not 6000 steps at its rate: 300 s
+    resumed.group_started(steps=6000)
+    now[0] = 22.0
+    resumed.chunk(1000)
+    assert resumed.seconds(5000) is None  # its steps left: no rate yet
 
 
 def test_time_left_counts_no_start_for_a_group_that_trained_no_chunk():
