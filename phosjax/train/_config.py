@@ -214,7 +214,7 @@ class Regularizer:
         resource regularizer, `phosjax.morph.morph_regularizer`, normalized by the full
         model's cost; its channel groups are traced from the model when the step compiles).
       strength: the factor, >= 0 and within float32's range; may differ between the
-        cells of one group.
+        cells of one group. At 0 the penalty adds nothing, even where it overflows.
       on: ``"params"`` sums over every entry of the matching parameters;
         ``"activations"`` averages over the entries of each matching tagged value.
         ``"morph"`` needs ``"params"``.

@@ -6,6 +6,7 @@ and the test split cut into padded batches ``x_test (B, E, ...)``, ``y_test (B, 
 """
 
 import dataclasses
+import functools
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -237,14 +238,16 @@ def device_array_specs(data: Any) -> dict[str, jax.ShapeDtypeStruct]:
     }
 
 
-def _penalty(kind: str, on: str) -> Callable[[jax.Array], jax.Array]:
-    """``value -> penalty``, summed in float32 (or wider) whatever ``value``'s dtype: a
-    bfloat16 sum over a kernel rounds it to bfloat16's 3 digits."""
+def _penalty(kind: str, on: str) -> Callable[..., jax.Array]:
+    """``(value, off) -> penalty``, summed in float32 (or wider) whatever ``value``'s dtype:
+    a bfloat16 sum over a kernel rounds it to bfloat16's 3 digits. Where ``off`` (strength
+    0) it is the penalty of zeros: an infinity in ``value`` then reaches neither the loss
+    nor the gradient (the strength's 0 alone would give 0 * inf, NaN)."""
     elementwise = jnp.abs if kind == "l1" else jnp.square
     reduce = jnp.sum if on == "params" else jnp.mean
 
-    def penalty(value: jax.Array) -> jax.Array:
-        return reduce(elementwise(value.astype(summing_dtype(value.dtype))))
+    def penalty(value: jax.Array, off: jax.Array) -> jax.Array:
+        return reduce(elementwise(jnp.where(off, 0, value.astype(summing_dtype(value.dtype)))))
 
     return penalty
 
@@ -652,16 +655,18 @@ def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> Tra
         reg = jnp.zeros(())
         for i, (selector, on, fn) in enumerate(penalties):
             tree, what = (params, "param") if on == "params" else (activations, "tagged value")
+            strength = state.hparams["regularizer_strength"][i]
+            off = strength == 0  # adds nothing to the loss, even where its penalty overflows
             try:
                 if i in morph:
                     value = morph[i]({"params": params, **state.collections}, x)
                 else:
-                    value = regularize(tree, selector, fn, what=what)
+                    value = regularize(tree, selector, functools.partial(fn, off=off), what=what)
             except SelectorError as error:  # its selector and what kept
                 kind = f"{hp.regularizers[i].kind} on {on}"
                 error.args = (f"HParams regularizers[{i}] ({kind}): {error}",)
                 raise
-            reg = reg + state.hparams["regularizer_strength"][i] * value
+            reg = reg + jnp.where(off, 0.0, strength * value)
         loss = task + aux + reg
         metrics = {
             "loss": loss,

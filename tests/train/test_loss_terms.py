@@ -10,6 +10,7 @@ import numpy as np
 import optax
 import pytest
 
+import phosjax as px
 from phosjax.data import batch_indices
 from phosjax.train import (
     Cell,
@@ -113,6 +114,42 @@ def test_a_groups_losses_regularizers_dropout_and_batch_stats_equal_a_loop_by_ha
         mine = jax.tree.map(lambda a, i=i: a[i], (state.params, state.collections["batch_stats"]))
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, **TOL), mine, (params, stats))
         np.testing.assert_allclose(chunk.train["loss"][i], losses, **TOL)
+
+
+class _Overflows(nn.Module):
+    """Tags two values its output does not use: one whose squares overflow float32, and
+    one of infinities."""
+
+    @nn.compact
+    def __call__(self, x, train=False):
+        h = nn.Dense(3)(x)
+        px.tag(self, "big", h * 1e30)
+        px.tag(self, "inf", h + jnp.inf)
+        return h
+
+
+def test_a_strength_0_regularizer_whose_penalty_overflows_trains_as_without_it(toy):
+    """0 * inf was NaN: the cell was marked diverged at its first step and stopped."""
+
+    def cell(*strengths):
+        names = ("big", "inf", "Dense_0/kernel")
+        ons = ("activations", "activations", "params")
+        regs = tuple(
+            Regularizer(n, "l2", s, on=on) for n, s, on in zip(names, strengths, ons, strict=False)
+        )
+        return Cell(Builds(_Overflows()), "toy", HParams(batch_size=16, steps=2, regularizers=regs))
+
+    [group] = plan_groups([cell(0.0, 0.0, 0.0), cell(0.0, 0.0, 1e-3)])  # one compiled step
+    state, run = run_group(group, init_group(group, toy), toy, strategy="vmap")
+    [plain] = plan_groups([cell()])
+    expected, plain_run = run_group(plain, init_group(plain, toy), toy, strategy="vmap")
+    assert state.diverged_at.tolist() == [-1, -1]
+    [chunk], [plain_chunk] = run.chunks, plain_run.chunks
+    assert chunk.train["regularizer"][0].tolist() == [0.0, 0.0]
+    assert (chunk.train["regularizer"][1] > 0).all()
+    np.testing.assert_array_equal(chunk.train["loss"][0], plain_chunk.train["loss"][0])
+    mine = jax.tree.map(lambda a: a[0], state.params)
+    jax.tree.map(np.testing.assert_array_equal, mine, jax.tree.map(lambda a: a[0], expected.params))
 
 
 class _Noisy(nn.Module):
