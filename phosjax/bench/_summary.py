@@ -1,6 +1,7 @@
 """What a bench prints: the `leaderboard` summary and the profile."""
 
 import json
+import math
 import os
 import pathlib
 import shlex
@@ -52,18 +53,23 @@ def _std(values: pd.Series) -> float:
 
 def _diverged(evaluations: pd.DataFrame) -> pd.Series:
     """Whether each of these test rows evaluates a diverged cell: its row says so
-    (``diverged``, null in benches written before it was: not diverged), or its accuracy
-    or loss is NaN or infinite.
+    (``diverged``: its training state turned NaN or inf). A NaN test accuracy or loss of
+    a cell that did not diverge is no divergence (NaN test inputs, allowed as padding under
+    a mask); in benches written before ``diverged`` was recorded (null) it is the one sign.
 
     Examples:
-      >>> _diverged(pd.DataFrame({"diverged": [False, True, None, None],
-      ...                         "accuracy": [0.5, 0.5, 0.5, 0.5],
-      ...                         "loss": [1.0, 1.0, 1.0, float("nan")]})).tolist()
-      [False, True, False, True]
+      >>> _diverged(pd.DataFrame({"diverged": [False, True, None, None, False],
+      ...                         "accuracy": [0.5, 0.5, 0.5, 0.5, 0.5],
+      ...                         "loss": [1.0, 1.0, 1.0, float("nan"), float("nan")]})).tolist()
+      [False, True, False, True, False]
     """
-    flagged = evaluations[_layout.DIVERGED].eq(True) if _layout.DIVERGED in evaluations else False
     measured = evaluations[["accuracy", "loss"]].to_numpy(dtype=float)
-    return flagged | ~np.isfinite(measured).all(axis=1)
+    diverged = ~np.isfinite(measured).all(axis=1)
+    if _layout.DIVERGED in evaluations:
+        flag = evaluations[_layout.DIVERGED]
+        diverged &= flag.isna().to_numpy(dtype=bool)
+        diverged |= flag.eq(True).to_numpy(dtype=bool, na_value=False)
+    return pd.Series(diverged, index=evaluations.index)
 
 
 def leaderboard(results: pd.DataFrame, hparam_columns: Sequence[str]) -> pd.DataFrame:
@@ -145,14 +151,19 @@ def leaderboard(results: pd.DataFrame, hparam_columns: Sequence[str]) -> pd.Data
 
 def _plus_minus(mean: float, std: float, seeds: int, diverged: int) -> str:
     """``mean ± std``, the std of a single seed (undefined) shown as 0; ``diverged (k/n)``
-    when ``k`` of the ``n`` seeds diverged (the mean is NaN), as the viewer shows it.
+    when ``k`` of the ``n`` seeds diverged (the mean is NaN), as the viewer shows it;
+    ``nan`` when none did but a seed's accuracy is NaN (NaN test inputs).
 
     Examples:
       >>> _plus_minus(0.9, float("nan"), 1, 0), _plus_minus(float("nan"), float("nan"), 3, 1)
       ('0.900 ± 0.000', 'diverged (1/3)')
+      >>> _plus_minus(float("nan"), float("nan"), 1, 0)
+      'nan'
     """
     if diverged:
         return f"diverged ({diverged}/{seeds})"
+    if math.isnan(mean):
+        return "nan"
     return f"{mean:.3f} ± {0.0 if seeds == 1 else std:.3f}"
 
 

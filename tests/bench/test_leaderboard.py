@@ -173,6 +173,24 @@ def test_a_diverged_seeds_accuracy_is_nan_in_the_mean_and_std_and_sorts_last():
     assert "diverged (1/2)" in summary_text("b", results, ["learning_rate"])
 
 
+def test_a_nan_test_accuracy_of_a_seed_that_did_not_diverge_shows_as_nan():
+    """NaN test inputs (padding under a mask) make a test accuracy NaN while training stays
+    finite (``diverged`` False): the summary said ``diverged (1/2)``."""
+    results = _results().assign(diverged=False)
+    last_of_c = (results["cell_id"] == "c") & (results["step"] == 10)
+    results.loc[last_of_c, ["accuracy", "loss"]] = np.nan
+    board = leaderboard(results, ["learning_rate"])
+    assert board["learning_rate"].tolist() == [0.1, 1.0]  # a NaN still sorts last
+    assert board[["accuracy", "loss"]].iloc[1].isna().all()
+    assert board["diverged"].tolist() == [0, 0]
+    lines = summary_text("b", results, ["learning_rate"]).splitlines()
+    assert lines[1:4] == [
+        "model dataset  learning_rate  seeds test accuracy test loss",
+        "  mlp       d            0.1      2 0.600 ± 0.141     0.900",
+        "  mlp       d            1.0      2           nan       nan",
+    ]
+
+
 @pytest.mark.parametrize("frames", [1, 2], ids=["one-frame", "two-concatenated"])
 def test_repeated_index_labels_pick_one_row_per_cell(frames):
     """Frames concatenated without ``ignore_index`` repeat their labels."""
