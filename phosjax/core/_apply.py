@@ -174,9 +174,13 @@ have meant."""
 
 
 @contextlib.contextmanager
-def naming_other_kinds(variables: Mapping[str, Any]) -> Iterator[None]:
+def naming_other_kinds(
+    variables: Mapping[str, Any], model: Any = None, kwargs: Mapping[str, Any] | None = None
+) -> Iterator[None]:
     """Within it, a selector of tagged values that matched none, but matches a knob or a
-    param of ``variables``, says so (the `SelectorError` gains a sentence).
+    param of ``variables``, says so (the `SelectorError` gains a sentence), as does one
+    whose tag ``model`` skipped when applied with ``kwargs``: its ``untagged_reason``
+    (`phosjax.models.graph.GraphModel`'s) says why.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -198,6 +202,10 @@ def naming_other_kinds(variables: Mapping[str, Any]) -> Iterator[None]:
             if found:
                 hint = f" It matches {what} {found[0]!r}, which is no tagged value: {where}."
                 raise SelectorError(f"{error}{hint}") from None
+        reason = getattr(model, "untagged_reason", None)
+        skipped = reason(error.selector, kwargs or {}) if reason else None
+        if skipped:
+            raise SelectorError(f"{error} {skipped}") from None
         raise
 
 

@@ -105,7 +105,7 @@ def perturbations(
     check_module("perturbations", model)
     with (
         naming_apply_errors(model, variables, "perturbations", kwargs.get("method")) as variables,
-        naming_other_kinds(variables),
+        naming_other_kinds(variables, model, kwargs),
     ):
         return unflatten(_flat_perturbations(model, variables, x, wrt, **kwargs))
 
@@ -172,7 +172,7 @@ def grad_of(
     check_module("grad_of", model)
     with (
         naming_apply_errors(model, variables, "grad_of", kwargs.get("method")) as variables,
-        naming_other_kinds(variables),
+        naming_other_kinds(variables, model, kwargs),
     ):
         zeros = _flat_perturbations(model, variables, x, wrt, **kwargs)
 

@@ -64,7 +64,7 @@ def injections(
     check_module("injections", model)
     with (
         naming_apply_errors(model, variables, "injections", kwargs.get("method")) as variables,
-        naming_other_kinds(variables),
+        naming_other_kinds(variables, model, kwargs),
     ):
         return unflatten(_flat_injections(model, variables, x, values, **kwargs)[0])
 
@@ -343,7 +343,7 @@ def inject(
     check_module("inject", model)
     with (
         naming_apply_errors(model, variables, "inject", kwargs.get("method")) as variables,
-        naming_other_kinds(variables),
+        naming_other_kinds(variables, model, kwargs),
     ):
         flat, several = _flat_injections(model, variables, x, values, **kwargs)
     injected = {**variables, INJECTIONS: unflatten(flat)}

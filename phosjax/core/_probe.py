@@ -88,6 +88,6 @@ def probe(
             )
         raise
     flat = flatten(collected[INTERMEDIATES])
-    with naming_other_kinds(variables):
+    with naming_other_kinds(variables, model, kwargs):
         found = select_items(flat, selector, what="tagged value", dropped=dropped_tags(seen, flat))
     return output, found

@@ -15,6 +15,7 @@ from phosjax.core._inject import in_dtypes_of
 from phosjax.core._knobs import holds_exactly, what_holds
 from phosjax.core._numbers import numbers_as_array, numbers_read_together
 from phosjax.core._record import set_aside
+from phosjax.core._selectors import select
 from phosjax.layers._common import (
     batch_train,
     block_keywords,
@@ -588,11 +589,7 @@ class GraphModel(nn.Module):
         inject = _checked_inject(inject, graph, tagged)
         given = set(inject) | (tagged - inside)
         chosen = self.returns if outputs is None else outputs
-        targets = (
-            graph.sinks
-            if chosen is None
-            else graph.select(chosen, "outputs" if outputs is not None else "returns")
-        )
+        targets = self._targets(outputs)
         if outputs is None and self.is_initializing():  # all variables, returns or not
             targets = tuple(dict.fromkeys((*graph.sinks, *targets)))
         plan = graph.needed((*targets, *tagged, *inside), given)  # px.inject's reach their tags
@@ -684,6 +681,45 @@ class GraphModel(nn.Module):
             path: _numbers_read(f"x gives input node {path!r}", value)
             for path, value in feeds.items()
         }
+
+    def _targets(self, outputs: Any) -> tuple[str, ...]:
+        """The nodes a call with ``outputs`` returns (`__call__`)."""
+        chosen = self.returns if outputs is None else outputs
+        if chosen is None:
+            return self._graph.sinks
+        return self._graph.select(chosen, "outputs" if outputs is not None else "returns")
+
+    def untagged_reason(self, selector: str, kwargs: Mapping[str, Any]) -> str | None:
+        """Why a call with ``kwargs`` (``model.apply``'s) made no tag ``<node>/out`` that
+        ``selector`` matches, where it skipped that node (`phosjax.inject`, `probe`,
+        `grad_of` add it to their `SelectorError`); None where it did not.
+
+        Examples:
+          >>> model = GraphModel({"dense": nn.Dense(3), "act": nn.relu})
+          >>> print(model.untagged_reason("dense/out", {"inject": {"act": 0}}))
+          Node 'dense' is not computed: inject= gives 'act', which is computed from it, a
+          value; select another tag, or leave 'act' out of inject=.
+        """
+        graph = self._graph
+        tags = {f"{path}{SEP}{OUT}": path for path in graph.nodes}
+        found = select(list(tags), selector, allow_empty=True)
+        inject = kwargs.get("inject") or {}
+        if not found or not isinstance(inject, Mapping):
+            return None
+        path = tags[found[0]]
+        after = [p for p in inject if p != path and path in graph.needed([p])]
+        if after:
+            return (
+                f"Node {path!r} is not computed: inject= gives {after[0]!r}, which is computed "
+                f"from it, a value; select another tag, or leave {after[0]!r} out of inject=."
+            )
+        outputs = kwargs.get("outputs")
+        if path not in graph.needed(self._targets(outputs)):
+            return (
+                f"Node {path!r} is not computed: the outputs ({cut_repr(outputs, 60)}) do not "
+                f"need it; add {path!r} to outputs."
+            )
+        return None
 
     def _fns(self) -> list[Any]:
         """The fns of the nodes (modules and functions)."""

@@ -1163,6 +1163,28 @@ def test_a_node_given_a_value_by_inject_and_by_px_inject_is_an_error(model_and_v
     np.testing.assert_array_equal(out["side"], tagged)  # one value each: both taken
 
 
+def test_a_tag_of_a_node_the_call_skips_is_said_to_be_skipped_and_why(model_and_variables):
+    # it said only "matched no tagged value" of a node the graph has
+    model, variables, x = model_and_variables
+    h = jnp.full((2, 4), 3.0)
+    nearest = "Selector 'block/dense/out' matched no tagged value among 5; nearest: "
+    skipped = (
+        "Node 'block/dense' is not computed: inject= gives 'block/add', which is computed "
+        "from it, a value; select another tag, or leave 'block/add' out of inject=."
+    )
+    with pytest.raises(px.SelectorError) as inject_error:
+        px.inject(model, variables, x, {"block/dense/out": h}, inject={"block/add": h})
+    with pytest.raises(px.SelectorError) as probe_error:
+        px.probe(model, variables, x, "block/dense/out", inject={"block/add": h})
+    for error in (inject_error, probe_error):
+        assert str(error.value).startswith(nearest) and str(error.value).endswith(skipped)
+    with pytest.raises(px.SelectorError) as outputs_error:
+        px.inject(model, variables, x, {"head/out": h}, outputs="side")
+    assert str(outputs_error.value).endswith(
+        ". Node 'head' is not computed: the outputs ('side') do not need it; add 'head' to outputs."
+    )
+
+
 def test_px_inject_of_every_tag_probed_on_another_input_patches_it_all(key):
     # Node "scaled" tags a value inside it; px.inject of its output and of that tag runs
     # it (it skipped it: "scaled/pre" never reached its tag).
