@@ -117,6 +117,37 @@ def _injected(graph: Graph, injections: Mapping[str, Any]) -> tuple[set[str], se
     return tagged, inside
 
 
+def _check_out_submodules(
+    tagged: set[str], injections: Mapping[str, Any], variables: Mapping[str, Any]
+) -> None:
+    """Raises a `GraphError` where a node of ``tagged`` holds variables under
+    ``<path>/out`` (a submodule named ``out``) and ``injections`` a dict there: the tags of
+    that submodule, or a dict for the node's output tag, which cannot be told apart.
+
+    Examples:
+      >>> _check_out_submodules(
+      ...     {"block"}, {"block": {"out": {"h": 1}}}, {"params": {"block": {"out": {"w": 0}}}}
+      ... )
+      Traceback (most recent call last):
+      phosjax.models.graph._spec.GraphError: The injections hold a dict at 'block/out', the
+      output tag of node 'block', but 'out' is also a submodule of it (its variables sit at
+      'params/block/out'), whose tags would sit there too, so the graph model cannot tell
+      which they are; give the submodule another name.
+    """
+    for path in sorted(tagged):
+        keys = [*path.split(SEP), OUT]
+        if not isinstance(_entry(injections, keys), Mapping):
+            continue  # an array: the node's value
+        for collection, tree in variables.items():
+            if collection != INJECTIONS and _entry(tree, keys) is not None:
+                raise GraphError(
+                    f"The injections hold a dict at '{path}{SEP}{OUT}', the output tag of node "
+                    f"{path!r}, but {OUT!r} is also a submodule of it (its variables sit at "
+                    f"'{collection}{SEP}{path}{SEP}{OUT}'), whose tags would sit there too, so "
+                    "the graph model cannot tell which they are; give the submodule another name."
+                )
+
+
 def _checked_inject(inject: Any, graph: Graph, tagged: set[str]) -> dict[str, Any]:
     """``inject`` (None: none) as a dict, or a `GraphError` naming what it is instead of
     a mapping ``{node: value}``, the first key that is no node of ``graph``, or the first
@@ -585,7 +616,9 @@ class GraphModel(nn.Module):
         checked_train(self, train, handed_on=True)
         graph = self._graph
         check_keywords(self, self._fns(), keywords)
-        tagged, inside = _injected(graph, self.variables.get(INJECTIONS, {}))  # px.inject's
+        injections = self.variables.get(INJECTIONS, {})  # px.inject's
+        tagged, inside = _injected(graph, injections)
+        _check_out_submodules(tagged, injections, self.variables)
         inject = _checked_inject(inject, graph, tagged)
         given = set(inject) | (tagged - inside)
         chosen = self.returns if outputs is None else outputs

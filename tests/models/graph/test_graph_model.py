@@ -1185,6 +1185,42 @@ def test_a_tag_of_a_node_the_call_skips_is_said_to_be_skipped_and_why(model_and_
     )
 
 
+class _TagsInOut(nn.Module):
+    """Tags ``h`` in a submodule named ``out``: at the path of its graph node's output tag."""
+
+    @nn.compact
+    def __call__(self, x):
+        class Inner(nn.Module):
+            @nn.compact
+            def __call__(self, x):
+                return px.tag(self, "h", nn.Dense(3)(x))
+
+        return Inner(name="out")(x)
+
+
+def test_hand_built_injections_for_a_submodule_named_out_are_told_to_rename_it(key):
+    # read as the node's value: an IndexError in 'head' without inject=, and with it
+    # "px.inject gives its output tag 'block/out' one too"
+    model = GraphModel({"block": _TagsInOut(), "head": nn.Dense(2)})
+    x, h = jnp.ones((4, 5)), jnp.zeros((4, 3))
+    variables = model.init(key, x)
+    message = (
+        "The injections hold a dict at 'block/out', the output tag of node 'block', but 'out' "
+        "is also a submodule of it (its variables sit at 'params/block/out'), whose tags "
+        "would sit there too, so the graph model cannot tell which they are; give the "
+        "submodule another name."
+    )
+    hand_built = {**variables, "injections": {"block": {"out": {"h": h}}}}
+    for inject in (None, {"block": h}):
+        with pytest.raises(GraphError) as error:
+            model.apply(hand_built, x, inject=inject)
+        assert str(error.value) == message
+    as_value = model.apply({**variables, "injections": {"block": {"out": h}}}, x)  # an array
+    np.testing.assert_array_equal(
+        as_value["head"], model.apply(variables, None, inject={"block": h})["head"]
+    )
+
+
 def test_px_inject_of_every_tag_probed_on_another_input_patches_it_all(key):
     # Node "scaled" tags a value inside it; px.inject of its output and of that tag runs
     # it (it skipped it: "scaled/pre" never reached its tag).
