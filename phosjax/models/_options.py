@@ -163,14 +163,30 @@ def float_options(defaults: Mapping[str, Any], *factories: BlockFactory | None) 
     return floats | optional | {key for key, kind in flags.items() if kind == "float"}
 
 
-def as_floats(options: Mapping[str, Any], floats: Collection[str]) -> dict[str, Any]:
-    """``options`` with an int among ``floats`` (`float_options`) as that float.
+def as_floats(options: Mapping[str, Any], floats: Collection[str], where: str) -> dict[str, Any]:
+    """``options`` with an int among ``floats`` (`float_options`) as that float; one
+    beyond a float's range is a ValueError naming it, and ``where``.
 
     Examples:
-      >>> as_floats({"rate": 0, "depth": 2, "on": True}, {"rate", "on"})
+      >>> as_floats({"rate": 0, "depth": 2, "on": True}, {"rate", "on"}, "model 'm'")
       {'rate': 0.0, 'depth': 2, 'on': True}
+      >>> as_floats({"rate": 10**400}, {"rate"}, "model 'm'")
+      Traceback (most recent call last):
+      ValueError: model 'm': option rate must be a float within float64's range (about
+      1.8e308), got 10000000000000000000000000000000000000000000000000000000000…
     """
-    return {k: float(v) if k in floats and is_int(v) else v for k, v in options.items()}
+    as_float = {}
+    for key, value in options.items():
+        if key in floats and is_int(value):
+            try:
+                value = float(value)
+            except OverflowError:
+                raise ValueError(
+                    f"{where}: option {key} must be a float within float64's range (about "
+                    f"1.8e308), got {cut_repr(value)}"
+                ) from None
+        as_float[key] = value
+    return as_float
 
 
 DTYPES = ("float32", "bfloat16", "float16", "float64")

@@ -138,7 +138,11 @@ class ModelSpec:
             factories = [f for f in built if f is not None]
             floats = float_options(factory_defaults(*factories), *factories)  # as resolved
             takers = [
-                (factory_parameters(f), as_floats(factory_defaults(f), floats)) for f in factories
+                (
+                    factory_parameters(f),
+                    as_floats(factory_defaults(f), floats, f"model {self.name!r}"),
+                )
+                for f in factories
             ]
             head = {"param_dtype": _HEAD_OPTIONS["param_dtype"], **self._head_options()}
             takers.append((set(head), head))  # its params in param_dtype, whatever blocks take
@@ -227,7 +231,7 @@ class ModelSpec:
         # a count's int default takes only ints (check_counts): they stay ints
         counts = {key for key, value in defaults.items() if is_int(value) and value >= 1}
         floats = float_options({**signature, **defaults}, self.block, self.stem) - counts
-        return config.replace(depth=depth, width=widths, options=as_floats(options, floats))
+        return config.replace(depth=depth, width=widths, options=as_floats(options, floats, where))
 
     def _check_required(self, options: Mapping[str, Any] | None, depth: int) -> None:
         """Raises a ValueError naming an argument the block or stem needs (no default) that

@@ -526,6 +526,17 @@ def test_an_int_given_for_a_float_option_is_that_float_and_other_types_stay(regi
     assert json.dumps(spelled) == json.dumps(ModelConfig("mlp", 2, (8,)).resolved().to_dict())
 
 
+def test_an_int_beyond_a_floats_range_for_a_float_option_names_the_option():
+    """float(10**400) raised a bare OverflowError: 'int too large to convert to float'."""
+    config = ModelConfig("transformer", 2, (8,), options={"dropout_rate": 10**400})
+    with pytest.raises(ValueError) as raised:
+        config.resolved()
+    assert str(raised.value) == (
+        "model 'transformer': option dropout_rate must be a float within float64's range "
+        "(about 1.8e308), got 10000000000000000000000000000000000000000000000000000000000…"
+    )
+
+
 class _Scaled(nn.Module):
     """A user block with a number option, ``scale: float``, whose default is an int."""
 
