@@ -240,14 +240,17 @@ def device_array_specs(data: Any) -> dict[str, jax.ShapeDtypeStruct]:
 
 def _penalty(kind: str, on: str) -> Callable[..., jax.Array]:
     """``(value, off) -> penalty``, summed in float32 (or wider) whatever ``value``'s dtype:
-    a bfloat16 sum over a kernel rounds it to bfloat16's 3 digits. Where ``off`` (strength
-    0) it is the penalty of zeros: an infinity in ``value`` then reaches neither the loss
-    nor the gradient (the strength's 0 alone would give 0 * inf, NaN)."""
+    a bfloat16 sum over a kernel rounds it to bfloat16's 3 digits. On activations, where
+    ``off`` (strength 0) it is the penalty of zeros: an infinite activation, which may
+    leave the loss finite (``tanh(inf)``), then reaches no gradient (the strength's 0 alone
+    would give 0 * inf, NaN). An infinite param makes the loss non-finite anyway: params
+    are not selected, which would cost a pass over them each step."""
     elementwise = jnp.abs if kind == "l1" else jnp.square
     reduce = jnp.sum if on == "params" else jnp.mean
 
     def penalty(value: jax.Array, off: jax.Array) -> jax.Array:
-        return reduce(elementwise(jnp.where(off, 0, value.astype(summing_dtype(value.dtype)))))
+        value = value.astype(summing_dtype(value.dtype))
+        return reduce(elementwise(value if on == "params" else jnp.where(off, 0, value)))
 
     return penalty
 
