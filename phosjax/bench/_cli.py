@@ -653,6 +653,11 @@ def _kept_in_bench(
         finished, cells = finished_cells(directory)
     except (OSError, ValueError):  # a BrokenFileError, a file cut short: what is sure
         return f"everything written in --dir {directory!r} is kept; {when_unfinished}: {command}"
+    if not cells:  # its plan lost: none is finished
+        return (
+            f"the bench in --dir {directory!r} has no {_layout.CELLS} (its plan, which the "
+            f"next run writes); {when_unfinished}: {command}"
+        )
     kept = f"{directory!r} keeps {finished} of {counted(cells, 'cell')} finished"
     if finished == cells:  # no other cell has rows to speak of
         return f"{kept}; {when_finished}: {command}"
@@ -671,7 +676,7 @@ def kept_in_bench(
     in ``--dir`` (``new``, ``add_models``), for `entry_point`: how many of its cells are
     finished, and what the same command does when run again: ``when_unfinished`` (by
     default it continues the bench, resuming each group from its last checkpoint), or
-    ``when_finished`` where every cell is.
+    ``when_finished`` where every cell is (not where it has none: not planned yet).
 
     Examples:
       >>> said = kept_in_bench("phosjax.bench.new")(["--config", "my bench.yaml", "--dir", "/no/b"])

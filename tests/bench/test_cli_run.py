@@ -18,6 +18,7 @@ import pathlib
 import re
 import shlex
 import shutil
+import signal
 import sys
 
 import jax
@@ -31,6 +32,7 @@ from phosjax.bench import (
     BenchConfig,
     Grid,
     _directory,
+    _interrupt,
     _layout,
     _plan,
     _runner,
@@ -1025,6 +1027,29 @@ def test_ctrl_c_mid_training_closes_the_bar_before_its_line(tmp_path, capsys, mo
     err = capsys.readouterr().err
     kept = f"{str(tmp_path / 'b')!r} keeps 0 of 4 cells finished"
     assert f"interrupted: {kept}, and the others' rows up to" in err and "4/48" in err
+
+
+def test_a_stop_on_a_bench_without_its_plan_says_it_continues_not_that_it_is_finished(
+    cli_bench, tmp_path, capsys, monkeypatch
+):
+    """SIGTERM on a bench whose cells.parquet was lost, as the run planned it again, said
+    "keeps 0 of 0 cells finished; nothing is left to train; the same command reads its
+    results", of a bench the same command plans and continues."""
+    root = tmp_path / "bench"
+    shutil.copytree(cli_bench[0], root)
+    (root / _layout.CELLS).unlink()
+
+    def stopped_planning(*args, **kwargs):
+        raise _interrupt.Signalled(signal.SIGTERM)
+
+    monkeypatch.setattr("phosjax.bench.new.run", stopped_planning)
+    argv = ["--dir", str(root), "--no_progress"]
+    assert new_main(argv) == 143
+    assert capsys.readouterr().err == (
+        f"interrupted by SIGTERM: the bench in --dir {str(root)!r} has no cells.parquet (its "
+        f"plan, which the next run writes); the same command continues it: python -m "
+        f"phosjax.bench.new {' '.join(argv)}\n"
+    )
 
 
 def test_data_dir_alone_continues_the_bench_reading_from_there(cli_bench, tmp_path, monkeypatch):
