@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import jax
 import numpy as np
+import pyarrow as pa
 import yaml
 
 from phosjax._hosts import gather_rows
@@ -48,6 +49,7 @@ from phosjax.bench._store import (
     naming,
     read_json,
     write_json,
+    write_table,
     write_text,
 )
 from phosjax.bench._usage import as_argument
@@ -162,9 +164,9 @@ def _foreign(root: pathlib.Path) -> list[str]:
     files (`is_temporary`); processes sharing the bench, run apart, their per-process
     files (``status.p<i>of<n>.json``, `_PEER_FILES`); its lock files (`locked`, taken
     before the marker is written); and process 0 killed inside `write_meta` (it writes
-    ``env.json``, then ``config.yaml``, then the marker) an ``env.json`` of `environment`,
-    with or without ``config.yaml``. Anything else (an empty folder, a hand-written
-    ``config.yaml``) is the user's, never to be overwritten."""
+    ``env.json``, then ``config.yaml``, then ``cells.parquet``, then the marker) an
+    ``env.json`` of `environment`, with or without those. Anything else (an empty
+    folder, a hand-written ``config.yaml``) is the user's, never to be overwritten."""
     entries = list(root.iterdir())  # once: peers may be writing meanwhile
     files = {p.name for p in entries if p.is_file() and not p.is_symlink()}
     leftovers = {n for n in files if is_temporary(n)}
@@ -173,7 +175,7 @@ def _foreign(root: pathlib.Path) -> list[str]:
     }
     leftovers |= set(_layout.per_process_names(_layout.LOCK, files))
     if _layout.ENV in files and _runner_env(root / _layout.ENV):
-        leftovers |= {_layout.CONFIG, _layout.ENV} & files
+        leftovers |= {_layout.CONFIG, _layout.CELLS, _layout.ENV} & files
     leftovers |= {name for name in _PEER_FILES if _peers_only(root / name)}
     gone = {p.name for p in entries if not (p.exists() or p.is_symlink())}  # renamed
     return sorted(p.name for p in entries if p.name not in leftovers | gone)
@@ -637,9 +639,13 @@ def write_meta(
     registered: list[str],
     processes: int,
     imports: Sequence[str] = (),
+    cells: pa.Table | None = None,
 ) -> None:
     """Writes ``bench.json``, ``config.yaml`` and ``env.json`` (this run's environment;
-    those of earlier runs that differ are kept in its ``earlier`` list).
+    those of earlier runs that differ are kept in its ``earlier`` list), and ``cells``
+    (the plan's rows) as ``cells.parquet``, before the marker: a ``bench.json`` naming a
+    config comes with that config's cells (``add_models`` stopped between them left a
+    bench said finished, without its new models' cells).
 
     A bench keeps its creation time and the models ``registered`` when it was made
     (`add_models` adds those registered since). ``processes``: how many processes share
@@ -666,6 +672,8 @@ def write_meta(
     # env.json first: what a start killed after it left is known by it (`_foreign`)
     write_json(root / _layout.ENV, _with_earlier(environment(), root / _layout.ENV))
     write_text(root / _layout.CONFIG, yaml.safe_dump(config.to_dict(), sort_keys=False))
+    if cells is not None:
+        write_table(root / _layout.CELLS, cells)
     write_json(
         marker_path,
         {

@@ -54,6 +54,7 @@ from phosjax.bench._progress import TrainingBar
 from phosjax.bench._reading import STATUS_HINT, UNREADABLE
 from phosjax.bench._store import (
     NOT_WRITTEN,
+    as_table,
     cells_schema,
     kept_schema,
     part_schemas,
@@ -62,7 +63,6 @@ from phosjax.bench._store import (
     results_schema,
     widen_parts,
     write_json,
-    write_table,
     write_text,
 )
 from phosjax.bench._summary import summary_text
@@ -440,7 +440,10 @@ def _check_keeps_cells(root: pathlib.Path, plan_: Plan) -> None:
     same cells, trained again), two configs mixed in one bench. Only a ``config.yaml``
     edited by hand (or a model whose code changed what its defaults resolve to) plans so;
     a bench's config otherwise only grows by new models (`add_models_to`). An unreadable
-    ``cells.parquet`` is rewritten, as before."""
+    ``cells.parquet`` is rewritten, as before, and so is one without a bench's marker (a
+    start killed before it wrote that left it: `write_meta`)."""
+    if not _layout.is_bench(root):
+        return
     try:
         stored = pd.read_parquet(root / _layout.CELLS, columns=["cell_id", "group_id"])
     except UNREADABLE:
@@ -511,9 +514,9 @@ def _write_and_train(
         """Process 0 writes what describes the bench; the others wait for it."""
         if process[0] == 0:
             _check_keeps_cells(root, plan_)
-            write_meta(root, config, registered_models(), process[1], imports)
             cells = pd.DataFrame([c.row for c in plan_.cells])
-            write_table(root / _layout.CELLS, cells, cells_schema(plan_.hparam_columns))
+            table = as_table(cells, cells_schema(plan_.hparam_columns))
+            write_meta(root, config, registered_models(), process[1], imports, table)
             # before the others drop the parts they train again
             widen_parts(root, schema, cells, held)
 

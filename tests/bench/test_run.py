@@ -1091,7 +1091,8 @@ def test_a_folder_with_files_named_as_a_bench_names_its_own_is_refused(tmp_path,
 
 
 def test_what_a_start_killed_before_its_marker_leaves_is_taken_over(tmp_path, toy, monkeypatch):
-    """Killed inside write_meta (config.yaml and env.json written, the marker not), with a
+    """Killed inside write_meta (env.json, config.yaml and cells.parquet written, the marker
+    not), with a
     writer's temporary left, a start with another config makes the bench there; so does
     one in a folder holding what a process sharing a bench, run apart, wrote before
     process 0's marker."""
@@ -1109,7 +1110,7 @@ def test_what_a_start_killed_before_its_marker_leaves_is_taken_over(tmp_path, to
         with pytest.raises(Killed):
             run(first, root, datasets=toy, progress=False)
     (root / f"{TEMPORARY}elsewhere~1~bench.json").write_text("half")
-    left = [_layout.CONFIG, _layout.ENV, _layout.LOCK]
+    left = [_layout.CELLS, _layout.CONFIG, _layout.ENV, _layout.LOCK]
     assert sorted(p.name for p in root.iterdir())[1:] == left
     second = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=[7])
     results = run(second, root, datasets=toy, progress=False)
@@ -1130,6 +1131,32 @@ def test_what_a_start_killed_before_its_marker_leaves_is_taken_over(tmp_path, to
         (peers / name).parent.mkdir(parents=True, exist_ok=True)
         (peers / name).write_text("")
     assert choose_config(peers, second) == (second, None)
+
+
+@pytest.mark.parametrize("written", [_layout.CONFIG, _layout.CELLS, _layout.MARKER])
+def test_add_models_stopped_as_it_records_a_model_trains_it_when_run_again(
+    tmp_path, toy, monkeypatch, written
+):
+    """Stopped right after it wrote bench.json, before cells.parquet, add_models run again
+    said "the bench already has every model named, ['logreg'], and is finished", and `run`
+    read the bench as finished without logreg's cells: the marker named the grown config,
+    cells.parquet still the old one. It is written last now."""
+    root = tmp_path / "b"
+    run(tiny_config(models=[{"name": "mlp", "width": 8}], seeds=1), root, datasets=toy)
+    write_bytes = _store.write_bytes
+
+    def stopped_after(path: pathlib.Path, data: bytes) -> None:
+        write_bytes(path, data)
+        if pathlib.Path(path).name == written:
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(_store, "write_bytes", stopped_after)
+        with pytest.raises(KeyboardInterrupt):
+            add_models_to(root, ["logreg"], datasets=toy, progress=False)
+    results = add_models_to(root, ["logreg"], datasets=toy, progress=False)
+    assert results.groupby("model").cell_id.nunique().to_dict() == {"logreg": 1, "mlp": 1}
+    assert results.groupby("model").step.max().to_dict() == {"logreg": 12, "mlp": 12}
 
 
 def test_a_users_file_in_results_is_kept_and_not_read(bench, tmp_path, toy):
