@@ -141,6 +141,12 @@ def recorded_settings(hp: HParams) -> dict[str, np.ndarray]:
     return {name: recorded(name) for name in RECORDED_SETTINGS}
 
 
+def stacked_settings(group: Group) -> dict[str, np.ndarray]:
+    """``group``'s `recorded_settings`, one per cell on a leading cell axis."""
+    recorded = recorded_settings(group.hparams)
+    return {name: np.full(len(group), value) for name, value in recorded.items()}
+
+
 def _shown_setting(name: str, recorded: np.ndarray) -> str:
     """A setting `recorded_settings` recorded, as `HParams` takes it."""
     if name in _NAMED:
@@ -201,8 +207,9 @@ smaller than the grid drops each program before its group comes round again)."""
 
 @functools.lru_cache(maxsize=INIT_PROGRAMS_KEPT)
 def _vmapped_init(signature: Any, input_shape: tuple[int, ...], impl: str) -> Any:
-    """``(root keys, per-cell values) -> GroupState`` of a group whose keys are of the PRNG
-    implementation ``impl``, not jitted (`_init_fn` and `_cheap_init_fn` jit it)."""
+    """``(root keys, `_init_values`) -> GroupState`` of a group of the `Group.program_signature`
+    ``signature`` whose keys are of the PRNG implementation ``impl``, not jitted (`_init_fn`
+    and `_cheap_init_fn` jit it)."""
     model_config, _, hp = signature
     model = model_config.build()
     knob_selectors = [selector for selector, _ in hp.knobs]
@@ -236,7 +243,7 @@ def _vmapped_init(signature: Any, input_shape: tuple[int, ...], impl: str) -> An
             step=jnp.zeros((), jnp.int32),
             diverged=jnp.zeros((), bool),
             diverged_at=jnp.full((), -1, jnp.int32),
-            settings={name: jnp.asarray(v) for name, v in recorded_settings(hp).items()},
+            settings=dict(v["settings"]),
         )
 
     return per_cell(init_cell)
@@ -255,6 +262,13 @@ def _cheap_init_fn(signature: Any, input_shape: tuple[int, ...], impl: str) -> A
     """`_init_fn`'s program compiled as one run once (`jit_run_once`): for calls outside
     any trace only."""
     return jit_run_once(_vmapped_init(signature, input_shape, impl))
+
+
+def _init_values(group: Group) -> dict[str, Any]:
+    """What `_vmapped_init`'s program takes of ``group`` beside its keys: its per-cell values
+    (`Group.values`) and settings (`stacked_settings`), given, not built in, so groups of one
+    `Group.program_signature` (e.g. a grid over ``steps``) share one program."""
+    return {**group.values(), "settings": stacked_settings(group)}
 
 
 CHECKED_BATCH = 2
@@ -498,9 +512,9 @@ def init_group(group: Group, data: Any) -> GroupState:
     keys = _root_keys(group)
     traced = isinstance(keys, jax.core.Tracer)  # e.g. under jax.eval_shape: nothing compiles
     program = (_init_fn if traced else _cheap_init_fn)(
-        group.signature(), tuple(data.input_shape), trace_config()[0]
+        group.program_signature(), tuple(data.input_shape), trace_config()[0]
     )
-    return program(keys, group.values())
+    return program(keys, _init_values(group))
 
 
 def _leaves(tree: Any) -> dict[str, Any]:
@@ -691,11 +705,11 @@ not keep a tree of shapes for each."""
 def _layout(group: Group, data: Any) -> GroupState:
     """``jax.eval_shape`` of `init_group`, kept per signature, cell count, input shape and
     `trace_config` (the shapes do not depend on the per-cell values)."""
-    key = (group.signature(), len(group), tuple(data.input_shape), trace_config())
+    key = (group.program_signature(), len(group), tuple(data.input_shape), trace_config())
 
     def make() -> GroupState:
-        init = _init_fn(group.signature(), tuple(data.input_shape), trace_config()[0])
-        return jax.eval_shape(init, _root_keys(group), group.values())
+        init = _init_fn(group.program_signature(), tuple(data.input_shape), trace_config()[0])
+        return jax.eval_shape(init, _root_keys(group), _init_values(group))
 
     return kept(_LAYOUTS, key, make, INIT_PROGRAMS_KEPT)
 
@@ -730,9 +744,7 @@ def with_settings(state: GroupState, group: Group) -> GroupState:
     got = jax.device_get(state.settings)
     if got.keys() == want.keys() and all(np.all(_same(got[n], want[n])) for n in want):
         return state
-    cells = np.shape(state.step)
-    recorded = {name: np.full(cells, value) for name, value in want.items()}
-    return state.replace(settings=recorded)  # type: ignore[attr-defined]
+    return state.replace(settings=stacked_settings(group))  # type: ignore[attr-defined]
 
 
 def _layout_of(state: Any, group: Group, data: Any) -> GroupState:
