@@ -368,7 +368,7 @@ def _check_per_dataset(
 
 
 _STEPS_CHECKED: collections.OrderedDict[Any, None] = collections.OrderedDict()
-"""The (group signature, split shapes, `trace_config`) whose train step and evaluation
+"""The (`Group.program_signature`, split shapes, `trace_config`) whose train step and evaluation
 `_check_group` traced without error, the last `INIT_PROGRAMS_KEPT`: a grid run again
 traces none of them again (one run under another x64 setting traces them anew: e.g. a
 step adding float64 noise to float32 inputs with `jax.lax.add` raises only under x64)."""
@@ -395,7 +395,7 @@ def _check_group(group: Group, data: Any) -> None:
         jax.eval_shape(make_train_step(model, hp, guard=False), cell, arrays)
         jax.eval_shape(make_evaluate(model, hp.compute_dtype), cell, arrays)
 
-    key = (group.signature(), num_train, num_test, input_shape, trace_config())
+    key = (group.program_signature(), num_train, num_test, input_shape, trace_config())
     kept(_STEPS_CHECKED, key, check_step, INIT_PROGRAMS_KEPT)
 
 

@@ -1900,6 +1900,23 @@ def test_a_grid_run_again_traces_no_train_step_its_check_traced_before(toy, monk
     assert traced == [good.hparams, bad.hparams, bad.hparams]
 
 
+def test_the_check_traces_one_train_step_for_groups_differing_only_in_steps(toy, monkeypatch):
+    """A grid over ``steps`` traced each group's train step in train_grid's check, though
+    the groups share one program (`Group.program_signature`)."""
+    monkeypatch.setattr(_grid, "_STEPS_CHECKED", collections.OrderedDict())
+    traced = []
+
+    def tracing(*args: Any, **kwargs: Any) -> Any:
+        traced.append(args[1].steps)
+        return make_train_step(*args, **kwargs)
+
+    monkeypatch.setattr(_grid, "make_train_step", tracing)
+    for steps in (5, 10, 20):
+        [group] = plan_groups([Cell(Tiny(), "toy", dataclasses.replace(ADAM, steps=steps), 0)])
+        _grid._check_group(group, toy)
+    assert traced == [5]
+
+
 class _NoisyInTraining(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
