@@ -210,9 +210,9 @@ def _check_out(out: pathlib.Path, given: str) -> None:
 @entry_point(
     then_command(
         "phosjax.bench.speed",
-        "the (model, K) cases measured so far are kept in --out (speed.parquet, speed.txt, "
-        "the plot); nothing resumes: the same command measures them all again (moving "
-        "those files aside):",
+        "the (model, K) cases measured so far are kept in --out's speed.parquet (speed.txt "
+        "and the plot, written after it, may lack the last); nothing resumes: the same "
+        "command measures them all again (moving those files aside):",
     )
 )
 def main(argv: Sequence[str] | None = None) -> None:

@@ -49,9 +49,10 @@ def _interrupted(*args, **kwargs):
             "phosjax.bench.speed",
             "measure",
             ["--quick"],
-            "the (model, K) cases measured so far are kept in --out (speed.parquet, speed.txt, "
-            "the plot); nothing resumes: the same command measures them all again (moving "
-            "those files aside): python -m phosjax.bench.speed --quick --out s",
+            "the (model, K) cases measured so far are kept in --out's speed.parquet (speed.txt "
+            "and the plot, written after it, may lack the last); nothing resumes: the same "
+            "command measures them all again (moving those files aside): python -m "
+            "phosjax.bench.speed --quick --out s",
         ),
         (
             "phosjax.morph.__main__",

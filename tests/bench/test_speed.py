@@ -542,6 +542,36 @@ def test_an_earlier_runs_files_in_out_are_moved_aside_not_overwritten(
     assert len(pd.read_parquet(out / "speed.parquet")) == len(_frame())
 
 
+def test_a_stop_before_the_table_is_written_says_the_cases_are_in_speed_parquet(
+    tmp_path, capsys, monkeypatch
+):
+    """Stopped as the first case's speed.txt was written, the line said the cases were
+    kept in "(speed.parquet, speed.txt, the plot)", where only speed.parquet held them."""
+    write_text = _speed_report.write_text
+
+    def stopped_at_the_table(path: pathlib.Path, text: str) -> None:
+        if path.name == "speed.txt":
+            raise KeyboardInterrupt
+        write_text(path, text)
+
+    def measured(config, progress, on_case):
+        on_case(_frame())
+        pytest.fail("went on after the stop")
+
+    monkeypatch.setattr(_speed_report, "write_text", stopped_at_the_table)
+    monkeypatch.setattr(speed, "measure", measured)
+    out = tmp_path / "speed"
+    assert speed.main(["--quick", "--no_progress", "--out", str(out)]) == 130
+    assert sorted(p.name for p in out.iterdir()) == ["speed.parquet"]
+    assert len(pd.read_parquet(out / "speed.parquet")) == len(_frame())
+    assert capsys.readouterr().err == (
+        "interrupted: the (model, K) cases measured so far are kept in --out's speed.parquet "
+        "(speed.txt and the plot, written after it, may lack the last); nothing resumes: the "
+        "same command measures them all again (moving those files aside): python -m "
+        f"phosjax.bench.speed --quick --no_progress --out {out}\n"
+    )
+
+
 def test_an_earlier_file_that_cannot_be_moved_aside_is_one_error_naming_it(
     tmp_path, capsys, monkeypatch, refuse_moving
 ):
