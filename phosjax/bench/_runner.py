@@ -628,11 +628,13 @@ def _readable_shapes(config: BenchConfig) -> dict[str, DataShape]:
 
 def _finished_hparams(root: pathlib.Path, config: BenchConfig) -> tuple[str, ...] | None:
     """The hyperparameter columns of the bench in ``root`` where it is finished under
-    ``config`` (its recorded config hash, and its status records every cell of its
-    ``cells.parquet`` finished, and it holds their models' blurbs): nothing is left to
-    train, so it needs no plan, nor its data sets loaded (``new --dir DIR --data_dir NEW``
-    prepared them all in ``NEW``). None otherwise, or where a file cannot be read (the run
-    plans, and sees to it)."""
+    ``config`` (its recorded config hash, its ``cells.parquet`` holding cells of each of
+    its models on each data set, its status recording every one finished, and it holds
+    their models' blurbs): nothing is left to train, so it needs no plan, nor its data
+    sets loaded (``new --dir DIR --data_dir NEW`` prepared them all in ``NEW``). None
+    otherwise, or where a file cannot be read (the run plans, and sees to it). Older
+    phosjax wrote ``bench.json`` before ``cells.parquet``: ``add_models`` stopped between
+    them left the grown config's hash over the cells of the bench before it."""
     try:
         if _config_hash(root) != config.digest():
             return None
@@ -642,6 +644,9 @@ def _finished_hparams(root: pathlib.Path, config: BenchConfig) -> tuple[str, ...
         return None
     finished = {c for group in groups if group.get("finished") for c in group.get("cells", [])}
     if cells.empty or not set(cells.cell_id) <= finished:
+        return None
+    named = {(d, entry.name) for d in config.datasets for entry in config.model_entries()}
+    if not named <= set(zip(cells.dataset, cells.model, strict=True)):
         return None
     if not all((root / _layout.BLURBS / f"{m}.json").is_file() for m in set(cells.model_id)):
         return None  # deleted, or never written: the plan writes them

@@ -1159,6 +1159,31 @@ def test_add_models_stopped_as_it_records_a_model_trains_it_when_run_again(
     assert results.groupby("model").step.max().to_dict() == {"logreg": 12, "mlp": 12}
 
 
+def test_a_bench_older_phosjax_left_naming_a_model_without_its_cells_trains_them(
+    bench, tmp_path, toy, monkeypatch
+):
+    """Older phosjax wrote bench.json before cells.parquet: add_models stopped between them
+    left the grown config's hash over the old cells, and the bench read as finished
+    without the new model ('already has every model named, ['logreg'], and is finished';
+    `run` returned mlp's rows alone)."""
+    root = tmp_path / "b"
+    shutil.copytree(bench[0], root)
+    cells = (root / _layout.CELLS).read_bytes()
+
+    def stopped(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:  # stopped once bench.json is written, not the cells
+        patch.setattr(_directory, "write_table", lambda *args: None)
+        patch.setattr(_runner, "widen_parts", stopped)
+        with pytest.raises(KeyboardInterrupt):
+            add_models_to(root, ["logreg"], datasets=toy, progress=False)
+    assert (root / _layout.CELLS).read_bytes() == cells
+    assert "logreg" in (root / _layout.CONFIG).read_text()
+    results = add_models_to(root, ["logreg"], datasets=toy, progress=False)
+    assert results.groupby("model").cell_id.nunique().to_dict() == {"logreg": 2, "mlp": 2}
+
+
 def test_a_users_file_in_results_is_kept_and_not_read(bench, tmp_path, toy):
     root = tmp_path / "b"
     shutil.copytree(bench[0], root)
