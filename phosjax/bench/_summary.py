@@ -82,8 +82,9 @@ def leaderboard(results: pd.DataFrame, hparam_columns: Sequence[str]) -> pd.Data
     finite, and make the mean and std NaN; a NaN accuracy sorts last.
 
     Raises:
-      TypeError: ``results`` is no DataFrame (the results folder's path: read it with
-        `pandas.read_parquet`), or ``hparam_columns`` is a string, not a list of them.
+      TypeError: ``results`` is no DataFrame (a path: the message names the ``results``
+        folder to read with `pandas.read_parquet`, that of a bench's folder too), or
+        ``hparam_columns`` is a string, not a list of them.
       ValueError: ``results`` with test rows lacks a column it reads, or a name of
         ``hparam_columns`` is no column of it.
 
@@ -100,6 +101,8 @@ def leaderboard(results: pd.DataFrame, hparam_columns: Sequence[str]) -> pd.Data
     """
     if not isinstance(results, pd.DataFrame):  # a path: "split" in it tests a substring
         path = os.fspath(results) if isinstance(results, str | os.PathLike) else "DIR/results"
+        if _layout.is_bench(path):  # the bench's own folder: Parquet lies in its results
+            path = os.path.join(path, _layout.RESULTS)
         raise TypeError(
             f"results must be a pandas DataFrame of a bench's results, got {a_type(results)} "
             f"{cut_repr(results)}; read them first: leaderboard(pandas.read_parquet({path!r}), "

@@ -86,6 +86,18 @@ def test_results_that_are_no_frame_are_refused_saying_to_read_them(results, give
     )
 
 
+def test_a_benchs_own_folder_given_for_the_results_names_its_results_folder(tmp_path):
+    """It said to read the bench's folder itself, which pandas.read_parquet cannot
+    (bench.json there is no Parquet file); its Parquet results lie in its results/."""
+    (tmp_path / "bench.json").write_text("{}")
+    with pytest.raises(TypeError) as error:
+        leaderboard(tmp_path, ["learning_rate"])
+    assert str(error.value).endswith(
+        f"; read them first: leaderboard(pandas.read_parquet({str(tmp_path / 'results')!r}), "
+        "hparam_columns)."
+    )
+
+
 def test_leaderboard_without_test_rows_is_empty():
     results = pd.DataFrame(
         {"cell_id": ["a"], "model": ["mlp"], "dataset": ["d"], "step": [1], "split": ["train"]}
