@@ -132,6 +132,15 @@ def test_every_public_method_and_property_of_a_public_class_has_a_docstring(name
     assert not missing, f"no docstring: {', '.join(missing)}"
 
 
+def _wrapped_function(value):
+    """The function under a property, a cached_property, a static or class method, an
+    ``lru_cache`` or Flax's wrapper of a module's property (``value`` where none is)."""
+    for attribute in ("fget", "func", "__func__", "__wrapped__", "wrapped"):
+        if hasattr(value, attribute):
+            return _wrapped_function(getattr(value, attribute))
+    return value
+
+
 @pytest.mark.parametrize("name", PACKAGES_WITH_EXAMPLES)
 def test_every_public_function_and_method_annotates_its_arguments_and_return(name):
     """A user's type checker reads a missing annotation as ``Any``: what a public function
@@ -141,12 +150,11 @@ def test_every_public_function_and_method_annotates_its_arguments_and_return(nam
     functions = {}
     for attr in package.__all__:
         obj = getattr(package, attr)
-        if inspect.isfunction(obj):
-            functions[f"{name}.{attr}"] = obj
+        if inspect.isfunction(function := _wrapped_function(obj)):
+            functions[f"{name}.{attr}"] = function
         elif isinstance(obj, type):
             for member, value in vars(obj).items():
-                function = value.fget if isinstance(value, property) else value
-                function = getattr(function, "__func__", function)
+                function = _wrapped_function(value)
                 if (
                     not member.startswith("_")
                     and inspect.isfunction(function)
