@@ -27,10 +27,11 @@ def listing(names: Sequence[str], limit: int = 5, sep: str = ", ", *, as_list: b
 
 
 def counted(n: int, noun: str) -> str:
-    """``n`` and ``noun``, plural unless ``n`` is 1 (as the viewer's ``counted``).
+    """``n`` and ``noun``, plural unless ``n`` is 1, thousands apart (as the viewer's
+    ``counted``).
 
     Examples:
-      >>> counted(1, "cell"), counted(0, "cell"), counted(4, "result row")
-      ('1 cell', '0 cells', '4 result rows')
+      >>> counted(1, "cell"), counted(0, "cell"), counted(36928, "result row")
+      ('1 cell', '0 cells', '36,928 result rows')
     """
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"

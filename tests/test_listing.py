@@ -1,6 +1,6 @@
 import pytest
 
-from phosjax._listing import listing
+from phosjax._listing import counted, listing
 
 
 @pytest.mark.parametrize(
@@ -19,3 +19,9 @@ from phosjax._listing import listing
 )
 def test_listing_shows_the_first_names_and_counts_the_rest(names, limit, sep, as_list, expected):
     assert listing(names, limit, sep, as_list=as_list) == expected
+
+
+def test_counted_writes_thousands_apart_as_the_viewer_does():
+    """It wrote '36928 numbers' where the viewer's counted writes '36,928 numbers'."""
+    assert counted(36928, "number") == "36,928 numbers"
+    assert counted(1, "param") == "1 param"

@@ -163,8 +163,8 @@ class ModuleBlurb:
 
     def __repr__(self) -> str:  # the dataclass's printed every field of every submodule
         return (
-            f"ModuleBlurb({self.path!r}, type {self.type!r}: {self.params:,} "
-            f"param{'' if self.params == 1 else 's'}, {self.own_params:,} its own, "
+            f"ModuleBlurb({self.path!r}, type {self.type!r}: {counted(self.params, 'param')}, "
+            f"{self.own_params:,} its own, "
             f"{counted(len(self.children), 'submodule')})"
         )
 
@@ -215,8 +215,8 @@ class Blurb:
         root = self.root
         flops = "" if root.flops is None else f", {root.flops:,.0f} FLOPs"
         return (
-            f"Blurb(type {root.type!r} on {self.backend}: {root.params:,} "
-            f"param{'' if root.params == 1 else 's'} in {counted(len(self.modules()), 'module')}"
+            f"Blurb(type {root.type!r} on {self.backend}: {counted(root.params, 'param')} in "
+            f"{counted(len(self.modules()), 'module')}"
             f"{flops}; str() gives the table)"
         )
 

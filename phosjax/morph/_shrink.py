@@ -70,7 +70,7 @@ def numbers_in(tree: Any) -> str:
     """
     leaves = jax.tree.leaves(tree)
     count = sum(int(np.size(leaf)) for leaf in leaves)
-    return f"({count:,} number{'' if count == 1 else 's'} in {counted(len(leaves), 'array')})"
+    return f"({counted(count, 'number')} in {counted(len(leaves), 'array')})"
 
 
 def _dead(
