@@ -24,10 +24,10 @@ def refuse_module_class(value: Any, what: str) -> None:
         )
 
 
-def check_module(where: str, model: Any) -> None:
-    """Raises a TypeError naming ``where`` unless ``model`` is a Flax module: a model
-    config (what a `phosjax.train.Cell` takes) is to be built first, a module class
-    instantiated.
+def check_module(where: str, model: Any, *, apply_too: bool = False) -> None:
+    """Raises a TypeError naming ``where`` unless ``model`` is a Flax module (``apply_too``:
+    or a function, taken for its ``apply``): a model config (what a `phosjax.train.Cell`
+    takes) is to be built first, a module class instantiated.
 
     Examples:
       >>> from phosjax.models import ModelConfig
@@ -36,7 +36,9 @@ def check_module(where: str, model: Any) -> None:
       TypeError: make_train_step: model must be a Flax module, got a ModelConfig: pass its .build()
     """
     refuse_module_class(model, f"{where}: model")
-    if not isinstance(model, nn.Module):
-        built = callable(getattr(model, "build", None))
-        fix = "pass its .build()" if built else "e.g. ModelConfig('mlp', 10, (40,)).build()"
-        raise TypeError(f"{where}: model must be a Flax module, got {a_type(model)}: {fix}")
+    if isinstance(model, nn.Module) or (apply_too and callable(model)):
+        return
+    built = callable(getattr(model, "build", None))
+    fix = "pass its .build()" if built else "e.g. ModelConfig('mlp', 10, (40,)).build()"
+    what = "a Flax module or an apply(variables, *args)" if apply_too else "a Flax module"
+    raise TypeError(f"{where}: model must be {what}, got {a_type(model)}: {fix}")

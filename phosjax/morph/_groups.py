@@ -21,7 +21,7 @@ from phosjax.core._apply import (
     modules_held,
     params_alone_text,
 )
-from phosjax.core._module_check import refuse_module_class
+from phosjax.core._module_check import check_module
 from phosjax.models.graph import GraphModel
 from phosjax.morph._labels import PROD, SUM, Labels
 from phosjax.morph._trace import ZEROING, Trace, trace
@@ -526,9 +526,10 @@ def channel_groups(
       The `ChannelGroups`.
 
     Raises:
-      TypeError: ``model`` is a Flax module class (not a module), or a Flax module and
-        ``variables`` no mapping (``None``, or ``x`` and the variables swapped), or no
-        example inputs are given and the model cannot run without them.
+      TypeError: ``model`` is no Flax module nor function (a module class, a model
+        config: the message says what to pass), or a Flax module and ``variables`` no
+        mapping (``None``, or ``x`` and the variables swapped), or no example inputs are
+        given and the model cannot run without them.
       UnsupportedOpError: the model uses a primitive whose effect on channels is not
         known (e.g. ``while``, ``cond``); the message names it and where it is.
       ValueError: ``model`` is a `GraphModel` that returns every node's output (no
@@ -554,7 +555,7 @@ def channel_groups(
       params/layers_0/kernel 1 ['out']
       params/layers_2/kernel 0 ['in']
     """
-    refuse_module_class(model, "channel_groups: model")  # callable, taken for an apply
+    check_module("channel_groups", model, apply_too=True)  # a class: taken for an apply
     if isinstance(model, GraphModel) and model.returns is None and "outputs" not in kwargs:
         raise ValueError(
             "channel_groups: this GraphModel returns every node's output, so every channel "

@@ -1290,6 +1290,22 @@ def test_tracing_a_module_with_variables_that_are_no_mapping_names_them():
         channel_groups(model, None, x)
 
 
+def test_a_model_that_is_no_module_nor_function_is_refused_saying_what_to_pass():
+    """A model config (what expressible and once take) or the variables in the model's
+    place were called as an apply: "'ModelConfig' object is not callable"."""
+    config = ModelConfig("mlp", 2, (4,), width=3)
+    x = jnp.ones((1, 4))
+    variables = config.build().init(jax.random.key(0), x)
+    start = "channel_groups: model must be a Flax module or an apply(variables, *args), got"
+    with pytest.raises(TypeError) as error:
+        channel_groups(config, variables, x)
+    assert str(error.value) == f"{start} a ModelConfig: pass its .build()"
+    with pytest.raises(TypeError) as error:
+        channel_groups(variables, config.build(), x)
+    assert str(error.value) == f"{start} a dict: e.g. ModelConfig('mlp', 10, (40,)).build()"
+    assert channel_groups(config.build().apply, variables, x).names == ("blocks_0/Dense_0",)
+
+
 def test_channel_groups_without_example_inputs_says_to_pass_them():
     """It was Flax's own 'Dense.__call__() missing 1 required positional argument', as
     fold's was."""
