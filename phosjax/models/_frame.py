@@ -94,8 +94,7 @@ def _tokens(h: jax.Array) -> jax.Array:
 def _pool_real(h: jax.Array, pool: str, real: jax.Array) -> jax.Array:
     """``h`` ``(batch, ..., C)`` pooled over the tokens that ``real`` ``(batch, tokens)``,
     float weights (1: a real token), keeps: their mean, max or last one, or all flattened
-    with the others zeroed; an example with no real token pools to zeros (its last token
-    for ``"last"``).
+    with the others zeroed; an example with no real token pools to zeros.
 
     Examples:
       >>> h, real = jnp.array([[[1.0], [3.0], [9.0]]]), jnp.array([[1.0, 1.0, 0.0]])
@@ -107,10 +106,10 @@ def _pool_real(h: jax.Array, pool: str, real: jax.Array) -> jax.Array:
     tokens, kept = _tokens(h), real[..., None] > 0
     if pool == "flatten":
         return jnp.where(kept, tokens, 0).reshape(h.shape[0], math.prod(tokens.shape[1:]))
+    some = kept.any(1)
     if pool == "last":
         last = real.shape[1] - 1 - jnp.argmax(real[:, ::-1] > 0, axis=1)
-        return jnp.take_along_axis(tokens, last[:, None, None], axis=1)[:, 0]
-    some = kept.any(1)
+        return jnp.where(some, jnp.take_along_axis(tokens, last[:, None, None], axis=1)[:, 0], 0)
     return jnp.where(some, jnp.where(kept, tokens, -jnp.inf).max(1), 0).astype(h.dtype)
 
 
@@ -155,11 +154,11 @@ class Frame(PassesKeywords, CheckedFields):
     so padded tokens' inputs do not change real tokens' block outputs; `GRUBlock` blocks
     (``gru``) skip the padded tokens in their recurrence. A padding mask
     (``(batch, tokens)``) also leaves the padded tokens out of the head's pooling (the
-    mean, max or last of the real tokens; ``"flatten"`` zeroes the padded ones), so they
-    do not change the logits either; a per-pair mask does not (the pooling takes every
-    token). A padding mask of the input's tokens (no stem, or one that keeps them), or
-    a per-pair one of them (its padding as attention reads it), makes
-    the frame read the padded tokens as zeros, its stem too, so what they hold (an
+    mean, max or last of the real tokens; ``"flatten"`` zeroes the padded ones; an example
+    of padding alone pools to zeros), so they do not change the logits either; a per-pair
+    mask does not (the pooling takes every token). A padding mask of the input's tokens
+    (no stem, or one that keeps them), or a per-pair one of them (its padding as attention
+    reads it), makes the frame read the padded tokens as zeros, its stem too, so what they hold (an
     infinity, a NaN) reaches neither the logits nor the gradients; so does a mask of the
     stem's tokens when the stem has an ``input_mask(mask, x)`` method that gives the
     input tokens making up its real ones (`Patches`; one returning None takes the input

@@ -512,3 +512,25 @@ def test_a_frame_s_pool_or_kind_given_as_a_long_list_is_shown_cut(field):
     with pytest.raises(ValueError) as caught:
         jax.eval_shape(frame.init, jax.random.key(0), jnp.ones((2, 4)))
     assert len(str(caught.value)) < 200
+
+
+def test_an_example_of_padding_alone_pools_to_zeros_with_every_pool():
+    """'last' pooled an all-padding example's last token (9.0 here) where the other pools
+    give zeros, so what the blocks made of padding reached its logits."""
+    h = jnp.array([[[1.0], [3.0], [9.0]], [[4.0], [5.0], [9.0]]])
+    real = jnp.array([[1.0, 1.0, 0.0], [0.0, 0.0, 0.0]])  # example 1: padding alone
+    pooled = {pool: pool_tokens(h, pool, real).tolist() for pool in POOLS}
+    expected = {
+        "mean": [[2.0], [0.0]],
+        "max": [[3.0], [0.0]],
+        "flatten": [[1.0, 3.0, 0.0], [0.0, 0.0, 0.0]],
+        "last": [[3.0], [0.0]],
+    }
+    assert pooled == expected
+    blocks = (TransformerBlock(1), nn.Dense(2, bias_init=nn.initializers.ones))  # 1s: padding too
+    frame = Frame(3, (4, 2), "sequence", widths=(2,), depth=2, blocks=blocks, pool="last")
+    x = jax.random.normal(jax.random.key(0), (2, 4, 2))
+    variables = frame.init(jax.random.key(1), x)
+    mask = jnp.array([[True, True, False, False], [False] * 4])
+    logits = frame.apply(variables, x, mask=mask)
+    np.testing.assert_array_equal(logits[1], [0.0, 0.0, 0.0])  # features 0, bias 0
