@@ -93,7 +93,8 @@ class ActivityL1(nn.Module):
     TypeError), which containers pass it with an attention
     ``mask`` (a per-pair one, ``(B, H, L, L)``, is read as attention reads it), leaves
     the padded tokens out: the mean is over the real ones (0 for an
-    example with none), and what padded tokens hold (an infinity, a NaN) reaches neither
+    example with none, which the penalty's mean over examples leaves out, as if it were
+    not in the batch), and what padded tokens hold (an infinity, a NaN) reaches neither
     the penalty nor its gradient.
 
     Examples:
@@ -124,11 +125,16 @@ class ActivityL1(nn.Module):
         magnitude = jnp.abs(zero_padding(x, real).astype(wide))
         if real is not None:
             activity = token_mean(magnitude, real, kept=1).mean(-1)
+            # an example of padding alone is none: the mean over examples leaves it out
+            some = real.reshape(real.shape[0], math.prod(real.shape[1:])).any(-1)
+            penalty = jnp.where(some, activity * some.size / jnp.maximum(some.sum(), 1), 0)
         else:  # per example; 0 for one of no elements (no token), as under a mask
             examples = x.shape[:1] if x.ndim > 1 else ()
             flat = magnitude.reshape(*examples, math.prod(x.shape[len(examples) :]))
             activity = flat.mean(-1) if flat.shape[-1] else jnp.zeros(examples, wide)
-        aux_loss(self, "activity_l1", strength * tag(self, "activity", activity))
+            penalty = activity
+        tag(self, "activity", activity)
+        aux_loss(self, "activity_l1", strength * penalty)
         return x
 
 

@@ -279,6 +279,19 @@ def test_an_activity_penalty_under_a_mask_averages_the_real_tokens_alone():
     assert np.isfinite(grad).all() and not grad[1, 3:].any()
 
 
+def test_an_activity_penalty_leaves_an_example_of_padding_alone_out_of_its_mean():
+    """It counted as an example of activity 0: a batch padded with one such example had
+    its penalty cut by a third (0.00233 for 0.0035)."""
+    x = jnp.array([[[1.0], [-3.0]], [[jnp.nan], [5.0]], [[jnp.inf], [9.0]]])
+    real = jnp.array([[True, True], [False, True], [False, False]])  # example 2: padding
+    _, state = ActivityL1().apply({}, x, mask=real, mutable=True)
+    assert state["intermediates"]["activity"][0].tolist() == [2.0, 5.0, 0.0]
+    penalty = state["aux_loss"]["activity_l1"][0]
+    np.testing.assert_allclose(penalty, 1e-3 * (2.0 + 5.0) / 2, rtol=1e-6)  # its default strength
+    _, none_real = ActivityL1().apply({}, x, mask=jnp.zeros((3, 2), bool), mutable=True)
+    assert float(none_real["aux_loss"]["activity_l1"][0]) == 0.0
+
+
 def test_a_squeeze_excite_of_sequences_of_no_token_gets_finite_gradients(key):
     """Its channel means over no token were NaN, and so were its params' gradients."""
     layer, x = SqueezeExcite(2), jnp.ones((2, 0, 4))
