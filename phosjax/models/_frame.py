@@ -153,10 +153,10 @@ class Frame(PassesKeywords, CheckedFields):
     to use),
     so padded tokens' inputs do not change real tokens' block outputs; `GRUBlock` blocks
     (``gru``) skip the padded tokens in their recurrence. A padding mask
-    (``(batch, tokens)``) also leaves the padded tokens out of the head's pooling (the
-    mean, max or last of the real tokens; ``"flatten"`` zeroes the padded ones; an example
-    of padding alone pools to zeros), so they do not change the logits either; a per-pair
-    mask does not (the pooling takes every token). A padding mask of the input's tokens
+    (``(batch, tokens)``), or a per-pair one of them (its padding as attention reads it),
+    also leaves the padded tokens out of the head's pooling (the mean, max or last of the
+    real tokens; ``"flatten"`` zeroes the padded ones; an example of padding alone pools
+    to zeros), so they do not change the logits either. A padding mask of the input's tokens
     (no stem, or one that keeps them), or a per-pair one of them (its padding as attention
     reads it), makes the frame read the padded tokens as zeros, its stem too, so what they hold (an
     infinity, a NaN) reaches neither the logits nor the gradients; so does a mask of the

@@ -33,16 +33,21 @@ def call_mask(mask: Any) -> jax.Array | None:
 def padding_mask(mask: Any, h: jax.Array) -> jax.Array | None:
     """``mask`` as float32 weights ``(batch, tokens)`` (1: a real token), the tokens of
     ``h`` ``(batch, ..., C)`` in order, when it is a padding mask of them (``h.shape[:-1]``,
-    axes of size 1 broadcasting; see `real_tokens`); None for no mask, a per-pair
-    attention mask, or an ``h`` of no tokens.
+    axes of size 1 broadcasting; see `real_tokens`) or a per-pair attention mask of them
+    (its padding as attention reads it, `pair_tokens`); None for no mask, another one, or
+    an ``h`` of no tokens.
 
     Examples:
       >>> h = jnp.ones((2, 3, 4))
-      >>> padding_mask(jnp.array([[1, 1, 0]]), h).tolist(), padding_mask(jnp.ones((2, 1, 3, 3)), h)
-      ([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0]], None)
+      >>> padding_mask(jnp.array([[1, 1, 0]]), h).tolist()
+      [[1.0, 1.0, 0.0], [1.0, 1.0, 0.0]]
+      >>> real = jnp.array([[True, True, False]])
+      >>> padding_mask(real[:, None, :, None] & real[:, None, None, :], h).tolist()
+      [[1.0, 1.0, 0.0], [1.0, 1.0, 0.0]]
     """
-    fits = mask is not None and h.ndim >= 3 and broadcasts_to(jnp.shape(mask), h.shape[:-1])
-    real = real_tokens("Frame", mask, h.shape[:-1]) if fits else None
+    tokens, shape = h.shape[:-1], None if mask is None or h.ndim < 3 else jnp.shape(mask)
+    fits = shape is not None and (broadcasts_to(shape, tokens) or fits_pairs(shape, tokens))
+    real = real_tokens("Frame", mask, tokens, pairs=True) if fits else None
     return None if real is None else real.reshape(h.shape[0], math.prod(h.shape[1:-1]))
 
 

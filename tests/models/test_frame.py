@@ -16,6 +16,7 @@ from phosjax.models import Frame, ModelConfig, Patches, build_model
 from phosjax.models._frame import POOLS, pool_tokens
 from phosjax.models._kinds import choose_kind
 from phosjax.models._masks import padding_mask
+from phosjax.models.graph import graph_model
 
 
 def _out_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
@@ -534,3 +535,21 @@ def test_an_example_of_padding_alone_pools_to_zeros_with_every_pool():
     mask = jnp.array([[True, True, False, False], [False] * 4])
     logits = frame.apply(variables, x, mask=mask)
     np.testing.assert_array_equal(logits[1], [0.0, 0.0, 0.0])  # features 0, bias 0
+
+
+@pytest.mark.parametrize("pool", POOLS)
+def test_a_per_pair_mask_leaves_the_padded_tokens_out_of_the_pooling_as_a_padding_mask_does(pool):
+    """Flax's make_attention_mask(real, real) pooled every token: example 1's logits were
+    those of its 3 real tokens and 2 padded ones (their outputs those of a zero input)."""
+    options = {"num_heads": 2, "mlp_features": 8, "patch_size": 4, "pool": pool}
+    config = ModelConfig("transformer", 3, (20,), depth=1, width=8, options=options)
+    model = build_model(config)
+    x = jax.random.normal(jax.random.key(0), (2, 20))
+    variables = model.init(jax.random.key(1), x)
+    real = jnp.arange(5) < jnp.array([[5], [3]])  # example 1: patches 3 and 4 padded
+    pairs = nn.make_attention_mask(real, real, dtype=bool)
+    np.testing.assert_array_equal(padding_mask(pairs, jnp.ones((2, 5, 8))), real)
+    logits = model.apply(variables, x, mask=real)
+    np.testing.assert_allclose(model.apply(variables, x, mask=pairs), logits, atol=1e-6)
+    twin = graph_model(config).clone(returns="head")
+    np.testing.assert_allclose(twin.apply(variables, x, mask=pairs), logits, atol=1e-6)
