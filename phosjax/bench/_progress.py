@@ -11,6 +11,18 @@ import tqdm
 from phosjax.bench._interrupt import is_terminal
 
 
+def counted_down(seconds: float, under_way: float, since: float) -> float:
+    """``seconds`` left, ``under_way`` of them the estimate of the work running now (0:
+    none), less its ``since`` seconds so far, at most its estimate (one running past it
+    has none left).
+
+    Examples:
+      >>> counted_down(30.0, 10.0, 4.0), counted_down(30.0, 10.0, 25.0)
+      (26.0, 20.0)
+    """
+    return seconds - min(under_way, since)
+
+
 class TimeLeft:
     """Estimates the seconds ``groups`` groups have left to train, in two parts:
 
@@ -89,11 +101,10 @@ class TimeLeft:
             return self._by_whole_groups()
         per_step = self._steady[1] / self._steady[0]
         start = sum(max(0.0, s - n * per_step) for n, s in self._starts) / len(self._starts)
-        started = min(start, self._clock() - self._last) if self._starting else 0.0
         own_steps, own_seconds = self._group_steady
         own = min(steps, self._group_left) if own_steps else 0  # at the group's own rate
         by_rates = own * own_seconds / max(own_steps, 1) + (steps - own) * per_step
-        return by_rates + self._unstarted * start - started
+        return self._counted_down(by_rates + self._unstarted * start, start)
 
     def _by_whole_groups(self) -> float | None:
         """The seconds of the groups left, each the mean seconds of those trained whole in
@@ -103,8 +114,12 @@ class TimeLeft:
         if not self._whole or (not self._starting and self._group_left):
             return None
         per_group = sum(s for _, s in self._whole) / len(self._whole)
-        running = min(per_group, self._clock() - self._last) if self._starting else 0.0
-        return self._unstarted * per_group - running
+        return self._counted_down(self._unstarted * per_group, per_group)
+
+    def _counted_down(self, seconds: float, start: float) -> float:
+        """`counted_down`: ``seconds`` less the time so far of the group starting now, if
+        any, whose first chunk takes ``start``."""
+        return counted_down(seconds, start if self._starting else 0.0, self._clock() - self._last)
 
     def rate(self) -> float | None:
         """The cell-steps per second of the chunks after a group's first: the group

@@ -5,6 +5,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from statistics import fmean
 
+from phosjax.bench._progress import counted_down
+
 
 class CasesLeft:
     """Estimates the seconds that the (model, K) ``cases`` left take, the one running now
@@ -83,7 +85,7 @@ class CasesLeft:
         new = {model for model, _ in self._left if model not in self._once}
         running = cases[0] + (once if self._left[0][0] in new else 0.0)
         total = sum(cases) + once * len(new)
-        return total - min(running, self._clock() - self._started)
+        return counted_down(total, running, self._clock() - self._started)
 
     def _case(self, model: str, k: int) -> float:
         """The seconds of ``model``'s case at ``k``, from its last case (or each started

@@ -34,7 +34,7 @@ from phosjax.bench import _layout
 from phosjax.bench._checkpoint import OtherLeavesError, RefusedError, decode, encode
 from phosjax.bench._directory import locked
 from phosjax.bench._errors import BenchError
-from phosjax.bench._progress import REDRAW_EVERY, EstimatedBar
+from phosjax.bench._progress import REDRAW_EVERY, EstimatedBar, counted_down
 from phosjax.bench._reading import REFUSED, read_parquet
 from phosjax.bench._store import move_aside, remove_stale_temporaries, write_bytes, write_table
 from phosjax.bench._summary import command_line
@@ -1182,7 +1182,7 @@ class _Stages:
         if not self._trained:
             return None
         mean = (self._ticked - self._started) / self._trained
-        return mean * self._left - min(mean, self._clock() - self._ticked)
+        return counted_down(mean * self._left, mean, self._clock() - self._ticked)
 
     def done(self, rows: list[dict[str, Any]], row: dict[str, Any]) -> None:
         """Adds ``row`` to ``rows``, names the next stage and ticks the bar if ``row``'s

@@ -137,6 +137,15 @@ def test_time_left_counts_no_start_for_a_group_that_trained_no_chunk():
     assert left.seconds(200) == 1.0 + 10.0  # its steps and its compile alone
 
 
+def test_time_left_takes_no_start_off_between_a_group_s_chunks():
+    """Past a group's first chunk nothing compiles: as time passes before its next chunk,
+    the next group's start stays whole in its time left."""
+    now = [0.0]
+    left = _first_group_timed(groups=2, now=now)
+    now[0] = 15.0
+    assert left.seconds(200) == 1.0 + 10.0  # its steps, and the second group's compile
+
+
 def _first_group_timed(groups: int, now: list[float]) -> TimeLeft:
     """A `TimeLeft` on the clock ``now`` whose first group compiled 10 s, then trained
     two chunks of 100 steps at 200 step/s: at 11 s."""
