@@ -63,7 +63,7 @@ class TimeLeft:
         self._starts: list[tuple[int, float]] = []  # each group's first chunk: steps, seconds
         self._group_left = 0  # the cell-steps the group training has left, where told
         self._told = False  # whether `group_started` was told them
-        self._whole: list[tuple[int, float]] = []  # groups trained in their first chunk
+        self._whole: list[float] = []  # the seconds of groups trained in their first chunk
         self._group_steady = [0, 0.0]  # as _steady, of the group training
 
     def group_started(self, steps: int | None = None) -> None:
@@ -83,7 +83,7 @@ class TimeLeft:
             self._starts.append((steps, seconds))
             self._unstarted -= 1
             if self._told and steps >= self._group_left:
-                self._whole.append((steps, seconds))
+                self._whole.append(seconds)
         else:
             for steady in (self._steady, self._group_steady):
                 steady[0] += steps
@@ -113,7 +113,7 @@ class TimeLeft:
         where the group training has steps left after its first chunk."""
         if not self._whole or (not self._starting and self._group_left):
             return None
-        per_group = sum(s for _, s in self._whole) / len(self._whole)
+        per_group = sum(self._whole) / len(self._whole)
         return self._counted_down(self._unstarted * per_group, per_group)
 
     def _counted_down(self, seconds: float, start: float) -> float:
