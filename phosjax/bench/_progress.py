@@ -324,9 +324,12 @@ class EstimatedBar(Bar):
 class TrainingBar(EstimatedBar):
     """tqdm's bar of a bench's cell-steps, whose time left (``?`` until it has one) and
     rate (tqdm's until it has one) are `TimeLeft`'s of ``groups`` groups; `group_started`
-    before each, `chunk` after each of their chunks. Written to a stream that is no
-    terminal, a line per display, at most every `LOG_INTERVAL` seconds (where not given
-    ``mininterval``), a description's change included."""
+    before each, `chunk` after each of their chunks. tqdm's rate is smoothed over about
+    ten displays (``smoothing`` 0.1, where tqdm's 0.3 swung with each group of one chunk,
+    its compile in), and every chunk may show (``miniters`` 1: tqdm's own, smoothed by
+    0.1, grew past a chunk's steps: 6 displays of 10 chunks of 100). Written to a stream
+    that is no terminal, a line per display, at most every `LOG_INTERVAL` seconds (where
+    not given ``mininterval``), a description's change included."""
 
     def __init__(
         self,
@@ -339,7 +342,8 @@ class TrainingBar(EstimatedBar):
         self.time_left = TimeLeft(groups, clock)
         self._groups, self._started, self._redraw_every = groups, 0, redraw_every
         steps_left = lambda: self.time_left.seconds(int(self.total - self.n))
-        super().__init__(*args, seconds_left=steps_left, **kwargs)
+        options = {"smoothing": 0.1, "miniters": 1} | kwargs
+        super().__init__(*args, seconds_left=steps_left, **options)
 
     @property
     def format_dict(self) -> dict[str, Any]:

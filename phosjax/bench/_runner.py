@@ -555,7 +555,6 @@ def _write_and_train(
             unit="step",
             unit_scale=total >= 100_000,
             disable=not progress or not todo,  # a finished bench: no empty bar
-            miniters=1,  # every chunk may show (at most every 0.1 s): no adaptive skipping
             desc=described(),
         )
         with bar, MemorySampler() as sampler:  # the bar closed before Ctrl-C's line

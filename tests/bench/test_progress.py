@@ -72,6 +72,22 @@ def test_the_bar_s_rate_leaves_compiles_out():
     assert rates[1:] == ["200.00", "200.00", "50.00"]
 
 
+def test_the_bar_s_rate_before_its_own_is_smoothed_as_before(monkeypatch):
+    """Groups of one chunk each (no rate of the bar's own): tqdm's rate, the compiles in,
+    is shown, smoothed by 0.1 as before 60500f69 dropped it (to tqdm's 0.3):
+    a group of 100 steps in 10 s, then one in 1 s, showed 21.25 step/s, not 19.00."""
+    now = [0.0]
+    monkeypatch.setattr(tqdm.std, "time", lambda: now[0])  # tqdm's clock
+    out = io.StringIO()
+    bar = TrainingBar(groups=2, total=200, unit="step", file=out, mininterval=0)
+    with bar:
+        for now[0] in (10.0, 11.0):
+            bar.group_started(steps=100)
+            bar.chunk(100)
+    # debiased means: steps 100; seconds (0.1 * 1 + 0.9 * 0.1 * 10) / (1 - 0.9**2)
+    assert ", 19.00step/s]" in out.getvalue().splitlines()[-1], out.getvalue()
+
+
 def test_time_left_counts_down_while_a_group_compiles():
     """The bar is redrawn while a group compiles: its time left stood still meanwhile,
     for as long as that compile took, then fell at once."""
