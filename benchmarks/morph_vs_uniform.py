@@ -77,8 +77,10 @@ def main() -> None:
                 "widths": list(model.widths or ()),
                 "kFLOPs": config_cost(model, "flops") / 1e3,
                 "params": int(config_cost(model, "params")),
-                "accuracy": accuracies.mean(),
-                "std": accuracies.std(),  # over seeds, ddof=1 as the leaderboard's (1 seed: NaN)
+                # as the leaderboard's: a diverged seed (NaN) makes both NaN, not dropped;
+                # the sample std, ddof=1 (1 seed: NaN)
+                "accuracy": accuracies.mean(skipna=False),
+                "std": accuracies.std(skipna=False),
             }
         )
     print(pd.DataFrame(table).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
