@@ -890,6 +890,19 @@ def test_a_table_value_is_written_out_below_a_million(tmp_path, page):
     assert found == ["0.5000", "12.35", "1235", "12346", "-54321", "999999", "1.23e+6", "1.23e-4"]
 
 
+def test_a_latency_rounding_up_to_the_next_unit_reads_in_it(tmp_path, page):
+    """A blurb's latency of 0.9996 ms read "1000 µs" and 0.9996 s "1000 ms", where the text
+    table reads 1ms and 1s."""
+    (tmp_path / _layout.MARKER).write_text(json.dumps({"format": _layout.FORMAT}))
+    cases = [2e-7, 0.0009994, 0.0009996, 0.0015, 0.9994, 0.9996, 1.5, None]
+    with serving(tmp_path) as server:
+        page.open(server.url)
+        found = page.run(
+            f"import('./static/plot.js').then((m) => {json.dumps(cases)}.map(m.formatSeconds))"
+        )
+    assert found == ["0.2 µs", "999 µs", "1 ms", "1.5 ms", "999 ms", "1 s", "1.5 s", "–"]
+
+
 def test_a_curve_of_one_step_is_labelled_at_whole_steps(tmp_path, page):
     """A curve of one point, at step 5 (a split evaluated once), got the x axis 4.5, 4.6,
     ..., 5.5, steps no run takes; a step axis is labelled at whole steps, an axis of

@@ -52,12 +52,14 @@ export function fixed(value) {
   return abs >= 1e4 ? String(Math.round(value)) : value.toPrecision(4);
 }
 
-// A duration as the text blurb table writes it (`phosjax.core`'s `_seconds`): in s from
-// 1 s up, in ms from 1 ms up, in µs below; three significant digits.
+// A duration as the text blurb table writes it (`phosjax.core`'s `_in_units`): three
+// significant digits in µs, ms or s, the first where they are below 1000 (0.9996 ms reads
+// 1 ms, not 1000 µs), else in s.
 export function formatSeconds(value) {
   if (value === null || value === undefined) return "–";
-  for (const [unit, scale] of [["s", 1], ["ms", 1e-3]]) if (value >= scale) return `${format(value / scale, 3)} ${unit}`;
-  return `${format(value / 1e-6, 3)} µs`;
+  const units = [["µs", 1e-6], ["ms", 1e-3], ["s", 1]];
+  const [unit, scale] = units.find(([, scale]) => Number((value / scale).toPrecision(3)) < 1000) ?? units.at(-1);
+  return `${format(value / scale, 3)} ${unit}`;
 }
 
 export function formatBytes(value) {
