@@ -621,13 +621,12 @@ class GraphModel(nn.Module):
         _check_out_submodules(tagged, injections, self.variables)
         inject = _checked_inject(inject, graph, tagged)
         given = set(inject) | (tagged - inside)
-        chosen = self.returns if outputs is None else outputs
         targets = self._targets(outputs)
         if outputs is None and self.is_initializing():  # all variables, returns or not
             targets = tuple(dict.fromkeys((*graph.sinks, *targets)))
         plan = graph.needed((*targets, *tagged, *inside), given)  # px.inject's reach their tags
         feeds = self._feeds(x, [p for p in plan if p in graph.inputs and p not in given])
-        injected = (inject, self.variables.get(INJECTIONS, {}))  # with x=None, the batch
+        injected = (inject, injections)  # with x=None, the batch
         train = batch_train(train, (feeds, injected))  # empty: batch_stats kept as they are
         if keywords.get("mask") is not None:  # padding read as zeros, by all nodes
             feeds = {path: _padding_zeroed(self, v, keywords) for path, v in feeds.items()}
@@ -654,7 +653,7 @@ class GraphModel(nn.Module):
                 raise
         if outputs is None and self.returns is not None:
             return values[self.returns]
-        return values if chosen is None else {t: values[t] for t in targets}
+        return values if outputs is None else {t: values[t] for t in targets}
 
     def _check_inject(
         self,
