@@ -1142,12 +1142,12 @@ class _Stages:
     ) -> None:
         """``done``: the last iteration finished (the start model's: 0), None: none."""
         self.iterations = iterations
-        initial = 0 if done is None else 1 + 2 * done
-        self._left, self._trained = 1 + 2 * iterations - initial, 0  # trainings, this run
+        total, initial = 1 + 2 * iterations, 0 if done is None else 1 + 2 * done
+        self._to_train, self._trained = total - initial, 0  # trainings, this run
         self._clock = clock
         self._started = self._ticked = clock()
         self.bar = EstimatedBar(
-            total=1 + 2 * iterations,
+            total=total,
             initial=initial,
             seconds_left=self.seconds_left,
             unit="training",
@@ -1177,12 +1177,13 @@ class _Stages:
           >>> now[0] = 14.0; stages.seconds_left()  # 2 trainings of 10 s, 4 s into one
           16.0
         """
-        if not self._left:
+        left = self._to_train - self._trained
+        if not left:
             return 0.0
         if not self._trained:
             return None
         mean = (self._ticked - self._started) / self._trained
-        return counted_down(mean * self._left, mean, self._clock() - self._ticked)
+        return counted_down(mean * left, mean, self._clock() - self._ticked)
 
     def done(self, rows: list[dict[str, Any]], row: dict[str, Any]) -> None:
         """Adds ``row`` to ``rows``, names the next stage and ticks the bar if ``row``'s
@@ -1195,7 +1196,6 @@ class _Stages:
             description = f"iteration {iteration}/{self.iterations}: {kind}"
             self.bar.set_description(description, refresh=not trained)
         if trained:
-            self._left -= 1
             self._trained += 1
             self._ticked = self._clock()
             self.bar.update()
