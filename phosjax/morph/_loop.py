@@ -522,7 +522,8 @@ def train(
 
     The loss is the cross-entropy, plus the model's auxiliary losses (`phosjax.aux_loss`:
     ``moenet``'s load balance) as the engine's train step adds them, plus ``strength``
-    times ``penalty`` of the variables. As the engine's step, training writes the running
+    times ``penalty`` of the variables (nothing at strength 0, even where the penalty
+    overflows, as in the engine's step). As the engine's step, training writes the running
     statistics (``batch_stats``) alone; another collection init made is kept as made.
 
     Raises:
@@ -585,7 +586,8 @@ def train(
         new_state = {**state, **written_as_stored(written, state)}
         logits = logits.astype(jnp.float32)  # as the engine's step: bfloat16 ones rounded it
         task = optax.softmax_cross_entropy_with_integer_labels(logits, y_train[index]).mean()
-        extra = strength * penalty({"params": params, **state}) if penalty else 0.0
+        # at strength 0 none (0 * an overflowing penalty, or its gradient, would be NaN)
+        extra = strength * penalty({"params": params, **state}) if penalty and strength else 0.0
         return task + aux + extra, new_state
 
     def step(carry: Any, i: jax.Array) -> tuple[Any, None]:

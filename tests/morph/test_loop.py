@@ -1435,6 +1435,17 @@ def test_train_names_a_bad_step_count_rate_strength_or_seed(arguments, error, me
         _loop.train(ModelConfig("mlp", 3, (8,), width=8), random_dataset("toy", (8,), 3), **given)
 
 
+def test_train_at_strength_0_trains_as_without_its_penalty_even_where_it_overflows():
+    """0 * exp(1e3 * kernel) was 0 * inf: its gradient was NaN, and so were the variables."""
+
+    data, config = random_dataset("toy", (8,), 3), ModelConfig("mlp", 3, (8,), width=8)
+    overflows = lambda variables: jnp.exp(1e3 * variables["params"]["head"]["kernel"]).sum()
+    penalized = _loop.train(config, data, 2, 16, 1e-2, 0, overflows, strength=0.0)
+    plain = _loop.train(config, data, 2, 16, 1e-2, 0)
+    assert penalized[1] == plain[1] == 0.375
+    jax.tree.map(np.testing.assert_array_equal, penalized[0], plain[0])
+
+
 def test_train_takes_an_optax_schedule_as_its_learning_rate():
     """optax.adam takes a schedule, and train passed it on, until a check of the rate
     refused it as "expected a finite number > 0" (a batch too big stops it, untrained)."""
