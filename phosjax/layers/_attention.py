@@ -1,7 +1,7 @@
 """Attention layers: multi-head self-attention that reports its weights, and a block."""
 
 import math
-from typing import Any, cast
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -10,6 +10,7 @@ import jax.numpy as jnp
 from phosjax.core import tag
 from phosjax.layers._common import (
     CheckedFields,
+    apply_as_out,
     at_least_float32,
     broadcasts_to,
     check_mask_dtype,
@@ -226,15 +227,10 @@ class MultiHeadSelfAttention(CheckedFields):
         tag(self, "attention_entropy", _entropy(weights, log_weights, real))
         weights = nn.Dropout(self.dropout_rate)(weights, deterministic=not train)
         out = jnp.einsum("...hqk,...khd->...qhd", weights.astype(dtype), value)
-        project = nn.DenseGeneral(  # unbound: made "out" below, or applied to its params
+        project = nn.DenseGeneral(
             features, axis=(-2, -1), dtype=dtype, param_dtype=self.param_dtype, parent=None
         )
-        if not self.has_variable("params", "out"):  # init: its params, made as ever
-            return project.clone(parent=self, name="out")(out)
-        # its params applied, no submodule "out" made: a graph model tags the output of
-        # its node "attention" at "attention/out", and Flax gives a name to one thing only
-        kept: dict[str, Any] = {"params": self.get_variable("params", "out")}
-        return cast(jax.Array, project.apply(kept, out))
+        return apply_as_out(self, project, out)
 
 
 class TransformerBlock(CheckedFields):

@@ -8,7 +8,7 @@ import inspect
 import math
 import numbers
 import weakref
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import flax.linen as nn
 import jax
@@ -669,6 +669,17 @@ def returned(y: Any) -> str:
     """
     shape = getattr(y, "shape", None)
     return a_type(y) if shape is None else str(shape)
+
+
+def apply_as_out(module: nn.Module, project: nn.Module, x: jax.Array) -> jax.Array:
+    """``project`` (unbound, ``parent=None``) applied to ``x`` with ``module``'s params
+    ``out``: made as its submodule ``"out"`` at init; afterwards applied to those params
+    with no submodule made, since a graph model tags the output of a node holding
+    ``module`` at ``<node>/out`` and Flax gives a name to one thing only."""
+    if not module.has_variable("params", "out"):
+        return cast(jax.Array, project.clone(parent=module, name="out")(x))
+    kept: dict[str, Any] = {"params": module.get_variable("params", "out")}
+    return cast(jax.Array, project.apply(kept, x))
 
 
 def input_width(module: nn.Module, x: jax.Array, layout: str = "..., C") -> int:

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 from phosjax.core import tag
 from phosjax.layers._common import (
     CheckedFields,
+    apply_as_out,
     checked_finite,
     checked_size,
     compute_dtype,
@@ -85,7 +86,7 @@ class SwiGLU(CheckedFields):
         dense = functools.partial(nn.Dense, dtype=dtype, param_dtype=self.param_dtype)
         gate = tag(self, "gate", nn.silu(dense(hidden, name="gate_proj")(x)))
         value = dense(hidden, name="value_proj")(x)
-        return dense(features, name="out")(gate * value)
+        return apply_as_out(self, dense(features, parent=None), gate * value)
 
 
 class SqueezeExcite(CheckedFields):

@@ -14,7 +14,7 @@ import pytest
 
 import phosjax as px
 from phosjax.core import INJECTIONS, ArraySpec
-from phosjax.layers import TransformerBlock
+from phosjax.layers import SwiGLU, TransformerBlock
 from phosjax.models.graph import (
     OUT,
     GraphError,
@@ -1219,6 +1219,21 @@ def test_hand_built_injections_for_a_submodule_named_out_are_told_to_rename_it(k
     np.testing.assert_array_equal(
         as_value["head"], model.apply(variables, None, inject={"block": h})["head"]
     )
+
+
+def test_a_swiglu_node_can_be_probed_and_injected(key):
+    # SwiGLU's output projection was a submodule named "out", the name of the tag of the
+    # node's output: "Cannot record 'mlp/out' in 'intermediates'", as the attention's was.
+    model = GraphModel({"mlp": SwiGLU()})
+    x = jax.random.normal(key, (2, 3))
+    variables = model.init(key, x)
+    assert sorted(variables["params"]["mlp"]) == ["gate_proj", "out", "value_proj"]
+    variables["params"]["mlp"]["out"]["bias"] = jnp.arange(3.0)
+    _, found = px.probe(model, variables, x, "**")
+    plain = SwiGLU().apply({"params": variables["params"]["mlp"]}, x)
+    np.testing.assert_array_equal(found["mlp/out"], plain)
+    injected = px.inject(model, variables, x, {"mlp/gate": jnp.zeros((2, 6))})
+    np.testing.assert_array_equal(injected["mlp"], [[0.0, 1.0, 2.0]] * 2)  # the bias alone
 
 
 def test_px_inject_of_every_tag_probed_on_another_input_patches_it_all(key):
