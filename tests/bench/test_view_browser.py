@@ -143,6 +143,30 @@ def test_a_diverged_seed_and_lines_past_the_cap_are_shown(tmp_path, frozen, page
     assert legend.count("(1 diverged)") == 1 and f"{model} · lr={lr} (1 diverged)" in legend
 
 
+@pytest.mark.parametrize("flag", [False, None], ids=["recorded", "written-before"])
+def test_a_nan_of_a_cell_whose_rows_say_it_did_not_diverge_is_no_divergence(tmp_path, flag, page):
+    """A NaN test accuracy of a seed whose rows record diverged=False (NaN test inputs)
+    showed "diverged (1/2)" and a red cell, where the summary shows "nan"; in rows that
+    record no flag (null: written before they did) a NaN is still the one sign."""
+    written = write_bench(tmp_path / "nan", blurb_json(), diverge=True, frozen=True)
+    for part in (written.root / _layout.RESULTS).glob("*.parquet"):
+        table = pq.read_table(part)
+        column = pa.array([flag] * len(table), pa.bool_())
+        at = table.schema.get_field_index(_layout.DIVERGED)
+        pq.write_table(table.set_column(at, _layout.DIVERGED, column), part)
+    with serving(written.root) as server:
+        cells_dom = page.dom(server.url)
+        configs_dom = page.dom(server.url + "?mode=configs")
+
+    model, lr, _ = DIVERGED
+    rows = between(configs_dom, "<tbody>", "</tbody>").split('class="board-row"')[1:]
+    [row] = [r for r in rows if f">{model}</td>" in r and f">{lr}</td>" in r]
+    assert ('<td class="num diverged">diverged (1/2)</td>' in row) is (flag is None)
+    assert ('<td class="num">NaN</td>' in row) is (flag is False)
+    assert ('<td class="num diverged">NaN</td>' in cells_dom) is (flag is None)
+    assert ('<td class="num">NaN</td>' in cells_dom) is (flag is False)
+
+
 ASKED = """performance.getEntriesByType('resource').map((e) => new URL(e.name))
   .filter((u) => u.pathname === '/api/results')
   .map((u) => [u.searchParams.get('columns'), u.searchParams.get('cells')?.split(',') ?? null])"""

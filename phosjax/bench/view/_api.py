@@ -333,7 +333,10 @@ def leaderboard(bench: BenchFiles) -> dict[str, Any]:
     ``{split: {"step", "final"}}``, the last step all its seeds reached and the cell's
     values there (`_at_common_steps`), which a mean over seeds takes.
     ``options_that_vary``: of the cell's options, those that differ between its model's
-    cells, as `options_that_vary` writes them (the page shows these, not the JSON)."""
+    cells, as `options_that_vary` writes them (the page shows these, not the JSON).
+    ``records_diverged``: whether the cell's last rows record ``diverged`` (not null): there
+    a NaN of a value not marked ``"diverged"`` is no divergence (NaN test inputs), while in
+    rows written before they recorded it, it is the one sign (as the summary counts them)."""
     cells = bench.cells()
     metrics = bench.metrics()
     results, seen = bench.last_rows(metrics)  # each part's read once per version
@@ -343,6 +346,9 @@ def leaderboard(bench: BenchFiles) -> dict[str, Any]:
     progress = bench.progress()
     not_started = {"steps": None, "finished": False, "stopped": bench.all_stopped()}
     options = options_that_vary(cells) if "options" in cells else [None] * len(cells)
+    recorded = set()  # the cells whose last rows record diverged
+    if _layout.DIVERGED in results:
+        recorded = set(results.loc[results[_layout.DIVERGED].notna(), "cell_id"])
     rows = [
         {
             "cell": cell,
@@ -352,6 +358,7 @@ def leaderboard(bench: BenchFiles) -> dict[str, Any]:
                 **progress.get(cell["cell_id"], not_started),
             },
             "final": final.get(cell["cell_id"], {}),
+            "records_diverged": cell["cell_id"] in recorded,
             **({"common": common[cell["cell_id"]]} if cell["cell_id"] in common else {}),
         }
         for cell, varying in zip(cells.to_dict("records"), options, strict=True)

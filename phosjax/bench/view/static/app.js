@@ -446,11 +446,20 @@ function std(values) {
   return Math.sqrt(ok.reduce((a, v) => a + (v - m) ** 2, 0) / (ok.length - 1));
 }
 
-// "diverged (k/n)" when k of the n seeds with a value have a NaN or infinite one.
-function divergedNote(values) {
-  const ok = present(values);
-  const bad = ok.filter(nonfinite).length;
-  return bad ? `diverged (${bad}/${ok.length})` : null;
+// Whether the values of a row, as the server sends them, are a diverged cell's: one is
+// "diverged" (its row says so); in rows that do not record it (`recorded` false: written
+// before they did) a NaN or infinity is the one sign. A NaN of a live cell (NaN test
+// inputs) is no divergence, as the summary counts them.
+function divergedMarks(marks, recorded) {
+  const values = Object.values(marks);
+  return values.includes("diverged") || (!recorded && values.some((v) => typeof v === "string" && v in NONFINITE));
+}
+
+// "diverged (k/n)" when k of the n seeds with a value diverged (`diverged`: of each seed)
+// and have a NaN or infinite one.
+function divergedNote(values, diverged) {
+  const bad = values.filter((v, i) => nonfinite(v) && diverged[i]).length;
+  return bad ? `diverged (${bad}/${present(values).length})` : null;
 }
 
 // The step the seeds `members` of a configuration are compared at on `split`: where the
@@ -463,6 +472,8 @@ function sharedStep(members, split) {
 
 // A cell's values on `split` at `step` (`sharedStep`: from the server's `common`), or its last.
 const seedsFinal = (row, split, step) => (step === null ? row._final?.[split] : row._common?.[split]?.at.get(step));
+// Whether a cell's values on `split` at `step` (as `seedsFinal`) are a diverged cell's (`divergedMarks`).
+const seedDiverged = (row, split, step) => (step === null ? row._diverged?.[split] : row._common?.[split]?.diverged.get(step)) ?? false;
 
 // The table's rows (`modeRows`) that pass the filter menus and the text search (`search`:
 // `currentSearch`), whose terms on a result column (`resultColumns`) take each row's value
@@ -485,6 +496,7 @@ function modeRows(cells) {
     return cells.map((row) => ({
       key: row.cell_id, row, color: state.configs.get(row.config), cells: [row],
       value: (split, metric) => row._final?.[split]?.[metric] ?? null, spread: () => null, note: () => null, at: () => null,
+      diverged: (split, metric) => nonfinite(row._final?.[split]?.[metric]) && seedDiverged(row, split, null),
     }));
   }
   const groups = new Map();
@@ -495,7 +507,8 @@ function modeRows(cells) {
     return {
       key, row: members[0], color: state.configs.get(key), cells: members,
       value: (split, metric) => mean(values(split, metric)), spread: (split, metric) => std(values(split, metric)),
-      note: (split, metric) => divergedNote(values(split, metric)),
+      note: (split, metric) => divergedNote(values(split, metric), members.map((m) => seedDiverged(m, split, sharedStep(members, split)))),
+      diverged(split, metric) { return this.note(split, metric) !== null; },
       at: (split) => sharedStep(members, split),
     };
   });
@@ -688,7 +701,7 @@ function renderBoard() {
       } else if (column.metric) {
         const note = r.note(column.metric.split, column.metric.metric);
         td.textContent = note ?? fixed(column.get(r));
-        if (nonfinite(column.get(r))) td.classList.add("diverged");
+        if (r.diverged(column.metric.split, column.metric.metric)) td.classList.add("diverged");
         const spread = r.spread(column.metric.split, column.metric.metric);
         if (spread !== null) td.appendChild(el("span", { class: "spread" }, ` ± ${format(spread, 2)}`));
         const at = r.at(column.metric.split);
@@ -1475,13 +1488,16 @@ async function loadBench() {
   const [info, board] = await Promise.all([getJson("api/bench"), getJson("api/cells")]);
   const numbered = (values) => Object.fromEntries(Object.entries(values).map(([metric, v]) => [metric, number(v)]));
   const numbers = (final) => Object.fromEntries(Object.entries(final).map(([split, values]) => [split, numbered(values)]));
-  board.rows = board.rows.map(({ cell, options_that_vary: options, progress, final, common }) => ({
+  const diverged = (marks, recorded) => Object.fromEntries(Object.entries(marks).map(([split, values]) => [split, divergedMarks(values, recorded)]));
+  board.rows = board.rows.map(({ cell, options_that_vary: options, progress, final, common, records_diverged: recorded }) => ({
     ...cell, _options: options, _done: progress.steps_done, _steps: progress.steps, _finished: progress.finished, _stopped: progress.stopped,
-    _final: numbers(final),
+    _final: numbers(final), _diverged: diverged(final, recorded),
     // Its seeds stopped at different steps: its values at each step one of them stopped at.
     _common: common && Object.fromEntries(Object.entries(common).map(([split, { at }]) => {
-      const values = new Map(Object.entries(at).map(([step, final]) => [Number(step), numbered(final)]));
-      return [split, { at: values, end: Math.max(...values.keys()) }];
+      const steps = Object.entries(at).map(([step, final]) => [Number(step), final]);
+      const values = new Map(steps.map(([step, final]) => [step, numbered(final)]));
+      const frozen = new Map(steps.map(([step, final]) => [step, divergedMarks(final, recorded)]));
+      return [split, { at: values, diverged: frozen, end: Math.max(...values.keys()) }];
     })),
   }));
   [state.info, state.board] = [info, board];
