@@ -50,9 +50,6 @@ SCANNED = (
 )
 """Collections that carry one entry per iteration under `nn.scan` (see `scan_axes`)."""
 
-_RECORDED = (INTERMEDIATES, AUX_LOSS, PATH_WEIGHTS)
-"""Collections each iteration or member records its own values in: none can be shared."""
-
 FLAX_COLLECTIONS = ("params", "batch_stats", "cache")
 """Collections Flax's own layers use, which `scan_axes` may be given an axis for."""
 
@@ -71,17 +68,13 @@ def scan_axes(**extra: Any) -> dict[Any, Any]:
     Args:
       **extra: more collections and their axes, e.g. ``params=0``; they override the
         defaults. ``None`` shares a collection across ``nn.vmap``'s members (``nn.scan``
-        refuses it: give the collection as its ``variable_broadcast``), but not one each
-        member records its own values in (``aux_loss``, ``intermediates``,
-        ``path_weights``).
+        refuses it: give the collection as its ``variable_broadcast``).
 
     Raises:
       TypeError: an axis is no int nor None (``params="0"`` or ``nn.broadcast``, which
         Flax's scan refused with a bare AssertionError; ``True``, which it took for 1).
       ValueError: a name is a typo of a collection Flax or phosjax uses (``param=0``, for
-        which Flax's scan said only that the collection ``params`` is empty), or the axis
-        of a collection of recorded values is None (JAX's vmap said only "got axis spec
-        None but output was batched").
+        which Flax's scan said only that the collection ``params`` is empty).
 
     Examples:
       >>> axes = scan_axes(params=0)
@@ -100,12 +93,6 @@ def scan_axes(**extra: Any) -> dict[Any, Any]:
                 f"shares, leave {name!r} out here and pass nn.scan(..., "
                 f"variable_broadcast={name!r}) (under nn.vmap, which has no "
                 f"variable_broadcast, give {name}=None)."
-            )
-        if axis is None and name in _RECORDED:
-            raise ValueError(
-                f"scan_axes: the axis of {name!r} must be an int, got None: each member of "
-                f"nn.vmap (each iteration of nn.scan) records its own values in {name!r}, "
-                f"which one shared entry cannot hold; leave {name!r} out (axis 0, the default)."
             )
         if axis is not None and type(axis) is not int:
             raise TypeError(

@@ -600,19 +600,6 @@ def test_scan_axes_given_nn_broadcast_says_to_broadcast_the_collection_in_nn_sca
     }
 
 
-@pytest.mark.parametrize("name", ["aux_loss", "intermediates", "path_weights"])
-def test_scan_axes_refuses_to_share_a_collection_each_member_records_in(name):
-    """JAX's vmap said only "got axis spec None but output was batched on axis 0"."""
-    with pytest.raises(ValueError) as raised:
-        px.scan_axes(params=0, **{name: None})
-    assert str(raised.value) == (
-        f"scan_axes: the axis of '{name}' must be an int, got None: each member of nn.vmap "
-        f"(each iteration of nn.scan) records its own values in '{name}', which one shared "
-        f"entry cannot hold; leave '{name}' out (axis 0, the default)."
-    )
-    assert px.scan_axes(knobs=None, injections=None)["knobs"] is None  # read, not recorded
-
-
 @pytest.mark.parametrize(("typo", "meant"), [("param", "params"), ("knob", "knobs")])
 def test_scan_axes_given_a_typo_of_a_collection_names_the_one_meant(typo, meant):
     """param=0 gave no error here; Flax's scan then said 'Tried to access "kernel" from
