@@ -125,9 +125,10 @@ class ActivityL1(nn.Module):
         magnitude = jnp.abs(zero_padding(x, real).astype(wide))
         if real is not None:
             activity = token_mean(magnitude, real, kept=1).mean(-1)
-            # an example of padding alone is none: the mean over examples leaves it out
+            # an example of padding alone (activity 0) is none: the mean over examples
+            # leaves it out; with every example real the scale is 1, the penalty exact
             some = real.reshape(real.shape[0], math.prod(real.shape[1:])).any(-1)
-            penalty = jnp.where(some, activity * some.size / jnp.maximum(some.sum(), 1), 0)
+            penalty = activity * (some.size / jnp.maximum(some.sum(), 1))
         else:  # per example; 0 for one of no elements (no token), as under a mask
             examples = x.shape[:1] if x.ndim > 1 else ()
             flat = magnitude.reshape(*examples, math.prod(x.shape[len(examples) :]))

@@ -292,6 +292,16 @@ def test_an_activity_penalty_leaves_an_example_of_padding_alone_out_of_its_mean(
     assert float(none_real["aux_loss"]["activity_l1"][0]) == 0.0
 
 
+def test_an_activity_penalty_under_a_mask_of_real_examples_alone_is_that_of_no_mask():
+    """Leaving out the examples of padding alone scaled each example's penalty by 3 and
+    back by 3: 1.0000002e-4 where no mask gives 1.0000000e-4."""
+    x = jnp.full((3, 2, 1), 0.1)
+    _, masked = ActivityL1().apply({}, x, mask=jnp.ones((3, 2), bool), mutable=True)
+    _, unmasked = ActivityL1().apply({}, x, mutable=True)
+    penalty = masked["aux_loss"]["activity_l1"][0]
+    assert penalty.tolist() == unmasked["aux_loss"]["activity_l1"][0].tolist()
+
+
 def test_a_squeeze_excite_of_sequences_of_no_token_gets_finite_gradients(key):
     """Its channel means over no token were NaN, and so were its params' gradients."""
     layer, x = SqueezeExcite(2), jnp.ones((2, 0, 4))
