@@ -170,8 +170,10 @@ class Frame(PassesKeywords, CheckedFields):
     count under a padding mask (a strided convolution, say) is an error naming it and
     both token shapes: after a block that takes the mask, since it no longer fits the
     tokens pooled; before any, since the blocks that take it see the new tokens (the
-    error gives the shape to use). In a container (a `phosjax.layers.Sequence`, a graph),
-    a frame is given the mask only when one of its blocks takes it.
+    error gives the shape to use). Under a per-pair mask, such a block after one that takes
+    the mask is no error, and the head then pools every token, padded ones too. In a
+    container (a `phosjax.layers.Sequence`, a graph), a frame is given the mask only when
+    one of its blocks takes it.
 
     Tagged values: ``stem/out``, ``blocks_<i>/out`` (each block's output), ``features``
     (pooled) and ``logits``, plus whatever the stem and blocks tag themselves.
