@@ -22,7 +22,7 @@ def unrelated_names(directory: pathlib.Path) -> tuple[list[str], bool]:
     marker, sorted, and whether one is of a bench's files found without its lock file.
 
     A bench's processes each take their lock file first (``run.lock``,
-    ``run.p<i>of<n>.lock``), then write its config, env and status files, and the
+    ``run.p<i>of<n>.lock``), then write its config, env, cells and status files, and the
     ``results/``, ``profile/`` and ``checkpoints/`` of processes run apart (which may
     train before process 0 writes the marker): with no lock file, those are no bench's
     starting (a ``config.yaml`` written by hand, an empty ``results/``), as ``python
@@ -32,7 +32,7 @@ def unrelated_names(directory: pathlib.Path) -> tuple[list[str], bool]:
     names = [p.name for p in directory.iterdir() if not is_temporary(p.name)]
     locks = _layout.per_process_names(_layout.LOCK, names)
     locked = {_layout.CONFIG, _layout.ENV, *_layout.per_process_names(_layout.STATUS, names)}
-    locked |= {_layout.RESULTS, _layout.PROFILE, _layout.CHECKPOINTS}
+    locked |= {_layout.CELLS, _layout.RESULTS, _layout.PROFILE, _layout.CHECKPOINTS}
     before_marker = {_layout.MORPH, *locks, *(locked if locks else ())}
     unrelated = sorted(name for name in names if name not in before_marker)
     return unrelated, not locks and any(name in locked for name in unrelated)

@@ -2069,12 +2069,15 @@ def test_the_leaderboard_reads_each_part_once_per_version(tmp_path, monkeypatch,
     assert leaderboard() == uncached() and read == []
 
 
-@pytest.mark.parametrize("files", [[_layout.CONFIG], [_layout.RESULTS], [_layout.STATUS, "notes"]])
+@pytest.mark.parametrize(
+    "files", [[_layout.CONFIG], [_layout.CELLS], [_layout.RESULTS], [_layout.STATUS, "notes"]]
+)
 def test_a_benchs_files_without_its_lock_are_no_bench_starting(tmp_path, files):
     """A config.yaml written by hand, or an empty results/, in a folder without
     bench.json was waited on as a bench starting, forever, while bench.new refuses such
     a folder. A bench takes its lock file (run.lock) before it writes anything there:
-    without one, the viewer says what is wrong; with one, it waits for the bench."""
+    without one, the viewer says what is wrong; with one, it waits for the bench. Its
+    cells.parquet is among those (written before bench.json since 0daee5bc)."""
     folder = tmp_path / "bench"
     folder.mkdir()
     for name in files:
