@@ -146,8 +146,9 @@ def test_a_diverged_seed_and_lines_past_the_cap_are_shown(tmp_path, frozen, page
 @pytest.mark.parametrize("flag", [False, None], ids=["recorded", "written-before"])
 def test_a_nan_of_a_cell_whose_rows_say_it_did_not_diverge_is_no_divergence(tmp_path, flag, page):
     """A NaN test accuracy of a seed whose rows record diverged=False (NaN test inputs)
-    showed "diverged (1/2)" and a red cell, where the summary shows "nan"; in rows that
-    record no flag (null: written before they did) a NaN is still the one sign."""
+    showed "diverged (1/2)" and a red cell, where the summary shows "nan", and its curves
+    and the hyperparameter plot said diverged; in rows that record no flag (null: written
+    before they did) a NaN is still the one sign."""
     written = write_bench(tmp_path / "nan", blurb_json(), diverge=True, frozen=True)
     for part in (written.root / _layout.RESULTS).glob("*.parquet"):
         table = pq.read_table(part)
@@ -157,8 +158,26 @@ def test_a_nan_of_a_cell_whose_rows_say_it_did_not_diverge_is_no_divergence(tmp_
     with serving(written.root) as server:
         cells_dom = page.dom(server.url)
         configs_dom = page.dom(server.url + "?mode=configs")
+        model, lr, seed = DIVERGED
+        tips = []  # the curves' tooltips a quarter along, where no seed is NaN yet
+        for mode in ("cells", "configs"):
+            page.open(server.url + f"?mode={mode}&f.model=%22{model}%22&f.lr={lr}")
+            page.move_to(*page.run(QUARTER_ALONG))
+            tips.append(page.run("document.getElementById('tooltip').textContent"))
+        hp_legend = page.run("document.getElementById('hp-legend').textContent")
+        marks = page.run(MARKS)
 
-    model, lr, _ = DIVERGED
+    diverged = flag is None
+    assert (f"{model} · lr={lr} · seed {seed} (diverged)" in tips[0]) is diverged
+    assert f"{model} · lr={lr} · seed {1 - seed} 0." in tips[0]
+    assert f"{model} · lr={lr} (2 seeds{', 1 diverged' if diverged else ''}) 0." in tips[1]
+    assert (len(marks) == 1) is diverged
+    assert hp_legend.endswith(
+        "1 diverged (NaN or inf): red × on the top edge"
+        if diverged
+        else "1 not: test accuracy NaN or inf of a cell that did not diverge"
+    )
+    assert ("(1 diverged)" in between(configs_dom, 'id="legend"', 'id="aux"')) is diverged
     rows = between(configs_dom, "<tbody>", "</tbody>").split('class="board-row"')[1:]
     [row] = [r for r in rows if f">{model}</td>" in r and f">{lr}</td>" in r]
     assert ('<td class="num diverged">diverged (1/2)</td>' in row) is (flag is None)
@@ -418,6 +437,10 @@ POINTS = """[...document.querySelectorAll('#hp-plot circle.point')].map((c) => (
   cell: c.dataset.cell, key: c.dataset.key,
   cx: Number(c.getAttribute('cx')), cy: Number(c.getAttribute('cy'))}))"""
 MARKS = "[...document.querySelectorAll('#hp-plot .diverged-mark')].map((m) => m.dataset.cell)"
+QUARTER_ALONG = """(() => { const r = document.querySelector('#curve-plots .overlay');
+  r.scrollIntoView({block: 'center'}); const box = r.getBoundingClientRect();
+  return [box.x + box.width / 4, box.y + box.height / 2]; })()"""
+"""A point of the first curve plot a quarter along its steps."""
 
 
 def test_cells_a_log_axis_cannot_place_are_counted_apart(tmp_path, page):

@@ -474,6 +474,9 @@ function sharedStep(members, split) {
 const seedsFinal = (row, split, step) => (step === null ? row._final?.[split] : row._common?.[split]?.at.get(step));
 // Whether a cell's values on `split` at `step` (as `seedsFinal`) are a diverged cell's (`divergedMarks`).
 const seedDiverged = (row, split, step) => (step === null ? row._diverged?.[split] : row._common?.[split]?.diverged.get(step)) ?? false;
+// Whether the series `s` of the cell `row` diverged: a NaN or infinite value, on a split its
+// cell's rows say it diverged on (`seedDiverged`), as the table counts it.
+const seriesDiverged = (s, row) => s.y.some(nonfinite) && seedDiverged(row, s.split, null);
 
 // The table's rows (`modeRows`) that pass the filter menus and the text search (`search`:
 // `currentSearch`), whose terms on a result column (`resultColumns`) take each row's value
@@ -836,7 +839,7 @@ function plotSeries(raw, split, weight = 0) {
     if (!members.length) continue;
     if (state.mode === "cells") {
       const s = members[0];
-      const diverged = s.y.some(nonfinite);
+      const diverged = seriesDiverged(s, r.row);
       const label = `${r.row.configLabel} · seed ${r.row.seed}${diverged ? " (diverged)" : ""}`;
       out.push({ key: r.key, label, color: r.color, x: s.step, y: smooth(s.y, weight), diverged });
       continue;
@@ -847,16 +850,17 @@ function plotSeries(raw, split, weight = 0) {
     const y = steps.map((step) => mean(column(step)));
     const lo = members.length > 1 ? steps.map((step) => Math.min(...column(step))) : null;
     const hi = members.length > 1 ? steps.map((step) => Math.max(...column(step))) : null;
-    const diverged = members.filter((s) => s.y.some(nonfinite)).length;
+    const diverged = members.filter((s) => seriesDiverged(s, r.cells.find((c) => c.cell_id === s.cell_id))).length;
     const seeds = diverged ? `${counted(members.length, "seed")}, ${diverged} diverged` : counted(members.length, "seed");
     out.push({ key: r.key, label: `${r.row.configLabel} (${seeds})`, color: r.color, x: steps, y, lo, hi, diverged: diverged > 0 });
   }
   return out;
 }
 
-// How many of each config's cells among ``rows`` diverged (a non-finite value in any split).
+// How many of each config's cells among ``rows`` diverged (`seriesDiverged` in any split).
 function divergedByConfig(raw, rows) {
-  const bad = new Set(raw.filter((s) => s.y.some(nonfinite)).map((s) => s.cell_id));
+  const cells = new Map(rows.flatMap((r) => r.cells).map((c) => [c.cell_id, c]));
+  const bad = new Set(raw.filter((s) => cells.has(s.cell_id) && seriesDiverged(s, cells.get(s.cell_id))).map((s) => s.cell_id));
   const counts = new Map();
   for (const r of rows) {
     const count = r.cells.filter((c) => bad.has(c.cell_id)).length;
@@ -1011,17 +1015,21 @@ function renderHparams() {
   const lines = trendLines(cells, column);
   const lineColor = new Map(lines.map((l) => [l.key, l.color]));
   const item = (c) => ({ key: c.r.key, color: lineColor.get(configKey(c.row, column)), x: c.x, y: c.y, detail: cellDetail(c.row, `${label}${at(c.row)}`, c.y), data: { cell: c.row.cell_id } });
+  // A NaN or inf is marked where its cell diverged (as the table counts it), else not drawn.
+  const diverged = (c) => nonfinite(c.y) && seedDiverged(c.row, split, step(c.row));
   const points = cells.filter((c) => !nonfinite(c.y)).map(item);
-  const marks = cells.filter((c) => nonfinite(c.y)).map(item);
+  const marks = cells.filter(diverged).map(item);
   const [logX, logY] = [$("hp-log-x").checked, $("hp-log-y").checked];
   box.replaceChildren();
   scatterPlot(box, {
     points, marks, lines, xLabel: column, xFormat: formatSetting, yLabel: label, title: `${label} against ${column}`, logX, logY, onHover: highlight,
   });
-  // A log axis has no place for a value ≤ 0 (a weight decay of 0): those cells are not drawn.
-  const placed = (c) => (!logX || c.x > 0) && (!logY || nonfinite(c.y) || c.y > 0);
+  // A log axis has no place for a value ≤ 0 (a weight decay of 0): those cells are not drawn,
+  // nor are the NaNs of cells that did not diverge.
+  const placed = (c) => (!logX || c.x > 0) && (nonfinite(c.y) ? diverged(c) : !logY || c.y > 0);
   const off = cells.filter((c) => !placed(c)).length;
-  const where = [logX && `${column} ≤ 0 on the log x axis`, logY && `${label} ≤ 0 on the log y axis`].filter(Boolean);
+  const live = cells.some((c) => nonfinite(c.y) && !diverged(c)) && `${label} NaN or inf of a cell that did not diverge`;
+  const where = [logX && `${column} ≤ 0 on the log x axis`, logY && `${label} ≤ 0 on the log y axis`, live].filter(Boolean);
   const notes = [`${counted(points.filter(placed).length, "cell")} plotted`];
   if (off) notes.push(`${off} not: ${where.join(" or ")}`);
   if (marks.length) notes.push(`${marks.length} diverged (NaN or inf): red × on the top edge`);
