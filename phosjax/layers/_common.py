@@ -485,6 +485,19 @@ def fits_pairs(shape: tuple[int, ...], tokens: tuple[int, ...]) -> bool:
     )
 
 
+def fits_tokens(shape: tuple[int, ...], tokens: tuple[int, ...]) -> bool:
+    """Whether a mask of ``shape`` is a padding mask of ``tokens`` (axes of size 1
+    broadcasting) or a per-pair attention mask of them (`fits_pairs`).
+
+    Examples:
+      >>> fits_tokens((1, 5), (2, 5)), fits_tokens((2, 1, 5, 5), (2, 5))  # padding, per pair
+      (True, True)
+      >>> fits_tokens((2, 4), (2, 5))
+      False
+    """
+    return broadcasts_to(shape, tokens) or fits_pairs(shape, tokens)
+
+
 def check_mask_dtype(owner: str, mask: jax.Array, attend: bool = False) -> None:
     """Raises a TypeError when ``mask``, ``owner``'s call ``mask`` (of keys to ``attend``,
     else of real tokens), holds floats: an additive mask (0: keep, ``-inf``: not) would read
@@ -629,7 +642,7 @@ def zero_mask_padding(module: Any, x: jax.Array, keywords: dict[str, Any]) -> ja
     if mask is None or not tokens:
         return x
     mask = mask_array(_owner_name(module), mask)  # a str: named, not passed on
-    if not (broadcasts_to(mask.shape, tokens) or fits_pairs(mask.shape, tokens)):
+    if not fits_tokens(mask.shape, tokens):
         return x
     return zero_padding(x, real_tokens(module, mask, tokens, pairs=True))
 

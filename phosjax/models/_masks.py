@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from phosjax.layers._common import (
     broadcasts_to,
     fits_pairs,
+    fits_tokens,
     mask_array,
     real_tokens,
     zero_mask_padding,
@@ -45,8 +46,8 @@ def padding_mask(mask: Any, h: jax.Array) -> jax.Array | None:
       >>> padding_mask(real[:, None, :, None] & real[:, None, None, :], h).tolist()
       [[1.0, 1.0, 0.0], [1.0, 1.0, 0.0]]
     """
-    tokens, shape = h.shape[:-1], None if mask is None or h.ndim < 3 else jnp.shape(mask)
-    fits = shape is not None and (broadcasts_to(shape, tokens) or fits_pairs(shape, tokens))
+    tokens = h.shape[:-1]
+    fits = mask is not None and h.ndim >= 3 and fits_tokens(jnp.shape(mask), tokens)
     real = real_tokens("Frame", mask, tokens, pairs=True) if fits else None
     return None if real is None else real.reshape(h.shape[0], math.prod(h.shape[1:-1]))
 
@@ -109,7 +110,7 @@ def check_view_tokens(mask: Any, x: jax.Array, viewed: jax.Array, kind: str) -> 
     if mask is None or x.ndim < 3 or viewed.ndim >= 3:
         return
     shape, inputs = jnp.shape(mask), x.shape[:-1]
-    if broadcasts_to(shape, inputs) or fits_pairs(shape, inputs):
+    if fits_tokens(shape, inputs):
         raise ValueError(
             f"Frame views its input {x.shape} as a {kind} {viewed.shape}, which has no "
             f"tokens for the mask {shape} (of the input's tokens {inputs}) to pad: call it "
@@ -197,8 +198,7 @@ def check_stem_padding(stem: nn.Module, mask: Any, viewed: jax.Array, h: jax.Arr
     if mask is None or h.ndim < 3:
         return
     tokens, inputs, shape = h.shape[:-1], viewed.shape[:-1], jnp.shape(mask)
-    fits = lambda tokens: broadcasts_to(shape, tokens) or fits_pairs(shape, tokens)
-    if not fits(tokens) or fits(inputs):
+    if not fits_tokens(shape, tokens) or fits_tokens(shape, inputs):
         return
     if callable(getattr(stem, "input_mask", None)):
         return

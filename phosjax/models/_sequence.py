@@ -9,10 +9,9 @@ import jax.numpy as jnp
 from phosjax.core import tag
 from phosjax.layers._common import (
     CheckedFields,
-    broadcasts_to,
     checked_size,
     compute_dtype,
-    fits_pairs,
+    fits_tokens,
     input_width,
     orthogonal,
     real_tokens,
@@ -63,8 +62,8 @@ class Patches(CheckedFields):
         if mask is None or x.ndim != 3:
             return None
         size, (batch, length) = checked_size(self, "patch_size"), x.shape[:2]
-        patches, shape = (batch, length // size), jnp.shape(mask)
-        fits = broadcasts_to(shape, patches) or fits_pairs(shape, patches)
+        patches = (batch, length // size)
+        fits = fits_tokens(jnp.shape(mask), patches)
         real = real_tokens(self, mask, patches, pairs=True) if fits else None
         if real is None:
             return None
