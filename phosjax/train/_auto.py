@@ -31,7 +31,7 @@ in `STRATEGIES` is chosen, so that timing noise does not flip the choice from ru
 _CHOICES: collections.OrderedDict[tuple[Any, ...], tuple[str, dict[str, float]]] = (
     collections.OrderedDict()
 )
-"""In-memory cache of measured choices, by (backend, group signature, data shapes, cells,
+"""In-memory cache of measured choices, by (backend, `Group.program_signature`, data shapes, cells,
 devices, `trace_config`), the last `INIT_PROGRAMS_KEPT` used."""
 
 
@@ -59,7 +59,8 @@ def measure_strategies(
     `MATMUL_STRATEGIES` one, whose slices take the kernel's size times the input's memory).
 
     Args:
-      signature: names the group's compiled programs (`Group.signature`).
+      signature: names the group's compiled programs: `Group.program_signature`, as
+        `run_group` names them (another name compiles them anew).
       make_step: builds the one-cell train step (`make_train_step`).
       state: the group's state (left intact).
       arrays: the data arrays (`device_arrays`).
@@ -92,7 +93,7 @@ def measure_strategies(
       >>> hp = HParams(batch_size=16, steps=10)
       >>> [group] = plan_groups([Cell(model, "toy", hp, seed=0), Cell(model, "toy", hp, seed=1)])
       >>> timings = measure_strategies(
-      ...     group.signature(), lambda: make_train_step(model.build(), group.hparams),
+      ...     group.program_signature(), lambda: make_train_step(model.build(), group.hparams),
       ...     init_group(group, data), device_arrays(data), num_cells=2,
       ...     devices=jax.devices(), candidates=("vmap",), steps=5, repeats=1)
       >>> list(timings), timings["vmap"] > 0
