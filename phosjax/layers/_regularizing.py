@@ -124,7 +124,7 @@ class ActivityL1(nn.Module):
         wide = at_least_float32(compute_dtype(None, x))
         magnitude = jnp.abs(zero_padding(x, real).astype(wide))
         if real is not None:
-            activity = token_mean(magnitude, real, kept=1).mean(-1)
+            activity = tag(self, "activity", token_mean(magnitude, real, kept=1).mean(-1))
             # an example of padding alone (activity 0) is none: the mean over examples
             # leaves it out; with every example real the scale is 1, the penalty exact
             some = real.reshape(real.shape[0], math.prod(real.shape[1:])).any(-1)
@@ -133,8 +133,7 @@ class ActivityL1(nn.Module):
             examples = x.shape[:1] if x.ndim > 1 else ()
             flat = magnitude.reshape(*examples, math.prod(x.shape[len(examples) :]))
             activity = flat.mean(-1) if flat.shape[-1] else jnp.zeros(examples, wide)
-            penalty = activity
-        tag(self, "activity", activity)
+            penalty = tag(self, "activity", activity)
         aux_loss(self, "activity_l1", strength * penalty)
         return x
 
