@@ -644,7 +644,8 @@ def _finished_hparams(root: pathlib.Path, config: BenchConfig) -> tuple[str, ...
     finished = {c for group in groups if group.get("finished") for c in group.get("cells", [])}
     if cells.empty or not set(cells.cell_id) <= finished:
         return None
-    named = {(d, entry.name) for d in config.datasets for entry in config.model_entries()}
+    names = {entry.name for entry in config.model_entries()}
+    named = {(d, name) for d in config.datasets for name in names}
     if not named <= set(zip(cells.dataset, cells.model, strict=True)):
         return None
     if not all((root / _layout.BLURBS / f"{m}.json").is_file() for m in set(cells.model_id)):
