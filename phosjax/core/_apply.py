@@ -179,8 +179,9 @@ def naming_other_kinds(
 ) -> Iterator[None]:
     """Within it, a selector of tagged values that matched none, but matches a knob or a
     param of ``variables``, says so (the `SelectorError` gains a sentence), as does one
-    whose tag ``model`` skipped when applied with ``kwargs``: its ``untagged_reason``
-    (`phosjax.models.graph.GraphModel`'s) says why.
+    whose tag ``model`` skipped when applied with ``kwargs``: its ``_untagged_reason``
+    (`phosjax.models.graph.GraphModel`'s; private, so no user module's field or method of
+    that name is taken for it) says why.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -202,7 +203,7 @@ def naming_other_kinds(
             if found:
                 hint = f" It matches {what} {found[0]!r}, which is no tagged value: {where}."
                 raise SelectorError(f"{error}{hint}") from None
-        reason = getattr(model, "untagged_reason", None)
+        reason = getattr(model, "_untagged_reason", None)
         skipped = reason(error.selector, kwargs or {}) if reason else None
         if skipped:
             raise SelectorError(f"{error} {skipped}") from None

@@ -1590,6 +1590,25 @@ def test_a_selector_of_a_knob_or_param_says_it_is_no_tagged_value(call, said):
     assert said in str(error.value)
 
 
+class NamesAField(nn.Module):
+    """A user module with a field named like the graph model's hook that explains a
+    skipped node's tag."""
+
+    untagged_reason: str = "mine"
+
+    @nn.compact
+    def __call__(self, x):
+        return px.tag(self, "h", x)
+
+
+def test_a_module_with_a_field_named_untagged_reason_keeps_the_selector_error():
+    """probe raised "TypeError: 'str' object is not callable": the field was called as
+    the graph model's hook."""
+    with pytest.raises(px.SelectorError) as error:
+        px.probe(NamesAField(), {}, X, "g")
+    assert str(error.value) == "Selector 'g' matched no tagged value among 1; nearest: 'h'."
+
+
 @pytest.mark.parametrize(
     ("variables", "said"),
     [

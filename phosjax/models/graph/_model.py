@@ -721,14 +721,14 @@ class GraphModel(nn.Module):
             return self._graph.sinks
         return self._graph.select(chosen, "outputs" if outputs is not None else "returns")
 
-    def untagged_reason(self, selector: str, kwargs: Mapping[str, Any]) -> str | None:
+    def _untagged_reason(self, selector: str, kwargs: Mapping[str, Any]) -> str | None:
         """Why a call with ``kwargs`` (``model.apply``'s) made no tag ``<node>/out`` that
         ``selector`` matches, where it skipped that node (`phosjax.inject`, `probe`,
         `grad_of` add it to their `SelectorError`); None where it did not.
 
         Examples:
           >>> model = GraphModel({"dense": nn.Dense(3), "act": nn.relu})
-          >>> print(model.untagged_reason("dense/out", {"inject": {"act": 0}}))
+          >>> print(model._untagged_reason("dense/out", {"inject": {"act": 0}}))
           Node 'dense' is not computed: inject= gives 'act', which is computed from it, a
           value; select another tag, or leave 'act' out of inject=.
         """
