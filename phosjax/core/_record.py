@@ -111,11 +111,16 @@ def add_call(calls: tuple[Any, ...], value: Any) -> Calls:
     return Calls((*calls, value), (*known, _ndims(value)))
 
 
-def record(module: nn.Module, collection: str, name: str, value: Any) -> None:
+def record(
+    module: nn.Module, collection: str, name: str, value: Any, *, beside_submodule: bool = False
+) -> None:
     """Sows ``value`` into ``collection`` when the caller made it mutable; never during init.
 
     Skipping init keeps ``model.init`` from handing back transient collections as state.
-    The collection holds a `Calls` there, a tuple with one item per call.
+    The collection holds a `Calls` there, a tuple with one item per call. With
+    ``beside_submodule``, a submodule made before that recorded nothing in ``collection``
+    does not stop it: the record is put beside it, without Flax's name (for a name that
+    ``module``'s caller chose, as a graph model tags a node's output ``<node>/out``).
 
     Raises:
       ValueError: ``name`` is the name of a submodule made before: one that recorded in
@@ -128,6 +133,10 @@ def record(module: nn.Module, collection: str, name: str, value: Any) -> None:
         return
     submodule = isinstance(module._state.children.get(name), nn.Module)
     recorded = isinstance(module.get_variable(collection, name), Mapping)
+    if submodule and beside_submodule and not recorded:
+        calls = module.get_variable(collection, name, Calls())
+        module.put_variable(collection, name, add_call(calls, value))  # reserves no name
+        return
     if submodule or recorded:
         clash = (
             f"whose values there sit under {module_path(module, name) + SEP!r}, so the paths "

@@ -75,6 +75,30 @@ def tag(module: nn.Module, name: str, value: Any) -> Any:
       >>> found["pre_act"].shape
       (2, 3)
     """
+    return _tag(module, name, value, beside_submodule=False)
+
+
+def tag_output(module: nn.Module, name: str, value: Any) -> Any:
+    """`tag` of ``value``, ``module``'s output, which its caller tags under a name of the
+    caller's choosing (a graph model, a node's at ``<node>/out``): a submodule of
+    ``module`` with that name does not stop it while it records no value (`record`'s
+    ``beside_submodule``); its params sit in another collection.
+
+    Examples:
+      >>> import flax.linen as nn, jax, jax.numpy as jnp, phosjax as px
+      >>> class Block(nn.Module):
+      ...     @nn.compact
+      ...     def __call__(self, x):
+      ...         return tag_output(self, "out", nn.Dense(2, name="out")(x))
+      >>> x = jnp.ones((1, 3)); variables = Block().init(jax.random.key(0), x)
+      >>> px.probe(Block(), variables, x, "out")[1]["out"].shape
+      (1, 2)
+    """
+    return _tag(module, name, value, beside_submodule=True)
+
+
+def _tag(module: nn.Module, name: str, value: Any, *, beside_submodule: bool) -> Any:
+    """`tag`, its record put beside a submodule named ``name`` (`tag_output`) or not."""
     check_path(module, name, "tag")
     if module.has_variable(INJECTIONS, name):
         value = _this_calls_injection(module, name)
@@ -82,7 +106,7 @@ def tag(module: nn.Module, name: str, value: Any) -> Any:
     if module.has_variable(PERTURBATIONS, name):
         value = jax.tree.map(jnp.add, value, _this_calls_perturbation(module, name, value))
         _seen(PERTURBATIONS, module, name)
-    record(module, INTERMEDIATES, name, value)
+    record(module, INTERMEDIATES, name, value, beside_submodule=beside_submodule)
     _seen(INTERMEDIATES, module, name)
     return value
 

@@ -10,12 +10,13 @@ import numpy as np
 
 from phosjax._callables import a_type, cut_repr
 from phosjax._nearest import did_you_mean
-from phosjax.core import INJECTIONS, tag
+from phosjax.core import INJECTIONS
 from phosjax.core._inject import in_dtypes_of
 from phosjax.core._knobs import holds_exactly, what_holds
 from phosjax.core._numbers import numbers_as_array, numbers_read_together
 from phosjax.core._record import set_aside
 from phosjax.core._selectors import select
+from phosjax.core._tags import tag_output
 from phosjax.layers._common import (
     batch_train,
     block_keywords,
@@ -424,7 +425,7 @@ def _run_node(
         value = _call_node(path, spec, child, args, train, keywords)
     elif isinstance(spec, Input):  # passed through its module, so `blurb` lists it
         value = child((value,))
-    return tag(child, OUT, value)
+    return tag_output(child, OUT, value)  # beside a submodule named OUT of the node's
 
 
 def _check_add(path: str, spec: Node, args: tuple[Any, ...]) -> None:

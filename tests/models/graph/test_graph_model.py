@@ -1221,6 +1221,40 @@ def test_hand_built_injections_for_a_submodule_named_out_are_told_to_rename_it(k
     )
 
 
+class _ProjectsToOut(nn.Module):
+    """Tags ``pre``, then projects through a submodule named ``out`` that tags nothing."""
+
+    @nn.compact
+    def __call__(self, x):
+        h = px.tag(self, "pre", nn.Dense(4, name="hidden")(x))
+        return nn.Dense(3, name="out")(nn.relu(h))
+
+
+def test_a_node_with_a_submodule_named_out_that_tags_nothing_is_probed_injected_and_differentiated(
+    key,
+):
+    # probe, inject and grad_of raised "Cannot record 'block/out' in 'intermediates': 'out'
+    # is also a submodule of block, which recorded nothing in 'intermediates' but holds the
+    # name": a user's module had to rename its submodule, as phosjax's layers worked around.
+    model = GraphModel({"block": _ProjectsToOut(), "head": nn.Dense(2)})
+    x = jax.random.normal(key, (2, 5))
+    variables = model.init(key, x)
+    assert sorted(variables["params"]["block"]) == ["hidden", "out"]
+    _, found = px.probe(model, variables, x, "**")
+    assert sorted(found) == ["block/out", "block/pre", "head/out", "input/out"]
+    block = _ProjectsToOut().apply({"params": variables["params"]["block"]}, x)
+    np.testing.assert_array_equal(found["block/out"], block)
+    h = jnp.full((2, 3), 2.0)
+    for given in ({"block/out": h}, {"block/pre": jnp.zeros((2, 4)), "block/out": h}):
+        out = px.inject(model, variables, x, given)  # the second runs the node
+        np.testing.assert_array_equal(
+            out["head"], model.apply(variables, None, inject={"block": h})["head"]
+        )
+    _, grads = px.grad_of(lambda o: o["head"].sum(), model, variables, x, wrt="block/out")
+    row = variables["params"]["head"]["kernel"].sum(1)
+    np.testing.assert_allclose(grads["block/out"], jnp.broadcast_to(row, (2, 3)), rtol=1e-6)
+
+
 def test_a_swiglu_node_can_be_probed_and_injected(key):
     # SwiGLU's output projection was a submodule named "out", the name of the tag of the
     # node's output: "Cannot record 'mlp/out' in 'intermediates'", as the attention's was.
