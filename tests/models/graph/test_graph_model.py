@@ -1255,6 +1255,34 @@ def test_a_node_with_a_submodule_named_out_that_tags_nothing_is_probed_injected_
     np.testing.assert_allclose(grads["block/out"], jnp.broadcast_to(row, (2, 3)), rtol=1e-6)
 
 
+class _TagsItsOwnOut(nn.Module):
+    """Tags its pre-activation ``out``: the path of its graph node's output tag."""
+
+    @nn.compact
+    def __call__(self, x):
+        return nn.relu(px.tag(self, "out", nn.Dense(3)(x))) + 1
+
+
+def test_a_node_whose_module_tags_out_itself_is_an_error_naming_it(key):
+    # probe returned 'block/out' as two calls (the tag inside, then the node's output), and
+    # px.inject of them fed 'head' the first, the pre-activation: another output, silently.
+    model = GraphModel({"block": _TagsItsOwnOut(), "head": nn.Dense(2)})
+    x = jax.random.normal(key, (2, 5))
+    variables = model.init(key, x)
+    message = (
+        "Node 'block' tags a value named 'out' itself, at 'block/out', where the graph model "
+        "tags the node's output, so the two would be read as two calls of one tag; give that "
+        "tag another name in _TagsItsOwnOut."
+    )
+    with pytest.raises(GraphError) as error:
+        px.probe(model, variables, x, "head/out")
+    assert str(error.value) == message
+    np.testing.assert_array_equal(
+        model.apply(variables, x)["block"],
+        1 + nn.relu(nn.Dense(3).apply({"params": variables["params"]["block"]["Dense_0"]}, x)),
+    )  # not recorded: it runs
+
+
 def test_a_swiglu_node_can_be_probed_and_injected(key):
     # SwiGLU's output projection was a submodule named "out", the name of the tag of the
     # node's output: "Cannot record 'mlp/out' in 'intermediates'", as the attention's was.
