@@ -10,6 +10,7 @@ import numpy as np
 
 from phosjax._callables import a_type, cut_repr
 from phosjax.core import tag
+from phosjax.core._tags import tag_output
 from phosjax.layers._common import (
     CheckedFields,
     PassesKeywords,
@@ -276,4 +277,4 @@ class Frame(PassesKeywords, CheckedFields):
     ) -> jax.Array:
         out = call_block(module, h, train, **keywords)
         _check_features(module, h, out, features)
-        return tag(module, "out", out)
+        return tag_output(module, "out", out)  # beside a submodule named out of the block

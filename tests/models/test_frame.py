@@ -553,3 +553,30 @@ def test_a_per_pair_mask_leaves_the_padded_tokens_out_of_the_pooling_as_a_paddin
     np.testing.assert_allclose(model.apply(variables, x, mask=pairs), logits, atol=1e-6)
     twin = graph_model(config).clone(returns="head")
     np.testing.assert_allclose(twin.apply(variables, x, mask=pairs), logits, atol=1e-6)
+
+
+class _ProjectsToOut(nn.Module):
+    """A block whose last layer is a submodule named ``out``, as the frame names the tag of
+    each block's output."""
+
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(4, name="out")(nn.relu(x))
+
+
+def test_a_block_with_a_submodule_named_out_is_probed_and_injected():
+    # probe and inject raised "Cannot record 'blocks_0/out' in 'intermediates': 'out' is
+    # also a submodule of blocks_0, which recorded nothing in 'intermediates' but holds
+    # the name"
+    frame = Frame(2, (5,), "vector", (4,), 1, blocks=(_ProjectsToOut(),), stem=nn.Dense(4))
+    x = jax.random.normal(jax.random.key(1), (3, 5))
+    variables = frame.init(jax.random.key(0), x)
+    _, found = px.probe(frame, variables, x, "**")
+    assert sorted(found) == ["blocks_0/out", "features", "logits", "stem/out"]
+    block = _ProjectsToOut().apply({"params": variables["params"]["blocks_0"]}, found["stem/out"])
+    np.testing.assert_array_equal(found["blocks_0/out"], block)
+    head = variables["params"]["head"]
+    injected = px.inject(frame, variables, x, {"blocks_0/out": jnp.ones((3, 4))})
+    np.testing.assert_allclose(
+        injected, jnp.ones((3, 4)) @ head["kernel"] + head["bias"], rtol=1e-6
+    )
