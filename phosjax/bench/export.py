@@ -4,23 +4,24 @@
 
 Each run gets the cell's columns and hyperparameters as params (those it has: a null
 one, another model's knob or ``momentum`` under adam, is left out, not logged as
-``nan``), every metric per step and split as ``<split>/<metric>`` (``test/accuracy``,
-``train/aux/balance``): a column MLflow cannot name, such as ``knob/**/T`` or
-``aux/kl(1e-3)``, under a key with ``_`` for each character it refuses (see
-`mlflow_keys`; the tags ``phosjax.param_names`` and ``phosjax.metric_names`` map such
-keys to the columns), the model's blurb (and graph drawing) as artifacts under
-``blurb/`` (``graph/``), the bench's ``config.yaml`` and ``env.json`` under ``bench/``,
-and the tags ``phosjax.cell_id``, ``phosjax.bench``, ``phosjax.bench_created``,
-``phosjax.config_hash`` and, for a cell that diverged, ``phosjax.diverged_at``: the
-first step whose row says ``diverged`` (its metrics from there on are those of its state
-frozen before it, often finite). Exporting again skips the cells already exported
-(finished runs with the same cell id from the same bench, known by the creation time in
-its ``bench.json``, which `add_models` keeps); cells whose group has not finished
-training are left for later, and so are finished ones whose result rows are gone, or those
-of some of their steps (their part files, or some, removed or lost: restored, they are
-exported). The unfinished runs that an
-export cut short (killed: nothing deleted its run) left of this bench are deleted, so each
-cell keeps one whole run; a second export of the bench while one runs stops at once (the
+``nan``; one longer than MLflow keeps, 6000 characters, which MLflow would cut with no
+error, is cut to end in ``... [cut: N characters, over 6000]``), every metric per step
+and split as ``<split>/<metric>`` (``test/accuracy``, ``train/aux/balance``): a column
+MLflow cannot name, such as ``knob/**/T`` or ``aux/kl(1e-3)``, under a key with ``_``
+for each character it refuses (see `mlflow_keys`; the tags ``phosjax.param_names`` and
+``phosjax.metric_names`` map such keys to the columns), the model's blurb (and graph
+drawing) as artifacts under ``blurb/`` (``graph/``), the bench's ``config.yaml`` and
+``env.json`` under ``bench/``, and the tags ``phosjax.cell_id``, ``phosjax.bench``,
+``phosjax.bench_created``, ``phosjax.config_hash`` and, for a cell that diverged,
+``phosjax.diverged_at``: the first step whose row says ``diverged`` (its metrics from
+there on are those of its state frozen before it, often finite). Exporting again skips
+the cells already exported (finished runs with the same cell id from the same bench,
+known by the creation time in its ``bench.json``, which `add_models` keeps); cells whose
+group has not finished training are left for later, and so are finished ones whose
+result rows are gone, or those of some of their steps (their part files, or some,
+removed or lost: restored, they are exported). The unfinished runs that an export cut
+short (killed: nothing deleted its run) left of this bench are deleted, so each cell
+keeps one whole run; a second export of the bench while one runs stops at once (the
 first holds ``export.lock`` in the bench, naming its pid and host; a bench one may not
 write is exported without it). Needs the ``mlflow`` extra (``mlflow-skinny``).
 
@@ -125,6 +126,22 @@ def _unset(value: Any) -> bool:
       (True, True, False, False)
     """
     return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _param_text(value: Any, limit: int) -> str:
+    """``str(value)``, a param's value; one longer than ``limit`` (MLflow's
+    ``MAX_PARAM_VAL_LENGTH``, past which MLflow cuts a value with no error) cut to it
+    here, ending in a note of its length, so that it reads as cut rather than as a value.
+
+    Examples:
+      >>> _param_text(0.001, 40), _param_text("x" * 100, 40)
+      ('0.001', 'xxxxx... [cut: 100 characters, over 40]')
+    """
+    text = str(value)
+    if len(text) <= limit:
+        return text
+    note = f"... [cut: {len(text)} characters, over {limit}]"
+    return text[: limit - len(note)] + note
 
 
 def _renamed(keys: dict[str, str]) -> dict[str, str]:
@@ -355,6 +372,7 @@ def export_mlflow(
     from mlflow.entities import Param
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
+    from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 
     try:
         bench = BenchFiles(directory)  # all read before MLflow: a damaged file changes nothing
@@ -471,7 +489,10 @@ def export_mlflow(
                 run_name = f"{cell['model']}-{cell_id}"
                 run_id = client.create_run(experiment_id, tags=tags, run_name=run_name).info.run_id
                 try:
-                    params = [Param(keys[k], str(v)) for k, v in given.items()]
+                    params = [
+                        Param(keys[k], _param_text(v, MAX_PARAM_VAL_LENGTH))
+                        for k, v in given.items()
+                    ]
                     for batch in _chunks(params, _PARAMS_BATCH):
                         client.log_batch(run_id, params=batch)
                     for batch in _chunks(_metrics(rows, recorded, int(time.time() * 1e3)), _BATCH):

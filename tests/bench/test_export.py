@@ -663,6 +663,27 @@ def test_a_hyperparameter_a_cell_does_not_have_is_no_param_of_its_run(written, s
         assert json.loads(run.data.tags.get(TAG_PARAM_NAMES, "null")) == renamed
 
 
+def test_a_param_value_longer_than_mlflow_keeps_is_cut_saying_so(written, store, tmp_path):
+    """MLflow cuts a param value past 6000 characters with no error (a model option holding
+    a long list): two cells whose options differ past that would read the same."""
+    root = tmp_path / "example"
+    shutil.copytree(written.root, root)
+    cells = pd.read_parquet(root / _layout.CELLS)
+    cells["options"] = [json.dumps({"note": "x" * 7000 + str(i)}) for i in range(len(cells))]
+    cells.to_parquet(root / _layout.CELLS)
+    export_mlflow(str(root), store)
+    _, runs = _runs(store)
+    for cell in cells.to_dict("records"):
+        params = runs[cell["cell_id"]].data.params
+        assert len(cell["options"]) == 7013
+        note = "... [cut: 7013 characters, over 6000]"
+        assert params["options"] == cell["options"][: 6000 - len(note)] + note
+        assert len(params["options"]) == 6000
+        assert {k: v for k, v in params.items() if k != "options"} == {
+            k: str(v) for k, v in cell.items() if k != "options"
+        }
+
+
 def test_metrics_mlflow_cannot_name_are_logged_under_keys_it_takes(written, store, tmp_path):
     """An aux loss's name may hold characters MLflow refuses in a metric key (``kl(1e-3)``)."""
     root = tmp_path / "example"
