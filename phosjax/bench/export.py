@@ -7,23 +7,24 @@ one, another model's knob or ``momentum`` under adam, is left out, not logged as
 ``nan``; one longer than MLflow keeps, 6000 characters, which MLflow would cut with no
 error, is cut to end in ``... [cut: N characters, over 6000]``), every metric per step
 and split as ``<split>/<metric>`` (``test/accuracy``, ``train/aux/balance``): a column
-MLflow cannot name, such as ``knob/**/T`` or ``aux/kl(1e-3)``, under a key with ``_``
-for each character it refuses (see `mlflow_keys`; the tags ``phosjax.param_names`` and
-``phosjax.metric_names`` map such keys to the columns), the model's blurb (and graph
-drawing) as artifacts under ``blurb/`` (``graph/``), the bench's ``config.yaml`` and
-``env.json`` under ``bench/``, and the tags ``phosjax.cell_id``, ``phosjax.bench``,
-``phosjax.bench_created``, ``phosjax.config_hash`` and, for a cell that diverged,
-``phosjax.diverged_at``: the first step whose row says ``diverged`` (its metrics from
-there on are those of its state frozen before it, often finite). Exporting again skips
-the cells already exported (finished runs with the same cell id from the same bench,
-known by the creation time in its ``bench.json``, which `add_models` keeps); cells whose
-group has not finished training are left for later, and so are finished ones whose
-result rows are gone, or those of some of their steps (their part files, or some,
-removed or lost: restored, they are exported). The unfinished runs that an export cut
-short (killed: nothing deleted its run) left of this bench are deleted, so each cell
-keeps one whole run; a second export of the bench while one runs stops at once (the
-first holds ``export.lock`` in the bench, naming its pid and host; a bench one may not
-write is exported without it). Needs the ``mlflow`` extra (``mlflow-skinny``).
+MLflow cannot name, such as ``knob/**/T``, ``knob/re:.*/.`` or ``aux/kl(1e-3)``, under a
+key with ``_`` for each character it refuses or would read as a path (see `mlflow_keys`;
+the tags ``phosjax.param_names`` and ``phosjax.metric_names`` map such keys to the
+columns), the model's blurb (and graph drawing) as artifacts under ``blurb/``
+(``graph/``), the bench's ``config.yaml`` and ``env.json`` under ``bench/``, and the
+tags ``phosjax.cell_id``, ``phosjax.bench``, ``phosjax.bench_created``,
+``phosjax.config_hash`` and, for a cell that diverged, ``phosjax.diverged_at``: the
+first step whose row says ``diverged`` (its metrics from there on are those of its state
+frozen before it, often finite). Exporting again skips the cells already exported
+(finished runs with the same cell id from the same bench, known by the creation time in
+its ``bench.json``, which `add_models` keeps); cells whose group has not finished
+training are left for later, and so are finished ones whose result rows are gone, or
+those of some of their steps (their part files, or some, removed or lost: restored, they
+are exported). The unfinished runs that an export cut short (killed: nothing deleted its
+run) left of this bench are deleted, so each cell keeps one whole run; a second export
+of the bench while one runs stops at once (the first holds ``export.lock`` in the bench,
+naming its pid and host; a bench one may not write is exported without it). Needs the
+``mlflow`` extra (``mlflow-skinny``).
 
 MLflow 3 refuses ``file:`` stores unless ``MLFLOW_ALLOW_FILE_STORE=true`` is set; a
 tracking server (``http://...``) or ``sqlite:///mlflow.db`` (full ``mlflow``) need nothing.
@@ -98,16 +99,24 @@ class Exported:
 
 def mlflow_keys(names: Sequence[str]) -> dict[str, str]:
     """``{column: MLflow param or metric key}``: a character MLflow refuses in a key (it
-    takes letters, digits, ``_-. :/``) becomes ``_``, and a key two columns would share
-    gets ``_2``, ``_3``... appended.
+    takes letters, digits, ``_-. :/``) becomes ``_``, a segment it would read as a step
+    of a path ``_`` for each of its characters (``.``, ``..``; ``_`` for an empty one),
+    as in a knob selector ``re:.*/.``, and a key two columns would share gets ``_2``,
+    ``_3``... appended.
 
     Examples:
       >>> mlflow_keys(["lr", "knob/**/T", "knob/?*/T"])
       {'lr': 'lr', 'knob/**/T': 'knob/__/T', 'knob/?*/T': 'knob/__/T_2'}
+      >>> mlflow_keys(["knob/re:.*/.", "reg/l2/re:../.."])
+      {'knob/re:.*/.': 'knob/re:._/_', 'reg/l2/re:../..': 'reg/l2/re:../__'}
+      >>> mlflow_keys(["aux/a//b/"])
+      {'aux/a//b/': 'aux/a/_/b/_'}
     """
     keys: dict[str, str] = {}
     for name in names:
-        key = base = re.sub(r"[^\w\-. :/]", "_", name, flags=re.ASCII)
+        allowed = re.sub(r"[^\w\-. :/]", "_", name, flags=re.ASCII)
+        segments = allowed.split("/")  # MLflow refuses a key that reads as another path
+        key = base = "/".join("_" * max(len(s), 1) if s in ("", ".", "..") else s for s in segments)
         count = 1
         while key in keys.values():
             count += 1

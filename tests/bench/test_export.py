@@ -644,6 +644,26 @@ def test_columns_mlflow_cannot_name_are_params_under_keys_it_takes(written, stor
         assert json.loads(run.data.tags[TAG_PARAM_NAMES]) == renamed
 
 
+def test_columns_mlflow_would_read_as_paths_are_params_under_keys_it_takes(
+    written, store, tmp_path
+):
+    """A knob selector ``re:.*/.`` (a one-letter knob: ``blocks_0/T``) made the key
+    ``knob/re:._/.``, which MLflow refuses as a path: no cell was exported."""
+    root = tmp_path / "example"
+    shutil.copytree(written.root, root)
+    cells = pd.read_parquet(root / _layout.CELLS)
+    cells["knob/re:.*/."], cells["reg/l2/re:../.."] = 2.0, 1e-4
+    cells.to_parquet(root / _layout.CELLS)
+    exported = export_mlflow(str(root), store)
+    assert sorted(exported.runs) == sorted(cells.cell_id)
+    _, runs = _runs(store)
+    for run in runs.values():
+        params = run.data.params
+        assert (params["knob/re:._/_"], params["reg/l2/re:../__"]) == ("2.0", "0.0001")
+        renamed = {"knob/re:._/_": "knob/re:.*/.", "reg/l2/re:../__": "reg/l2/re:../.."}
+        assert json.loads(run.data.tags[TAG_PARAM_NAMES]) == renamed
+
+
 def test_a_hyperparameter_a_cell_does_not_have_is_no_param_of_its_run(written, store, tmp_path):
     """A null in ``cells.parquet`` (another model's knob, ``momentum`` under adam, no
     ``grad_clip``) is left out of the run's params, not logged as the value ``nan``."""
