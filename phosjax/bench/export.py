@@ -8,23 +8,23 @@ one, another model's knob or ``momentum`` under adam, is left out, not logged as
 error, is cut to end in ``... [cut: N characters, over 6000]``), every metric per step
 and split as ``<split>/<metric>`` (``test/accuracy``, ``train/aux/balance``): a column
 MLflow cannot name, such as ``knob/**/T``, ``knob/re:.*/.`` or ``aux/kl(1e-3)``, under a
-key with ``_`` for each character it refuses or would read as a path (see `mlflow_keys`;
-the tags ``phosjax.param_names`` and ``phosjax.metric_names`` map such keys to the
-columns), the model's blurb (and graph drawing) as artifacts under ``blurb/``
-(``graph/``), the bench's ``config.yaml`` and ``env.json`` under ``bench/``, and the
-tags ``phosjax.cell_id``, ``phosjax.bench``, ``phosjax.bench_created``,
-``phosjax.config_hash`` and, for a cell that diverged, ``phosjax.diverged_at``: the
-first step whose row says ``diverged`` (its metrics from there on are those of its state
-frozen before it, often finite). Exporting again skips the cells already exported
-(finished runs with the same cell id from the same bench, known by the creation time in
-its ``bench.json``, which `add_models` keeps); cells whose group has not finished
-training are left for later, and so are finished ones whose result rows are gone, or
-those of some of their steps (their part files, or some, removed or lost: restored, they
-are exported). The unfinished runs that an export cut short (killed: nothing deleted its
-run) left of this bench are deleted, so each cell keeps one whole run; a second export
-of the bench while one runs stops at once (the first holds ``export.lock`` in the bench,
-naming its pid and host; a bench one may not write is exported without it). Needs the
-``mlflow`` extra (``mlflow-skinny``).
+key with ``_`` for each character it refuses or would read as a path, cut to its 250
+characters (see `mlflow_keys`; the tags ``phosjax.param_names`` and
+``phosjax.metric_names`` map such keys to the columns), the model's blurb (and graph
+drawing) as artifacts under ``blurb/`` (``graph/``), the bench's ``config.yaml`` and
+``env.json`` under ``bench/``, and the tags ``phosjax.cell_id``, ``phosjax.bench``,
+``phosjax.bench_created``, ``phosjax.config_hash`` and, for a cell that diverged,
+``phosjax.diverged_at``: the first step whose row says ``diverged`` (its metrics from
+there on are those of its state frozen before it, often finite). Exporting again skips
+the cells already exported (finished runs with the same cell id from the same bench,
+known by the creation time in its ``bench.json``, which `add_models` keeps); cells whose
+group has not finished training are left for later, and so are finished ones whose
+result rows are gone, or those of some of their steps (their part files, or some,
+removed or lost: restored, they are exported). The unfinished runs that an export cut
+short (killed: nothing deleted its run) left of this bench are deleted, so each cell
+keeps one whole run; a second export of the bench while one runs stops at once (the
+first holds ``export.lock`` in the bench, naming its pid and host; a bench one may not
+write is exported without it). Needs the ``mlflow`` extra (``mlflow-skinny``).
 
 MLflow 3 refuses ``file:`` stores unless ``MLFLOW_ALLOW_FILE_STORE=true`` is set; a
 tracking server (``http://...``) or ``sqlite:///mlflow.db`` (full ``mlflow``) need nothing.
@@ -74,6 +74,7 @@ TAG_METRIC_NAMES = "phosjax.metric_names"
 TAG_DIVERGED_AT = "phosjax.diverged_at"
 _BATCH = 1000  # MLflow's most metrics per log_batch call
 _PARAMS_BATCH = 100  # and params
+_LONGEST_KEY = 250  # MLflow's longest param or metric key (MAX_ENTITY_KEY_LENGTH)
 _MODEL_ARTIFACTS = {_layout.BLURBS: "blurb", _layout.GRAPHS: "graph"}
 _DATABASES = ("sqlite", "postgresql", "mysql", "mssql")
 """The schemes of MLflow's database stores, which mlflow-skinny lacks."""
@@ -97,30 +98,44 @@ class Exported:
     without_rows: list[str] = dataclasses.field(default_factory=list)
 
 
-def mlflow_keys(names: Sequence[str]) -> dict[str, str]:
+def _no_path_steps(key: str) -> str:
+    """``key`` with each segment MLflow would read as a step of a path (``.``, ``..``, an
+    empty one), which makes it refuse the key, turned into ``_`` for each of its
+    characters (``_`` for an empty one).
+
+    Examples:
+      >>> _no_path_steps("knob/re:._/."), _no_path_steps("reg/../x//y/")
+      ('knob/re:._/_', 'reg/__/x/_/y/_')
+    """
+    return "/".join("_" * max(len(s), 1) if s in ("", ".", "..") else s for s in key.split("/"))
+
+
+def mlflow_keys(names: Sequence[str], longest: int = _LONGEST_KEY) -> dict[str, str]:
     """``{column: MLflow param or metric key}``: a character MLflow refuses in a key (it
-    takes letters, digits, ``_-. :/``) becomes ``_``, a segment it would read as a step
-    of a path ``_`` for each of its characters (``.``, ``..``; ``_`` for an empty one),
-    as in a knob selector ``re:.*/.``, and a key two columns would share gets ``_2``,
-    ``_3``... appended.
+    takes letters, digits, ``_-. :/``) becomes ``_``, as does a segment it would read as a
+    step of a path (`_no_path_steps`: a knob selector ``re:.*/.``), a key longer than
+    ``longest`` (MLflow's most, 250) is cut to it, and a key two columns would share gets
+    ``_2``, ``_3``... appended (within ``longest``).
 
     Examples:
       >>> mlflow_keys(["lr", "knob/**/T", "knob/?*/T"])
       {'lr': 'lr', 'knob/**/T': 'knob/__/T', 'knob/?*/T': 'knob/__/T_2'}
       >>> mlflow_keys(["knob/re:.*/.", "reg/l2/re:../.."])
       {'knob/re:.*/.': 'knob/re:._/_', 'reg/l2/re:../..': 'reg/l2/re:../__'}
-      >>> mlflow_keys(["aux/a//b/"])
-      {'aux/a//b/': 'aux/a/_/b/_'}
+      >>> mlflow_keys(["reg/l2/abcdef", "reg/l2/abcdeg"], longest=11)
+      {'reg/l2/abcdef': 'reg/l2/abcd', 'reg/l2/abcdeg': 'reg/l2/ab_2'}
+      >>> mlflow_keys(["reg/l2/a/..x"], longest=11)  # cut to a step of a path
+      {'reg/l2/a/..x': 'reg/l2/a/__'}
     """
     keys: dict[str, str] = {}
     for name in names:
-        allowed = re.sub(r"[^\w\-. :/]", "_", name, flags=re.ASCII)
-        segments = allowed.split("/")  # MLflow refuses a key that reads as another path
-        key = base = "/".join("_" * max(len(s), 1) if s in ("", ".", "..") else s for s in segments)
+        whole = _no_path_steps(re.sub(r"[^\w\-. :/]", "_", name, flags=re.ASCII))
+        key = base = _no_path_steps(whole[:longest].rstrip("/"))  # a cut may end in one
         count = 1
         while key in keys.values():
             count += 1
-            key = f"{base}_{count}"
+            suffix = f"_{count}"
+            key = base[: longest - len(suffix)] + suffix
         keys[name] = key
     return keys
 
@@ -430,7 +445,7 @@ def export_mlflow(
     steps = bench.progress()  # each cell's
     metrics = bench.metrics()
     results = bench.results(metrics)
-    metric_keys = mlflow_keys(metrics)
+    metric_keys = mlflow_keys(metrics, _LONGEST_KEY - len("train/"))  # <split>/<key>
     cells = bench.cells()
     if odd := [m for m in cells["model_id"] if not _layout.PLAIN_NAME.fullmatch(str(m))]:
         raise BrokenFileError(  # a blurb's file would be looked for outside the bench

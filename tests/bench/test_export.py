@@ -664,6 +664,35 @@ def test_columns_mlflow_would_read_as_paths_are_params_under_keys_it_takes(
         assert json.loads(run.data.tags[TAG_PARAM_NAMES]) == renamed
 
 
+def test_columns_longer_than_mlflow_keys_are_logged_under_keys_cut_to_fit(written, store, tmp_path):
+    """MLflow refuses a param or metric key over 250 characters (a long regularizer
+    selector, a long aux loss name): no cell was exported."""
+    root = tmp_path / "example"
+    shutil.copytree(written.root, root)
+    long_reg = "reg/l2/re:" + "(blocks_0|blocks_1)/kernel|" * 10  # 280 characters
+    cells = pd.read_parquet(root / _layout.CELLS)
+    cells[long_reg] = 1e-4
+    cells.to_parquet(root / _layout.CELLS)
+    long_aux = "aux/" + "balance_" * 40  # 324 characters
+    for part in (root / _layout.RESULTS).glob("part-*.parquet"):
+        table = pq.read_table(part)
+        names = [long_aux if n == "aux/balance" else n for n in table.column_names]
+        pq.write_table(table.rename_columns(names), part)
+    exported = export_mlflow(str(root), store)
+    assert sorted(exported.runs) == sorted(cells.cell_id)
+    reg_key = "reg/l2/re:" + "_blocks_0_blocks_1_/kernel_" * 10
+    reg_key = reg_key[:250]
+    aux_key = long_aux[: 250 - len("train/")]
+    _, runs = _runs(store)
+    for cell in written.cells.to_dict("records"):
+        run = runs[cell["cell_id"]]
+        assert run.data.params[reg_key] == "0.0001"
+        assert json.loads(run.data.tags[TAG_PARAM_NAMES]) == {reg_key: long_reg}
+        if cell["model"] == "choice":  # it records the aux loss
+            assert len(f"train/{aux_key}") == 250 and f"train/{aux_key}" in run.data.metrics
+            assert json.loads(run.data.tags[TAG_METRIC_NAMES]) == {aux_key: long_aux}
+
+
 def test_a_hyperparameter_a_cell_does_not_have_is_no_param_of_its_run(written, store, tmp_path):
     """A null in ``cells.parquet`` (another model's knob, ``momentum`` under adam, no
     ``grad_clip``) is left out of the run's params, not logged as the value ``nan``."""
