@@ -227,8 +227,11 @@ def _layer_norm(p, x, eps=1e-6):  # flax's LayerNorm over the last axis
     return (x - mean) / np.sqrt(var + eps) * p["scale"] + p["bias"]
 
 
-def test_transformer_block_is_two_pre_norm_residual_branches():
-    x = jax.random.normal(jax.random.key(2), (2, 5, 6))
+@pytest.mark.parametrize("offset", [0.0, 1000.0])
+def test_transformer_block_is_two_pre_norm_residual_branches(offset):
+    """With features sharing a large offset, Flax's default LayerNorm variance (the mean
+    square less the squared mean) cancelled in float32: the output was off by 244."""
+    x = jax.random.normal(jax.random.key(2), (2, 5, 6)) + offset
     layer = L.TransformerBlock(num_heads=3, mlp_features=10)
     variables = jax.tree.map(lambda a: a + 0.1, layer.init(jax.random.key(0), x))  # biases != 0
     out, found = px.probe(layer, variables, x, "mlp_hidden")
@@ -236,7 +239,8 @@ def test_transformer_block_is_two_pre_norm_residual_branches():
     attended, _ = _attention(p["attention"], _layer_norm(p["attention_norm"], xs), False)
     mid = xs + attended
     hidden = _gelu(_dense(p["mlp_in"], _layer_norm(p["mlp_norm"], mid)))
-    np.testing.assert_allclose(found["mlp_hidden"], hidden, rtol=1e-4, atol=1e-5)
+    rounding = 1e-6 * offset  # float32 spaces numbers near 1000 by 6e-5
+    np.testing.assert_allclose(found["mlp_hidden"], hidden, rtol=1e-4, atol=1e-5 + rounding)
     np.testing.assert_allclose(out, mid + _dense(p["mlp_out"], hidden), rtol=1e-4, atol=1e-4)
 
 

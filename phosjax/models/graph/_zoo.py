@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from phosjax.layers import MultiHeadSelfAttention
+from phosjax.layers._attention import layer_norm
 from phosjax.models import FRAME_OPTIONS, ModelConfig, model_spec
 from phosjax.models._config import checked_config
 from phosjax.models._frame import checked_batch, pool_tokens
@@ -98,11 +99,11 @@ def _transformer(config: ModelConfig, spatial: int) -> tuple[Spec, str]:
         )
         branch = f"/blocks_{i}/attention_drop" if rate else f"/blocks_{i}/attention"
         block: Spec = {
-            "attention_norm": node(nn.LayerNorm(**typed), inputs=previous),
+            "attention_norm": node(layer_norm(**typed), inputs=previous),
             "attention": attention,
             **({"attention_drop": nn.Dropout(rate)} if rate else {}),
             "attention_add": node(inputs=(branch, previous), combine="add"),
-            "mlp_norm": nn.LayerNorm(**typed),
+            "mlp_norm": layer_norm(**typed),
             "mlp_in": nn.Dense(options.get("mlp_features") or 4 * width, **typed),
             "gelu": nn.gelu,
             "mlp_out": nn.Dense(width, **typed),

@@ -289,3 +289,21 @@ def test_every_node_of_every_twin_can_be_probed_and_injected(name, key):
         np.testing.assert_array_equal(summed["blocks_0/attention_add"], found["stem/out"])
         injected = px.inject(graph, variables, x, {"blocks_0/attention/out": zero})
         np.testing.assert_array_equal(injected["blocks_0/attention_add"], found["stem/out"])
+
+
+def test_the_transformer_twin_normalizes_tokens_sharing_a_large_offset_as_float64_does(key):
+    """Flax's default LayerNorm variance (the mean square less the squared mean)
+    cancelled in float32 where the tokens' features share a large offset (the stem's
+    bias of 3000 here): the twin's logits, at most 751, were off from float64's by 934."""
+    options = {"num_heads": 2, "mlp_features": 8, "patch_size": 8}
+    config = ModelConfig("transformer", 3, (40,), depth=1, width=8, options=options)
+    twin = graph_model(config).clone(returns="head")
+    x = jax.random.normal(key, (2, 40))
+    params = build_model(config).init(key, x)["params"]
+    params["stem"]["embed"]["bias"] = jnp.full(8, 3000.0)
+    logits = twin.apply({"params": params}, x)
+    with jax.enable_x64(True):
+        wide = jax.tree.map(lambda a: np.asarray(a, np.float64), (params, x))
+        expected = np.asarray(twin.apply({"params": wide[0]}, wide[1]))
+    assert expected.dtype == np.float64
+    np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-4)
