@@ -25,16 +25,19 @@ from phosjax.layers._common import (
 )
 
 
-def _entropy(
-    weights: jax.Array, log_weights: jax.Array, real: jax.Array | None = None
-) -> jax.Array:
+def _entropy(weights: jax.Array, real: jax.Array | None = None) -> jax.Array:
     """The entropy of each row of ``weights`` ``(..., H, L, L)``, averaged over the rows
-    (queries) ``real`` ``(..., L)`` keeps (all when None; 0 when it keeps none).
+    (queries) ``real`` ``(..., L)`` keeps (all when None; 0 when it keeps none): of the
+    weights as tagged, so of those `phosjax.inject` gives in their place too.
 
-    Masked entries (``log_weights`` of ``-inf``) count 0, with finite gradients.
+    Weights of 0 (masked keys) count 0, with finite gradients.
+
+    Examples:
+      >>> _entropy(jnp.array([[0.5, 0.5], [1.0, 0.0]])).round(4).tolist()  # log 2, 0
+      0.3466
     """
-    finite_logs = jnp.where(jnp.isfinite(log_weights), log_weights, 0.0)  # no 0 * -inf
-    per_query = -(weights * finite_logs).sum(-1)
+    logs = jnp.log(jnp.where(weights > 0, weights, 1.0))  # no log 0: no NaN, even discarded
+    per_query = -(weights * logs).sum(-1)
     if real is None:  # 0 for no query (a sequence of no token), not a NaN mean
         return per_query.mean(-1) if per_query.shape[-1] else per_query.sum(-1)
     kept = real[..., None, :].astype(per_query.dtype)
@@ -238,7 +241,7 @@ class MultiHeadSelfAttention(CheckedFields):
         mask = _attention_mask(mask, x.shape[:-2], self.num_heads, length, self.causal)
         log_weights = _masked_log_softmax(logits, mask)
         weights = tag(self, "attention_weights", jnp.exp(log_weights))
-        tag(self, "attention_entropy", _entropy(weights, log_weights, real))
+        tag(self, "attention_entropy", _entropy(weights, real))
         weights = nn.Dropout(self.dropout_rate)(weights, deterministic=not train)
         out = jnp.einsum("...hqk,...khd->...qhd", weights.astype(dtype), value)
         project = nn.DenseGeneral(
