@@ -477,15 +477,16 @@ def widen_parts(
     held: Mapping[pathlib.Path, pa.Schema] | None = None,
 ) -> int:
     """Rewrites every part file lacking columns of ``schema``, or of another part
-    (`kept_schema`: no column written is dropped); how many. A column a part lacks is
-    null, except one of ``cells`` (the plan's rows, as ``cells.parquet``: cell and hparam
-    columns), where each row takes its cell's value. ``held``: the parts' schemas, read
-    already (`part_schemas`; None: read here).
+    (`kept_schema`: no column written is dropped); how many. In a part rewritten, a
+    column of ``cells`` (the plan's rows, as ``cells.parquet``: cell and hparam columns)
+    holds each row's cell's value, and another column it lacks is null. ``held``: the
+    parts' schemas, read already (`part_schemas`; None: read here).
 
     When models with new aux losses or path weights join a bench, older parts gain
     the new columns, so ``pandas.read_parquet`` of the directory keeps them all; the
     parts of a bench of an older phosjax gain its new hparam columns (``compute_dtype``)
-    as their cells trained, not null.
+    as their cells trained, not null, and hold its hparam columns as ``cells`` does (an
+    adam cell's ``momentum`` NaN, not the 0.9 of phosjax before 2026-12-04).
 
     Raises:
       BrokenFileError: a part file cannot be read (it names the file and what to do).
@@ -503,15 +504,19 @@ def widen_parts(
 
 
 def _widened(table: pa.Table, field: pa.Field, by_cell: pd.DataFrame) -> pa.ChunkedArray:
-    """``table``'s column ``field`` in its type; where ``table`` lacks it, each row's cell's
-    value of the column of ``by_cell`` (indexed by cell id; null for a cell it lacks),
-    else null."""
+    """``table``'s column ``field`` in its type (null where it lacks it), but a column of
+    ``by_cell`` (indexed by cell id), where each row of a cell there takes that cell's
+    value: one an older phosjax did not write (``compute_dtype``), or wrote otherwise
+    (``momentum`` 0.9 of an adam cell, NaN now)."""
     if field.name in table.column_names:
-        return table.column(field.name).cast(field.type)
-    if field.name in by_cell and "cell_id" in table.column_names:
-        values = table.column("cell_id").to_pandas().map(by_cell[field.name])
-        return pa.chunked_array([pa.array(np.asarray(values), field.type, from_pandas=True)])
-    return pa.chunked_array([pa.nulls(len(table), field.type)])
+        own = table.column(field.name).cast(field.type)
+    else:
+        own = pa.chunked_array([pa.nulls(len(table), field.type)])
+    if field.name not in by_cell or "cell_id" not in table.column_names:
+        return own
+    cell_ids = table.column("cell_id").to_pandas()
+    values = cell_ids.map(by_cell[field.name]).where(cell_ids.isin(by_cell.index), own.to_pandas())
+    return pa.chunked_array([pa.array(np.asarray(values), field.type, from_pandas=True)])
 
 
 def _read_part(path: pathlib.Path, read: Callable[[pathlib.Path], _T]) -> _T:

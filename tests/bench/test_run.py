@@ -1673,6 +1673,35 @@ def test_a_bench_made_before_compute_dtype_gains_its_cells_values_in_older_parts
     pd.testing.assert_frame_equal(sort(loaded), sort(results))
 
 
+def test_a_bench_made_before_momentum_was_nan_for_adam_gets_nan_in_older_parts(
+    bench, toy, tmp_path
+):
+    """phosjax before 63a6348d wrote an adam cell's momentum 0.9 in its rows (and in
+    cells.parquet), and no diverged column: continued, cells.parquet said NaN and the older
+    rows kept 0.9, so the rows trained since (NaN) fell apart from them in a groupby."""
+    root, results = bench
+    old = tmp_path / "b"
+    shutil.copytree(root, old)
+    for path in _layout.part_files(old / _layout.RESULTS):
+        table = pq.read_table(path).drop_columns([_layout.DIVERGED])
+        at = table.schema.get_field_index("momentum")
+        pq.write_table(table.set_column(at, "momentum", pa.array([0.9] * len(table))), path)
+    cells = pq.read_table(old / _layout.CELLS)
+    at = cells.schema.get_field_index("momentum")
+    pq.write_table(
+        cells.set_column(at, "momentum", pa.array([0.9] * len(cells))), old / _layout.CELLS
+    )
+    (old / _layout.STATUS).unlink()  # its groups' progress read from their checkpoints
+    run(tiny_config(models=[{"name": "mlp", "width": 8}]), old, datasets=toy, progress=False)
+    loaded = pd.read_parquet(old / _layout.RESULTS, dtype_backend="pyarrow")
+    assert loaded.momentum.isna().sum() == len(results) == len(loaded)
+    assert pd.read_parquet(old / _layout.CELLS).momentum.isna().all()
+    pd.testing.assert_frame_equal(
+        sort(pd.read_parquet(old / _layout.RESULTS)).drop(columns=[_layout.DIVERGED]),
+        sort(results).drop(columns=[_layout.DIVERGED]),
+    )
+
+
 def test_a_process_that_cannot_read_the_part_files_stops_the_others_before_they_write(
     tmp_path, toy, monkeypatch
 ):
