@@ -11,6 +11,7 @@ import errno
 import io
 import os
 import pathlib
+import shutil
 import zipfile
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -190,8 +191,13 @@ class Checkpoints:
     def save(self, step: int, state: Any) -> None:
         """Saves ``state`` (any pytree of arrays) as the checkpoint of ``step``, then
         deletes the older ones but the ``keep`` - 1 newest. Newer files (`passed_over`:
-        cut short) count for nothing: saves that reach them replace them."""
-        write_bytes(self._directory / str(step), encode(state))
+        cut short) count for nothing: saves that reach them replace them, as they replace a
+        folder of that name, a checkpoint of phosjax before 2026-12-03 (orbax's), which
+        this one does not read (`latest` passes it over)."""
+        path = self._directory / str(step)
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        write_bytes(path, encode(state))
         for old in [s for s in self._steps() if s < step][self._keep - 1 :]:
             (self._directory / str(old)).unlink()
 

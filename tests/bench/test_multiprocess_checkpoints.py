@@ -47,6 +47,20 @@ def test_a_newest_checkpoint_cut_short_is_passed_over(tmp_path):
     assert checkpoints.passed_over() == [tmp_path / "10"]
 
 
+def test_a_save_replaces_an_orbax_folder_of_its_step(tmp_path):
+    """phosjax before 2026-12-03 saved each checkpoint as an orbax folder named by its
+    step, which `latest` passes over: a stopped bench of it resumed from the start, then
+    its save of such a step failed (IsADirectoryError: ... '10') and the run ended."""
+    (tmp_path / "10" / "default").mkdir(parents=True)
+    (tmp_path / "10" / "_CHECKPOINT_METADATA").write_text("{}")
+    checkpoints = Checkpoints(tmp_path, keep=2)
+    assert checkpoints.latest() is None
+    checkpoints.save(5, state(5))
+    checkpoints.save(10, state(10))
+    assert checkpoints.latest() == 10 and (tmp_path / "10").is_file()
+    np.testing.assert_array_equal(checkpoints.restore(10, state(0))["step"], [10, 10])
+
+
 def test_checkpoints_cut_short_do_not_count_among_those_kept(tmp_path):
     """Two newer files cut short were the two kept: a save deleted the whole checkpoint
     before it, then itself, so a resume started over."""
