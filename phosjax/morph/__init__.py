@@ -1,4 +1,4 @@
-"""phosjax.morph: MorphNet width pruning and expansion on params trees.
+"""phosjax.morph: MorphNet width pruning on params trees, and expansion of model configs.
 
 Example:
   >>> import flax.linen as nn, jax, jax.numpy as jnp
