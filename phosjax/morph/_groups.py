@@ -340,6 +340,26 @@ def leaf_path(path: str, paths: Collection[str]) -> str:
     )
 
 
+def _refuse_shared_paths(paths: Sequence[str], keys: Sequence[tuple[Any, ...]]) -> None:
+    """Raises if two leaves have one path (``['a']['b']`` and ``['a/b']`` are both
+    ``a/b``): the groups name leaves by path, so one would be read for the other."""
+    first: dict[str, int] = {}
+    for index, path in enumerate(paths):
+        other = first.setdefault(path, index)
+        if other != index:
+            pair = (other, index)
+            keyed = [jax.tree_util.keystr(tuple(keys[i])) for i in pair]
+            slashed = [k.key for i in pair for k in keys[i] if "/" in str(getattr(k, "key", ""))]
+            renamed = (
+                f" (e.g. {slashed[0]!r} to {slashed[0].replace('/', '_')!r})" if slashed else ""
+            )
+            raise ValueError(
+                f"channel_groups: the variables' leaves {keyed[0]} and {keyed[1]} both have "
+                f"the path {path!r} (their keys joined by '/'), which names a leaf in the "
+                f"channel groups; rename the key holding '/'{renamed}"
+            )
+
+
 def _has_collections(model: nn.Module | Callable[..., Any], variables: Any) -> bool:
     """Whether the top level of ``variables`` is Flax collections (``params``, ...)."""
     return isinstance(model, nn.Module) or (
@@ -535,7 +555,8 @@ def channel_groups(
       ValueError: ``model`` is a `GraphModel` that returns every node's output (no
         ``returns``, no ``outputs=``), or ``mutable`` is passed (``apply`` then returns
         the updated collections too, BatchNorm's batch statistics in training): every
-        channel would be a model output and nothing could be pruned.
+        channel would be a model output and nothing could be pruned; or two leaves of
+        ``variables`` have one path (``['a']['b']`` and ``['a/b']``: keys holding ``/``).
 
     References:
       Gordon et al., MorphNet: Fast & Simple Resource-Constrained Structure Learning of
@@ -574,6 +595,7 @@ def channel_groups(
     apply = _as_apply(model)
     flat, treedef = jax.tree_util.tree_flatten_with_path(variables)
     paths = tuple(key_path(p) for p, _ in flat)
+    _refuse_shared_paths(paths, [keys for keys, _ in flat])
     leaves = [leaf for _, leaf in flat]
 
     # Arrays are traced; anything else (a positional ``train`` flag) is passed as is.

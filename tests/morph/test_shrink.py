@@ -1170,6 +1170,23 @@ def test_a_tree_without_a_member_leaf_is_an_error_naming_it(traced):
             mask(tree, {"layers_0": np.arange(8) < 4}, groups)
 
 
+def test_a_tree_whose_keys_hold_slashes_that_give_two_leaves_one_path_is_refused():
+    """Groups name leaves by their keys joined with '/': the bias at ['a']['b'] and the
+    kernel at ['a/b'] both were 'a/b', and importance read the kernel as the bias."""
+    params = {"w": jnp.ones((4, 3)), "a": {"b": jnp.ones(3)}, "a/b": jnp.full((3, 2), 5.0)}
+
+    def apply(p, x):
+        return jax.nn.relu(x @ p["w"] + p["a"]["b"]) @ p["a/b"]
+
+    with pytest.raises(ValueError) as error:
+        channel_groups(apply, params, jnp.ones((2, 4)))
+    assert str(error.value) == (
+        "channel_groups: the variables' leaves ['a']['b'] and ['a/b'] both have the path "
+        "'a/b' (their keys joined by '/'), which names a leaf in the channel groups; "
+        "rename the key holding '/' (e.g. 'a/b' to 'a_b')"
+    )
+
+
 def test_the_tree_of_a_model_with_renamed_layers_is_an_error_naming_its_modules():
     """It said only the top-level keys (['params']) and to give the variables."""
     x = jnp.ones((2, 4))
