@@ -977,8 +977,8 @@ class _Walker:
         return [_carry(value, piece, value.zeros, value.src) for piece in labels]
 
     def cut(self, eqn: Any, value: Value, keeps: Sequence[bool], zeros: bool, what: str) -> Value:
-        """``slice``/``pad``/``rev``/``tile``/pooling: the axes ``what`` changes (``keeps`` false)
-        are pinned, the others carry; ``zeros``: a dead channel stays zero."""
+        """``slice``/``pad``/``rev``/``tile``/``fft``/pooling: the axes ``what`` changes
+        (``keeps`` false) are pinned, the others carry; ``zeros``: a dead channel stays zero."""
         reason = f"{self.where(eqn)} {what} this axis"
         shape = eqn.outvars[0].aval.shape
         out = [
@@ -1218,6 +1218,10 @@ class _Walker:
         if name == "tile":
             keeps = [reps == 1 for reps in p["reps"]]
             return [self.cut(eqn, args[0], keeps, True, "repeats")]  # type: ignore[arg-type]
+        if name == "fft":  # linear along its last axes: a dead channel's zeros stay
+            ndim, transformed = len(eqn.invars[0].aval.shape), len(p["fft_lengths"])
+            keeps = [d < ndim - transformed for d in range(ndim)]
+            return [self.cut(eqn, args[0], keeps, True, "transforms along")]  # type: ignore[arg-type]
         if name == "rev":
             value = args[0]
             keeps = [i not in p["dimensions"] for i in range(len(value.labels))]  # type: ignore[union-attr]

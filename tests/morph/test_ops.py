@@ -1,5 +1,5 @@
 """Primitives that `phosjax.morph` follows: bit casts, shifts, Bessel functions, dynamic slices,
-tiles and iota."""
+tiles, iota and Fourier transforms."""
 
 import re
 
@@ -34,6 +34,8 @@ ACTIVATIONS = {  # name: (activation, whether a dead channel stays zero through 
     "cumsum over rows": (lambda h: jnp.cumsum(h, 0), True),
     "cummax over rows": (lambda h: jax.lax.cummax(h, 0), True),
     "cumlogsumexp over rows": (lambda h: jax.lax.cumlogsumexp(h, 0), False),  # log(k) at step k
+    "fft over rows, real part": (lambda h: jnp.fft.fft(h, axis=0).real, True),  # FNet's mixing
+    "rfft then irfft over rows": (lambda h: jnp.fft.irfft(jnp.fft.rfft(h, axis=0), 3, 0), True),
 }
 
 
@@ -52,7 +54,8 @@ def test_bitcasts_shifts_and_bessel_functions_follow_channels(name):
     stay a NaN too (a float16 NaN's are a finite bfloat16). A cast to float8_e8m0fnu,
     which has no zero, does not keep one. A
     cumulative op over another axis lost a dead channel's zeros; all but cumlogsumexp keep
-    them."""
+    them. A Fourier transform (jnp.fft) was refused as unsupported; it is linear along the
+    axes it transforms, so over another axis it keeps a dead channel's zeros."""
     check_followed_where_zero_stays_zero(*ACTIVATIONS[name])
 
 
@@ -246,10 +249,16 @@ def test_a_sort_by_other_keys_does_not_keep_the_zeros_of_what_it_moves():
     [
         (lambda h: h[:, 1:], 3, r"^slice \(\S+test_ops\.py:\d+.* cuts this axis$"),
         (lambda h: jnp.pad(h, ((0, 0), (1, 0))), 5, r"^pad \(\S+test_ops\.py:\d+.* pads this axis"),
+        (
+            lambda h: jnp.fft.fft(h).real,
+            4,
+            r"^fft \(\S+test_ops\.py:\d+.* transforms along this axis$",
+        ),
     ],
 )
 def test_a_slice_pins_the_channels_it_cuts_and_a_pad_those_it_pads(block, inner, reason):
-    """Both said "cuts or pads this axis", whichever they did."""
+    """Both said "cuts or pads this axis", whichever they did. A Fourier transform over the
+    channels mixes them: it pins them."""
     p, x = two_layers(4, inner)
     pinned = channel_groups(lambda p, x: block(x @ p["w1"]) @ p["w2"], p, x).pinned["w1:1"]
     assert re.match(reason, pinned), pinned
