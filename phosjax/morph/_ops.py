@@ -5,14 +5,14 @@ into, and what to do instead of the unsupported ones that models often use."""
 import numpy as np
 
 ANY_ZERO = {"mul", "and"}
-ALL_ZERO = {"add", "add_any", "sub", "max", "min", "or", "select_n", "clamp"}
+ALL_ZERO = {"add", "add_any", "sub", "max", "min", "or", "select_n", "clamp", "complex"}
 FIRST_ZERO = {"div", "rem"}
 SHIFTS = {"shift_left", "shift_right_arithmetic", "shift_right_logical"}
 """Bit shifts: zero where the shifted operand is (its first); a shift by 0 is no pole."""
 KEEPS_ZERO = {
     "neg", "abs", "tanh", "sin", "tan", "sqrt", "cbrt", "square", "erf", "erf_inv", "sign",
     "floor", "ceil", "round", "real", "imag", "asinh", "atanh", "atan", "asin", "sinh", "expm1",
-    "log1p", "convert_element_type", "copy", "copy_p", "reduce_precision", "stop_gradient",
+    "log1p", "convert_element_type", "copy", "copy_p", "reduce_precision", "stop_gradient", "conj",
     "optimization_barrier", "bessel_i1e",
 }  # fmt: skip
 LOSES_ZERO = {

@@ -36,7 +36,14 @@ ACTIVATIONS = {  # name: (activation, whether a dead channel stays zero through 
     "cumlogsumexp over rows": (lambda h: jax.lax.cumlogsumexp(h, 0), False),  # log(k) at step k
     "fft over rows, real part": (lambda h: jnp.fft.fft(h, axis=0).real, True),  # FNet's mixing
     "rfft then irfft over rows": (lambda h: jnp.fft.irfft(jnp.fft.rfft(h, axis=0), 3, 0), True),
+    "power spectrum over rows": (lambda h: (_spectrum(h) * jnp.conj(_spectrum(h))).real, True),
+    "abs(complex(h, 2h))": (lambda h: jnp.abs(jax.lax.complex(h, 2 * h)), True),
+    "abs(complex(h, 1))": (lambda h: jnp.abs(jax.lax.complex(h, jnp.ones_like(h))), False),
 }
+
+
+def _spectrum(h):
+    return jnp.fft.fft(h, axis=0)
 
 
 def _bits(h, dtype):
@@ -55,7 +62,8 @@ def test_bitcasts_shifts_and_bessel_functions_follow_channels(name):
     which has no zero, does not keep one. A
     cumulative op over another axis lost a dead channel's zeros; all but cumlogsumexp keep
     them. A Fourier transform (jnp.fft) was refused as unsupported; it is linear along the
-    axes it transforms, so over another axis it keeps a dead channel's zeros."""
+    axes it transforms, so over another axis it keeps a dead channel's zeros; so do conj
+    and complex (zero where both parts are), which were refused too."""
     check_followed_where_zero_stays_zero(*ACTIVATIONS[name])
 
 
