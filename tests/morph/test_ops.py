@@ -39,6 +39,8 @@ ACTIVATIONS = {  # name: (activation, whether a dead channel stays zero through 
     "power spectrum over rows": (lambda h: (_spectrum(h) * jnp.conj(_spectrum(h))).real, True),
     "abs(complex(h, 2h))": (lambda h: jnp.abs(jax.lax.complex(h, 2 * h)), True),
     "abs(complex(h, 1))": (lambda h: jnp.abs(jax.lax.complex(h, jnp.ones_like(h))), False),
+    "device_put of (h, exp(h))": (lambda h: sum(jax.device_put((h, jnp.exp(h)))), False),
+    "device_put of (h, 2h)": (lambda h: sum(jax.device_put((h, 2 * h))), True),
 }
 
 
@@ -63,7 +65,8 @@ def test_bitcasts_shifts_and_bessel_functions_follow_channels(name):
     cumulative op over another axis lost a dead channel's zeros; all but cumlogsumexp keep
     them. A Fourier transform (jnp.fft) was refused as unsupported; it is linear along the
     axes it transforms, so over another axis it keeps a dead channel's zeros; so do conj
-    and complex (zero where both parts are), which were refused too."""
+    and complex (zero where both parts are), which were refused too. jax.device_put, which
+    moves arrays, was refused; each of its outputs is its input."""
     check_followed_where_zero_stays_zero(*ACTIVATIONS[name])
 
 
