@@ -270,7 +270,9 @@ def _load(
     splits: Sequence[str] | None = None,
 ) -> Any:
     """`phosjax.data.load` (with ``features`` and ``splits``); when it cannot load ``name``,
-    the error also names the data sets given (``datasets=``), the nearest first."""
+    the error also names the data sets given (``datasets=``), the nearest first. load's
+    errors that say which of its arguments to give keep their type (`MissingSplitsError`,
+    ...), told with train_grid's arguments instead."""
     from phosjax.data import load
     from phosjax.data._load import MissingFeaturesError, SplitInNameError
     from phosjax.data._splits import MissingSplitsError, SplitsError, splits_written
@@ -278,23 +280,24 @@ def _load(
     try:
         return load(name, data_dir=data_dir, features=features, splits=splits)
     except SplitInNameError as error:  # said 'load takes ... splits=', load's argument
-        raise ValueError(
+        error.args = (
             f"train_grid: a cell's data set {name!r} names a split ({error.split!r}); give the "
             f"cells the data set's name alone ({error.dataset!r}) and the splits to train and "
             "test on in dataset_splits, e.g. "
-            f"{splits_written(error.suggested, 'dataset_splits', error.dataset, argument=True)}"
-        ) from error
+            f"{splits_written(error.suggested, 'dataset_splits', error.dataset, argument=True)}",
+        )
+        raise
     except MissingFeaturesError as error:  # said 'features=(input, label)', load's argument
         example = f"dataset_features={{{name!r}: {error.example_pair!r}}}"
-        raise ValueError(
-            f"train_grid: {error.told_by('it', 'dataset_features', example)}"
-        ) from error
+        error.args = (f"train_grid: {error.told_by('it', 'dataset_features', example)}",)
+        raise
     except MissingSplitsError as error:  # said 'pass splits=', load's argument
         example = splits_written(error.suggested, "dataset_splits", name, argument=True)
-        raise ValueError(f"train_grid: {error.told_by('it', 'dataset_splits', example)}") from error
+        error.args = (f"train_grid: {error.told_by('it', 'dataset_splits', example)}",)
+        raise
     except SplitsError as error:  # said as load's splits=(...): the entry of dataset_splits
-        told = error.told_as("dataset_splits", name, argument=True)
-        raise ValueError(f"train_grid: {told}") from error
+        error.args = (f"train_grid: {error.told_as('dataset_splits', name, argument=True)}",)
+        raise
     except ValueError as error:
         if not given:
             raise
@@ -447,8 +450,12 @@ def train_grid(
         the model's output, knobs, a regularizer that matches none of its params, its
         evaluation, ...: each traced abstractly), with a note naming the group's cells,
         so that an error in a later group does not lose the results of the earlier ones;
-        and, in every process, a ValueError when the processes of a `jax.distributed`
-        group were given different ``cells`` (each one's count and digest named).
+        a data set read without the splits or features it needs, or with splits `load`
+        refuses: load's `phosjax.data.MissingSplitsError`, ``MissingFeaturesError``,
+        ``SplitsError`` or ``SplitInNameError``, told with ``dataset_splits`` and
+        ``dataset_features``; and, in every process, a ValueError when the processes of a
+        `jax.distributed` group were given different ``cells`` (each one's count and digest
+        named).
 
     Examples:
       >>> from phosjax.data import random_dataset

@@ -524,6 +524,51 @@ def test_train_grid_names_its_dataset_features_for_a_data_set_without_image_and_
     )
 
 
+def _missing_splits(name):
+    from phosjax.data import MissingSplitsError
+
+    return MissingSplitsError(name, ["train", "val"])
+
+
+def _missing_features(name):
+    import tensorflow_datasets as tfds
+
+    from phosjax.data import MissingFeaturesError
+
+    return MissingFeaturesError(name, "image", tfds.features.FeaturesDict({"x": np.float32}))
+
+
+def _split_in_name(name):
+    from phosjax.data import SplitInNameError
+
+    return SplitInNameError(name, len(name))
+
+
+def _splits_refused(name):
+    from phosjax.data import SplitsError
+
+    return SplitsError(name, ("train", "train"), " reads 'train' twice")
+
+
+@pytest.mark.parametrize(
+    "made", [_missing_splits, _missing_features, _split_in_name, _splits_refused]
+)
+def test_train_grid_keeps_the_type_of_the_data_set_error_it_rewords(monkeypatch, made):
+    """phosjax.data's typed errors (data.md names them) reach a caller of train_grid as
+    themselves, told with its arguments: `except MissingSplitsError` catches them there too."""
+    import phosjax.data
+
+    def load(name, **kwargs):
+        raise made(name)
+
+    monkeypatch.setattr(phosjax.data, "load", load)
+    with pytest.raises(ValueError) as error:
+        train_grid([Cell(Tiny(), "toy")])
+    assert type(error.value) is type(made("toy"))
+    assert str(error.value).startswith("train_grid: ")
+    assert "dataset_" in str(error.value)  # dataset_splits or dataset_features, not load's
+
+
 def test_train_grid_names_its_dataset_splits_for_a_data_set_name_with_a_split():
     with pytest.raises(ValueError) as error:  # said 'load takes ... splits=(train, test)'
         train_grid([Cell(Tiny(), "digits[:10%]")])
