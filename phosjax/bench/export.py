@@ -9,22 +9,23 @@ error, is cut to end in ``... [cut: N characters, over 6000]``), every metric pe
 and split as ``<split>/<metric>`` (``test/accuracy``, ``train/aux/balance``): a column
 MLflow cannot name, such as ``knob/**/T``, ``knob/re:.*/.`` or ``aux/kl(1e-3)``, under a
 key with ``_`` for each character it refuses or would read as a path, cut to its 250
-characters (see `mlflow_keys`; the tags ``phosjax.param_names`` and
-``phosjax.metric_names`` map such keys to the columns), the model's blurb (and graph
-drawing) as artifacts under ``blurb/`` (``graph/``), the bench's ``config.yaml`` and
-``env.json`` under ``bench/``, and the tags ``phosjax.cell_id``, ``phosjax.bench``,
-``phosjax.bench_created``, ``phosjax.config_hash`` and, for a cell that diverged,
-``phosjax.diverged_at``: the first step whose row says ``diverged`` (its metrics from
-there on are those of its state frozen before it, often finite). Exporting again skips
-the cells already exported (finished runs with the same cell id from the same bench,
-known by the creation time in its ``bench.json``, which `add_models` keeps); cells whose
-group has not finished training are left for later, and so are finished ones whose
-result rows are gone, or those of some of their steps (their part files, or some,
-removed or lost: restored, they are exported). The unfinished runs that an export cut
-short (killed: nothing deleted its run) left of this bench are deleted, so each cell
-keeps one whole run; a second export of the bench while one runs stops at once (the
-first holds ``export.lock`` in the bench, naming its pid and host; a bench one may not
-write is exported without it). Needs the ``mlflow`` extra (``mlflow-skinny``).
+characters ending in a digest of the column's name (see `mlflow_keys`; the tags
+``phosjax.param_names`` and ``phosjax.metric_names`` map such keys to the columns), the
+model's blurb (and graph drawing) as artifacts under ``blurb/`` (``graph/``), the
+bench's ``config.yaml`` and ``env.json`` under ``bench/``, and the tags
+``phosjax.cell_id``, ``phosjax.bench``, ``phosjax.bench_created``,
+``phosjax.config_hash`` and, for a cell that diverged, ``phosjax.diverged_at``: the
+first step whose row says ``diverged`` (its metrics from there on are those of its state
+frozen before it, often finite). Exporting again skips the cells already exported
+(finished runs with the same cell id from the same bench, known by the creation time in
+its ``bench.json``, which `add_models` keeps); cells whose group has not finished
+training are left for later, and so are finished ones whose result rows are gone, or
+those of some of their steps (their part files, or some, removed or lost: restored, they
+are exported). The unfinished runs that an export cut short (killed: nothing deleted its
+run) left of this bench are deleted, so each cell keeps one whole run; a second export
+of the bench while one runs stops at once (the first holds ``export.lock`` in the bench,
+naming its pid and host; a bench one may not write is exported without it). Needs the
+``mlflow`` extra (``mlflow-skinny``).
 
 MLflow 3 refuses ``file:`` stores unless ``MLFLOW_ALLOW_FILE_STORE=true`` is set; a
 tracking server (``http://...``) or ``sqlite:///mlflow.db`` (full ``mlflow``) need nothing.
@@ -63,6 +64,7 @@ from phosjax.bench.view._bench import (
     BrokenFileError,
     NotABenchError,
     OutsideBenchError,
+    digest,
 )
 
 TAG_CELL = "phosjax.cell_id"
@@ -114,23 +116,24 @@ def mlflow_keys(names: Sequence[str], longest: int = _LONGEST_KEY) -> dict[str, 
     """``{column: MLflow param or metric key}``: a character MLflow refuses in a key (it
     takes letters, digits, ``_-. :/``) becomes ``_``, as does a segment it would read as a
     step of a path (`_no_path_steps`: a knob selector ``re:.*/.``), a key longer than
-    ``longest`` (MLflow's most, 250) is cut to it, and a key two columns would share gets
-    ``_2``, ``_3``... appended (within ``longest``).
+    ``longest`` (MLflow's most, 250) is cut to fit ``_`` and a digest of its column's name
+    (so that it names that column beside any others: in a bench's runs exported before
+    and after `add_models` brought a column sharing its start), and a key two columns
+    would share gets ``_2``, ``_3``... appended (within ``longest``).
 
     Examples:
       >>> mlflow_keys(["lr", "knob/**/T", "knob/?*/T"])
       {'lr': 'lr', 'knob/**/T': 'knob/__/T', 'knob/?*/T': 'knob/__/T_2'}
       >>> mlflow_keys(["knob/re:.*/.", "reg/l2/re:../.."])
       {'knob/re:.*/.': 'knob/re:._/_', 'reg/l2/re:../..': 'reg/l2/re:../__'}
-      >>> mlflow_keys(["reg/l2/abcdef", "reg/l2/abcdeg"], longest=11)
-      {'reg/l2/abcdef': 'reg/l2/abcd', 'reg/l2/abcdeg': 'reg/l2/ab_2'}
-      >>> mlflow_keys(["reg/l2/a/..x"], longest=11)  # cut to a step of a path
-      {'reg/l2/a/..x': 'reg/l2/a/__'}
+      >>> mlflow_keys(["aux/balance(1)/kl", "aux/balance(2)/kl"], longest=16)
+      {'aux/balance(1)/kl': 'aux/bal_3a937bdf', 'aux/balance(2)/kl': 'aux/bal_11e71d40'}
     """
     keys: dict[str, str] = {}
     for name in names:
-        whole = _no_path_steps(re.sub(r"[^\w\-. :/]", "_", name, flags=re.ASCII))
-        key = base = _no_path_steps(whole[:longest].rstrip("/"))  # a cut may end in one
+        key = base = _no_path_steps(re.sub(r"[^\w\-. :/]", "_", name, flags=re.ASCII))
+        if len(base) > longest:
+            key = base = f"{base[: longest - 9]}_{digest(name)[:8]}"
         count = 1
         while key in keys.values():
             count += 1

@@ -681,8 +681,8 @@ def test_columns_longer_than_mlflow_keys_are_logged_under_keys_cut_to_fit(writte
     exported = export_mlflow(str(root), store)
     assert sorted(exported.runs) == sorted(cells.cell_id)
     reg_key = "reg/l2/re:" + "_blocks_0_blocks_1_/kernel_" * 10
-    reg_key = reg_key[:250]
-    aux_key = long_aux[: 250 - len("train/")]
+    reg_key = reg_key[:241] + "_7a7aaeb3"  # a digest of long_reg
+    aux_key = long_aux[: 250 - len("train/") - 9] + "_d14c2828"
     _, runs = _runs(store)
     for cell in written.cells.to_dict("records"):
         run = runs[cell["cell_id"]]
@@ -691,6 +691,18 @@ def test_columns_longer_than_mlflow_keys_are_logged_under_keys_cut_to_fit(writte
         if cell["model"] == "choice":  # it records the aux loss
             assert len(f"train/{aux_key}") == 250 and f"train/{aux_key}" in run.data.metrics
             assert json.loads(run.data.tags[TAG_METRIC_NAMES]) == {aux_key: long_aux}
+
+
+def test_a_key_cut_to_fit_names_its_column_whichever_columns_are_beside_it():
+    """Numbered in column order, the cut key of a long regularizer meant another one
+    once `add_models` brought one sharing its first 250 characters ahead of it: the
+    experiment held the two under one key, the first in runs exported before."""
+    start = "reg/l2/re:" + "(blocks_0|blocks_1)/kernel|" * 10
+    first, second = start + "blocks_2/kernel", start + "blocks_3/kernel"
+    alone, beside = mlflow_keys([second]), mlflow_keys([first, second])
+    cut = "reg/l2/re:" + ("_blocks_0_blocks_1_/kernel_" * 10)[:231]
+    assert alone == {second: cut + "_f038d310"}
+    assert beside == {first: cut + "_7d12dadd", second: cut + "_f038d310"}
 
 
 def test_a_hyperparameter_a_cell_does_not_have_is_no_param_of_its_run(written, store, tmp_path):
