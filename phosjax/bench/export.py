@@ -5,7 +5,8 @@
 Each run gets the cell's columns and hyperparameters as params (those it has: a null
 one, another model's knob or ``momentum`` under adam, is left out, not logged as
 ``nan``; one longer than MLflow keeps, 6000 characters, which MLflow would cut with no
-error, is cut to end in ``... [cut: N characters, over 6000]``), every metric per step
+error, is cut to end in ``... [cut: N characters, over 6000, digest D]``, D a digest of
+the whole value, so that values differing past the cut read apart), every metric per step
 and split as ``<split>/<metric>`` (``test/accuracy``, ``train/aux/balance``): a column
 MLflow cannot name, such as ``knob/**/T``, ``knob/re:.*/.`` or ``aux/kl(1e-3)``, under a
 key with ``_`` for each character it refuses or would read as a path, cut to its 250
@@ -158,16 +159,17 @@ def _unset(value: Any) -> bool:
 def _param_text(value: Any, limit: int) -> str:
     """``str(value)``, a param's value; one longer than ``limit`` (MLflow's
     ``MAX_PARAM_VAL_LENGTH``, past which MLflow cuts a value with no error) cut to it
-    here, ending in a note of its length, so that it reads as cut rather than as a value.
+    here, ending in a note of its length, so that it reads as cut rather than as a value,
+    and of a digest of it, so that two values differing past the cut read apart.
 
     Examples:
-      >>> _param_text(0.001, 40), _param_text("x" * 100, 40)
-      ('0.001', 'xxxxx... [cut: 100 characters, over 40]')
+      >>> _param_text(0.001, 40), _param_text("x" * 100, 80)
+      ('0.001', 'xxxxxxxxxxxxxxxxxxxxx... [cut: 100 characters, over 80, digest 9919cd30803f901a]')
     """
     text = str(value)
     if len(text) <= limit:
         return text
-    note = f"... [cut: {len(text)} characters, over {limit}]"
+    note = f"... [cut: {len(text)} characters, over {limit}, digest {digest(text)}]"
     return text[: limit - len(note)] + note
 
 

@@ -1,6 +1,7 @@
 """`python -m phosjax.bench.export`: every finished cell as an MLflow run in a local store."""
 
 import errno
+import hashlib
 import http.server
 import importlib.metadata
 import itertools
@@ -726,7 +727,8 @@ def test_a_hyperparameter_a_cell_does_not_have_is_no_param_of_its_run(written, s
 
 def test_a_param_value_longer_than_mlflow_keeps_is_cut_saying_so(written, store, tmp_path):
     """MLflow cuts a param value past 6000 characters with no error (a model option holding
-    a long list): two cells whose options differ past that would read the same."""
+    a long list): two cells whose options differ past that would read the same, as they
+    did cut with a note of the length alone."""
     root = tmp_path / "example"
     shutil.copytree(written.root, root)
     cells = pd.read_parquet(root / _layout.CELLS)
@@ -737,12 +739,14 @@ def test_a_param_value_longer_than_mlflow_keeps_is_cut_saying_so(written, store,
     for cell in cells.to_dict("records"):
         params = runs[cell["cell_id"]].data.params
         assert len(cell["options"]) == 7013
-        note = "... [cut: 7013 characters, over 6000]"
+        whole = hashlib.sha256(repr(cell["options"]).encode()).hexdigest()[:16]
+        note = f"... [cut: 7013 characters, over 6000, digest {whole}]"
         assert params["options"] == cell["options"][: 6000 - len(note)] + note
         assert len(params["options"]) == 6000
         assert {k: v for k, v in params.items() if k != "options"} == {
             k: str(v) for k, v in cell.items() if k != "options"
         }
+    assert len({run.data.params["options"] for run in runs.values()}) == len(cells) > 1
 
 
 def test_metrics_mlflow_cannot_name_are_logged_under_keys_it_takes(written, store, tmp_path):
