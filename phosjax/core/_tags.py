@@ -97,6 +97,14 @@ def tag_output(module: nn.Module, name: str, value: Any) -> Any:
     return _tag(module, name, value, beside_submodule=True)
 
 
+def calls_tagged(module: nn.Module, name: str) -> int:
+    """How many values ``module`` has tagged ``name`` in this apply (0 where tags are not
+    recorded): one more after a call of ``module`` than before it is one that ``module``
+    tagged itself, at the name its caller tags its output (`tag_output`)."""
+    calls: Any = module.get_variable(INTERMEDIATES, name)
+    return len(calls) if isinstance(calls, tuple) else 0
+
+
 def _tag(module: nn.Module, name: str, value: Any, *, beside_submodule: bool) -> Any:
     """`tag`, its record put beside a submodule named ``name`` (`tag_output`) or not."""
     check_path(module, name, "tag")

@@ -10,7 +10,8 @@ import numpy as np
 
 from phosjax._callables import a_type, cut_repr
 from phosjax.core import tag
-from phosjax.core._tags import tag_output
+from phosjax.core._paths import module_path
+from phosjax.core._tags import calls_tagged, tag_output
 from phosjax.layers._common import (
     CheckedFields,
     PassesKeywords,
@@ -275,6 +276,14 @@ class Frame(PassesKeywords, CheckedFields):
     def _run(
         self, module: nn.Module, h: jax.Array, train: bool, features: int, **keywords: Any
     ) -> jax.Array:
+        tagged = calls_tagged(module, "out")
         out = call_block(module, h, train, **keywords)
+        if calls_tagged(module, "out") > tagged:
+            raise ValueError(
+                f"block {module.name!r} ({type(module).__name__}) tags a value named 'out' "
+                f"itself, at {module_path(module, 'out')!r}, where the frame tags the block's "
+                "output, so the two would be read as two calls of one tag; give that tag "
+                f"another name in {type(module).__name__}."
+            )
         _check_features(module, h, out, features)
         return tag_output(module, "out", out)  # beside a submodule named out of the block

@@ -580,3 +580,31 @@ def test_a_block_with_a_submodule_named_out_is_probed_and_injected():
     np.testing.assert_allclose(
         injected, jnp.ones((3, 4)) @ head["kernel"] + head["bias"], rtol=1e-6
     )
+
+
+class _TagsItsOwnOut(nn.Module):
+    """Tags its pre-activation ``out``: the path of the frame's tag of a block's output."""
+
+    @nn.compact
+    def __call__(self, x):
+        return nn.relu(px.tag(self, "out", nn.Dense(4)(x))) + 1
+
+
+def test_a_block_that_tags_out_itself_is_an_error_naming_it():
+    # probe returned 'blocks_0/out' as two calls (the tag inside, then the block's output),
+    # grad_of two gradients, with no word of the clash the graph model refuses.
+    frame = Frame(2, (5,), "vector", (4,), 1, blocks=(_TagsItsOwnOut(),), stem=nn.Dense(4))
+    x = jax.random.normal(jax.random.key(1), (3, 5))
+    variables = frame.init(jax.random.key(0), x)
+    with pytest.raises(ValueError) as error:
+        px.probe(frame, variables, x, "logits")
+    assert str(error.value) == (
+        "block 'blocks_0' (_TagsItsOwnOut) tags a value named 'out' itself, at "
+        "'blocks_0/out', where the frame tags the block's output, so the two would be read "
+        "as two calls of one tag; give that tag another name in _TagsItsOwnOut."
+    )
+    params = variables["params"]
+    h = nn.Dense(4).apply({"params": params["stem"]}, x)
+    h = _TagsItsOwnOut().apply({"params": params["blocks_0"]}, h)
+    logits = nn.Dense(2).apply({"params": params["head"]}, h)
+    np.testing.assert_allclose(frame.apply(variables, x), logits, rtol=1e-6)  # not recorded

@@ -10,13 +10,13 @@ import numpy as np
 
 from phosjax._callables import a_type, cut_repr
 from phosjax._nearest import did_you_mean
-from phosjax.core import INJECTIONS, INTERMEDIATES
+from phosjax.core import INJECTIONS
 from phosjax.core._inject import in_dtypes_of
 from phosjax.core._knobs import holds_exactly, what_holds
 from phosjax.core._numbers import numbers_as_array, numbers_read_together
 from phosjax.core._record import set_aside
 from phosjax.core._selectors import select
-from phosjax.core._tags import tag_output
+from phosjax.core._tags import calls_tagged, tag_output
 from phosjax.layers._common import (
     batch_train,
     block_keywords,
@@ -422,9 +422,9 @@ def _run_node(
         child = Function(fn, _combine_of(spec), _draw.op_name(spec), parent=owner, name=key)
     if args is not None:
         assert isinstance(spec, Node)
-        tagged = _output_records(owner, key)
+        tagged = calls_tagged(child, OUT)
         value = _call_node(path, spec, child, args, train, keywords)
-        if _output_records(owner, key) > tagged:
+        if calls_tagged(child, OUT) > tagged:
             raise GraphError(
                 f"Node {path!r} tags a value named {OUT!r} itself, at '{path}{SEP}{OUT}', where "
                 "the graph model tags the node's output, so the two would be read as two calls "
@@ -433,13 +433,6 @@ def _run_node(
     elif isinstance(spec, Input):  # passed through its module, so `blurb` lists it
         value = child((value,))
     return tag_output(child, OUT, value)  # beside a submodule named OUT of the node's
-
-
-def _output_records(owner: nn.Module, key: str) -> int:
-    """How many values ``owner``'s child ``key`` has recorded at its output tag `OUT` in
-    this apply (0 where ``intermediates`` is not recorded)."""
-    records = _entry(owner.get_variable(INTERMEDIATES, key), [OUT])
-    return len(records) if isinstance(records, tuple) else 0
 
 
 def _check_add(path: str, spec: Node, args: tuple[Any, ...]) -> None:
