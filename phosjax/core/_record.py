@@ -127,7 +127,8 @@ def record(
         ``collection`` has its values under that path, which the record would swallow,
         and one that did not holds the name, which Flax refuses to give the record. One
         made after (which Flax refuses: "Name in use"; init, which records nothing,
-        cannot tell) is refused as it is made.
+        cannot tell) is refused as it is made. ``module``'s own path holds a record of its
+        parent's, put beside it (``beside_submodule``) in an earlier call.
     """
     if module.is_initializing() or not module.is_mutable_collection(collection):
         return
@@ -146,11 +147,31 @@ def record(
             "one name to one thing)"
         )
         raise _clash(module, collection, name, clash)
-    module.sow(collection, name, value, reduce_fn=add_call, init_fn=Calls)
+    try:
+        module.sow(collection, name, value, reduce_fn=add_call, init_fn=Calls)
+    except TypeError:  # Flax's "'Calls' object does not support item assignment"
+        if not _recorded_at_own_path(module, collection):
+            raise
+        place = SEP.join(module.path)
+        raise ValueError(
+            f"Cannot record {module_path(module, name)!r} in {collection!r}: {place!r} holds "
+            f"the output of {SEP.join(module.path[:-1]) or 'the top module'}, tagged there "
+            f"beside the submodule {module.name!r} in an earlier call, when that recorded "
+            "nothing. Give the submodule another name."
+        ) from None
     names = module.__dict__.get("_name_taken")
     if not isinstance(names, _RecordedNames):  # Flax asks it of a new submodule's name
         object.__setattr__(module, "_name_taken", names := _RecordedNames(module))
     names.recorded.setdefault(name, collection)
+
+
+def _recorded_at_own_path(module: nn.Module, collection: str) -> bool:
+    """Whether ``module``'s own path in ``collection`` holds a record of its parent's (put
+    there beside it by ``beside_submodule``), where its values would go."""
+    scope = module.scope
+    if scope is None or scope.parent is None or scope.name is None:
+        return False
+    return isinstance(scope.parent.get_variable(collection, scope.name), tuple)
 
 
 def _clash(module: nn.Module, collection: str, name: str, clash: str) -> ValueError:

@@ -1255,6 +1255,45 @@ def test_a_node_with_a_submodule_named_out_that_tags_nothing_is_probed_injected_
     np.testing.assert_allclose(grads["block/out"], jnp.broadcast_to(row, (2, 3)), rtol=1e-6)
 
 
+class _TagsOneExample(nn.Module):
+    """Tags its output ``h`` on a batch of one example only."""
+
+    @nn.compact
+    def __call__(self, x):
+        h = nn.Dense(3)(x)
+        return px.tag(self, "h", h) if x.shape[0] == 1 else h
+
+
+class _OutTagsOneExample(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return _TagsOneExample(name="out")(x)
+
+
+class _AppliesTwice(nn.Module):
+    """Applies one graph model to ``a``, then to ``b``."""
+
+    @nn.compact
+    def __call__(self, a, b):
+        graph = GraphModel({"block": _OutTagsOneExample()}, returns="block", name="g")
+        return graph(a), graph(b)
+
+
+def test_a_submodule_named_out_that_tags_only_in_a_later_call_is_told_to_rename(key):
+    # the first call tags the node's output 'g/block/out' beside the submodule out, which
+    # tagged nothing; its tag in the second raised "TypeError: 'Calls' object does not
+    # support item assignment", naming nothing.
+    a, b = jnp.ones((2, 5)), jnp.ones((1, 5))
+    variables = _AppliesTwice().init(key, a, b)
+    with pytest.raises(ValueError) as error:
+        _AppliesTwice().apply(variables, a, b, mutable=["intermediates"])
+    assert str(error.value) == (
+        "Cannot record 'g/block/out/h' in 'intermediates': 'g/block/out' holds the output of "
+        "g/block, tagged there beside the submodule 'out' in an earlier call, when that "
+        "recorded nothing. Give the submodule another name."
+    )
+
+
 class _TagsItsOwnOut(nn.Module):
     """Tags its pre-activation ``out``: the path of its graph node's output tag."""
 
