@@ -20,7 +20,7 @@ from phosjax._compile import RUN_ONCE_COMPILER_OPTIONS
 from phosjax.bench import BenchConfig
 from phosjax.bench._plan import plan
 from phosjax.train import Group
-from phosjax.train._state import _root_keys, _vmapped_init
+from phosjax.train._state import _init_values, _root_keys, _vmapped_init
 from phosjax.train._strategy import trace_config
 
 
@@ -48,8 +48,8 @@ def main() -> None:
             tuple(c.cell for c in planned_group.cells), tuple(range(len(planned_group.cells)))
         )
         data = planned.datasets[group.cells[0].dataset]
-        init = _vmapped_init(group.signature(), tuple(data.input_shape), trace_config()[0])
-        inputs = (_root_keys(group), group.values())
+        init = _vmapped_init(group.program_signature(), tuple(data.input_shape), trace_config()[0])
+        inputs = (_root_keys(group), _init_values(group))
         default_s, want = compile_and_run(jax.jit(init), *inputs)
         options = jax.jit(init, compiler_options=RUN_ONCE_COMPILER_OPTIONS)
         options_s, got = compile_and_run(options, *inputs)

@@ -1,0 +1,29 @@
+"""The scripts in benchmarks/ run start to end, at tiny sizes."""
+
+import sys
+
+from phosjax.bench import plan
+from phosjax.data import random_dataset
+from tests.benchmark_scripts import load_benchmark
+
+
+def test_init_compile_compiles_each_groups_init_both_ways(tmp_path, monkeypatch, capsys):
+    """It gave the init program `Group.values` alone, without the settings `init_group`
+    gives it since groups share programs: ``KeyError: 'settings'`` before any row."""
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        "models: [{name: mlp, width: 4, depth: 1}]\ndatasets: [toy]\nseeds: 2\n"
+        "grid: {batch_size: 4, steps: 2}\n"
+    )
+    benchmark = load_benchmark("init_compile")
+    toy = {"toy": random_dataset("toy", (3,), 2)}
+    monkeypatch.setattr(benchmark, "plan", lambda bench_config: plan(bench_config, toy))
+    monkeypatch.setattr(sys, "argv", ["init_compile.py", "--config", str(config)])
+    benchmark.main()
+    header, row = capsys.readouterr().out.splitlines()
+    assert header.split() == ["group", "cells", "default", "s", "options", "s", "same", "states"]
+    group, cells, default_s, options_s, same = row.split()
+    assert (group.split("-")[0], cells) == ("mlp", "2")
+    assert float(default_s) > 0 and float(options_s) > 0
+    # the tests compile at -O0 (their XLA_FLAGS), so the -O1 program may round otherwise
+    assert same in ("True", "False")
