@@ -74,14 +74,15 @@ def table(frame: pd.DataFrame) -> str:
         f"steps={steps}{rounded} compute_dtype={dtypes}",
         f"model-steps/s (higher is better){legend}",
     ]
-    head = f"{'model':<12}{'K':>5}" + "".join(f"{m:>12}" for m in methods)
+    named = 1 + max([11, *(len(str(model)) for model, _ in wide.index)])  # e.g. "cnn2d bf16"
+    head = f"{'model':<{named}}{'K':>5}" + "".join(f"{m:>12}" for m in methods)
     shown = "engine" in methods  # its strategy: no column of dashes without it
     width = 2 + max([len("strategy"), *(len(str(s)) for s in strategy)])  # e.g. vmap_matmul
     head += f"{'strategy':>{width}}" if shown else ""
     head += "".join(f"{name:>11}" for _, name in ratios)
     lines.append(head)
     for (model, k), row in wide.iterrows():
-        text = f"{model:<12}{k:>5}" + "".join(f"{_rate(row[m]):>12}" for m in methods)
+        text = f"{model:<{named}}{k:>5}" + "".join(f"{_rate(row[m]):>12}" for m in methods)
         text += f"{strategy.get((model, k), '') or '-':>{width}}" if shown else ""
         for method, _ in ratios:
             ratio = row["engine"] / row[method]

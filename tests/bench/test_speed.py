@@ -411,6 +411,19 @@ def test_a_long_strategy_name_keeps_the_table_s_columns_apart():
     assert [row.split()[-4] for row in rows] == ["vmap_matmul"] * 2
 
 
+def test_a_long_model_name_keeps_the_table_s_columns_apart():
+    """speed_plot.py's merged names ("transformer bf16") ran past the model column, shifting
+    their rows by four characters against the header and the other rows."""
+    frame = _frame().assign(note="", strategy="vmap")
+    merged = pd.concat([frame, frame.assign(model="transformer bf16")])
+    head, *rows = _speed_report.table(merged).splitlines()[2:7]
+    assert [len(row) for row in rows] == [len(head)] * 4
+    k_ends = head.index(" K ") + 2  # each K right-aligned under the header's
+    assert [row[:k_ends] for row in rows] == [
+        f"{model:<17}{k:>5}" for model in ("mlp", "transformer bf16") for k in (1, 8)
+    ]
+
+
 def test_svg_tick_labels_show_rates_below_one(tmp_path):
     frame = _frame().assign(note="", strategy="vmap")
     frame["model_steps_per_s"] /= 1000  # 0.1 to 2.4 model-steps/s
