@@ -1078,32 +1078,11 @@ class NoSuchFeatureError(_FeaturesError):
         known: tfds.features.FeaturesDict,
     ):
         self.name, self.missing, self.known = name, missing, sorted(known.keys())
-        self.features, self.suggested = features, _suggested_pair(known)
-        super().__init__(self.told_as(None))
-
-    def told_as(self, key: str | None) -> str:
-        """This error with the features written as the Python argument ``key`` takes them,
-        a mapping from data set names to (input, label) (None: as `load`'s ``features=``).
-
-        Examples:
-            >>> import tensorflow_datasets as tfds
-            >>> known = tfds.features.FeaturesDict({"x": np.float32, "y": np.int64})
-            >>> error = NoSuchFeatureError("toy", "pixels", ("pixels", "y"), known)
-            >>> print(error.told_as("dataset_features"))
-            data set 'toy' has no feature 'pixels' (features: ['x', 'y']);
-            dataset_features={'toy': ('pixels', 'y')} names no feature of it; e.g.
-            dataset_features={'toy': ('x', 'y')}
-        """
-
-        def written(pair: Sequence[str]) -> str:
-            return f"features={pair!r}" if key is None else f"{key}={{{self.name!r}: {pair!r}}}"
-
-        hint = did_you_mean([self.missing], self.known)
-        if not hint and self.suggested:
-            hint = f"; e.g. {written(self.suggested)}"
-        return (
-            f"data set {self.name!r} has no feature {self.missing!r} (features: {self.known}); "
-            f"{written(self.features)} names no feature of it{hint}"
+        self.suggested = _suggested_pair(known)
+        hint = did_you_mean([missing], self.known) or _suggested_features(known)
+        super().__init__(
+            f"data set {name!r} has no feature {missing!r} (features: {self.known}); "
+            f"features={features!r} names no feature of it{hint}"
         )
 
 

@@ -274,7 +274,7 @@ def _load(
     errors that say which of its arguments to give keep their type (`MissingSplitsError`,
     ...), told with train_grid's arguments instead."""
     from phosjax.data import load
-    from phosjax.data._load import MissingFeaturesError, NoSuchFeatureError, SplitInNameError
+    from phosjax.data._load import MissingFeaturesError, SplitInNameError
     from phosjax.data._splits import MissingSplitsError, SplitsError, splits_written
 
     try:
@@ -290,9 +290,6 @@ def _load(
     except MissingFeaturesError as error:  # said 'features=(input, label)', load's argument
         example = f"dataset_features={{{name!r}: {error.example_pair!r}}}"
         error.args = (f"train_grid: {error.told_by('it', 'dataset_features', example)}",)
-        raise
-    except NoSuchFeatureError as error:  # said 'features=(...) names no feature', load's
-        error.args = (f"train_grid: {error.told_as('dataset_features')}",)
         raise
     except MissingSplitsError as error:  # said 'pass splits=', load's argument
         example = splits_written(error.suggested, "dataset_splits", name, argument=True)
@@ -453,12 +450,12 @@ def train_grid(
         the model's output, knobs, a regularizer that matches none of its params, its
         evaluation, ...: each traced abstractly), with a note naming the group's cells,
         so that an error in a later group does not lose the results of the earlier ones;
-        a data set read without the splits or features it needs, or with splits or
-        features `load` refuses: load's `phosjax.data.MissingSplitsError`,
-        ``MissingFeaturesError``, ``NoSuchFeatureError``, ``SplitsError`` or
-        ``SplitInNameError``, told with ``dataset_splits`` and ``dataset_features``; and,
-        in every process, a ValueError when the processes of a `jax.distributed` group were
-        given different ``cells`` (each one's count and digest named).
+        a data set read without the splits or features it needs, or with splits `load`
+        refuses: load's `phosjax.data.MissingSplitsError`, ``MissingFeaturesError``,
+        ``SplitsError`` or ``SplitInNameError``, told with ``dataset_splits`` and
+        ``dataset_features``; and, in every process, a ValueError when the processes of a
+        `jax.distributed` group were given different ``cells`` (each one's count and digest
+        named).
 
     Examples:
       >>> from phosjax.data import random_dataset

@@ -524,27 +524,6 @@ def test_train_grid_names_its_dataset_features_for_a_data_set_without_image_and_
     )
 
 
-def test_train_grid_names_its_dataset_features_for_a_feature_the_data_set_lacks(monkeypatch):
-    import tensorflow_datasets as tfds
-
-    import phosjax.data
-    from phosjax.data import NoSuchFeatureError
-
-    known = tfds.features.FeaturesDict({"image": np.float32, "label": np.int64})
-
-    def load(name, features, **kwargs):
-        raise NoSuchFeatureError(name, features[1], features, known)
-
-    monkeypatch.setattr(phosjax.data, "load", load)
-    with pytest.raises(NoSuchFeatureError) as error:  # said 'features=(...)', load's argument
-        train_grid([Cell(Tiny(), "toy")], dataset_features={"toy": ["image", "lable"]})
-    assert str(error.value) == (
-        "train_grid: data set 'toy' has no feature 'lable' (features: ['image', 'label']); "
-        "dataset_features={'toy': ('image', 'lable')} names no feature of it. Did you mean "
-        "'label'?"
-    )
-
-
 def _missing_splits(name):
     from phosjax.data import MissingSplitsError
 
