@@ -131,16 +131,18 @@ def mlflow_keys(names: Sequence[str], longest: int = _LONGEST_KEY) -> dict[str, 
       {'aux/balance(1)/kl': 'aux/bal_3a937bdf', 'aux/balance(2)/kl': 'aux/bal_11e71d40'}
     """
     keys: dict[str, str] = {}
+    taken: set[str] = set()
     for name in names:
         key = base = _no_path_steps(re.sub(r"[^\w\-. :/]", "_", name, flags=re.ASCII))
         if len(base) > longest:
             key = base = f"{base[: longest - 9]}_{digest(name)[:8]}"
         count = 1
-        while key in keys.values():
+        while key in taken:
             count += 1
             suffix = f"_{count}"
             key = base[: longest - len(suffix)] + suffix
         keys[name] = key
+        taken.add(key)
     return keys
 
 
@@ -452,6 +454,7 @@ def export_mlflow(
     results = bench.results(metrics)
     metric_keys = mlflow_keys(metrics, _LONGEST_KEY - len("train/"))  # <split>/<key>
     cells = bench.cells()
+    param_keys = mlflow_keys([str(c) for c in cells.columns])  # every cell's columns
     if odd := [m for m in cells["model_id"] if not _layout.PLAIN_NAME.fullmatch(str(m))]:
         raise BrokenFileError(  # a blurb's file would be looked for outside the bench
             f"cannot read {_layout.CELLS}: its model_id {odd[0]!r} is no file name (a "
@@ -505,12 +508,11 @@ def export_mlflow(
                     TAG_CREATED: created,
                     TAG_CONFIG: config_hash,
                 }
-                keys = mlflow_keys([str(k) for k in cell])  # every column's: the same in every run
                 given = {str(k): v for k, v in cell.items() if not _unset(v)}
                 tags |= _diverged_at(rows)
                 recorded = {m: k for m, k in metric_keys.items() if rows[m].notna().any()}
                 for tag, renamed in (
-                    (TAG_PARAM_NAMES, _renamed({k: keys[k] for k in given})),
+                    (TAG_PARAM_NAMES, _renamed({k: param_keys[k] for k in given})),
                     (TAG_METRIC_NAMES, _renamed(recorded)),
                 ):
                     if renamed:
@@ -519,7 +521,7 @@ def export_mlflow(
                 run_id = client.create_run(experiment_id, tags=tags, run_name=run_name).info.run_id
                 try:
                     params = [
-                        Param(keys[k], _param_text(v, MAX_PARAM_VAL_LENGTH))
+                        Param(param_keys[k], _param_text(v, MAX_PARAM_VAL_LENGTH))
                         for k, v in given.items()
                     ]
                     for batch in _chunks(params, _PARAMS_BATCH):
