@@ -27,7 +27,7 @@ import jax.numpy as jnp
 
 from phosjax._callables import cut_repr
 from phosjax._listing import counted, listing
-from phosjax._nearest import did_you_mean, nearest_names
+from phosjax._nearest import nearest_names
 from phosjax.bench import _layout
 from phosjax.bench._config import (
     KNOB_PREFIX,
@@ -441,12 +441,7 @@ def _named_group(cells: Sequence[PlannedCell], metrics: tuple[str, ...]) -> Plan
 
 def _no_such_feature_text(error: NoSuchFeatureError) -> str:
     """`error` in a bench config's terms: the ``dataset_features`` entry, and what to write."""
-    return (
-        f"dataset_features.{error.name} names {error.missing!r}, which data set "
-        f"{error.name!r} lacks (its features: {error.known}); name its input and label "
-        f"feature there, e.g. {_features_entry(error)}"
-        f"{did_you_mean([error.missing], error.known)}"
-    )
+    return error.told_as(f"dataset_features.{error.name}", _features_entry(error))
 
 
 def _missing_features_text(error: MissingFeaturesError) -> str:

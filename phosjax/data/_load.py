@@ -1085,6 +1085,24 @@ class NoSuchFeatureError(_FeaturesError):
             f"features={features!r} names no feature of it{hint}"
         )
 
+    def told_as(self, entry: str, example: str) -> str:
+        """This error as said of ``entry``, which gave the features (a bench's
+        ``dataset_features.NAME``); ``example``: that entry naming `example_pair`.
+
+        Examples:
+            >>> import tensorflow_datasets as tfds
+            >>> known = tfds.features.FeaturesDict({"x": np.float32, "y": np.int64})
+            >>> error = NoSuchFeatureError("toy", "z", ("x", "z"), known)
+            >>> print(error.told_as("dataset_features.toy", "{toy: [x, y]}"))
+            dataset_features.toy names 'z', which data set 'toy' lacks (its features: ['x',
+            'y']); name its input and label feature there, e.g. {toy: [x, y]}
+        """
+        return (
+            f"{entry} names {self.missing!r}, which data set {self.name!r} lacks (its "
+            f"features: {self.known}); name its input and label feature there, e.g. "
+            f"{example}{did_you_mean([self.missing], self.known)}"
+        )
+
 
 class MissingFeaturesError(_FeaturesError):
     """Data set ``name`` lacks the feature ``missing`` that `load` reads when no

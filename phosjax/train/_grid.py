@@ -274,7 +274,7 @@ def _load(
     errors that say which of its arguments to give keep their type (`MissingSplitsError`,
     ...), told with train_grid's arguments instead."""
     from phosjax.data import load
-    from phosjax.data._load import MissingFeaturesError, SplitInNameError
+    from phosjax.data._load import MissingFeaturesError, NoSuchFeatureError, SplitInNameError
     from phosjax.data._splits import MissingSplitsError, SplitsError, splits_written
 
     try:
@@ -287,9 +287,14 @@ def _load(
             f"{splits_written(error.suggested, 'dataset_splits', error.dataset, argument=True)}",
         )
         raise
-    except MissingFeaturesError as error:  # said 'features=(input, label)', load's argument
+    except (MissingFeaturesError, NoSuchFeatureError) as error:  # said as load's features=
         example = f"dataset_features={{{name!r}: {error.example_pair!r}}}"
-        error.args = (f"train_grid: {error.told_by('it', 'dataset_features', example)}",)
+        said = (
+            error.told_as(f"dataset_features[{name!r}]", example)
+            if isinstance(error, NoSuchFeatureError)
+            else error.told_by("it", "dataset_features", example)
+        )
+        error.args = (f"train_grid: {said}",)
         raise
     except MissingSplitsError as error:  # said 'pass splits=', load's argument
         example = splits_written(error.suggested, "dataset_splits", name, argument=True)

@@ -808,3 +808,24 @@ def test_groups_differing_only_in_steps_and_eval_every_share_their_compiled_prog
     assert [c.steps.tolist() for c in second.chunks] == [[1, 2], [3, 4]]  # evaluated at 2
     losses = lambda run: np.concatenate([c.train["loss"][0] for c in run.chunks]).tolist()
     assert losses(second)[:2] == losses(first)
+
+
+def test_train_grid_names_its_dataset_features_entry_naming_no_feature(tmp_path):
+    """It said load's "features=('pixels', 'digits') names no feature of it", an argument
+    train_grid does not take."""
+    from phosjax.data import NoSuchFeatureError
+    from tests.data import tfds_toys
+
+    tfds_toys.prepare(tfds_toys.ToyNamedFeatures, tmp_path)
+    with pytest.raises(NoSuchFeatureError) as error:  # its type kept: data.md names it
+        train_grid(
+            [Cell(Tiny(), "toy_named_features")],
+            data_dir=str(tmp_path),
+            dataset_features={"toy_named_features": ["pixels", "digits"]},
+        )
+    assert str(error.value) == (
+        "train_grid: dataset_features['toy_named_features'] names 'digits', which data set "
+        "'toy_named_features' lacks (its features: ['digit', 'pixels']); name its input and "
+        "label feature there, e.g. dataset_features={'toy_named_features': ('pixels', 'digit')}. "
+        "Did you mean 'digit'?"
+    )
