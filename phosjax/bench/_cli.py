@@ -640,14 +640,20 @@ def kept_in_dir(
 
 
 def _kept_in_bench(
-    directory: str, command: str, argv: Sequence[str], *, when_finished: str, when_unfinished: str
+    directory: str,
+    command: str,
+    argv: Sequence[str],
+    *,
+    when_finished: str,
+    when_unfinished: str,
+    when_not_started: str,
 ) -> str:
     """What Ctrl-C leaves of a command that trains the bench in ``directory``, ``command``
     run with ``argv`` (see `kept_in_bench`)."""
     if not _layout.is_bench(pathlib.Path(directory)):
         return (
             f"the bench was not started in --dir {directory!r} yet (it has no "
-            f"bench.json); the same command starts it: {command}"
+            f"bench.json); {when_not_started}: {command}"
         )
     try:
         finished, cells = finished_cells(directory)
@@ -671,12 +677,14 @@ def kept_in_bench(
     module: str,
     when_finished: str = "the same command continues it",
     when_unfinished: str = "the same command continues it",
+    when_not_started: str = "the same command starts it",
 ) -> Callable[[Sequence[str]], str]:
     """What Ctrl-C leaves of ``python -m <module> ARGV``, a command that trains the bench
     in ``--dir`` (``new``, ``add_models``), for `entry_point`: how many of its cells are
     finished, and what the same command does when run again: ``when_unfinished`` (by
     default it continues the bench, resuming each group from its last checkpoint), or
-    ``when_finished`` where every cell is (not where it has none: not planned yet).
+    ``when_finished`` where every cell is (not where it has none: not planned yet), or
+    ``when_not_started`` where the bench has no ``bench.json`` yet.
 
     Examples:
       >>> said = kept_in_bench("phosjax.bench.new")(["--config", "my bench.yaml", "--dir", "/no/b"])
@@ -685,7 +693,10 @@ def kept_in_bench(
       the same command starts it: python -m phosjax.bench.new --config 'my bench.yaml' --dir /no/b
     """
     said = functools.partial(
-        _kept_in_bench, when_finished=when_finished, when_unfinished=when_unfinished
+        _kept_in_bench,
+        when_finished=when_finished,
+        when_unfinished=when_unfinished,
+        when_not_started=when_not_started,
     )
     return kept_in_dir(module, said)
 

@@ -383,7 +383,15 @@ def _interrupted(argv: Sequence[str]) -> str:
     """What Ctrl-C leaves of ``new`` run with ``argv`` (`kept_in_bench`): the same command
     continues the bench, or reads its results where every cell is finished; with
     ``--force``, it first moves the bench aside and starts over where the config given
-    differs from the bench's."""
+    differs from the bench's; with ``--resume``, which refuses a ``--dir`` holding no
+    bench yet, the command without it (and with a ``--config``) starts the bench there."""
+    directory = dir_option(argv)
+    if "--resume" in argv and directory and not _layout.is_bench(pathlib.Path(directory)):
+        start = [arg for arg in argv if arg != "--resume"]
+        return kept_in_bench(
+            "phosjax.bench.new",
+            when_not_started="--resume refuses such a --dir, the command without it starts it",
+        )(start if config_files(start) else ["--config", "FILE", *start])
     if "--force" in option_names(argv):
         forced = (
             "the same command moves it aside and starts over if the config given differs "

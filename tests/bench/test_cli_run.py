@@ -30,6 +30,7 @@ import yaml
 
 from phosjax.bench import (
     BenchConfig,
+    BenchError,
     Grid,
     _directory,
     _interrupt,
@@ -937,6 +938,45 @@ def test_ctrl_c_before_the_bench_is_written_says_the_command_that_starts_it(
         "bench.json); the same command starts it: python -m phosjax.bench.new --config "
         f"configs/example.yaml --dir '{root}'\n"
     )
+
+
+@pytest.mark.parametrize("config", [["--config", "configs/example.yaml"], []])
+def test_ctrl_c_of_resume_before_the_bench_is_written_says_the_command_that_starts_it(
+    tmp_path, capsys, monkeypatch, config
+):
+    """It said 'the same command starts it', which --resume refuses for a --dir without
+    bench.json, here one a start killed before writing it left."""
+
+    def killed(path, data):
+        raise KeyboardInterrupt  # the first file written: env.json
+
+    root = tmp_path / "my b"
+    monkeypatch.setattr(_store, "write_bytes", killed)
+    assert new_main(["--config", "configs/example.yaml", "--dir", str(root)]) == 130
+    monkeypatch.undo()
+    assert root.is_dir() and not (root / _layout.MARKER).exists()
+    chosen = []
+
+    def run(config, directory, *, resume, force, **kwargs):
+        if not resume:
+            chosen.append(_directory.choose_config(directory, config, resume=resume, force=force))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("phosjax.bench.new.run", run)
+    capsys.readouterr()
+    assert new_main(["--resume", *config, "--dir", str(root)]) == 130
+    start = ["--config", "configs/example.yaml" if config else "FILE", "--dir", str(root)]
+    assert capsys.readouterr().err == (
+        f"interrupted: the bench was not started in --dir {str(root)!r} yet (it has no "
+        "bench.json); --resume refuses such a --dir, the command without it starts it: "
+        f"python -m phosjax.bench.new {shlex.join(start)}\n"
+    )
+    example = load_config("configs/example.yaml")
+    with pytest.raises(BenchError) as refused:  # what the line said before
+        _directory.choose_config(root, example, resume=True)
+    assert str(refused.value).startswith(f"--resume: {str(root)!r} holds no bench to resume: ")
+    if config:  # the command said starts the bench there
+        assert new_main(start) == 130 and chosen == [(example, None)]
 
 
 @pytest.mark.parametrize("finished", [True, False])
