@@ -198,11 +198,20 @@ def resolve(name: str, group: tuple[str, ...], what: str) -> str:
       >>> resolve("../../a", ("g",), "Node 'g/b' takes input")
       Traceback (most recent call last):
       phosjax.models.graph._spec.GraphError: Node 'g/b' takes input '../../a', which goes ...
+      >>> resolve("a/", (), "Node 'b' takes input")
+      Traceback (most recent call last):
+      phosjax.models.graph._spec.GraphError: Node 'b' takes input 'a/', which has an empty ...
     """
     parts = list(group)
     segments = name.split(SEP)
     if name.startswith(SEP):
         parts, segments = [], segments[1:]
+    if "" in segments and segments != [""]:  # "a/", "a//b"; "" and "/" name a group
+        meant = SEP * name.startswith(SEP) + SEP.join(s for s in segments if s)
+        raise GraphError(
+            f"{what} {name!r}, which has an empty path segment (a '/' at its end or doubled); "
+            f"write {meant!r}."
+        )
     for segment in segments:
         if segment == "..":
             if not parts:

@@ -551,6 +551,30 @@ def test_an_input_naming_the_root_says_so(name):
         GraphModel({"a": abs, "g": {"b": abs, "c": node(abs, inputs=name)}})
 
 
+@pytest.mark.parametrize(
+    ("name", "meant"), [("b/", "b"), ("/g//b", "/g/b"), ("../a/", "../a"), ("//a", "/a")]
+)
+def test_an_input_with_an_empty_path_segment_is_an_error_saying_how_to_write_it(name, meant):
+    """'b/' (a trailing slash) or 'g//b' was read as 'b' or 'g/b', silently."""
+    with pytest.raises(GraphError) as raised:
+        GraphModel({"a": abs, "g": {"b": abs, "c": node(abs, inputs=("../a", name))}})
+    assert str(raised.value) == (
+        f"Node 'g/c' takes input {name!r}, which has an empty path segment (a '/' at its end "
+        f"or doubled); write {meant!r}."
+    )
+
+
+@pytest.mark.parametrize(("name", "meant"), [("a/", "a"), ("g//b", "g/b")])
+def test_rewire_to_an_input_with_an_empty_path_segment_is_an_error(name, meant):
+    model = GraphModel({"a": abs, "g": {"b": abs, "c": abs}})
+    with pytest.raises(GraphError) as raised:
+        rewire(model, "g/c", name)
+    assert str(raised.value) == (
+        f"rewire gives node 'g/c' the input {name!r}, which has an empty path segment (a '/' "
+        f"at its end or doubled); write {meant!r}."
+    )
+
+
 @pytest.mark.parametrize("name", ["./a", "a/../a"])
 def test_the_way_to_write_an_outer_input_is_the_shortest(name):
     """It prefixed '../' to the name as written: write '.././a' (or '../a/../a')."""
