@@ -27,6 +27,7 @@ from phosjax.train._state import (
     GroupState,
     check_arguments,
     check_state,
+    diverged_text,
     with_settings,
     with_stored_dtypes,
     with_weak_types,
@@ -107,11 +108,10 @@ class Chunk:
 
     def __repr__(self) -> str:  # the dataclass's printed every metric of every cell and step
         span = f"steps {self.steps[0]} to {self.steps[-1]}" if len(self.steps) else "no steps"
-        at = np.asarray(self.diverged_at)
-        diverged = f"diverged at {at.tolist()}" if (at >= 0).any() else "none diverged"
         return (
-            f"Chunk({span}, of {counted(len(at), 'cell')}: train {sorted(self.train)}, eval "
-            f"{sorted(self.eval)}, {diverged}; compile_s {self.compile_s:.3g} "
+            f"Chunk({span}, of {counted(len(self.diverged_at), 'cell')}: train "
+            f"{sorted(self.train)}, eval {sorted(self.eval)}, {diverged_text(self.diverged_at)}; "
+            f"compile_s {self.compile_s:.3g} "
             f"({counted(self.compiles, 'program')}), train_s {self.train_s:.3g}, "
             f"eval_s {self.eval_s:.3g})"
         )

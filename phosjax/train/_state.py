@@ -95,13 +95,52 @@ class GroupState:
         if isinstance(self.step, np.ndarray | jax.Array) and not isinstance(
             self.step, jax.core.Tracer
         ):
-            at = np.asarray(self.diverged_at)
-            diverged = f"diverged at {at.tolist()}" if (at >= 0).any() else "none diverged"
-            where = f"at steps {np.asarray(self.step).tolist()}, {diverged}"
+            where = f"{_steps_text(self.step)}, {diverged_text(self.diverged_at)}"
         return (
             f"GroupState({counted(np.size(self.step), 'cell')}, {each:,} "
             f"param{'' if each == 1 else 's'} each in {counted(len(leaves), 'array')}, {where})"
         )
+
+
+_LISTED = 60
+"""The most characters of a per-cell list a repr shows whole (`cut_repr`'s); a longer one
+is summarised."""
+
+
+def _steps_text(step: Any) -> str:
+    """For a repr: each cell's ``step``, as a list where it is short, else their range.
+
+    Examples:
+      >>> _steps_text(np.array([7, 7])), _steps_text(np.full(1000, 7))
+      ('at steps [7, 7]', 'at step 7 (every cell)')
+      >>> _steps_text(np.arange(1000))
+      'at steps 0 to 999'
+    """
+    steps = np.asarray(step)
+    if len(shown := repr(steps.tolist())) <= _LISTED:
+        return f"at steps {shown}"
+    low, high = steps.min(), steps.max()
+    return f"at step {low} (every cell)" if low == high else f"at steps {low} to {high}"
+
+
+def diverged_text(diverged_at: Any) -> str:
+    """For a repr: the step at which each cell diverged (``diverged_at``; -1: it did not),
+    as a list where it is short, else the cells that diverged, counted, a few named.
+
+    Examples:
+      >>> diverged_text(np.array([-1, 4])), diverged_text(np.full(3, -1))
+      ('diverged at [-1, 4]', 'none diverged')
+      >>> print(diverged_text(np.where(np.arange(1000) % 300 == 7, 9, -1)))
+      4 of 1,000 cells diverged: cell 7 at step 9, cell 307 at step 9, cell 607 at step 9 and 1 more
+    """
+    at = np.asarray(diverged_at)
+    if not (at >= 0).any():
+        return "none diverged"
+    if len(shown := repr(at.tolist())) <= _LISTED:
+        return f"diverged at {shown}"
+    cells = np.flatnonzero(at >= 0)
+    named = listing([f"cell {i} at step {at[i]}" for i in cells], 3)
+    return f"{len(cells):,} of {counted(at.size, 'cell')} diverged: {named}"
 
 
 RECORDED_SETTINGS = (

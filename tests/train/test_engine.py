@@ -2324,6 +2324,28 @@ def test_a_group_state_prints_as_a_one_line_summary():
     assert repr(shapes) == "GroupState(2 cells, 3,003 params each in 2 arrays, no values)"
 
 
+def test_the_reprs_of_a_large_group_summarise_its_cells_on_one_short_line():
+    """A Chunk or GroupState of 1,000 cells, one diverged, listed every cell's diverged_at
+    (and step): 4,000 characters."""
+    at = np.full(1000, -1)
+    at[[3, 500]] = [7, 9]
+    chunk = Chunk(np.arange(1, 11), {"loss": np.zeros((1000, 10))}, {}, at)
+    assert repr(chunk) == (
+        "Chunk(steps 1 to 10, of 1,000 cells: train ['loss'], eval [], 2 of 1,000 cells "
+        "diverged: cell 3 at step 7, cell 500 at step 9; compile_s 0 (0 programs), "
+        "train_s nan, eval_s 0)"
+    )
+    params = {"scale": np.zeros(1000)}
+    cells = np.zeros(1000, np.int32)
+    state = GroupState(params, {}, params, {}, cells, cells, cells + 10, at >= 0, at)
+    assert repr(state) == (
+        "GroupState(1,000 cells, 1 param each in 1 array, at step 10 (every cell), 2 of 1,000 "
+        "cells diverged: cell 3 at step 7, cell 500 at step 9)"
+    )
+    state = state.replace(step=np.arange(1000))
+    assert "at steps 0 to 999, " in repr(state)
+
+
 def test_one_cell_of_a_group_state_prints_its_params_count():
     """A cell's slice (or a vmap over the cells) printed 3 params each: the first axis
     of each of its params was read as the cells'."""
