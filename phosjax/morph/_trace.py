@@ -340,17 +340,20 @@ def _with_scales(value: Value) -> Value:
 
 
 def _exponent(eqn: Any, ins: Sequence[Value | None]) -> float | None:
-    """The smallest exponent of a power (`POWERS`), if known.
+    """The smallest exponent of a power (`POWERS`), if known and real: ``0 ** y`` is NaN
+    for a ``y`` with an imaginary part (``h ** (0.5 + 1j)``), as for an unknown one.
 
     Examples:
       >>> pow_ = jax.make_jaxpr(lambda h: h**1.5)(1.0).eqns[0]
-      >>> _exponent(pow_, [None, Value([], known=np.array([1.5, -2.0]))])
-      -2.0
+      >>> [_exponent(pow_, [None, Value([], known=np.array(y))]) for y in ([1.5, -2], 2j)]
+      [-2.0, None]
     """
     if eqn.primitive.name == "integer_pow":
         return float(eqn.params["y"])
     known = ins[1].known if len(ins) > 1 and ins[1] is not None else None
-    return None if known is None else float(np.min(known))
+    if known is None or np.any(np.imag(known) != 0):
+        return None
+    return float(np.min(np.real(known)))
 
 
 def _stacked(src: list[Sources] | None) -> list[Sources] | None:
