@@ -13,7 +13,7 @@ KEEPS_ZERO = {
     "neg", "abs", "tanh", "sin", "tan", "sqrt", "cbrt", "square", "erf", "erf_inv", "sign",
     "floor", "ceil", "round", "real", "imag", "asinh", "atanh", "atan", "asin", "sinh", "expm1",
     "log1p", "convert_element_type", "copy", "copy_p", "reduce_precision", "stop_gradient", "conj",
-    "optimization_barrier", "bessel_i1e",
+    "bessel_i1e",
 }  # fmt: skip
 LOSES_ZERO = {
     "exp", "exp2", "log", "logistic", "cos", "cosh", "rsqrt", "is_finite",
@@ -31,7 +31,7 @@ COMPARE = {
 POWERS = {"integer_pow", "pow"}
 POLE_AT_ZERO = {"rsqrt", "log", "lgamma", "digamma", "acosh"}
 """Ops that map a zero to inf or NaN: what they get from a dead channel is not zero."""
-LAYOUT = {"convert_element_type", "copy", "copy_p", "reduce_precision", "optimization_barrier"}
+LAYOUT = {"convert_element_type", "copy", "copy_p", "reduce_precision"}
 REDUCE = {"reduce_sum", "reduce_max", "reduce_min", "reduce_prod", "argmax", "argmin",
            "reduce_and", "reduce_or"}  # fmt: skip
 WINDOW = {"reduce_window_sum", "reduce_window_max", "reduce_window_min", "reduce_window"}

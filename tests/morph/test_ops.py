@@ -43,6 +43,14 @@ ACTIVATIONS = {  # name: (activation, whether a dead channel stays zero through 
     "abs(h ** (0.5+1j))": (lambda h: jnp.abs(h.astype("c8") ** (0.5 + 1j)), False),  # 0 ** y: NaN
     "device_put of (h, exp(h))": (lambda h: sum(jax.device_put((h, jnp.exp(h)))), False),
     "device_put of (h, 2h)": (lambda h: sum(jax.device_put((h, 2 * h))), True),
+    "optimization_barrier of (h, exp(h))": (
+        lambda h: sum(jax.lax.optimization_barrier((h, jnp.exp(h)))),
+        False,
+    ),
+    "optimization_barrier of (h, 2h)": (
+        lambda h: sum(jax.lax.optimization_barrier((h, 2 * h))),
+        True,
+    ),
 }
 
 
@@ -68,9 +76,11 @@ def test_bitcasts_shifts_and_bessel_functions_follow_channels(name):
     them. A Fourier transform (jnp.fft) was refused as unsupported; it is linear along the
     axes it transforms, so over another axis it keeps a dead channel's zeros; so do conj
     and complex (zero where both parts are), which were refused too. jax.device_put, which
-    moves arrays, was refused; each of its outputs is its input. A complex known operand
-    (1j) warned (an error under -W error), read as a power's exponent; a power by one with
-    an imaginary part was taken to keep a zero, but 0 ** (0.5+1j) is NaN."""
+    moves arrays, was refused; each of its outputs is its input, as of
+    lax.optimization_barrier, whose several operands failed with an internal zip error. A
+    complex known operand (1j) warned (an error under -W error), read as a power's exponent;
+    a power by one with an imaginary part was taken to keep a zero, but 0 ** (0.5+1j) is
+    NaN."""
     check_followed_where_zero_stays_zero(*ACTIVATIONS[name])
 
 
