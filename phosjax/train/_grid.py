@@ -455,12 +455,12 @@ def train_grid(
         the model's output, knobs, a regularizer that matches none of its params, its
         evaluation, ...: each traced abstractly), with a note naming the group's cells,
         so that an error in a later group does not lose the results of the earlier ones;
-        a data set read without the splits or features it needs, or with splits `load`
-        refuses: load's `phosjax.data.MissingSplitsError`, ``MissingFeaturesError``,
-        ``SplitsError`` or ``SplitInNameError``, told with ``dataset_splits`` and
-        ``dataset_features``; and, in every process, a ValueError when the processes of a
-        `jax.distributed` group were given different ``cells`` (each one's count and digest
-        named).
+        a data set read without the splits or features it needs, or with splits or
+        features `load` refuses: load's `phosjax.data.MissingSplitsError`,
+        ``MissingFeaturesError``, ``NoSuchFeatureError``, ``SplitsError`` or
+        ``SplitInNameError``, told with ``dataset_splits`` and ``dataset_features``; and,
+        in every process, a ValueError when the processes of a `jax.distributed` group were
+        given different ``cells`` (each one's count and digest named).
 
     Examples:
       >>> from phosjax.data import random_dataset
