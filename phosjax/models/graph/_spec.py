@@ -206,8 +206,11 @@ def resolve(name: str, group: tuple[str, ...], what: str) -> str:
     segments = name.split(SEP)
     if name.startswith(SEP):
         parts, segments = [], segments[1:]
-    if "" in segments and segments != [""]:  # "a/", "a//b"; "" and "/" name a group
-        meant = SEP * name.startswith(SEP) + SEP.join(s for s in segments if s)
+    named = [s for s in segments if s]
+    # "a/", "a//b"; not "", "/", "./" or "../": a group or the root however written (the
+    # caller says so)
+    if len(named) < len(segments) and not set(named) <= {".", ".."}:
+        meant = SEP * name.startswith(SEP) + SEP.join(named)
         raise GraphError(
             f"{what} {name!r}, which has an empty path segment (a '/' at its end or doubled); "
             f"write {meant!r}."

@@ -564,6 +564,23 @@ def test_an_input_with_an_empty_path_segment_is_an_error_saying_how_to_write_it(
     )
 
 
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("./", "but 'g' is a group (its nodes: 'g/b', 'g/c')"),
+        ("../", "which names the root of the graph, a group, not a node"),
+        ("//", "which names the root of the graph, a group, not a node"),
+    ],
+)
+def test_an_input_naming_a_group_with_a_slash_at_its_end_says_it_names_a_group(name, why):
+    """'./' was told to write '.', which names the group too (and '../' '..', '//' '/')."""
+    with pytest.raises(GraphError) as raised:
+        GraphModel({"a": abs, "g": {"b": abs, "c": node(abs, inputs=name)}})
+    assert str(raised.value) == (
+        f"Node 'g/c' takes input {name!r}, {why}; existing nodes: 'input', 'a', 'g/b', 'g/c'."
+    )
+
+
 @pytest.mark.parametrize(("name", "meant"), [("a/", "a"), ("g//b", "g/b")])
 def test_rewire_to_an_input_with_an_empty_path_segment_is_an_error(name, meant):
     model = GraphModel({"a": abs, "g": {"b": abs, "c": abs}})
