@@ -1221,7 +1221,8 @@ class _Walker:
         if name == "tile":
             keeps = [reps == 1 for reps in p["reps"]]
             return [self.cut(eqn, args[0], keeps, True, "repeats")]  # type: ignore[arg-type]
-        if name in ("device_put", "optimization_barrier"):  # each output is its operand
+        if name in ("device_put", "optimization_barrier", "sharding_constraint"):
+            # each output is its operand
             return list(args)
         if name == "fft":  # linear along its last axes: a dead channel's zeros stay
             ndim, transformed = len(eqn.invars[0].aval.shape), len(p["fft_lengths"])
@@ -1248,9 +1249,7 @@ class _Walker:
             name == BITCAST and eqn.outvars[0].aval.shape != eqn.invars[0].aval.shape
         )
         zeros_kept_or_lost = ANY_ZERO | ALL_ZERO | FIRST_ZERO | SHIFTS | KEEPS_ZERO | LOSES_ZERO
-        if name in zeros_kept_or_lost | {*COMPARE, *POWERS, BITCAST, "sharding_constraint"} and (
-            not resized
-        ):
+        if name in zeros_kept_or_lost | {*COMPARE, *POWERS, BITCAST} and not resized:
             return [self.elementwise(eqn, args, known)]
         self.refuse(
             eqn,
