@@ -280,9 +280,16 @@ def check_groups(groups: Any, call: str) -> None:
 
 
 def leaf_paths(tree: Any) -> dict[str, Any]:
-    """``{path: leaf}`` of ``tree``, each path its `key_path`."""
+    """``{path: leaf}`` of ``tree``, each path its `key_path`, in the tree's order.
+
+    Raises:
+      ValueError: two leaves have one path (see `_refuse_shared_paths`).
+    """
     flat, _ = jax.tree_util.tree_flatten_with_path(tree)
-    return {key_path(p): v for p, v in flat}
+    paths = {key_path(p): v for p, v in flat}
+    if len(paths) < len(flat):
+        _refuse_shared_paths([keys for keys, _ in flat])
+    return paths
 
 
 def leaf_shapes(tree: Any) -> dict[str, tuple[int, ...]]:
@@ -340,11 +347,11 @@ def leaf_path(path: str, paths: Collection[str]) -> str:
     )
 
 
-def _refuse_shared_paths(paths: Sequence[str], keys: Sequence[tuple[Any, ...]]) -> None:
-    """Raises if two leaves have one path (``['a']['b']`` and ``['a/b']`` are both
-    ``a/b``): the groups name leaves by path, so one would be read for the other."""
+def _refuse_shared_paths(keys: Sequence[tuple[Any, ...]]) -> None:
+    """Raises if two leaves, of these keys, have one path (``['a']['b']`` and ``['a/b']``
+    are both ``a/b``): the groups name leaves by path, so one would be read for the other."""
     first: dict[str, int] = {}
-    for index, path in enumerate(paths):
+    for index, path in enumerate(key_path(k) for k in keys):
         other = first.setdefault(path, index)
         if other != index:
             pair = (other, index)
@@ -354,7 +361,7 @@ def _refuse_shared_paths(paths: Sequence[str], keys: Sequence[tuple[Any, ...]]) 
                 f" (e.g. {slashed[0]!r} to {slashed[0].replace('/', '_')!r})" if slashed else ""
             )
             raise ValueError(
-                f"channel_groups: the variables' leaves {keyed[0]} and {keyed[1]} both have "
+                f"the variables' leaves {keyed[0]} and {keyed[1]} both have "
                 f"the path {path!r} (their keys joined by '/'), which names a leaf in the "
                 f"channel groups; rename the key holding '/'{renamed}"
             )
@@ -594,8 +601,7 @@ def channel_groups(
         )
     apply = _as_apply(model)
     flat, treedef = jax.tree_util.tree_flatten_with_path(variables)
-    paths = tuple(key_path(p) for p, _ in flat)
-    _refuse_shared_paths(paths, [keys for keys, _ in flat])
+    paths = tuple(leaf_paths(variables))
     leaves = [leaf for _, leaf in flat]
 
     # Arrays are traced; anything else (a positional ``train`` flag) is passed as is.

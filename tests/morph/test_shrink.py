@@ -1170,6 +1170,13 @@ def test_a_tree_without_a_member_leaf_is_an_error_naming_it(traced):
             mask(tree, {"layers_0": np.arange(8) < 4}, groups)
 
 
+SHARED_PATH = (
+    "the variables' leaves ['a']['b'] and ['a/b'] both have the path 'a/b' (their keys "
+    "joined by '/'), which names a leaf in the channel groups; rename the key holding '/' "
+    "(e.g. 'a/b' to 'a_b')"
+)
+
+
 def test_a_tree_whose_keys_hold_slashes_that_give_two_leaves_one_path_is_refused():
     """Groups name leaves by their keys joined with '/': the bias at ['a']['b'] and the
     kernel at ['a/b'] both were 'a/b', and importance read the kernel as the bias."""
@@ -1180,11 +1187,27 @@ def test_a_tree_whose_keys_hold_slashes_that_give_two_leaves_one_path_is_refused
 
     with pytest.raises(ValueError) as error:
         channel_groups(apply, params, jnp.ones((2, 4)))
-    assert str(error.value) == (
-        "channel_groups: the variables' leaves ['a']['b'] and ['a/b'] both have the path "
-        "'a/b' (their keys joined by '/'), which names a leaf in the channel groups; "
-        "rename the key holding '/' (e.g. 'a/b' to 'a_b')"
-    )
+    assert str(error.value) == SHARED_PATH
+
+
+def test_a_tree_with_two_leaves_of_one_path_is_refused_by_every_function_naming_leaves():
+    """Only channel_groups refused two leaves of one path: given groups traced from a
+    tree without the clash, importance read the leaf at ['a/b'] as the bias at
+    ['a']['b'] (5, not 0) and mask zeroed both."""
+    params = {"w": jnp.ones((4, 3)), "a": {"b": jnp.zeros(3)}, "v": jnp.ones((3, 2))}
+    apply = lambda p, x: jax.nn.relu(x @ p["w"] + p["a"]["b"]) @ p["v"]
+    groups = channel_groups(apply, params, jnp.ones((2, 4)))
+    clashing = {**params, "a/b": jnp.full(3, 5.0)}
+    alive = {"w": np.array([True, False, True])}
+    calls = {
+        "importance": lambda: importance(groups, clashing),
+        "mask": lambda: mask(clashing, alive, groups),
+        "shrink": lambda: shrink(clashing, alive, groups),
+    }
+    for name, call in calls.items():
+        with pytest.raises(ValueError) as error:
+            call()
+        assert (name, str(error.value)) == (name, SHARED_PATH)
 
 
 def test_the_tree_of_a_model_with_renamed_layers_is_an_error_naming_its_modules():
