@@ -78,10 +78,11 @@ def check_threshold(threshold: Any) -> float:
 
 
 def _per_channel(member: Member, leaf: jax.Array, kind: str) -> jax.Array:
-    """Per group channel: the sum of ``|x|`` (``"scale"``) or of ``x**2`` (``"lasso"``),
-    taken in float32 for a bfloat16 or float16 ``leaf`` (`widened`)."""
+    """Per group channel: the sum of ``|x|`` (``"scale"``) or of ``|x|**2`` (``"lasso"``;
+    ``x * conj(x)``, real for a complex ``leaf``), taken in float32 for a bfloat16 or
+    float16 ``leaf`` (`widened`)."""
     flat = jnp.moveaxis(widened(leaf), member.axis, 0).reshape(leaf.shape[member.axis], -1)
-    per_position = jnp.abs(flat).sum(1) if kind == "scale" else jnp.square(flat).sum(1)
+    per_position = (jnp.abs(flat) if kind == "scale" else jnp.real(flat * jnp.conj(flat))).sum(1)
     size = int(member.channels.max()) + 1
     index = np.where(member.channels >= 0, member.channels, size)
     return jax.ops.segment_sum(per_position, jnp.asarray(index), size + 1)[:size]

@@ -642,6 +642,20 @@ def test_a_negative_gamma_counts_by_its_magnitude():
     np.testing.assert_allclose(importance(groups, variables)[index], expected, rtol=1e-5)
 
 
+def test_the_group_lasso_of_a_complex_kernel_is_its_column_norms():
+    """A complex kernel's entries were squared without their magnitude, so importance
+    was complex: columns of norms 1, 1, 2 had [-1e-06+1j, 1, -1e-06+2j]. It is each
+    column's norm, with its bias, in float32."""
+    w = np.array([[1j, 1, 0], [0, 0, 2j]], np.complex64) + np.array([[0, 0, 0], [3 - 4j, 0, 0]])
+    b = np.array([0, 1j, 1 + 1j], np.complex64)
+    params = {"w": jnp.asarray(w), "b": jnp.asarray(b), "v": jnp.ones((3, 2), jnp.complex64)}
+    apply = lambda p, x: jnp.tanh(x @ p["w"] + p["b"]) @ p["v"]
+    groups = channel_groups(apply, params, jnp.ones((4, 2), jnp.complex64))
+    (scores,) = importance(groups, params)
+    assert scores.dtype == jnp.float32
+    np.testing.assert_allclose(scores, np.linalg.norm(np.vstack([w, b]), axis=0), rtol=1e-5)
+
+
 def test_gamma_adds_the_scales_of_every_normalization_of_a_group():
     # blocks_1/conv_1's channels are scaled by norm_1 and, on the skip, by proj_norm
     config = ModelConfig("resnet", 10, (40,))
