@@ -36,8 +36,9 @@ def _interrupted(*args, **kwargs):
             "phosjax.bench.add_models",
             "add_models_to",
             ["--dir", "b"],
-            "the bench was not started in --dir 'b' yet (it has no bench.json); the same "
-            "command starts it: python -m phosjax.bench.add_models --dir b",
+            "the bench was not started in --dir 'b' yet (it has no bench.json); add_models "
+            "refuses such a --dir, a bench config starts one there (add_models then adds to "
+            "it): python -m phosjax.bench.new --config FILE --dir b",
         ),
         (
             "phosjax.bench.profile",
