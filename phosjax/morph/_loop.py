@@ -44,6 +44,7 @@ from phosjax.data import ArrayDataset, batch_indices, check_batch_size, load
 from phosjax.data._checks import static_int_at_least
 from phosjax.data._load import (
     MissingFeaturesError,
+    NoSuchFeatureError,
     SplitInNameError,
     _features,
     absolute_data_dir,
@@ -419,8 +420,10 @@ def dataset_error(config: MorphConfig, error: ValueError | PermissionError) -> M
     if isinstance(error, SplitsError):  # said as load's splits=(...): the field's value
         return MorphConfigError(f"MorphConfig.splits: {error.told_as('splits')}")
     why = str(error)
-    if isinstance(error, MissingFeaturesError):
+    if isinstance(error, NoSuchFeatureError | MissingFeaturesError):
         example = f"features: {list(error.example_pair)}"
+        if isinstance(error, NoSuchFeatureError):  # said as load's features=(...)
+            return MorphConfigError(error.told_as("MorphConfig.features", example))
         why = error.told_by("a morph run", "MorphConfig.features", example)
     if isinstance(error, MissingSplitsError):
         why = error.told_by("a morph run", "MorphConfig.splits", f"splits: {list(error.suggested)}")

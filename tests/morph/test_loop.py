@@ -402,6 +402,20 @@ def test_splits_a_data_set_refuses_name_the_field_as_the_config_writes_it(tmp_pa
     assert not list(tmp_path.iterdir())  # nothing prepared
 
 
+def test_features_naming_no_feature_of_the_dataset_name_the_features_field(tmp_path):
+    config = MorphConfig(
+        MODEL, dataset="digits", data_dir=str(tmp_path), features=("image", "lable")
+    )
+    with pytest.raises(MorphConfigError) as error:  # said 'MorphConfig.dataset', 'features=(...)'
+        _loop.prepare(config)
+    assert str(error.value) == (
+        "MorphConfig.features names 'lable', which data set 'digits' lacks (its features: "
+        "['image', 'label']); name its input and label feature there, e.g. features: "
+        "['image', 'label']. Did you mean 'label'?"
+    )
+    assert not list(tmp_path.iterdir())  # nothing prepared
+
+
 def test_features_pick_the_input_and_label_a_run_reads(tmp_path):
     tfds_toys.prepare(tfds_toys.ToyNamedFeatures, tmp_path)
     named = {"dataset": "toy_named_features", "data_dir": str(tmp_path), "batch_size": 2}
