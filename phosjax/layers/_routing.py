@@ -27,9 +27,10 @@ class MixtureOfExperts(CheckedFields):
     A linear router gives each token probabilities over the experts; the token's output
     is the sum of its ``top_k`` experts' outputs weighted by their (not renormalized)
     router probabilities, so the router learns through the output as in the Switch
-    Transformer (Fedus et al., arXiv 2101.03961). Dispatch is dense: every expert runs
-    on every token and the unchosen outputs get weight 0, which costs ``num_experts``
-    MLPs per token but is simple and fast for small models.
+    Transformer (Fedus et al., arXiv 2101.03961). Probabilities that tie (a saturated
+    router's, underflowed to 0) are ranked by their logits. Dispatch is dense: every
+    expert runs on every token and the unchosen outputs get weight 0, which costs
+    ``num_experts`` MLPs per token but is simple and fast for small models.
 
     Each expert is ``Dense(hidden_features) -> gelu -> Dense(features)``, so the layer
     maps ``(..., C)`` to ``(..., features)``. The load-balancing loss is
@@ -106,7 +107,10 @@ class MixtureOfExperts(CheckedFields):
         router = nn.Dense(experts, dtype=wide, param_dtype=self.param_dtype, name="router")
         logits = router(x.astype(wide))
         probs = tag(self, "router_probs", nn.softmax(logits, axis=-1))
-        _, chosen_index = jax.lax.top_k(probs, self.top_k)
+        # by probability, and where that ties (probabilities that underflowed to 0) by logit
+        experts_in_order = jnp.broadcast_to(jnp.arange(experts), probs.shape)
+        ranked = jax.lax.sort((-probs, -logits, experts_in_order), num_keys=2)[2]
+        chosen_index = ranked[..., :top_k]
         chosen = jax.nn.one_hot(chosen_index, experts, dtype=probs.dtype).sum(-2)
         gates = probs * chosen
 

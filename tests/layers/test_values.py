@@ -258,3 +258,18 @@ def test_moe_balance_loss_is_the_load_times_the_mean_probability_summed_over_exp
     assert not np.allclose(probs.mean(0), probs.max(0))  # routing is not uniform
     np.testing.assert_allclose(found["balance"], balance, rtol=1e-5)
     np.testing.assert_allclose(state[px.AUX_LOSS]["balance"][0], 0.01 * balance, rtol=1e-5)
+
+
+def test_moe_routes_by_logit_where_saturated_router_probabilities_tie_at_zero():
+    """Logits 300, 0, 150, -300 give probabilities 1, 0, 0, 0 in float32: the second slot
+    of top_k=2 went to expert 1 (the lowest index of the tie), not to expert 2 (logit
+    150), so the load and the balance loss counted the wrong expert."""
+    layer = L.MixtureOfExperts(num_experts=4, top_k=2, hidden_features=3)
+    x = jnp.array([[1.0, 0.0], [0.0, 1.0]])  # token 1's logits are token 0's reversed
+    variables = layer.init(jax.random.key(0), x)
+    logits = jnp.array([[300.0, 0.0, 150.0, -300.0], [-300.0, 150.0, 0.0, 300.0]])
+    variables["params"]["router"] = {"kernel": logits, "bias": jnp.zeros(4)}
+    _, found = px.probe(layer, variables, x, ["router_probs", "expert_load", "balance"])
+    np.testing.assert_array_equal(found["router_probs"], [[1, 0, 0, 0], [0, 0, 0, 1]])
+    np.testing.assert_array_equal(found["expert_load"], [0.25, 0.25, 0.25, 0.25])
+    np.testing.assert_allclose(found["balance"], 1.0)
