@@ -187,8 +187,8 @@ class GatedSkip(PassesKeywords, CheckedFields):
         with path_weight(self, "block_weight", gate):
             y = call_block(self.block, x, train, **keywords)
         check_shape(y, x.shape, "GatedSkip's block must keep the input shape")
-        gate = gate.astype(compute_dtype(None, y))
-        return (1 - gate) * x + gate * y
+        dtype = compute_dtype(None, y)  # 1 - gate before the cast: a bfloat16 gate near 1 is 1
+        return (1 - gate).astype(dtype) * x + gate.astype(dtype) * y
 
 
 class Residual(PassesKeywords, CheckedFields):

@@ -1,5 +1,6 @@
 """Per-layer behaviour: what each layer is for, checked against exact or numpy values."""
 
+import math
 import re
 
 import flax.linen as nn
@@ -209,6 +210,16 @@ def test_gated_skip_closed_gate_is_identity(key):
     out, state = layer.apply(layer.init(key, x), x, mutable=[px.PATH_WEIGHTS])
     np.testing.assert_array_equal(out, x)
     assert float(state[px.PATH_WEIGHTS]["block_weight"][0]) == 0.0
+
+
+def test_gated_skip_keeps_the_identity_share_of_a_bfloat16_gate_near_1(key):
+    """sigmoid(7) = 0.99909 is 1.0 in bfloat16, so 1 - gate was taken after the cast and
+    the identity's share 0.00091 * 1000 came out 0, not 0.91."""
+    layer, x = L.GatedSkip(jnp.zeros_like, gate_init=7.0), jnp.full((1, 2), 1000.0, jnp.bfloat16)
+    out = layer.apply(layer.init(key, x), x)
+    assert out.dtype == jnp.bfloat16
+    expected = np.float32(1000 / (1 + math.exp(7.0)))  # 0.9110512
+    np.testing.assert_allclose(np.asarray(out, np.float32), expected, rtol=2**-8)
 
 
 def test_drop_path_identity_in_eval_and_drops_whole_examples_in_training(key):
