@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The 2D CNN grid's convolutions as Pallas (Triton) kernels on a GPU, in one short device-tool
 # run (under 5 minutes): first the kernels against lax at small sizes, and the cnn2d grid's
-# loss against jax.vmap's and gradients against lax's for each block choice, then the
+# convolutions' outputs and gradients against lax's and its loss against jax.vmap's for
+# each block choice, then the
 # grid's bare Adam step with them against conv_forms.py's vmap, vmap_matmul_fwd and fused,
 # K = 64 then 8, float32 then bfloat16. Each step runs under its own `timeout`; the output
 # is teed to OUT/pallas-*.txt.

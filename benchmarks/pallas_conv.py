@@ -530,15 +530,28 @@ def _worst(pairs: tuple[Any, Any]) -> float:
 
 
 def check_grads(loss: Callable[..., jax.Array], block: Block, params: Any, *data: Any) -> float:
-    """The largest relative difference between `grid_loss` and the sum of `jax.vmap` of
+    """The largest relative difference between each convolution's output in `grid_loss`
+    and `_lax_conv`'s at its inputs, between `grid_loss` and the sum of `jax.vmap` of
     ``loss(params, *data)`` (one cell's), and between its gradients in ``params`` and those
     with `lax`'s convolutions' gradients at the same values: a ReLU's gradient is 0 or 1 by
     the sign of its input, which rounding flips where that is near 0 (one such flip made
-    the bench's cnn2d gradients 1.4% off `jax.vmap`'s in float32)."""
+    the bench's cnn2d gradients 1.4% off `jax.vmap`'s in float32). The loss alone hides
+    forward faults (a cross-entropy at its start barely moves: outputs 1% too large moved
+    the cnn2d grid's by 8e-4), so the outputs are compared one by one."""
+    outputs: list[float] = []
+
+    def compared(
+        x: jax.Array, w: jax.Array, stride: int, padding: Padding, block: Block
+    ) -> jax.Array:
+        y = _conv(x, w, stride, padding, block)
+        outputs.append(_worst((y, _lax_conv(x, w, stride, padding))))
+        return y
+
+    grid_loss(loss, block, compared)(params, *data)  # eager: each output compared as made
     got = jax.jit(jax.value_and_grad(grid_loss(loss, block)))(params, *data)
     want_loss = jax.jit(jax.vmap(loss))(params, *data).sum()
     want_grads = jax.jit(jax.grad(grid_loss(loss, block, _lax_grads_conv)))(params, *data)
-    return _worst((got, (want_loss, want_grads)))
+    return max(*outputs, _worst((got, (want_loss, want_grads))))
 
 
 def check_step(block: Block, cfg: SpeedConfig, k: int = 2) -> float:
@@ -601,7 +614,7 @@ def checks(blocks: Sequence[Block], dtype: str) -> bool:
     cfg = SpeedConfig(batch=4, compute_dtype=dtype)
     runs += [
         (
-            f"block {b}: cnn2d grid's loss and grads ({dtype}) vs lax",
+            f"block {b}: cnn2d grid's outputs, loss and grads ({dtype}) vs lax",
             dtype,
             functools.partial(check_step, b, cfg),
         )

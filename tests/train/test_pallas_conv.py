@@ -55,6 +55,26 @@ def test_the_gradient_check_is_not_failed_by_rounding_at_a_relus_kink(pallas_con
     assert pallas_conv.check_grads(loss, block, params, probe) < 1e-5
 
 
+def test_the_gradient_check_finds_outputs_the_loss_barely_shows(pallas_conv, monkeypatch):
+    """Outputs 1% too large move a cross-entropy at its start by far less than 1% (and
+    the gradients, taken at those outputs on both sides, agree): each convolution's
+    output against lax's shows the 1%."""
+    conv = pallas_conv._conv
+    monkeypatch.setattr(pallas_conv, "_conv", lambda *args: conv(*args) * 1.01)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 2, 6, 6, 1)).astype(np.float32)
+    params = 0.1 * rng.normal(size=(2, 3, 3, 1, 4)).astype(np.float32)
+
+    def loss(w, x):
+        y = lax.conv_general_dilated(
+            x, w, (2, 2), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+        return -jax.nn.log_softmax(y.mean((0, 1, 2)))[0]
+
+    block = pallas_conv.Block(pixels=16, outs=16, ins=16, split=2, interpret=True)
+    assert pallas_conv.check_grads(loss, block, params, x) == pytest.approx(0.01, rel=1e-3)
+
+
 CNN2D = [
     (28, 1, 32, 1, ((1, 1), (1, 1))),
     (28, 32, 64, 2, ((0, 1), (0, 1))),
