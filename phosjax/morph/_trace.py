@@ -1221,7 +1221,7 @@ class _Walker:
         if name == "tile":
             keeps = [reps == 1 for reps in p["reps"]]
             return [self.cut(eqn, args[0], keeps, True, "repeats")]  # type: ignore[arg-type]
-        if name in ("device_put", "optimization_barrier", "sharding_constraint"):
+        if name in ("device_put", "optimization_barrier", "sharding_constraint", "reshard"):
             # each output is its operand
             return list(args)
         if name == "fft":  # linear along its last axes: a dead channel's zeros stay

@@ -1,7 +1,9 @@
 """Primitives that `phosjax.morph` follows: bit casts, shifts, Bessel functions, dynamic slices,
 tiles, iota and Fourier transforms."""
 
+import contextlib
 import re
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -9,7 +11,7 @@ import jax.scipy.special as jss
 import numpy as np
 import pytest
 from flax import linen as nn
-from jax.sharding import NamedSharding, PartitionSpec
+from jax.sharding import AxisType, NamedSharding, PartitionSpec
 
 from phosjax.morph import UnsupportedOpError, channel_groups, mask, shrink
 from tests.morph.two_layers import check_followed_where_zero_stays_zero, two_layers
@@ -87,35 +89,52 @@ def test_bitcasts_shifts_and_bessel_functions_follow_channels(name):
 
 
 class Constrained(nn.Module):
-    """A kernel and the activation after it, each under a sharding constraint if
-    ``constrain``, then a dense head."""
+    """A kernel and the activation after it, each passed through ``pin`` (a sharding
+    constraint or reshard), then a dense head."""
 
     width: int
-    constrain: bool
+    pin: Callable[[jax.Array], jax.Array] = lambda a: a
 
     @nn.compact
     def __call__(self, x):
-        sharding = NamedSharding(jax.make_mesh((1,), ("data",)), PartitionSpec())
-        pin = lambda a: jax.lax.with_sharding_constraint(a, sharding) if self.constrain else a
-        kernel = pin(self.param("kernel", nn.initializers.normal(1.0), (5, self.width)))
-        return nn.Dense(2, name="head")(pin(jax.nn.relu(x @ kernel)))
+        kernel = self.pin(self.param("kernel", nn.initializers.normal(1.0), (5, self.width)))
+        return nn.Dense(2, name="head")(self.pin(jax.nn.relu(x @ kernel)))
 
 
-def test_a_sharding_constraint_passes_its_array_through():
+SHARDINGS = {  # name: (pin, the mesh it is called under)
+    "with_sharding_constraint": (
+        lambda a: jax.lax.with_sharding_constraint(
+            a, NamedSharding(jax.make_mesh((1,), ("data",)), PartitionSpec())
+        ),
+        contextlib.nullcontext,
+    ),
+    "reshard": (
+        lambda a: jax.sharding.reshard(a, PartitionSpec()),
+        lambda: jax.set_mesh(jax.make_mesh((1,), ("data",), axis_types=(AxisType.Explicit,))),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", SHARDINGS)
+def test_a_sharding_constraint_passes_its_array_through(name):
     """lax.with_sharding_constraint was taken for an elementwise op that loses zeros and
-    drops its operand's leaf: the constrained kernel made no group (and the activation's
-    dead channels would be pinned). It passes its array through: the groups are those of
-    the model without it, and shrunk equals masked."""
+    drops its operand's leaf, and jax.sharding.reshard was refused: the constrained
+    kernel made no group (and the activation's dead channels would be pinned). Each
+    passes its array through: the groups are those of the model without it, and shrunk
+    equals masked."""
+    pin, mesh = SHARDINGS[name]
     x = jax.random.normal(jax.random.key(1), (3, 5))
-    model = Constrained(4, constrain=True)
-    variables = model.init(jax.random.key(0), x)
-    groups = channel_groups(model.apply, variables, x)
-    plain = channel_groups(Constrained(4, constrain=False).apply, variables, x)
+    with mesh():
+        model = Constrained(4, pin)
+        variables = model.init(jax.random.key(0), x)
+        groups = channel_groups(model.apply, variables, x)
+        plain = channel_groups(Constrained(4).apply, variables, x)
+        alive = {"kernel": np.array([True, False, True, False])}
+        small = Constrained(2, pin).apply(shrink(variables, alive, groups).variables, x)
+        masked = model.apply(mask(variables, alive, groups), x)
     assert (groups.groups, groups.pinned) == (plain.groups, plain.pinned)
     assert [m.path for m in groups.groups[0].members] == ["params/head/kernel", "params/kernel"]
-    alive = {"kernel": np.array([True, False, True, False])}
-    small = Constrained(2, constrain=True).apply(shrink(variables, alive, groups).variables, x)
-    np.testing.assert_allclose(small, model.apply(mask(variables, alive, groups), x), atol=1e-6)
+    np.testing.assert_allclose(small, masked, atol=1e-6)
 
 
 @pytest.mark.parametrize(
