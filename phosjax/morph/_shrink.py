@@ -213,7 +213,10 @@ def _shrink_state(
     _refuse_factored(opt_state, watched)
 
     def prefix_of(node: Any) -> str | None:
-        found = leaf_shapes(node)
+        try:
+            found = leaf_shapes(node)
+        except ValueError:  # two leaves of one path: no sub-tree of the variables
+            return None
         return next(
             (p for p, known in references if found and found.items() <= known.items()), None
         )

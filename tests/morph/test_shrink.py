@@ -1210,6 +1210,21 @@ def test_a_tree_with_two_leaves_of_one_path_is_refused_by_every_function_naming_
         assert (name, str(error.value)) == (name, SHARED_PATH)
 
 
+def test_an_optimizer_state_of_two_leaves_of_one_path_beside_the_variables_is_kept():
+    """Refusing two leaves of one path refused them in any opt_state sub-tree shrink
+    probes, naming them 'the variables' leaves': a state beside Adam's holding ['a/b']
+    and ['a']['b'] failed shrink. It is no sub-tree of the variables and is kept as is."""
+    params = {"w": jnp.ones((4, 3)), "v": jnp.ones((3, 2))}
+    apply = lambda p, x: jax.nn.relu(x @ p["w"]) @ p["v"]
+    groups = channel_groups(apply, params, jnp.ones((2, 4)))
+    own = {"a/b": jnp.zeros(()), "a": {"b": jnp.ones(())}}
+    state = (optax.adam(1e-3).init(params), own)
+    shrunk = shrink(params, {"w": np.array([True, False, True])}, groups, opt_state=state)
+    adam, kept = shrunk.opt_state
+    assert jax.tree.map(jnp.shape, adam[0].mu) == {"w": (4, 2), "v": (2, 2)}
+    assert jax.tree.map(float, kept) == {"a/b": 0.0, "a": {"b": 1.0}}
+
+
 def test_the_tree_of_a_model_with_renamed_layers_is_an_error_naming_its_modules():
     """It said only the top-level keys (['params']) and to give the variables."""
     x = jnp.ones((2, 4))
