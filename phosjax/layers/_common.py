@@ -651,7 +651,8 @@ def token_mean(values: jax.Array, real: jax.Array | None, kept: int = 0) -> jax.
     """The mean of ``values`` ``(..., E)`` over the tokens, every axis but the first
     ``kept`` and the last: over the ``real`` ones (weights, ``values``' shape but its
     last axis) when given, zeros when there are none (or no tokens at all: an empty
-    batch). The others do not count whatever they hold (an infinity, a NaN).
+    batch). The others do not count whatever they hold (an infinity, a NaN). Values
+    and weights of low precision are summed in float32, as ``jnp.mean`` sums them.
 
     Examples:
       >>> values = jnp.array([[[1.0], [3.0], [8.0]]])  # one example, 3 tokens
@@ -670,7 +671,9 @@ def token_mean(values: jax.Array, real: jax.Array | None, kept: int = 0) -> jax.
         return mean if flat.shape[kept] else jnp.zeros_like(mean)
     weights = real.reshape(*real.shape[:kept], math.prod(real.shape[kept:]), 1)
     weighted = jnp.where(weights > 0, flat * weights, 0)  # no 0 * inf
-    return weighted.sum(kept) / jnp.maximum(weights.sum(kept), 1).astype(weighted.dtype)
+    summed = at_least_float32(weighted.dtype)  # as jnp.mean sums low precision values
+    count = jnp.maximum(weights.sum(kept, dtype=summed), 1)
+    return (weighted.sum(kept, dtype=summed) / count).astype(weighted.dtype)
 
 
 def returned(y: Any) -> str:

@@ -1294,3 +1294,17 @@ def test_layers_that_average_over_tokens_take_an_empty_batch(make, shape):
     variables = make().init(jax.random.key(0), x)
     assert make().apply(variables, x).shape == shape
     assert make().apply(variables, x, mask=jnp.ones(shape[:-1], bool)).shape == shape
+
+
+@pytest.mark.parametrize("mask_dtype", [jnp.bool_, jnp.bfloat16])
+def test_a_masked_token_mean_of_bfloat16_values_is_summed_in_float32(mask_dtype):
+    from phosjax.layers._common import token_mean
+
+    # 3,000 tokens near 3: bfloat16 sums of them (and of their count) round by more than
+    # a bfloat16 step of the mean; the unmasked mean (jnp.mean) sums in float32.
+    values = 3 + 0.1 * np.random.default_rng(0).standard_normal((1, 3000, 1))
+    real = jnp.ones((1, 3000), mask_dtype)
+    masked = token_mean(jnp.asarray(values, jnp.bfloat16), real)
+    unmasked = token_mean(jnp.asarray(values, jnp.bfloat16), None)
+    assert masked.dtype == jnp.bfloat16
+    assert float(masked[0]) == float(unmasked[0]) == float(jnp.bfloat16(values.mean()))
