@@ -19,6 +19,7 @@ from phosjax.layers._common import (
     checked_train,
     compute_dtype,
     input_width,
+    layer_norm,
     mask_array,
     pair_tokens,
     zero_padding,
@@ -103,20 +104,6 @@ def _real_tokens(
     if allowed is None:
         return None
     return jnp.broadcast_to(pair_tokens(allowed), (*batch, length))
-
-
-def layer_norm(**fields: Any) -> nn.LayerNorm:
-    """`flax.linen.LayerNorm` with ``fields``, its variance the mean of the squared
-    deviations from the mean: Flax's default, the mean square less the squared mean,
-    cancels in float32 where a token's features share an offset large next to their
-    spread (``x + 1000``: outputs off by about 1; ``x + 3000``: a variance of 0).
-
-    Examples:
-      >>> x = jnp.array([[3000.0, 3001.0]]); norm = layer_norm()
-      >>> norm.apply(norm.init(jax.random.key(0), x), x).round(3).tolist()
-      [[-1.0, 1.0]]
-    """
-    return nn.LayerNorm(use_fast_variance=False, **fields)
 
 
 def _head_width(module: nn.Module, x: jax.Array) -> int:

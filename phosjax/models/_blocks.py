@@ -15,7 +15,13 @@ import jax
 import jax.numpy as jnp
 
 from phosjax.core import tag
-from phosjax.layers._common import CheckedFields, checked_size, checked_train, input_width
+from phosjax.layers._common import (
+    CheckedFields,
+    batch_norm,
+    checked_size,
+    checked_train,
+    input_width,
+)
 
 
 def _window(size: int, x: jax.Array) -> tuple[int, ...]:
@@ -89,8 +95,9 @@ class ResBlock(CheckedFields):
     """A residual block: conv-BN-ReLU-conv-BN plus the input, then ReLU (He et al. 2016).
 
     Where the width changes or the block downsamples, the shortcut is a 1x1 convolution
-    with BatchNorm (``proj``). BatchNorm uses batch statistics and updates
-    ``batch_stats`` when ``train``. Tags ``pre_act`` (the sum before the last ReLU).
+    with BatchNorm (``proj``). BatchNorm (`batch_norm`'s: the variance from the
+    deviations) uses batch statistics and updates ``batch_stats`` when ``train``. Tags
+    ``pre_act`` (the sum before the last ReLU).
 
     References:
       He et al., Deep Residual Learning for Image Recognition, https://arxiv.org/abs/1512.03385
@@ -120,9 +127,7 @@ class ResBlock(CheckedFields):
         window = _window(self.kernel_size, x)
         dtypes = {"dtype": self.dtype, "param_dtype": self.param_dtype}
         conv = functools.partial(nn.Conv, self.features, use_bias=False, **dtypes)
-        norm = functools.partial(
-            nn.BatchNorm, use_running_average=not train, momentum=0.9, **dtypes
-        )
+        norm = functools.partial(batch_norm, use_running_average=not train, momentum=0.9, **dtypes)
         h = conv(kernel_size=window, strides=strides, name="conv_0")(x)
         h = nn.relu(norm(name="norm_0")(h))
         h = norm(name="norm_1")(conv(kernel_size=window, name="conv_1")(h))

@@ -75,6 +75,28 @@ def test_res_block_running_statistics_move_a_tenth_of_the_way_per_step(rbg_key):
     assert jnp.shape(updated["batch_stats"]["norm_1"]["var"]) == (4,)
 
 
+def _batch_norm(h: np.ndarray) -> np.ndarray:
+    """Flax's BatchNorm in training at init (scale 1, bias 0), over all but the last axis."""
+    mean, var = h.mean(axis=(0, 1)), h.var(axis=(0, 1))
+    return (h - mean) / np.sqrt(var + 1e-5)
+
+
+def test_res_block_in_training_normalizes_channels_sharing_a_large_offset_as_float64_does():
+    """Flax's default BatchNorm variance (the mean square less the squared mean) cancelled
+    in float32 where a channel's values share a large offset (x + 3000 through a 1x1
+    conv): the block's outputs, about 3000, were off from float64's by up to 2.6."""
+    x = jax.random.normal(jax.random.key(5), (8, 6, 4)) + 3000.0
+    block = ResBlock(4, kernel_size=1)
+    variables = block.init(jax.random.key(0), x)
+    out, _ = block.apply(variables, x, train=True, mutable=["batch_stats"])
+    params = variables["params"]
+    kernels = {k: np.asarray(params[k]["kernel"][0], np.float64) for k in ("conv_0", "conv_1")}
+    wide = np.asarray(x, np.float64)
+    h = _relu(_batch_norm(wide @ kernels["conv_0"]))
+    expected = _relu(_batch_norm(h @ kernels["conv_1"]) + wide)
+    np.testing.assert_allclose(out, expected, rtol=0, atol=2e-3)
+
+
 @pytest.mark.parametrize(
     ("block", "shape", "message"),
     [

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from phosjax.layers import MultiHeadSelfAttention
-from phosjax.layers._attention import layer_norm
+from phosjax.layers._common import batch_norm, layer_norm
 from phosjax.models import FRAME_OPTIONS, ModelConfig, model_spec
 from phosjax.models._config import checked_config
 from phosjax.models._frame import checked_batch, pool_tokens
@@ -38,7 +38,7 @@ def _resnet_block(
 ) -> Spec:
     """`phosjax.models.ResBlock`, opened: conv-BN-ReLU-conv-BN, shortcut, sum, ReLU."""
     window, strides = (kernel_size,) * spatial, (2 if downsample else 1,) * spatial
-    norm = lambda: nn.BatchNorm(momentum=0.9, **typed)
+    norm = lambda: batch_norm(momentum=0.9, **typed)
     block: Spec = {
         "conv_0": node(nn.Conv(features, window, strides, use_bias=False, **typed), previous),
         "norm_0": norm(),
