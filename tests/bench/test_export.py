@@ -625,43 +625,32 @@ def test_a_deleted_experiment_is_an_error_saying_how_to_restore_it(written, stor
     assert client.search_runs([experiment_id]) == []
 
 
-def test_columns_mlflow_cannot_name_are_params_under_keys_it_takes(written, store, tmp_path):
-    """A knob or regularizer axis (``knob/**/T``) has characters MLflow refuses in a key."""
+@pytest.mark.parametrize(
+    "renamed",
+    [
+        # characters MLflow refuses in a key (a knob or regularizer axis: knob/**/T)
+        {"knob/__/T": "knob/**/T", "reg/l2/_/kernel": "reg/l2/*/kernel"},
+        # segments MLflow reads as a path: a knob selector re:.*/. (a one-letter knob,
+        # blocks_0/T) made the key knob/re:._/., and no cell was exported
+        {"knob/re:._/_": "knob/re:.*/.", "reg/l2/re:../__": "reg/l2/re:../.."},
+    ],
+)
+def test_columns_mlflow_cannot_name_are_params_under_keys_it_takes(
+    written, store, tmp_path, renamed
+):
+    """Each column is a param under a key MLflow takes; the tag maps keys to names."""
     root = tmp_path / "example"
     shutil.copytree(written.root, root)
     cells = pd.read_parquet(root / _layout.CELLS)
-    cells["knob/**/T"], cells["reg/l2/*/kernel"] = 2.0, 1e-4
+    knob, reg = renamed.values()
+    cells[knob], cells[reg] = 2.0, 1e-4
     cells.to_parquet(root / _layout.CELLS)
     exported = export_mlflow(str(root), store)
     assert sorted(exported.runs) == sorted(cells.cell_id)
     _, runs = _runs(store)
     for run in runs.values():
         assert run.info.status == "FINISHED"
-        assert (run.data.params["knob/__/T"], run.data.params["reg/l2/_/kernel"]) == (
-            "2.0",
-            "0.0001",
-        )
-        renamed = {"knob/__/T": "knob/**/T", "reg/l2/_/kernel": "reg/l2/*/kernel"}
-        assert json.loads(run.data.tags[TAG_PARAM_NAMES]) == renamed
-
-
-def test_columns_mlflow_would_read_as_paths_are_params_under_keys_it_takes(
-    written, store, tmp_path
-):
-    """A knob selector ``re:.*/.`` (a one-letter knob: ``blocks_0/T``) made the key
-    ``knob/re:._/.``, which MLflow refuses as a path: no cell was exported."""
-    root = tmp_path / "example"
-    shutil.copytree(written.root, root)
-    cells = pd.read_parquet(root / _layout.CELLS)
-    cells["knob/re:.*/."], cells["reg/l2/re:../.."] = 2.0, 1e-4
-    cells.to_parquet(root / _layout.CELLS)
-    exported = export_mlflow(str(root), store)
-    assert sorted(exported.runs) == sorted(cells.cell_id)
-    _, runs = _runs(store)
-    for run in runs.values():
-        params = run.data.params
-        assert (params["knob/re:._/_"], params["reg/l2/re:../__"]) == ("2.0", "0.0001")
-        renamed = {"knob/re:._/_": "knob/re:.*/.", "reg/l2/re:../__": "reg/l2/re:../.."}
+        assert [run.data.params[key] for key in renamed] == ["2.0", "0.0001"]
         assert json.loads(run.data.tags[TAG_PARAM_NAMES]) == renamed
 
 
