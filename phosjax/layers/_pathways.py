@@ -187,8 +187,9 @@ class GatedSkip(PassesKeywords, CheckedFields):
         with path_weight(self, "block_weight", gate):
             y = call_block(self.block, x, train, **keywords)
         check_shape(y, x.shape, "GatedSkip's block must keep the input shape")
-        dtype = compute_dtype(None, y)  # 1 - gate before the cast: a bfloat16 gate near 1 is 1
-        return (1 - gate).astype(dtype) * x + gate.astype(dtype) * y
+        # mixed in the gate's float32, cast once: a bfloat16 gate near 1 is 1, and bfloat16
+        # shares of a block returning its input would not add up to it
+        return ((1 - gate) * x + gate * y).astype(jnp.result_type(compute_dtype(None, y), x, y))
 
 
 class Residual(PassesKeywords, CheckedFields):

@@ -222,6 +222,17 @@ def test_gated_skip_keeps_the_identity_share_of_a_bfloat16_gate_near_1(key):
     np.testing.assert_allclose(np.asarray(out, np.float32), expected, rtol=2**-8)
 
 
+@pytest.mark.parametrize("gate_init", [-1.0, 0.5, 2.0])
+def test_a_gated_skip_of_a_bfloat16_block_returning_its_input_returns_it_exactly(gate_init, key):
+    """The shares (1 - gate) and gate, each rounded to bfloat16, need not add up to 1
+    (0.998 for gate 0.88): the mix is taken in the gate's float32 and cast once."""
+    x = jnp.asarray(np.linspace(-200, 200, 4001), jnp.bfloat16).reshape(1, -1)
+    layer = L.GatedSkip(lambda h: h, gate_init=gate_init)
+    out = layer.apply(layer.init(key, x), x)
+    assert out.dtype == jnp.bfloat16
+    np.testing.assert_array_equal(np.asarray(out, np.float32), np.asarray(x, np.float32))
+
+
 def test_drop_path_identity_in_eval_and_drops_whole_examples_in_training(key):
     x = jax.random.normal(key, (4000, 3)) + 5.0
     layer = L.DropPath(0.3)
