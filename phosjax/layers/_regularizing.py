@@ -30,7 +30,8 @@ from phosjax.layers._common import (
 class DropPath(nn.Module):
     """Stochastic depth: drops whole examples with probability ``rate`` in training.
 
-    Kept examples are divided by ``1 - rate`` so the expectation is unchanged; with
+    Kept examples are divided by ``1 - rate`` (in float32 at least, then rounded once to
+    the input's dtype) so the expectation is unchanged; with
     ``train=False`` the layer is the identity. Apply it to a residual branch's output
     (Huang et al., arXiv 1603.09382). Draws from the rng stream ``"dropout"`` (not at
     ``rate=0``). Tags ``keep_mask`` (booleans of shape ``(B,)``) in training, all true at
@@ -78,7 +79,9 @@ class DropPath(nn.Module):
         shape = (x.shape[0],) + (1,) * (x.ndim - 1)
         keep = jax.random.bernoulli(self.make_rng("dropout"), keep_rate, shape)
         tag(self, "keep_mask", keep.reshape(x.shape[:1]))
-        return jnp.where(keep, x / keep_rate, jnp.zeros((), x.dtype))
+        # in bfloat16, x / keep_rate would divide by keep_rate rounded (0.9 by 0.8984)
+        scaled = (x.astype(at_least_float32(x.dtype)) / keep_rate).astype(x.dtype)
+        return jnp.where(keep, scaled, jnp.zeros((), x.dtype))
 
 
 class ActivityL1(nn.Module):
