@@ -10,6 +10,7 @@ import jax.numpy as jnp
 from phosjax.core import tag
 from phosjax.layers._common import (
     CheckedFields,
+    Dropout,
     apply_as_out,
     at_least_float32,
     broadcasts_to,
@@ -285,7 +286,7 @@ class TransformerBlock(CheckedFields):
         num_heads = self.num_heads
         _head_width(self, x)  # as its attention checks it, naming this block
         dtype = compute_dtype(self.dtype, x)
-        dropout = nn.Dropout(checked_rate(self, "dropout_rate"), deterministic=not train)
+        dropout = Dropout(checked_rate(self, "dropout_rate"), deterministic=not train)
         x = x.astype(compute_dtype(None, x))  # an integer residual stream would truncate
         real = _real_tokens(mask, x.shape[:-2], num_heads, x.shape[-2], "TransformerBlock")
         x = zero_padding(x, real)

@@ -843,6 +843,28 @@ def batch_norm(**fields: Any) -> nn.BatchNorm:
     return nn.BatchNorm(use_fast_variance=False, **fields)
 
 
+class Dropout(nn.Dropout):
+    """`flax.linen.Dropout` dividing the kept values by ``1 - rate`` in float32 at least,
+    then rounding once to the input's dtype: Flax's divides a bfloat16 input by ``1 - rate``
+    rounded to bfloat16 (0.9 as 0.8984), so the kept values were 0.17% too large on
+    average and the expectation biased. Its masks are Flax's (one key, one mask).
+
+    Examples:
+      >>> x = jnp.full((1, 4), 3.0, jnp.bfloat16); key = jax.random.key(0)
+      >>> Dropout(0.1).apply({}, x, deterministic=False, rngs={"dropout": key}).tolist()
+      [[3.328125, 3.328125, 3.328125, 3.328125]]
+    """
+
+    def __call__(
+        self, inputs: Any, deterministic: bool | None = None, rng: jax.Array | None = None
+    ) -> Any:
+        dtype = jnp.result_type(inputs)
+        if not jnp.issubdtype(dtype, jnp.floating):
+            return super().__call__(inputs, deterministic, rng)
+        wide = jnp.asarray(inputs).astype(at_least_float32(dtype))
+        return super().__call__(wide, deterministic, rng).astype(dtype)
+
+
 def is_float_dtype(value: Any) -> bool:
     """Whether ``value`` names a floating dtype (``jnp.bfloat16``, ``"float32"``...): not
     an array nor a number, which numpy reads as their dtype (`_names_a_dtype`).

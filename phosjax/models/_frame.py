@@ -14,6 +14,7 @@ from phosjax.core._paths import module_path
 from phosjax.core._tags import calls_tagged, tag_output
 from phosjax.layers._common import (
     CheckedFields,
+    Dropout,
     PassesKeywords,
     call_block,
     check_keywords,
@@ -267,7 +268,7 @@ class Frame(PassesKeywords, CheckedFields):
             before, h = h, self._run(block, h, train, self.widths[i // self.depth], **keywords)
             check_mask_tokens(block, mask, before, h, stem=False, taken=taken, given=given)
         h = tag(self, "features", pool_tokens(h, self.pool, padding_mask(mask, h)))
-        h = nn.Dropout(dropout, deterministic=not train)(h)
+        h = Dropout(dropout, deterministic=not train)(h)
         head = nn.Dense(num_classes, dtype=self.dtype, param_dtype=self.param_dtype, name="head")
         logits = head(h)  # in what h and its params promote to, as with no dtype:
         logits = logits.astype(jnp.result_type(h, *jax.tree.leaves(head.variables)))

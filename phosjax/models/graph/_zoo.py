@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from phosjax.layers import MultiHeadSelfAttention
-from phosjax.layers._common import batch_norm, layer_norm
+from phosjax.layers._common import Dropout, batch_norm, layer_norm
 from phosjax.models import FRAME_OPTIONS, ModelConfig, model_spec
 from phosjax.models._config import checked_config
 from phosjax.models._frame import checked_batch, pool_tokens
@@ -101,13 +101,13 @@ def _transformer(config: ModelConfig, spatial: int) -> tuple[Spec, str]:
         block: Spec = {
             "attention_norm": node(layer_norm(**typed), inputs=previous),
             "attention": attention,
-            **({"attention_drop": nn.Dropout(rate)} if rate else {}),
+            **({"attention_drop": Dropout(rate)} if rate else {}),
             "attention_add": node(inputs=(branch, previous), combine="add"),
             "mlp_norm": layer_norm(**typed),
             "mlp_in": nn.Dense(options.get("mlp_features") or 4 * width, **typed),
             "gelu": nn.gelu,
             "mlp_out": nn.Dense(width, **typed),
-            **({"mlp_drop": nn.Dropout(rate)} if rate else {}),
+            **({"mlp_drop": Dropout(rate)} if rate else {}),
         }
         block["mlp_add"] = node(inputs=(list(block)[-1], "attention_add"), combine="add")
         spec[f"blocks_{i}"] = block
@@ -265,6 +265,6 @@ def graph_model(config: ModelConfig) -> GraphModel:
         "features": node((_PoolReal if masked else _Pool)(options["pool"]), last),
     }
     if options["dropout"]:
-        spec["dropout"] = nn.Dropout(options["dropout"])
+        spec["dropout"] = Dropout(options["dropout"])
     spec["head"] = nn.Dense(config.num_classes, param_dtype=options.get("param_dtype", jnp.float32))
     return GraphModel(spec)
