@@ -42,7 +42,12 @@ def a_type(value: Any) -> str:
     return f"{'an' if vowel or name == 'ndarray' else 'a'} {name}"
 
 
-def cut_repr(value: Any, limit: int = 60) -> str:
+REPR_LIMIT = 60
+"""How many characters of a value's repr an error message or a repr shows (`cut_repr`'s
+default): a longer one is cut or summarised."""
+
+
+def cut_repr(value: Any, limit: int = REPR_LIMIT) -> str:
     """``repr(value)`` on one line, cut to ``limit`` characters with ``…`` where longer (a
     cut number would read as another); an array's then names its shape and dtype.
 

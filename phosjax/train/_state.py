@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from phosjax._callables import a_type
+from phosjax._callables import REPR_LIMIT, a_type
 from phosjax._compile import jit_run_once
 from phosjax._listing import counted, listing
 from phosjax.core import KNOBS, Knob, SelectorError, flatten, select, set_knobs
@@ -102,11 +102,6 @@ class GroupState:
         )
 
 
-_LISTED = 60
-"""The most characters of a per-cell list a repr shows whole (`cut_repr`'s); a longer one
-is summarised."""
-
-
 def _steps_text(step: Any) -> str:
     """For a repr: each cell's ``step``, as a list where it is short, else their range.
 
@@ -117,7 +112,7 @@ def _steps_text(step: Any) -> str:
       'at steps 0 to 999'
     """
     steps = np.asarray(step)
-    if len(shown := repr(steps.tolist())) <= _LISTED:
+    if len(shown := repr(steps.tolist())) <= REPR_LIMIT:
         return f"at steps {shown}"
     low, high = steps.min(), steps.max()
     return f"at step {low} (every cell)" if low == high else f"at steps {low} to {high}"
@@ -136,7 +131,7 @@ def diverged_text(diverged_at: Any) -> str:
     at = np.asarray(diverged_at)
     if not (at >= 0).any():
         return "none diverged"
-    if len(shown := repr(at.tolist())) <= _LISTED:
+    if len(shown := repr(at.tolist())) <= REPR_LIMIT:
         return f"diverged at {shown}"
     cells = np.flatnonzero(at >= 0)
     named = listing([f"cell {i} at step {at[i]}" for i in cells], 3)

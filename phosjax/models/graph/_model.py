@@ -756,7 +756,7 @@ class GraphModel(nn.Module):
         outputs = kwargs.get("outputs")
         if path not in graph.needed(self._targets(outputs)):
             return (
-                f"Node {path!r} is not computed: the outputs ({cut_repr(outputs, 60)}) do not "
+                f"Node {path!r} is not computed: the outputs ({cut_repr(outputs)}) do not "
                 f"need it; add {path!r} to outputs."
             )
         return None
