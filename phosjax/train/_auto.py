@@ -93,7 +93,7 @@ def measure_strategies(
       >>> hp = HParams(batch_size=16, steps=10)
       >>> [group] = plan_groups([Cell(model, "toy", hp, seed=0), Cell(model, "toy", hp, seed=1)])
       >>> timings = measure_strategies(
-      ...     group.program_signature(), lambda: make_train_step(model.build(), group.hparams),
+      ...     group.program_signature, lambda: make_train_step(model.build(), group.hparams),
       ...     init_group(group, data), device_arrays(data), num_cells=2,
       ...     devices=jax.devices(), candidates=("vmap",), steps=5, repeats=1)
       >>> list(timings), timings["vmap"] > 0

@@ -403,7 +403,7 @@ def _check_group(group: Group, data: Any) -> None:
         jax.eval_shape(make_train_step(model, hp, guard=False), cell, arrays)
         jax.eval_shape(make_evaluate(model, hp.compute_dtype), cell, arrays)
 
-    key = (group.program_signature(), num_train, num_test, input_shape, trace_config())
+    key = (group.program_signature, num_train, num_test, input_shape, trace_config())
     kept(_STEPS_CHECKED, key, check_step, INIT_PROGRAMS_KEPT)
 
 

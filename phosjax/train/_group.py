@@ -91,11 +91,13 @@ class Group:
         """What the cells share, `Cell.signature`: their model, data set and `hparams`."""
         return (self.model, self.dataset, self.hparams)
 
+    @functools.cached_property
     def program_signature(self) -> tuple[Any, ...]:
         """`signature` less what no compiled program of the group reads, so that groups that
         differ only there share their programs: ``eval_every`` (the host picks the steps
         to evaluate at), and ``steps`` unless the learning rate is scheduled over them
         (`HParams.scheduled`). A grid over ``steps`` so compiles once, not once a group.
+        Made once, as `hparams` is (about 0.2 ms, read several times in each `run_group`).
 
         Examples:
           >>> from phosjax.models import ModelConfig
@@ -103,7 +105,7 @@ class Group:
           >>> model = ModelConfig("mlp", 10, (40,))
           >>> def program(**hparams):
           ...     cell = Cell(model, "mnist1d", HParams(**hparams))
-          ...     return Group((cell,), (0,)).program_signature()
+          ...     return Group((cell,), (0,)).program_signature
           >>> program(steps=50, eval_every=10) == program(steps=90)
           True
           >>> program(steps=50, lr_schedule="cosine") == program(steps=90, lr_schedule="cosine")

@@ -495,7 +495,7 @@ def run_group(
         return state, GroupRun(strategy, {}, [])
     state = with_settings(state, group)  # e.g. steps extended: the steps it trains to
     state = with_weak_types(state, group, data)  # e.g. a checkpoint's knobs
-    signature = group.program_signature()
+    signature = group.program_signature
     model = functools.cache(group.model.build)  # built only when a program is
 
     def make_step(guard: bool) -> Any:

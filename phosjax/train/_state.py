@@ -546,7 +546,7 @@ def init_group(group: Group, data: Any) -> GroupState:
     keys = _root_keys(group)
     traced = isinstance(keys, jax.core.Tracer)  # e.g. under jax.eval_shape: nothing compiles
     program = (_init_fn if traced else _cheap_init_fn)(
-        group.program_signature(), tuple(data.input_shape), trace_config()[0]
+        group.program_signature, tuple(data.input_shape), trace_config()[0]
     )
     return program(keys, _init_values(group))
 
@@ -739,10 +739,10 @@ not keep a tree of shapes for each."""
 def _layout(group: Group, data: Any) -> GroupState:
     """``jax.eval_shape`` of `init_group`, kept per signature, cell count, input shape and
     `trace_config` (the shapes do not depend on the per-cell values)."""
-    key = (group.program_signature(), len(group), tuple(data.input_shape), trace_config())
+    key = (group.program_signature, len(group), tuple(data.input_shape), trace_config())
 
     def make() -> GroupState:
-        init = _init_fn(group.program_signature(), tuple(data.input_shape), trace_config()[0])
+        init = _init_fn(group.program_signature, tuple(data.input_shape), trace_config()[0])
         return jax.eval_shape(init, _root_keys(group), _init_values(group))
 
     return kept(_LAYOUTS, key, make, INIT_PROGRAMS_KEPT)

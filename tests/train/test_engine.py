@@ -1777,7 +1777,7 @@ def test_a_callers_state_with_a_diverged_cell_stays_usable(toy, strategy):
     donated = {
         donate
         for key, used, _, donate in _strategy._LIFTED  # key: ((name, signature), steps, ...)
-        if key[:2] == (("train-guarded", group.program_signature()), 3) and used == strategy
+        if key[:2] == (("train-guarded", group.program_signature), 3) and used == strategy
     }
     assert donated == {True}
 
