@@ -204,8 +204,11 @@ def shown_differences(changed: list[str]) -> str:
 def _nothing_to_resume(root: pathlib.Path) -> str:
     """What ``--resume`` says of ``root``, which holds no bench: how to start one there
     (a start killed before it wrote the marker is started again by the same command,
-    without ``--resume``)."""
-    start = "run the command without --resume, with its --config FILE, to start it"
+    without ``--resume``, which a config file's ``resume: true`` may have given)."""
+    start = (
+        "run the command without --resume (or resume: true in a config file), with its "
+        "--config FILE, to start it"
+    )
     if not root.exists():
         why = _layout.no_such_directory(root)  # a typo of a bench beside it named
         return f"--resume: {str(root)!r} holds no bench to resume ({why}); {start}."

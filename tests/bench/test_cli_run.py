@@ -447,6 +447,24 @@ def test_a_mistyped_dir_without_config_names_the_bench_beside_it(tmp_path, capsy
     assert not (tmp_path / "exmaple").exists()
 
 
+@pytest.mark.parametrize("given", ["flag", "file"])
+def test_resume_of_a_dir_without_a_bench_says_to_drop_the_flag_or_the_files_key(
+    tmp_path, capsys, given
+):
+    """It said 'run the command without --resume' where a config file's 'resume: true'
+    gave it, which the user cannot do."""
+    config = tmp_path / "mine.yaml"
+    config.write_text("models: [mlp]\ndatasets: [mnist1d]\n" + "resume: true\n" * (given == "file"))
+    root = tmp_path / "b"
+    flag = ["--resume"] if given == "flag" else []
+    assert new_main(["--config", str(config), "--dir", str(root), *flag]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --resume: {str(root)!r} holds no bench to resume (no such directory); run "
+        "the command without --resume (or resume: true in a config file), with its --config "
+        "FILE, to start it.\n"
+    )
+
+
 def test_help_names_the_values_each_named_option_takes(capsys):
     """--grid.optimizer, --grid.lr_schedule, --grid.compute_dtype and --strategy: their
     names listed (--help gave only their type, str)."""

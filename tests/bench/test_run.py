@@ -2094,7 +2094,8 @@ def test_a_scheduled_bench_takes_new_models_under_its_schedules_and_shows_them(
 def test_resume_without_a_bench_says_the_command_without_resume_starts_it(tmp_path):
     (tmp_path / "killed").mkdir()  # a start killed before it wrote bench.json
     (tmp_path / "killed" / _layout.LOCK).write_text("")
-    start = r"run the command without --resume, with its --config FILE, to start it\."
+    start = r"run the command without --resume \(or resume: true in a config file\), with its "
+    start += r"--config FILE, to start it\."
     for name in ("killed", "missing"):
         with pytest.raises(BenchError, match=rf"--resume: .*{name}'.* no bench to resume.*{start}"):
             choose_config(tmp_path / name, tiny_config(), resume=True)
