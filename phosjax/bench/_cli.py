@@ -32,6 +32,7 @@ from phosjax.bench._argv import (
     split_top,
 )
 from phosjax.bench._config import BenchError, colon_hint
+from phosjax.bench._directory import why_no_bench_starts
 from phosjax.bench._interrupt import (
     BROKEN_PIPE,
     INTERRUPTED,
@@ -650,11 +651,14 @@ def _kept_in_bench(
 ) -> str:
     """What Ctrl-C leaves of a command that trains the bench in ``directory``, ``command``
     run with ``argv`` (see `kept_in_bench`)."""
-    if not _layout.is_bench(pathlib.Path(directory)):
-        return (
-            f"the bench was not started in --dir {directory!r} yet (it has no "
-            f"bench.json); {when_not_started}: {command}"
-        )
+    root = pathlib.Path(directory)
+    if not _layout.is_bench(root):
+        said = f"the bench was not started in --dir {directory!r} yet (it has no bench.json)"
+        with contextlib.suppress(OSError):  # unlistable: the command says why when run
+            refused = why_no_bench_starts(root)  # the command would be refused: none to run
+            if refused is not None:
+                return f"{said}; no bench can start there: {refused}"
+        return f"{said}; {when_not_started}: {command}"
     try:
         finished, cells = finished_cells(directory)
     except (OSError, ValueError):  # a BrokenFileError, a file cut short: what is sure

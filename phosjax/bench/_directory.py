@@ -263,30 +263,39 @@ def check_dir_kind(root: pathlib.Path) -> None:
         )
 
 
+def why_no_bench_starts(root: pathlib.Path) -> str | None:
+    """Why no new bench may start in ``root``, which holds none: it lies inside a bench, or
+    holds what no start of one left; None where one may."""
+    around = _layout.enclosing_bench(root)
+    if around is not None:
+        return (
+            f"--dir {str(root)!r} is inside the bench {str(around)!r}, whose files a new "
+            "bench there would mix with its own; pick a --dir outside it."
+        )
+    foreign = _foreign(root) if root.exists() else []
+    if not foreign:
+        return None
+    inside = _layout.benches_inside(root)
+    return (
+        f"{str(root)!r} is not empty and holds no bench ({_layout.MARKER})"
+        f"{_not_benches(root, foreign, ': it holds ')}"
+        + (
+            f". {inside} (to continue it), or pick a new or empty --dir for a new bench."
+            if inside
+            else "; pick a new or empty --dir."
+        )
+    )
+
+
 def _config_to_start(root: pathlib.Path, config: BenchConfig | None, resume: bool) -> BenchConfig:
     """`choose_config`'s config for ``root``, which holds no bench: ``config``, which starts
     one there; a `BenchError` where none may start (``resume``, ``root`` inside a bench or
     holding what no start of one left, no ``config``)."""
     if resume:
         raise BenchError(_nothing_to_resume(root))
-    around = _layout.enclosing_bench(root)
-    if around is not None:
-        raise BenchError(
-            f"--dir {str(root)!r} is inside the bench {str(around)!r}, whose files a new "
-            "bench there would mix with its own; pick a --dir outside it."
-        )
-    foreign = _foreign(root) if root.exists() else []
-    if foreign:
-        inside = _layout.benches_inside(root)
-        raise BenchError(
-            f"{str(root)!r} is not empty and holds no bench ({_layout.MARKER})"
-            f"{_not_benches(root, foreign, ': it holds ')}"
-            + (
-                f". {inside} (to continue it), or pick a new or empty --dir for a new bench."
-                if inside
-                else "; pick a new or empty --dir."
-            )
-        )
+    refused = why_no_bench_starts(root)
+    if refused is not None:
+        raise BenchError(refused)
     if config is None:
         why = "" if root.exists() else f" ({_layout.no_such_directory(root)})"
         raise BenchError(

@@ -958,6 +958,60 @@ def test_ctrl_c_before_the_bench_is_written_says_the_command_that_starts_it(
     )
 
 
+@pytest.mark.parametrize("resume", [[], ["--resume"]])
+@pytest.mark.parametrize("where", ["inside a bench", "holding a file"])
+def test_ctrl_c_before_a_bench_starts_where_none_may_says_why_not_a_command_refused(
+    tmp_path, capsys, monkeypatch, where, resume
+):
+    """It said the same command (with --resume: the command without it) starts the bench
+    there, which that command then refused."""
+    (tmp_path / _layout.MARKER).write_text('{"format": 1}')
+    root = tmp_path / "results" / "b"
+    if where == "holding a file":
+        (tmp_path / _layout.MARKER).unlink()
+        root.mkdir(parents=True)
+        (root / "notes.txt").write_text("mine")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("phosjax.bench.new.run", interrupted)
+    command = ["--config", "configs/example.yaml", "--dir", str(root)]
+    assert new_main([*command, *resume]) == 130
+    said = capsys.readouterr().err
+    monkeypatch.undo()
+    assert new_main(command) == 2  # the command the line said before
+    refused = capsys.readouterr().err.removeprefix("error: ")
+    assert said == (
+        f"interrupted: the bench was not started in --dir {str(root)!r} yet (it has no "
+        f"bench.json); no bench can start there: {refused}"
+    )
+    if where == "inside a bench":
+        assert refused.startswith(f"--dir {str(root)!r} is inside the bench {str(tmp_path)!r}")
+    else:
+        assert refused.startswith(f"{str(root)!r} is not empty and holds no bench (bench.json)")
+
+
+def test_ctrl_c_of_add_models_inside_a_bench_says_no_bench_starts_there(
+    tmp_path, capsys, monkeypatch
+):
+    """It said 'new --config FILE --dir' that --dir starts a bench, which new refuses."""
+    (tmp_path / _layout.MARKER).write_text('{"format": 1}')
+    root = tmp_path / "results"
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("phosjax.bench.add_models.add_models_to", interrupted)
+    assert add_models_main(["--dir", str(root)]) == 130
+    assert capsys.readouterr().err == (
+        f"interrupted: the bench was not started in --dir {str(root)!r} yet (it has no "
+        f"bench.json); no bench can start there: --dir {str(root)!r} is inside the bench "
+        f"{str(tmp_path)!r}, whose files a new bench there would mix with its own; pick a "
+        "--dir outside it.\n"
+    )
+
+
 @pytest.mark.parametrize("config", [["--config", "configs/example.yaml"], []])
 def test_ctrl_c_of_resume_before_the_bench_is_written_says_the_command_that_starts_it(
     tmp_path, capsys, monkeypatch, config
