@@ -383,15 +383,19 @@ def _interrupted(argv: Sequence[str]) -> str:
     """What Ctrl-C leaves of ``new`` run with ``argv`` (`kept_in_bench`): the same command
     continues the bench, or reads its results where every cell is finished; with
     ``--force``, it first moves the bench aside and starts over where the config given
-    differs from the bench's; with ``--resume``, which refuses a ``--dir`` holding no
-    bench yet, the command without it (and with a ``--config``) starts the bench there."""
+    differs from the bench's. A ``--dir`` holding no bench yet is started by the command
+    with a config (``--config FILE`` where none is given) and without ``--resume``, which
+    refuses it."""
     directory = dir_option(argv)
-    if "--resume" in argv and directory and not _layout.is_bench(pathlib.Path(directory)):
+    if directory and not _layout.is_bench(pathlib.Path(directory)):
         start = [arg for arg in argv if arg != "--resume"]
-        return kept_in_bench(
-            "phosjax.bench.new",
-            when_not_started="--resume refuses such a --dir, the command without it starts it",
-        )(start if config_files(start) else ["--config", "FILE", *start])
+        given = bool(_config_keys(start))
+        when = "the same command starts it" if given else "the command with a config starts it"
+        if "--resume" in argv:
+            when = "--resume refuses such a --dir, the command without it starts it"
+        return kept_in_bench("phosjax.bench.new", when_not_started=when)(
+            start if given else ["--config", "FILE", *start]
+        )
     if "--force" in option_names(argv):
         forced = (
             "the same command moves it aside and starts over if the config given differs "

@@ -958,6 +958,31 @@ def test_ctrl_c_before_the_bench_is_written_says_the_command_that_starts_it(
     )
 
 
+def test_ctrl_c_before_a_bench_starts_without_a_config_says_the_command_with_one(
+    tmp_path, capsys, monkeypatch
+):
+    """It said the same command starts it, which new refuses: no config given."""
+    root = tmp_path / "b"
+    assert new_main(["--dir", str(root)]) == 2  # the command the line said before
+    assert capsys.readouterr().err.startswith("error: no config given, and ")
+    chosen = []
+
+    def run(config, directory, *, resume, force, **kwargs):
+        if config is not None:
+            chosen.append(_directory.choose_config(directory, config, resume=resume, force=force))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("phosjax.bench.new.run", run)
+    assert new_main(["--dir", str(root)]) == 130
+    assert capsys.readouterr().err == (
+        f"interrupted: the bench was not started in --dir {str(root)!r} yet (it has no "
+        "bench.json); the command with a config starts it: python -m phosjax.bench.new "
+        f"{shlex.join(['--config', 'FILE', '--dir', str(root)])}\n"
+    )
+    assert new_main(["--config", "configs/example.yaml", "--dir", str(root)]) == 130
+    assert chosen == [(load_config("configs/example.yaml"), None)]  # it starts the bench
+
+
 @pytest.mark.parametrize("resume", [[], ["--resume"]])
 @pytest.mark.parametrize("where", ["inside a bench", "holding a file"])
 def test_ctrl_c_before_a_bench_starts_where_none_may_says_why_not_a_command_refused(
