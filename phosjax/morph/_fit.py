@@ -24,7 +24,7 @@ def variable_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
     """``{leaf path: shape}`` of the variables ``config``'s model initializes (abstractly)."""
     model = build_model(config)
     x = jax.ShapeDtypeStruct((1, *config.input_shape), jnp.float32)
-    return leaf_shapes(jax.eval_shape(model.init, jax.random.key(0), x))
+    return leaf_shapes(jax.eval_shape(model.init, jax.random.key(0), x), f"{config.name} init")
 
 
 def _with(config: ModelConfig, field: Field, value: int) -> ModelConfig:
@@ -258,6 +258,8 @@ def fit_config(config: ModelConfig, variables: Any) -> ModelConfig:
     Raises:
       ValueError: no config of that form builds variables of these shapes; the variables
         have other leaves than ``config``'s model (another model's), which are named.
+      ValueError: two leaves of ``variables`` have one path (``['a']['b']`` and
+        ``['a/b']``: keys holding ``/``); the message names both.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -271,7 +273,7 @@ def fit_config(config: ModelConfig, variables: Any) -> ModelConfig:
       ((8,), 1)
     """
     checked_config(config, "fit_config", more=True)
-    target = leaf_shapes(variables)
+    target = leaf_shapes(variables, "fit_config")
     if not any(path.startswith("params/") for path in target):  # params alone
         target = {f"params/{path}": shape for path, shape in target.items()}
     base = config.resolved()

@@ -28,7 +28,7 @@ from phosjax.morph._groups import (
     member_leaf,
     read_by_the_model,
 )
-from phosjax.morph._shrink import mask, numbers_in
+from phosjax.morph._shrink import masked, numbers_in
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,7 +93,7 @@ def _consumers(
     groups: ChannelGroups, alive: Mapping[str, np.ndarray], tree: Any
 ) -> dict[str, _Consumer]:
     """``{kernel path in tree: _Consumer}`` for the kernels contracting dead channels."""
-    paths = leaf_paths(tree)
+    paths = leaf_paths(tree, "fold")
     found: dict[str, tuple[int, list[tuple[str, int] | None], np.ndarray]] = {}
     for group in groups.groups:
         for member in group.members:
@@ -224,7 +224,7 @@ def _observe(
     ``into_norms``, for one without a bias) the running mean of the one BatchNorm whose
     input its output shifts as is: what is added to the output is added to that input, at
     every position (the output itself, or reshaped, or added to others on the way)."""
-    leaves = leaf_paths(reference) if into_norms else {}
+    leaves = leaf_paths(reference, "fold") if into_norms else {}
     seen, norms = _watched(model, reference, kernels, (args, kwargs), leaves)
     for path, calls in seen.items() if into_norms else ():
         for index, c in enumerate(calls):
@@ -402,6 +402,8 @@ def fold(
         nor ``kwargs`` were given and the model cannot run without them.
       ValueError: the model cannot read ``variables`` (another model's, or params
         without their collection) or an input has another shape than they were made for.
+      ValueError: two leaves of ``variables`` have one path (``['a']['b']`` and
+        ``['a/b']``: keys holding ``/``); the message names both.
 
     Examples:
       >>> import jax, jax.numpy as jnp, flax.linen as nn
@@ -428,7 +430,7 @@ def fold(
         )
     check_groups(groups, "fold(model, variables, alive, groups, x)")
     given = dict(zip(groups.names, groups.alive_arrays(alive), strict=True))
-    reference = mask(variables, given, groups, keep_biases=True)
+    reference = masked(variables, given, groups, "fold", keep_biases=True)
     call = "fold(model, variables, alive, groups, x), with varied inputs, not zeros."
     for into_norms in (True, False):
         with (
@@ -436,7 +438,7 @@ def fold(
             inputs_needed("fold", "groups", call, bool(args or kwargs)),
         ):
             kept, deltas = _fold_into(model, reference, given, groups, args, kwargs, into_norms)
-        folded = mask(_add_to_leaves(reference, deltas), kept, groups)
+        folded = masked(_add_to_leaves(reference, deltas), kept, groups, "fold", keep_biases=False)
         into_a_mean = any(path.startswith("batch_stats/") for path in deltas)
         if not into_a_mean or _outputs_agree(model, folded, reference, args, kwargs):
             break  # else a BatchNorm's input was read elsewhere too: keep to the biases

@@ -279,22 +279,24 @@ def check_groups(groups: Any, call: str) -> None:
         )
 
 
-def leaf_paths(tree: Any) -> dict[str, Any]:
+def leaf_paths(tree: Any, caller: str) -> dict[str, Any]:
     """``{path: leaf}`` of ``tree``, each path its `key_path`, in the tree's order.
 
     Raises:
-      ValueError: two leaves have one path (see `_refuse_shared_paths`).
+      ValueError: two leaves have one path (see `_refuse_shared_paths`); the message
+        begins ``caller:``, the public function that was given ``tree``.
     """
     flat, _ = jax.tree_util.tree_flatten_with_path(tree)
     paths = {key_path(p): v for p, v in flat}
     if len(paths) < len(flat):
-        _refuse_shared_paths([keys for keys, _ in flat])
+        _refuse_shared_paths(caller, [keys for keys, _ in flat])
     return paths
 
 
-def leaf_shapes(tree: Any) -> dict[str, tuple[int, ...]]:
-    """``{path: shape}`` of the leaves of ``tree`` (arrays or `jax.ShapeDtypeStruct`s)."""
-    return {path: np.shape(leaf) for path, leaf in leaf_paths(tree).items()}
+def leaf_shapes(tree: Any, caller: str) -> dict[str, tuple[int, ...]]:
+    """``{path: shape}`` of the leaves of ``tree`` (arrays or `jax.ShapeDtypeStruct`s);
+    ``caller`` as in `leaf_paths`."""
+    return {path: np.shape(leaf) for path, leaf in leaf_paths(tree, caller).items()}
 
 
 def member_leaf(group: str, member: Member, leaves: Mapping[str, Any]) -> str:
@@ -347,7 +349,7 @@ def leaf_path(path: str, paths: Collection[str]) -> str:
     )
 
 
-def _refuse_shared_paths(keys: Sequence[tuple[Any, ...]]) -> None:
+def _refuse_shared_paths(caller: str, keys: Sequence[tuple[Any, ...]]) -> None:
     """Raises if two leaves, of these keys, have one path (``['a']['b']`` and ``['a/b']``
     are both ``a/b``): the groups name leaves by path, so one would be read for the other."""
     first: dict[str, int] = {}
@@ -361,7 +363,7 @@ def _refuse_shared_paths(keys: Sequence[tuple[Any, ...]]) -> None:
                 f" (e.g. {slashed[0]!r} to {slashed[0].replace('/', '_')!r})" if slashed else ""
             )
             raise ValueError(
-                f"the variables' leaves {keyed[0]} and {keyed[1]} both have "
+                f"{caller}: the variables' leaves {keyed[0]} and {keyed[1]} both have "
                 f"the path {path!r} (their keys joined by '/'), which names a leaf in the "
                 f"channel groups; rename the key holding '/'{renamed}"
             )
@@ -601,7 +603,7 @@ def channel_groups(
         )
     apply = _as_apply(model)
     flat, treedef = jax.tree_util.tree_flatten_with_path(variables)
-    paths = tuple(leaf_paths(variables))
+    paths = tuple(leaf_paths(variables, "channel_groups"))
     leaves = [leaf for _, leaf in flat]
 
     # Arrays are traced; anything else (a positional ``train`` flag) is passed as is.

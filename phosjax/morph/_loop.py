@@ -1211,7 +1211,7 @@ def _finite(variables: Any, iteration: int, kind: str, config: MorphConfig) -> N
     ``"regularized"``, ``"expanded"``) in ``iteration`` left them, hold NaN or infinity."""
     broken = [
         path
-        for path, leaf in leaf_paths(variables).items()
+        for path, leaf in leaf_paths(variables, "run").items()
         if not np.isfinite(np.asarray(leaf, np.float32)).all()
     ]
     if not broken:

@@ -165,6 +165,8 @@ def importance(groups: ChannelGroups, variables: Any, source: str = "auto") -> l
       KeyError: a group member's leaf is not in ``variables`` (the path is named).
       ValueError: a member's leaf has another width than traced (leaf and group named).
       ValueError: an unknown ``source``, or ``gamma`` and a group has no normalization.
+      ValueError: two leaves of ``variables`` have one path (``['a']['b']`` and
+        ``['a/b']``: keys holding ``/``); the message names both.
 
     Examples:
       >>> import jax, jax.numpy as jnp, flax.linen as nn, numpy as np
@@ -179,7 +181,13 @@ def importance(groups: ChannelGroups, variables: Any, source: str = "auto") -> l
     """
     check_groups(groups, "importance(groups, variables)")
     check_source(source, groups)
-    leaves = leaf_paths(variables)
+    return _importance(groups, variables, source, "importance")
+
+
+def _importance(groups: ChannelGroups, variables: Any, source: str, caller: str) -> list[jax.Array]:
+    """`importance` of checked ``groups`` and ``source``; ``caller``, the public function
+    given ``variables``, begins the message of a tree with two leaves of one path."""
+    leaves = leaf_paths(variables, caller)
     collections = _with_collections(groups)
     result = []
     for group in groups.groups:
@@ -214,7 +222,7 @@ def _not_finite(
     """
     if np.isfinite(scores).all():
         return None
-    leaves = leaf_paths(variables)
+    leaves = leaf_paths(variables, "alive_channels")
     collections = _with_collections(groups)
     read = [m for _, members in _terms(group, source, collections) for m in members]
     paths = list(dict.fromkeys(member_leaf(group.name, m, leaves) for m in read))
@@ -239,7 +247,8 @@ def alive_channels(
     ``variables`` may be the variables or their params (see `importance`). A
     ``threshold`` that is no number (NaN, a string) is a ValueError naming it, and so
     is a group whose leaves hold NaN or infinity (an importance that overflows to
-    infinity from finite leaves counts as alive).
+    infinity from finite leaves counts as alive), and a tree with two leaves of one
+    path (see `importance`).
 
     Examples:
       >>> import jax, jax.numpy as jnp, flax.linen as nn
@@ -253,9 +262,11 @@ def alive_channels(
       {'layers_0': array([ True, False,  True])}
     """
     check_groups(groups, "alive_channels(groups, variables)")
+    check_source(source, groups)
     threshold = check_threshold(threshold)
     alive: dict[str, np.ndarray] = {}
-    for group, values in zip(groups.groups, importance(groups, variables, source), strict=True):
+    scored = _importance(groups, variables, source, "alive_channels")
+    for group, values in zip(groups.groups, scored, strict=True):
         scores = np.asarray(values)
         problem = _not_finite(groups, group, scores, variables, source)
         if problem:  # a NaN passes no threshold, yet argmax would keep it
@@ -306,7 +317,8 @@ def morph_regularizer(
     one channel, as in `alive_channels`, so its neighbours' prices are never zero). Add
     ``strength * reg`` to the loss; with ``normalize`` it is divided by the full model's
     cost, so the strength means the same on every model and cost. It takes the variables or their
-    params, whatever the groups were traced from (a KeyError names a missing leaf).
+    params, whatever the groups were traced from (a KeyError names a missing leaf, a
+    ValueError two leaves of one path, as in `importance`).
 
     Args:
       groups: the model's `ChannelGroups`.
@@ -352,7 +364,7 @@ def morph_regularizer(
     priced = {groups.names.index(n) for n in select(groups.names, selector, what="channel group")}
 
     def regularizer(tree: Any) -> jax.Array:
-        soft = importance(groups, tree, source)
+        soft = _importance(groups, tree, source, "morph_regularizer")
         # as `alive_channels` (and so `report` and `shrink`): at least one channel each
         counts = [
             jax.lax.stop_gradient(jnp.maximum((s > threshold).sum(), 1).astype(s.dtype))

@@ -77,6 +77,7 @@ def _dead(
     groups: ChannelGroups,
     alive: Mapping[str, Any],
     tree: Any,
+    caller: str,
     zeroed: bool = False,
     keep_biases: bool = False,
 ) -> dict[tuple[str, int], np.ndarray]:
@@ -85,9 +86,9 @@ def _dead(
     With ``zeroed``, only the axes `mask` zeroes (with ``keep_biases``, not the ones only
     added). Member paths resolve in ``tree`` by
     `member_leaf` (a KeyError names one that ``tree`` lacks, a ValueError one of
-    another width than traced).
+    another width than traced); ``caller`` as in `leaf_paths`.
     """
-    paths = leaf_paths(tree)
+    paths = leaf_paths(tree, caller)
     dead: dict[tuple[str, int], np.ndarray] = {}
     for group, keep in zip(groups.groups, groups.alive_arrays(alive), strict=True):
         for member in group.members:
@@ -130,6 +131,8 @@ def mask(
         given) is not in ``variables``; the message names it.
       ValueError: a member's leaf has another width than traced (e.g. groups of the
         model before a shrink); the message names the leaf, the group and both lengths.
+      ValueError: two leaves of ``variables`` have one path (``['a']['b']`` and
+        ``['a/b']``: keys holding ``/``); the message names both.
 
     Examples:
       >>> import jax, jax.numpy as jnp, flax.linen as nn
@@ -145,7 +148,14 @@ def mask(
       Array([0., 0., 0., 0.], dtype=float32)
     """
     check_groups(groups, "mask(variables, alive, groups)")
-    dead = _dead(groups, alive, variables, zeroed=True, keep_biases=keep_biases)
+    return masked(variables, alive, groups, "mask", keep_biases)
+
+
+def masked(
+    variables: Any, alive: Mapping[str, Any], groups: ChannelGroups, caller: str, keep_biases: bool
+) -> Any:
+    """`mask` of checked ``groups``; ``caller`` as in `leaf_paths`."""
+    dead = _dead(groups, alive, variables, caller, zeroed=True, keep_biases=keep_biases)
 
     def edit(path: str, leaf: Any) -> Any:
         for (where, axis), positions in dead.items():
@@ -177,7 +187,7 @@ def _refuse_factored(opt_state: Any, watched: list[tuple[str, str, tuple[int, ..
     for state in states:
         if not isinstance(state, optax.FactoredState):
             continue
-        rows, columns = leaf_shapes(state.v_row), leaf_shapes(state.v_col)
+        rows, columns = leaf_shapes(state.v_row, "shrink"), leaf_shapes(state.v_col, "shrink")
         for path, full, shape in watched:
             if rows.get(path, (1,)) != (1,) or columns.get(path, (1,)) != (1,):
                 raise ValueError(
@@ -199,7 +209,7 @@ def _shrink_state(
     """
     collections = variables.items() if isinstance(variables, Mapping) else ()
     references = [
-        (prefix, leaf_shapes(tree))
+        (prefix, leaf_shapes(tree, "shrink"))
         for prefix, tree in [("", variables), *((f"{k}/", v) for k, v in collections)]
     ]
     changed = {path for (path, _), positions in dead.items() if positions.any()}
@@ -214,7 +224,7 @@ def _shrink_state(
 
     def prefix_of(node: Any) -> str | None:
         try:
-            found = leaf_shapes(node)
+            found = leaf_shapes(node, "shrink")
         except ValueError:  # two leaves of one path: no sub-tree of the variables
             return None
         return next(
@@ -290,6 +300,8 @@ def shrink(
       ValueError: ``opt_state`` holds Adafactor's factored second moments of a leaf
         that shrink narrows (``factored=False`` states are shrunk).
       ValueError: ``alive`` keeps no channel of a group (a layer 0 channels wide).
+      ValueError: two leaves of ``variables`` have one path (``['a']['b']`` and
+        ``['a/b']``: keys holding ``/``); the message names both.
 
     References:
       Gordon et al., MorphNet, https://arxiv.org/abs/1711.06798
@@ -316,7 +328,7 @@ def shrink(
             "0 channels wide; keep at least one per group (alive_channels and expressible "
             "keep each group's best one)"
         )
-    dead = _dead(groups, alive, variables)
+    dead = _dead(groups, alive, variables, "shrink")
     new_variables = _shrink_tree(variables, "", dead)
     new_opt_state = None if opt_state is None else _shrink_state(opt_state, variables, dead)
     new_config = None

@@ -1187,27 +1187,34 @@ def test_a_tree_whose_keys_hold_slashes_that_give_two_leaves_one_path_is_refused
 
     with pytest.raises(ValueError) as error:
         channel_groups(apply, params, jnp.ones((2, 4)))
-    assert str(error.value) == SHARED_PATH
+    assert str(error.value) == f"channel_groups: {SHARED_PATH}"
 
 
 def test_a_tree_with_two_leaves_of_one_path_is_refused_by_every_function_naming_leaves():
     """Only channel_groups refused two leaves of one path: given groups traced from a
     tree without the clash, importance read the leaf at ['a/b'] as the bias at
-    ['a']['b'] (5, not 0) and mask zeroed both."""
-    params = {"w": jnp.ones((4, 3)), "a": {"b": jnp.zeros(3)}, "v": jnp.ones((3, 2))}
-    apply = lambda p, x: jax.nn.relu(x @ p["w"] + p["a"]["b"]) @ p["v"]
-    groups = channel_groups(apply, params, jnp.ones((2, 4)))
-    clashing = {**params, "a/b": jnp.full(3, 5.0)}
-    alive = {"w": np.array([True, False, True])}
+    ['a']['b'] (5, not 0) and mask zeroed both. Each message begins with the function's
+    name, as channel_groups' does (it had lost it: the message named no function)."""
+    x = jnp.ones((2, 4))
+    variables = SEQ.init(jax.random.key(0), x)
+    groups = channel_groups(SEQ, variables, x)
+    clashing = {"params": {**variables["params"], "a": {"b": jnp.zeros(3)}, "a/b": jnp.ones(3)}}
+    alive = {"layers_0": np.arange(8) < 4}
+    config = ModelConfig("mlp", 3, (4,), width=8)
     calls = {
         "importance": lambda: importance(groups, clashing),
+        "alive_channels": lambda: alive_channels(groups, clashing),
+        "morph_regularizer": lambda: morph_regularizer(groups)(clashing),
         "mask": lambda: mask(clashing, alive, groups),
         "shrink": lambda: shrink(clashing, alive, groups),
+        "fold": lambda: fold(SEQ, clashing, alive, groups, x),
+        "fit_config": lambda: px.morph.fit_config(config, clashing),
     }
     for name, call in calls.items():
         with pytest.raises(ValueError) as error:
             call()
-        assert (name, str(error.value)) == (name, SHARED_PATH)
+        expected = SHARED_PATH.replace("['a", "['params']['a").replace("'a/b' (", "'params/a/b' (")
+        assert (name, str(error.value)) == (name, f"{name}: {expected}")
 
 
 def test_an_optimizer_state_of_two_leaves_of_one_path_beside_the_variables_is_kept():
