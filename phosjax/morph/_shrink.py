@@ -204,38 +204,79 @@ def _shrink_state(
 ) -> Any:
     """``opt_state`` with its variables-like sub-trees shrunk (see `shrink`).
 
-    A sub-tree is variables-like when each of its leaves is a leaf of ``variables`` (or
-    of one collection) at the same path and shape; `optax.MaskedNode` holds no leaf.
+    A sub-tree is variables-like when each of its leaves is a leaf of ``variables``
+    under one prefix (none, a collection, a module: a per-module state) at the same
+    path below it and of the same shape; `optax.MaskedNode` holds no leaf. Where
+    prefixes that shrink it apart fit, the one whose last key is a key of the
+    sub-tree's own path is taken (a state kept under its module's name), else the
+    shortest; if that leaves several, it is an error.
     """
     collections = variables.items() if isinstance(variables, Mapping) else ()
     references = [
         (prefix, leaf_shapes(tree, "shrink"))
         for prefix, tree in [("", variables), *((f"{k}/", v) for k, v in collections)]
     ]
+    shapes = references[0][1]
     changed = {path for (path, _), positions in dead.items() if positions.any()}
     watched = [
         (path, prefix + path, shape)
-        for prefix, shapes in references
-        for path, shape in shapes.items()
+        for prefix, known in references
+        for path, shape in known.items()
         if prefix + path in changed
     ]
 
     _refuse_factored(opt_state, watched)
 
-    def prefix_of(node: Any) -> str | None:
+    def prefixes_of(node: Any) -> list[str]:
         try:
             found = leaf_shapes(node, "shrink")
         except ValueError:  # two leaves of one path: no sub-tree of the variables
-            return None
-        return next(
-            (p for p, known in references if found and found.items() <= known.items()), None
+            return []
+        first = next(iter(found), None)
+        if first is None:
+            return []
+        fitting = [
+            path[: len(path) - len(first)]
+            for path in shapes
+            if path == first or path.endswith(f"/{first}")
+        ]
+        return [p for p in fitting if all(shapes.get(p + q) == s for q, s in found.items())]
+
+    def cut(prefix: str, node: Any) -> list[tuple[str, int, bytes]]:
+        """What shrink cuts from ``node`` as the state of the variables under ``prefix``."""
+        found = leaf_shapes(node, "shrink")
+        return sorted(
+            (path[len(prefix) :], axis, positions.tobytes())
+            for (path, axis), positions in dead.items()
+            if path.startswith(prefix) and path[len(prefix) :] in found and positions.any()
         )
 
+    def prefix_for(where: str, node: Any) -> str:
+        keys = where.split("/")
+
+        def rank(prefix: str) -> tuple[bool, int]:
+            parts = prefix.rstrip("/").split("/") if prefix else []
+            return (not parts or parts[-1] not in keys, len(parts))
+
+        fitting = prefixes_of(node)
+        best = min(map(rank, fitting))
+        ways = {repr(cut(p, node)): p for p in fitting if rank(p) == best}
+        if len(ways) > 1:
+            shapes_found = cut_repr(leaf_shapes(node, "shrink"), 200)
+            raise ValueError(
+                f"opt_state sub-tree {where!r} {shapes_found} is shaped like the variables "
+                f"of each of {sorted(p.rstrip('/') for p in ways.values())}, which shrink "
+                "narrows apart, so "
+                "which one's state it is is unknown; keep each module's state under the "
+                "module's name (as {'Dense_0': tx.init(params['Dense_0'])}) or "
+                "re-initialize the optimizer"
+            )
+        return next(iter(ways.values()))
+
     def edit(key: Any, node: Any) -> Any:
-        prefix = prefix_of(node)
-        if prefix is not None:
-            return _shrink_tree(node, prefix, dead)
         where = jax.tree_util.keystr(key, simple=True, separator="/")
+        if prefixes_of(node):
+            return _shrink_tree(node, prefix_for(where, node), dead)
         for path, full, shape in watched:
             if not (where == path or where.endswith(f"/{path}")):
                 continue
@@ -256,7 +297,7 @@ def _shrink_state(
         return node
 
     return jax.tree_util.tree_map_with_path(
-        edit, opt_state, is_leaf=lambda node: prefix_of(node) is not None
+        edit, opt_state, is_leaf=lambda node: bool(prefixes_of(node))
     )
 
 
@@ -271,8 +312,9 @@ def shrink(
     """Removes the dead channels from ``variables`` (params, batch statistics, ...).
 
     Pure: nothing is modified in place. ``opt_state`` is shrunk wherever it holds a
-    tree shaped like ``variables`` or like one of its collections (Adam's moments),
-    leaves masked out by `optax.masked` or `optax.multi_transform` aside.
+    tree shaped like ``variables``, like one of its collections (Adam's moments), or
+    like one module's (a state kept per module, under the module's name), leaves masked
+    out by `optax.masked` or `optax.multi_transform` aside.
     The shrunk model computes what the original computes with the dead channels masked
     to zero (see `mask`; `fold` first keeps the constant a dead channel outputs, e.g. a
     BatchNorm's shift). Shrinking again with everything alive changes nothing.
@@ -296,7 +338,8 @@ def shrink(
         model before a shrink); the message names the leaf, the group and both lengths.
       ValueError: an ``opt_state`` leaf has a shrunk variable's path and shape, but its
         sub-tree could not be matched to the variables (it would be left too wide), or
-        it has the path but another width (the state of another model).
+        it has the path but another width (the state of another model); or a sub-tree
+        is shaped like several modules that shrink apart and is kept under none's name.
       ValueError: ``opt_state`` holds Adafactor's factored second moments of a leaf
         that shrink narrows (``factored=False`` states are shrunk).
       ValueError: ``alive`` keeps no channel of a group (a layer 0 channels wide).

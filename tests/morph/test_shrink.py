@@ -1075,11 +1075,77 @@ def test_masked_and_partitioned_optimizer_states_are_shrunk(optimizer):
     jax.tree.map(np.testing.assert_allclose, small_updates, shrunk(full_updates))
 
 
+def _two_branches(nested):
+    """Params of two same-shaped branches ``a`` and ``b`` (under ``block`` if ``nested``)
+    read by ``out``; their apply; alive channels that cut ``a`` and ``b`` apart."""
+    a, b, c = jax.random.split(jax.random.key(0), 3)
+    branches = {
+        "a": {"kernel": jax.random.normal(a, (4, 3))},
+        "b": {"kernel": jax.random.normal(b, (4, 3))},
+    }
+    out = {"kernel": jax.random.normal(c, (6, 2))}
+    params = {"block": branches, "out": out} if nested else {**branches, "out": out}
+
+    def apply(p, x):
+        held = p["block"] if nested else p
+        hidden = [jax.nn.relu(x @ held[n]["kernel"]) for n in "ab"]
+        return jnp.concatenate(hidden, -1) @ p["out"]["kernel"]
+
+    alive = {"a": np.array([False, True, True]), "b": np.array([True, True, False])}
+    return params, apply, alive, "block/" if nested else ""
+
+
+@pytest.mark.parametrize("nested", [False, True], ids=["top", "nested"])
+def test_per_module_optimizer_states_are_shrunk_as_their_modules(nested):
+    """Adam states kept per module ({'a': tx.init(params['a']), ...}) were shrunk as the
+    first module alike in shape (b's state lost b's channel 0, not 2), or, for modules
+    below the top, not at all: the next update failed on (4, 3) against (4, 2)."""
+    params, apply, alive, group = _two_branches(nested)
+    groups = channel_groups(apply, params, jnp.ones((2, 4)))
+    branches = params["block"] if nested else params
+    tx = optax.adam(0.1)
+    grads = jax.tree.map(lambda p: jnp.arange(p.size, dtype=p.dtype).reshape(p.shape), params)
+    moved = grads["block"] if nested else grads
+    state = {n: tx.update(moved[n], tx.init(branches[n]), branches[n])[1] for n in "ab"}
+    small = shrink(params, {group + n: alive[n] for n in "ab"}, groups, opt_state=state)
+    small_branches = small.variables["block"] if nested else small.variables
+    for n in "ab":
+        kept = np.flatnonzero(alive[n])
+        mu = small.opt_state[n][0].mu["kernel"]
+        np.testing.assert_array_equal(mu, np.take(np.asarray(state[n][0].mu["kernel"]), kept, 1))
+        # one more step: Adam acts per element, so the shrunk state's update is the
+        # shrunk update of the full state
+        again = {"kernel": 2 - moved[n]["kernel"]}
+        full, _ = tx.update(again, state[n], branches[n])
+        sliced = {"kernel": np.take(np.asarray(again["kernel"]), kept, 1)}
+        step, _ = tx.update(sliced, small.opt_state[n], small_branches[n])
+        np.testing.assert_allclose(step["kernel"], np.take(np.asarray(full["kernel"]), kept, 1))
+
+
+def test_a_per_module_optimizer_state_shaped_like_two_modules_is_an_error():
+    """States of modules alike in shape, kept in a list, not under the modules' names,
+    were each shrunk as the first module ('a'), though 'b' loses another channel."""
+    params, apply, alive, _ = _two_branches(nested=False)
+    groups = channel_groups(apply, params, jnp.ones((2, 4)))
+    state = [optax.sgd(0.1, momentum=0.9).init(params[n]) for n in "ab"]
+    with pytest.raises(ValueError) as error:
+        shrink(params, alive, groups, opt_state=state)
+    assert str(error.value) == (
+        "opt_state sub-tree '0/0/trace' {'kernel': (4, 3)} is shaped like the variables of "
+        "each of ['a', 'b'], which shrink narrows apart, so which one's state it is is "
+        "unknown; keep each module's state under the module's name (as "
+        "{'Dense_0': tx.init(params['Dense_0'])}) or re-initialize the optimizer"
+    )
+
+
 def test_an_optimizer_state_that_cannot_be_matched_is_an_error():
     x = jnp.ones((1, 4))
     variables = MLP.init(jax.random.key(0), x)
     groups = channel_groups(MLP, variables, x)
-    state = {"moments": {**variables["params"], "step": jnp.zeros(())}}
+    params = variables["params"]
+    # a module's moments beside a step: no sub-tree of the variables (the moments of a
+    # module alone are, and are shrunk)
+    state = {"moments": {**params, "layers_0": {**params["layers_0"], "step": jnp.zeros(())}}}
     match = "'moments/layers_0/bias' has the shape \\(3,\\) of 'params/layers_0/bias'"
     with pytest.raises(ValueError, match=match):
         shrink(variables, {"layers_0": [True, False, True]}, groups, opt_state=state)
