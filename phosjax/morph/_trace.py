@@ -570,6 +570,10 @@ class _Walker:
             zeros = set()
         single = ins[0] if len(ins) == 1 else None
         src = single.src if single is not None and moves else None
+        parts = [v.src for v in ins if v is not None and v.src is not None]
+        if name == "complex" and len(parts) == len(ins):
+            # a kernel of two leaves, ``lax.complex(wr, wi)``: each axis holds both's
+            src = [real | imag for real, imag in zip(*parts, strict=True)]
         present = [v for v in args if v is not None]
         if name == "mul":
             present = [_with_scales(v) for v in present]

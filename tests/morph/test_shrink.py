@@ -324,6 +324,29 @@ def test_a_kernel_cut_on_its_input_axis_prunes_its_outputs_exactly_or_pins_them(
         np.testing.assert_allclose(pruned, apply(mask(p, alive, groups), x), atol=1e-5)
 
 
+def test_a_complex_kernel_of_two_leaves_prunes_its_outputs_exactly():
+    """A kernel built as lax.complex(wr, wi) held no leaf to the trace, so its output
+    channels were no group (nothing to prune); each is both leaves' column now."""
+    keys = iter(jax.random.split(jax.random.key(0), 4))
+    x = jax.random.normal(next(keys), (3, 4))
+    p = {name: jax.random.normal(next(keys), (4, 6)) for name in ("wr", "wi")}
+    p["o"] = jax.random.normal(next(keys), (6, 2))
+
+    def apply(p, x):
+        h = x.astype(jnp.complex64) @ jax.lax.complex(p["wr"], p["wi"])
+        return jnp.abs(h) @ p["o"]
+
+    groups = channel_groups(apply, p, x)
+    [group] = groups.groups
+    assert {(m.path, m.axis) for m in group.sources("out")} == {("wr", 1), ("wi", 1)}
+    alive = {group.name: np.array([1, 0, 1, 1, 0, 1], bool)}
+    small = shrink(p, alive, groups).variables
+    assert jax.tree.map(jnp.shape, small) == {"wr": (4, 4), "wi": (4, 4), "o": (4, 2)}
+    masked = apply(mask(p, alive, groups), x)
+    assert not np.allclose(masked, apply(p, x), atol=1e-2)  # the dead channels mattered
+    np.testing.assert_allclose(apply(small, x), masked, atol=1e-6)
+
+
 @pytest.mark.parametrize(
     "op, reason",
     [
