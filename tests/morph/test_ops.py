@@ -41,6 +41,18 @@ ACTIVATIONS = {  # name: (activation, whether a dead channel stays zero through 
     "fft over rows, real part": (lambda h: jnp.fft.fft(h, axis=0).real, True),  # FNet's mixing
     "rfft then irfft over rows": (lambda h: jnp.fft.irfft(jnp.fft.rfft(h, axis=0), 3, 0), True),
     "power spectrum over rows": (lambda h: (_spectrum(h) * jnp.conj(_spectrum(h))).real, True),
+    # conj's zeros are the product's: a power spectrum's factor is zero with or without them
+    "cross spectrum of h + 1 and h over rows": (
+        lambda h: (_spectrum(h + 1) * jnp.conj(_spectrum(h))).real,
+        True,
+    ),
+    "fft over rows, imaginary part": (lambda h: jnp.fft.fft(h, axis=0).imag, True),
+    "int32 of h shifted left": (lambda h: (_int(h, "i4") << 2).astype(jnp.float32), True),
+    "int32 of h shifted right": (lambda h: (_int(h, "i4") >> 2).astype(jnp.float32), True),
+    "uint32 of h shifted right, logically": (
+        lambda h: jax.lax.shift_right_logical(_int(h, "u4"), jnp.uint32(2)).astype(jnp.float32),
+        True,
+    ),
     "abs(complex(h, 2h))": (lambda h: jnp.abs(jax.lax.complex(h, 2 * h)), True),
     "abs(complex(h, 1))": (lambda h: jnp.abs(jax.lax.complex(h, jnp.ones_like(h))), False),
     "fft times 1j over rows": (lambda h: jnp.fft.ifft(_spectrum(h) * 1j, axis=0).real, True),
@@ -60,6 +72,11 @@ ACTIVATIONS = {  # name: (activation, whether a dead channel stays zero through 
 
 def _spectrum(h):
     return jnp.fft.fft(h, axis=0)
+
+
+def _int(h, dtype):
+    """``|h|`` in sixteenths, rounded, as the integer ``dtype``: zero where ``h`` is."""
+    return jnp.round(jnp.abs(h) * 16).astype(dtype)
 
 
 def _bits(h, dtype):
@@ -84,7 +101,9 @@ def test_bitcasts_shifts_and_bessel_functions_follow_channels(name):
     lax.optimization_barrier, whose several operands failed with an internal zip error. A
     complex known operand (1j) warned (an error under -W error), read as a power's exponent;
     a power by one with an imaginary part was taken to keep a zero, but 0 ** (0.5+1j) is
-    NaN."""
+    NaN. Each op followed as keeping a zero has a row that keeps it only through that op
+    (shifts, conj, imag had none: a power spectrum's product is zero where its first
+    factor is, whatever conj gives)."""
     check_followed_where_zero_stays_zero(*ACTIVATIONS[name])
 
 
