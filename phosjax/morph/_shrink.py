@@ -209,7 +209,8 @@ def _shrink_state(
     path below it and of the same shape; `optax.MaskedNode` holds no leaf. Where
     prefixes that shrink it apart fit, the one whose last key is a key of the
     sub-tree's own path is taken (a state kept under its module's name), else the
-    shortest; if that leaves several, it is an error.
+    shortest; if that leaves several (modules of one name at two depths), it is an
+    error.
     """
     collections = variables.items() if isinstance(variables, Mapping) else ()
     references = [
@@ -256,7 +257,8 @@ def _shrink_state(
 
         def rank(prefix: str) -> tuple[bool, int]:
             parts = prefix.rstrip("/").split("/") if prefix else []
-            return (not parts or parts[-1] not in keys, len(parts))
+            named = bool(parts) and parts[-1] in keys
+            return (not named, 0 if named else len(parts))  # names tie at any depth
 
         fitting = prefixes_of(node)
         best = min(map(rank, fitting))

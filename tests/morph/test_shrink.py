@@ -1161,6 +1161,31 @@ def test_a_per_module_optimizer_state_shaped_like_two_modules_is_an_error():
     )
 
 
+def test_a_state_under_a_name_two_modules_alike_in_shape_share_is_an_error():
+    """A state kept under 'a', shaped like both module 'a' and module 'block/a', which
+    shrink apart, was taken for the shallower one (it may be block/a's)."""
+    w = jax.random.normal(jax.random.key(0), (4, 3))
+    params = {
+        "a": {"kernel": w},
+        "block": {"a": {"kernel": w}},
+        "out": {"kernel": jnp.ones((6, 2))},
+    }
+
+    def apply(p, x):
+        hidden = [jax.nn.relu(x @ held["a"]["kernel"]) for held in (p, p["block"])]
+        return jnp.concatenate(hidden, -1) @ p["out"]["kernel"]
+
+    groups = channel_groups(apply, params, jnp.ones((2, 4)))
+    alive = {"a": np.array([False, True, True]), "block/a": np.array([True, True, False])}
+    state = {"a": optax.sgd(0.1, momentum=0.9).init(params["block"]["a"])}
+    with pytest.raises(ValueError) as error:
+        shrink(params, alive, groups, opt_state=state)
+    assert str(error.value).startswith(
+        "opt_state sub-tree 'a/0/trace' {'kernel': (4, 3)} is shaped like the variables of "
+        "each of ['a', 'block/a'], which shrink narrows apart"
+    )
+
+
 def test_an_optimizer_state_that_cannot_be_matched_is_an_error():
     x = jnp.ones((1, 4))
     variables = MLP.init(jax.random.key(0), x)
