@@ -4,6 +4,7 @@ import ast
 import importlib
 import inspect
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -176,6 +177,26 @@ def test_every_public_function_and_method_annotates_its_arguments_and_return(nam
 PACKAGES_WITHOUT_EXAMPLE = {
     "phosjax.bench.view": "a web server: its docstring gives the command that starts it",
 }
+
+
+PACKAGES_WITH_NAMED_EXPORTS = ("phosjax", "phosjax.core")
+
+
+@pytest.mark.parametrize("name", PACKAGES_WITH_NAMED_EXPORTS)
+def test_every_public_name_is_named_in_the_docs_or_its_package_docstring(name):
+    """A reader finds a public name in the README, docs/*.md or ``help(package)``; one
+    that phosjax re-exports may be named in its subpackage's docstring instead."""
+    root = pathlib.Path(__file__).resolve().parent.parent
+    paths = [root / "README.md", *root.glob("docs/*.md")]
+    docs = [path.read_text(encoding="utf-8") for path in paths]
+    package = importlib.import_module(name)
+    missing = []
+    for attr in package.__all__:
+        home = px._EXPORTS.get(attr, name) if package is px else name
+        texts = [*docs, package.__doc__ or "", importlib.import_module(home).__doc__ or ""]
+        if not any(re.search(rf"\b{attr}\b", text) for text in texts):
+            missing.append(attr)
+    assert not missing, f"{name}: named in no doc nor docstring: {', '.join(missing)}"
 
 
 @pytest.mark.parametrize("name", PACKAGES_WITH_EXAMPLES)
