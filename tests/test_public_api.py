@@ -179,7 +179,7 @@ PACKAGES_WITHOUT_EXAMPLE = {
 }
 
 
-PACKAGES_WITH_NAMED_EXPORTS = ("phosjax", "phosjax.core", "phosjax.models")
+PACKAGES_WITH_NAMED_EXPORTS = ("phosjax", "phosjax.core", "phosjax.models", "phosjax.morph")
 
 
 @pytest.mark.parametrize("name", PACKAGES_WITH_NAMED_EXPORTS)
