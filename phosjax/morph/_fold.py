@@ -400,8 +400,12 @@ def fold(
       TypeError: ``model`` is not a Flax module (a bare ``apply`` function): fold
         watches the inputs of its ``nn.Dense`` and ``nn.Conv`` layers; or no ``args``
         nor ``kwargs`` were given and the model cannot run without them.
+      KeyError: a group member's leaf (e.g. a batch statistic, when only params are
+        given) is not in ``variables``; the message names it.
       ValueError: the model cannot read ``variables`` (another model's, or params
-        without their collection) or an input has another shape than they were made for.
+        without their collection), a member's leaf has another width than traced (the
+        leaf, the group and both lengths named) or an input has another shape than they
+        were made for.
       ValueError: two leaves of ``variables`` have one path (``['a']['b']`` and
         ``['a/b']``: keys holding ``/``); the message names both.
 
