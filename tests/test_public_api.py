@@ -179,7 +179,13 @@ PACKAGES_WITHOUT_EXAMPLE = {
 }
 
 
-PACKAGES_WITH_NAMED_EXPORTS = ("phosjax", "phosjax.core", "phosjax.models", "phosjax.morph")
+PACKAGES_WITH_NAMED_EXPORTS = (
+    "phosjax",
+    "phosjax.core",
+    "phosjax.models",
+    "phosjax.morph",
+    "phosjax.train",
+)
 
 
 @pytest.mark.parametrize("name", PACKAGES_WITH_NAMED_EXPORTS)
