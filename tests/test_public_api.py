@@ -185,6 +185,8 @@ PACKAGES_WITH_NAMED_EXPORTS = (
     "phosjax.models",
     "phosjax.morph",
     "phosjax.train",
+    "phosjax.bench",
+    "phosjax.layers",
 )
 
 

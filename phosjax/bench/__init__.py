@@ -4,7 +4,10 @@
 the grid, trains it with `phosjax.train`, and writes tidy Parquet results, checkpoints,
 blurbs and a profile under ``--dir`` (see `phosjax.bench._layout` and docs/results.md).
 Its names load on first use, so the viewer (``phosjax.bench.view``) starts without jax.
-From Python, `run` plans and trains a config into a folder, `plan` plans it alone.
+From Python, `run` plans and trains a config into a folder, `plan` plans it alone: a `Plan`
+of `PlannedGroup` values, each of `PlannedCell` values. `load_config` reads a
+`BenchConfig` (its models `ModelEntry` values, its grid a `Grid`) from YAML; bad input is
+a `BenchError`, whose message says what is right.
 
 Example:
   >>> from phosjax.bench import BenchConfig, plan
