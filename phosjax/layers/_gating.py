@@ -34,9 +34,12 @@ class GLU(CheckedFields):
     Examples:
       >>> import jax, jax.numpy as jnp
       >>> from phosjax.layers import GLU
-      >>> x = jnp.ones((2, 3)); variables = GLU(5).init(jax.random.key(0), x)
-      >>> GLU(5).apply(variables, x).shape
-      (2, 5)
+      >>> x = jnp.array([[1.0, 2.0]]); variables = GLU(1).init(jax.random.key(0), x)
+      >>> variables["params"]["proj"]["kernel"].shape  # the Dense(2 * features)
+      (2, 2)
+      >>> identity = {"params": {"proj": {"kernel": jnp.eye(2), "bias": jnp.zeros(2)}}}
+      >>> GLU(1).apply(identity, x).tolist()  # a = 1, b = 2: 1 * sigmoid(2)
+      [[0.8807970285415649]]
     """
 
     features: int | None = None

@@ -142,11 +142,14 @@ class LipschitzDense(CheckedFields):
     Examples:
       >>> import jax, jax.numpy as jnp, phosjax as px
       >>> from phosjax.layers import LipschitzDense
-      >>> layer, x = LipschitzDense(3), jnp.ones((2, 4))
+      >>> layer, x = LipschitzDense(2), jnp.array([[1.0, 1.0]])
       >>> variables = layer.init(jax.random.key(0), x)
-      >>> y = px.tweak(layer, variables, x, {"bound": 0.5})
-      >>> y.shape
-      (2, 3)
+      >>> kernel = jnp.array([[4.0, 0.0], [0.0, 1.0]])  # its largest singular value: 4
+      >>> variables = {**variables, "params": {"kernel": kernel, "bias": jnp.zeros(2)}}
+      >>> layer.apply(variables, x).tolist()  # the kernel divided by 4: bound 1
+      [[1.0, 0.25]]
+      >>> px.tweak(layer, variables, x, {"bound": 8.0}).tolist()  # within 8: kept as is
+      [[4.0, 1.0]]
     """
 
     features: int
