@@ -138,7 +138,12 @@ class Range:
         return inside
 
     def contains(self, value: Any) -> bool:
-        """Whether every entry of ``value`` (concrete: a number or an array) is in range."""
+        """Whether every entry of ``value`` (concrete: a number or an array) is in range.
+
+        Examples:
+          >>> Range(gt=0, le=1).contains([0.5, 1.0]), Range(gt=0, le=1).contains(0.0)
+          (True, False)
+        """
         return bool(np.all(self.mask(np.asarray(value, dtype=float))))
 
 
