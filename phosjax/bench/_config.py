@@ -211,7 +211,14 @@ class ModelEntry:
 
     @classmethod
     def parse(cls, entry: "str | Mapping[str, Any] | ModelEntry") -> "ModelEntry":
-        """A `ModelEntry` from a name, a mapping with its fields, or an entry."""
+        """A `ModelEntry` from a name, a mapping with its fields, or an entry.
+
+        Examples:
+          >>> ModelEntry.parse("mlp")
+          ModelEntry(name='mlp', depth=None, width=None, options={})
+          >>> ModelEntry.parse({"name": "mlp", "width": 64}).width
+          64
+        """
         if isinstance(entry, ModelEntry):
             return entry
         if isinstance(entry, str):
