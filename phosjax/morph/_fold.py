@@ -33,7 +33,7 @@ from phosjax.morph._shrink import masked, numbers_in
 
 @dataclasses.dataclass(frozen=True)
 class Folded:
-    """The result of `fold`.
+    """What `fold` returns: the folded variables and the channels to keep.
 
     Attributes:
       variables: the variables with the dead channels zeroed (as `mask` does) and their

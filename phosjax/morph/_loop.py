@@ -164,7 +164,7 @@ def _number_error(name: str, value: Any, owner: str = "MorphConfig.") -> str | N
 
 @dataclasses.dataclass(frozen=True)
 class MorphConfig:
-    """What `run` does.
+    """The settings of a MorphNet `run`: start model, data, rounds, training, cost.
 
     Attributes:
       model: the starting `ModelConfig` (its cost is the budget).

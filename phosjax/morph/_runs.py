@@ -21,7 +21,7 @@ from phosjax.morph._loop import (
 
 
 def read_runs(*directories: str | os.PathLike) -> pd.DataFrame:
-    """The rows of the morph runs in `directories` (as `run` writes them) in one frame.
+    """The rows of the morph runs in ``directories`` (as `run` writes them) in one frame.
 
     ``pd.concat`` of runs' ``iterations.parquet`` keeps their ``attrs`` (the config) only
     where every run's is equal, and drops them without a word otherwise. Here each row

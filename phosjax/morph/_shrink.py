@@ -25,7 +25,7 @@ from phosjax.morph._groups import (
 
 @dataclasses.dataclass(frozen=True)
 class Shrunk:
-    """The result of `shrink`.
+    """What `shrink` returns: the narrower variables, optimizer state, widths and config.
 
     Attributes:
       variables: the variables without the dead channels.
