@@ -325,6 +325,10 @@ def has_convs(fn: Callable[..., Any], *args: Any) -> bool:
     Examples:
       >>> has_convs(jnp.tanh, jnp.ones(3))
       False
+      >>> conv = lambda x, k: lax.conv_general_dilated(x, k, (1,), "SAME")
+      >>> x, k = jax.ShapeDtypeStruct((2, 3, 8), "float32"), jnp.ones((4, 3, 3))
+      >>> has_convs(conv, x, k)  # traced alone: x holds no values
+      True
     """
     return _has_conv(jax.make_jaxpr(fn)(*args).jaxpr)
 
