@@ -3,14 +3,15 @@
 A module names values with `tag`, declares knobs with `knob` (a `Knob` each, listed by
 `knobs`; `with_knobs` adds the missing ones at their defaults), raises losses with
 `aux_loss` and weighs branches with `path_weight` (`current_path_weight` reads the
-product). They live in the Flax collections ``INTERMEDIATES``, ``KNOBS``, ``AUX_LOSS``,
-``PATH_WEIGHTS``, ``PERTURBATIONS``, ``INJECTIONS``, ``BLURB`` and ``CONSTANTS`` name;
-``TRANSIENT`` lists those that live only during one call. `aux_losses_raised` and
-`path_weights_opened`, then `check_aux_losses_kept` and `check_path_weights_kept`, catch
-what a lifted transform dropped. `blurb` summarizes a model in a `Blurb` of
-`ModuleBlurb` (with `KnobValue` and `ArraySpec` entries); `tag_shapes` gives the shapes
-of the tagged values; `compile_selector` turns a selector into a regular expression,
-`flatten` and `unflatten` turn trees into ``{path: value}`` and back.
+product). The Flax collections phosjax uses are named by ``INTERMEDIATES`` (the tags),
+``KNOBS``, ``AUX_LOSS``, ``PATH_WEIGHTS``, ``PERTURBATIONS`` (`grad_of`), ``INJECTIONS``
+(`inject`), ``BLURB`` (`note`) and ``CONSTANTS``; ``TRANSIENT`` lists those that live only
+during one call. `aux_losses_raised` and `path_weights_opened`, then
+`check_aux_losses_kept` and `check_path_weights_kept`, catch what a lifted transform
+dropped. `blurb` summarizes a model in a `Blurb` of `ModuleBlurb` (with `KnobValue` and
+`ArraySpec` entries); `tag_shapes` gives the shapes of the tagged values;
+`compile_selector` turns a selector into a regular expression, `flatten` and `unflatten`
+turn trees into ``{path: value}`` and back.
 
 Example:
   >>> import flax.linen as nn, jax, jax.numpy as jnp, phosjax as px
