@@ -847,7 +847,9 @@ class Dropout(nn.Dropout):
     """`flax.linen.Dropout` dividing the kept values by ``1 - rate`` in float32 at least,
     then rounding once to the input's dtype: Flax's divides a bfloat16 input by ``1 - rate``
     rounded to bfloat16 (0.9 as 0.8984), so the kept values were 0.17% too large on
-    average and the expectation biased. Its masks are Flax's (one key, one mask).
+    average and the expectation biased. Its masks are Flax's (one key, one mask), and it
+    is one call of the module, as Flax's (`flax.linen.intercept_methods`, and so
+    `phosjax.core.blurb`, see its input and output, not a float32 call inside).
 
     Examples:
       >>> x = jnp.full((1, 4), 3.0, jnp.bfloat16); key = jax.random.key(0)
@@ -855,14 +857,16 @@ class Dropout(nn.Dropout):
       [[3.328125, 3.328125, 3.328125, 3.328125]]
     """
 
+    @nn.compact
     def __call__(
         self, inputs: Any, deterministic: bool | None = None, rng: jax.Array | None = None
     ) -> Any:
+        flax_call = inspect.unwrap(nn.Dropout.__call__)  # not a second call, nested in this
         dtype = jnp.result_type(inputs)
         if not jnp.issubdtype(dtype, jnp.floating):
-            return super().__call__(inputs, deterministic, rng)
+            return flax_call(self, inputs, deterministic, rng)
         wide = jnp.asarray(inputs).astype(at_least_float32(dtype))
-        return super().__call__(wide, deterministic, rng).astype(dtype)
+        return flax_call(self, wide, deterministic, rng).astype(dtype)
 
 
 def is_float_dtype(value: Any) -> bool:

@@ -13,7 +13,7 @@ from flax import nnx
 
 import phosjax.core as px
 from phosjax import layers as L
-from phosjax.layers._common import train_args
+from phosjax.layers._common import Dropout, train_args
 
 
 def test_choice_huge_temperature_gives_uniform_weights(key):
@@ -255,6 +255,16 @@ def test_drop_path_scales_bfloat16_by_the_exact_keep_rate_rounding_once(key):
     np.testing.assert_array_equal(out[kept], exact[kept].astype(jnp.bfloat16))
     expectation = 0.9 * np.asarray(out[kept], np.float64) / np.asarray(x[kept], np.float64)
     assert abs(expectation.mean() - 1) < 2e-4  # rounding alone: ~3e-5
+
+
+def test_the_blurb_of_a_bfloat16_dropout_shows_its_bfloat16_output(key):
+    """Dropout (TransformerBlock's, the frame's) ran Flax's call nested in its own, on
+    the input cast to float32: the blurb, which keeps a module's first call to end,
+    showed that one's float32 output."""
+    layer, x = L.Sequence([Dropout(0.1)]), jnp.ones((2, 4), jnp.bfloat16)
+    rngs = {"dropout": key}
+    summary = px.blurb(layer, {}, x, measure_latency=False, flops=False, train=True, rngs=rngs)
+    assert summary["layers_0"].outputs == {"": px.ArraySpec((2, 4), "bfloat16")}
 
 
 @pytest.mark.parametrize("rate", [0.0, 0.5])
