@@ -22,13 +22,23 @@ SPLIT = {
 pytestmark = [pytest.mark.slow, pytest.mark.multiprocess]
 
 
-def launch(roots: Path | list[Path], changes: list[dict], **env: str) -> list[tuple[int, str]]:
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory) -> Path:
+    """The module's compilation cache: a worker loads the programs that an earlier run of
+    the module compiled (the same in each test that trains), about 1 s of CPU less."""
+    return tmp_path_factory.mktemp("compiled")
+
+
+def launch(
+    compiled: Path, roots: Path | list[Path], changes: list[dict], **env: str
+) -> list[tuple[int, str]]:
     """Runs one worker per entry of ``changes`` (its config's changes) on ``roots`` (one
     bench, or several run one after the other by the same workers), with ``env`` in their
-    environment (see `tests.bench.multiprocess_worker`); their exit codes and logs."""
+    environment (see `tests.bench.multiprocess_worker`) and the cache ``compiled``; their
+    exit codes and logs."""
     roots = [roots] if isinstance(roots, Path) else roots
-    env |= {  # later runs of a test reuse the programs the first compiled
-        "JAX_COMPILATION_CACHE_DIR": str(roots[0].parent / "compiled"),
+    env |= {
+        "JAX_COMPILATION_CACHE_DIR": str(compiled),
         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
     }
     args = [[os.pathsep.join(map(str, roots)), json.dumps(c)] for c in changes]
@@ -45,15 +55,15 @@ def frame(root: Path) -> pd.DataFrame:
     return results.sort_values(["cell_id", "step", "split"], ignore_index=True)
 
 
-def test_killed_mid_group_then_resumed_matches_an_uninterrupted_run(tmp_path):
+def test_killed_mid_group_then_resumed_matches_an_uninterrupted_run(tmp_path, compiled):
     killed, whole = tmp_path / "killed", tmp_path / "whole"
-    outcomes = launch(killed, [SPLIT, SPLIT], STOP_AFTER_SAVE="6")
+    outcomes = launch(compiled, killed, [SPLIT, SPLIT], STOP_AFTER_SAVE="6")
     assert [code for code, _ in outcomes] == [3, 3], outcomes
     saved = sorted(p.parent.suffix for p in (killed / _layout.CHECKPOINTS).glob("*/*"))
     assert saved == [".p0of2", ".p1of2"]  # each process its own
     assert frame(killed).step.max() == 6
     # the same command, then (in the same processes: one launch less) an uninterrupted run
-    succeeded(launch([killed, whole], [SPLIT, SPLIT]))
+    succeeded(launch(compiled, [killed, whole], [SPLIT, SPLIT]))
     resumed = frame(killed)
     assert not resumed.duplicated(["cell_id", "step", "split"]).any()
     assert set(resumed.cell_id) == set(pd.read_parquet(killed / _layout.CELLS).cell_id)
@@ -61,11 +71,15 @@ def test_killed_mid_group_then_resumed_matches_an_uninterrupted_run(tmp_path):
     assert list(killed.rglob(".tmp*")) == []
 
 
-def test_a_process_without_cells_waits_for_the_other_so_their_shutdown_does_not_fail(tmp_path):
+def test_a_process_without_cells_waits_for_the_other_so_their_shutdown_does_not_fail(
+    tmp_path, compiled
+):
     """Nor does it hold the other up: all its rows, one status (one pair of processes
     checks both; each pair costs seconds)."""
     one_cell = {"models": MLP, "seeds": 1}  # process 1: no cell; process 0: 3 s of saves
-    outcomes = launch(tmp_path, [one_cell, one_cell], SHUTDOWN_TIMEOUT_S="2", SLOW_SAVE_S="1.5")
+    outcomes = launch(
+        compiled, tmp_path, [one_cell, one_cell], SHUTDOWN_TIMEOUT_S="2", SLOW_SAVE_S="1.5"
+    )
     succeeded(outcomes)  # process 1 at the shutdown barrier 3 s early: both aborted
     printed = [[row for row in log.splitlines() if row.startswith("rows ")] for _, log in outcomes]
     assert printed == [["rows 14"], ["rows 14"]]  # gloo may print after it
@@ -76,18 +90,18 @@ def test_a_process_without_cells_waits_for_the_other_so_their_shutdown_does_not_
     assert [p.name for p in tmp_path.glob("status*")] == ["status.p0of2.json"]
 
 
-def test_a_process_whose_training_fails_stops_the_other_once_it_is_done(tmp_path):
+def test_a_process_whose_training_fails_stops_the_other_once_it_is_done(tmp_path, compiled):
     env = {"SHUTDOWN_TIMEOUT_S": "2", "SLOW_SAVE_S": "1.5", "FAIL_TRAINING_IN": "1"}
-    process_0, process_1 = launch(tmp_path, [SPLIT, SPLIT], **env)
+    process_0, process_1 = launch(compiled, tmp_path, [SPLIT, SPLIT], **env)
     assert process_1[0] == 1 and "RuntimeError: training failed" in process_1[1], process_1[1]
     assert process_0[0] == 2, process_0[1][-3000:]
     assert "BenchError: process 1 could not train its share of the bench" in process_0[1]
     assert frame(tmp_path).step.max() == 12  # process 0 trained its share whole
 
 
-def test_processes_given_different_configs_write_nothing(tmp_path):
+def test_processes_given_different_configs_write_nothing(tmp_path, compiled):
     other = {**SPLIT, "seeds": 2}
-    outcomes = launch(tmp_path / "b", [SPLIT, other])
+    outcomes = launch(compiled, tmp_path / "b", [SPLIT, other])
     for code, log in outcomes:
         assert code == 2, log[-3000:]
         assert "BenchError: the 2 processes sharing this bench were given different" in log
@@ -95,8 +109,8 @@ def test_processes_given_different_configs_write_nothing(tmp_path):
     assert not (tmp_path / "b").exists()
 
 
-def test_a_process_that_cannot_plan_stops_the_other_too(tmp_path):
-    process_0, process_1 = launch(tmp_path / "b", [SPLIT, SPLIT], FEW_EXAMPLES_IN="1")
+def test_a_process_that_cannot_plan_stops_the_other_too(tmp_path, compiled):
+    process_0, process_1 = launch(compiled, tmp_path / "b", [SPLIT, SPLIT], FEW_EXAMPLES_IN="1")
     assert process_1[0] == 2, process_1[1][-3000:]
     assert (
         "BenchError: grid.batch_size=16 is larger than the train split of data set 'toy'"
@@ -107,8 +121,8 @@ def test_a_process_that_cannot_plan_stops_the_other_too(tmp_path):
     assert not (tmp_path / "b").exists()
 
 
-def test_process_0_failing_to_write_the_metadata_stops_the_other_too(tmp_path):
-    process_0, process_1 = launch(tmp_path / "b", [SPLIT, SPLIT], FULL_DISK="1")
+def test_process_0_failing_to_write_the_metadata_stops_the_other_too(tmp_path, compiled):
+    process_0, process_1 = launch(compiled, tmp_path / "b", [SPLIT, SPLIT], FULL_DISK="1")
     assert process_0[0] == 1 and "No space left on device" in process_0[1], process_0[1]
     assert process_1[0] == 2, process_1[1][-3000:]
     assert "BenchError: process 0 could not write the bench's metadata" in process_1[1]
