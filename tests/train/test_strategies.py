@@ -286,28 +286,44 @@ def test_loss_adds_task_aux_and_each_cells_regularizers(runs, toy):
         np.testing.assert_allclose(train["regularizer"][i, 0], expected, rtol=1e-4)
 
 
-def test_stepwise_compiles_two_programs_for_any_number_of_steps(toy):
-    """ "stepwise" compiles `STEPWISE_UNROLL` steps of one cell, unrolled (no scan over
-    the steps: XLA:CPU keeps its fast convolutions), and one step for an odd remainder,
-    whatever the chunk lengths; the metrics of every step come back ``(cells, steps)``."""
+STEPWISE_KEY = "test-stepwise"
+"""Names the programs of `stepwise`'s runs, which the unroll test's runs reuse."""
+
+
+@pytest.fixture(scope="module")
+def stepwise(toy):
+    """ "stepwise" steps of `CELLS[:2]` in chunks of 3, 5, 1 and 4 (from a fresh state):
+    each chunk's ``loss`` shape, the steps the state reached, and the programs kept for the
+    key, with how often each compiled, taken before another test adds programs to it."""
     [group] = plan_groups(CELLS[:2])
     executor = Executor("stepwise", 2)
-    key = ("test-stepwise", group.signature())
+    key = (STEPWISE_KEY, group.signature())
     state = executor.put_state(init_group(group, toy))
     data = executor.put_data(device_arrays(toy))
     make_step = functools.partial(make_train_step, group.model.build(), group.hparams)
+    shapes = []
     for steps in (3, 5, 1, 4):
         state, metrics = executor.run_steps(key, make_step, state, data, steps)
-        assert metrics["loss"].shape == (2, steps)
-    assert jax.device_get(state.step).tolist() == [13, 13]
-    lifted = {k[0][1]: v for k, v in _LIFTED.items() if k[0][0] == key}
-    assert sorted(lifted) == [1, STEPWISE_UNROLL]
-    assert all(k[1] == "stepwise" for k in _LIFTED if k[0][0] == key)
-    assert [len(program.compiled) for program in lifted.values()] == [1, 1]
+        shapes.append(metrics["loss"].shape)
+    kept = {k: len(v.compiled) for k, v in _LIFTED.items() if k[0][0] == key}
+    return shapes, jax.device_get(state.step).tolist(), kept
 
 
-def test_stepwise_gives_the_same_numbers_for_any_steps_per_dispatch(toy):
-    """Unrolling more steps per dispatch changes the program, not the numbers."""
+def test_stepwise_compiles_two_programs_for_any_number_of_steps(stepwise):
+    """ "stepwise" compiles `STEPWISE_UNROLL` steps of one cell, unrolled (no scan over
+    the steps: XLA:CPU keeps its fast convolutions), and one step for an odd remainder,
+    whatever the chunk lengths; the metrics of every step come back ``(cells, steps)``."""
+    shapes, steps, kept = stepwise
+    assert shapes == [(2, 3), (2, 5), (2, 1), (2, 4)]
+    assert steps == [13, 13]
+    assert sorted(k[0][1] for k in kept) == [1, STEPWISE_UNROLL]
+    assert all(k[1] == "stepwise" for k in kept)
+    assert list(kept.values()) == [1, 1]
+
+
+def test_stepwise_gives_the_same_numbers_for_any_steps_per_dispatch(toy, stepwise):
+    """Unrolling more steps per dispatch changes the program, not the numbers. (The
+    programs of one and of `STEPWISE_UNROLL` steps are `stepwise`'s, compiled once.)"""
     [group] = plan_groups(CELLS[:2])
     make_step = functools.partial(make_train_step, group.model.build(), group.hparams)
     out = {}
@@ -315,7 +331,7 @@ def test_stepwise_gives_the_same_numbers_for_any_steps_per_dispatch(toy):
         executor = Executor("stepwise", 2, unroll=unroll)
         state = executor.put_state(init_group(group, toy))
         data = executor.put_data(device_arrays(toy))
-        key = ("test-unroll", group.signature())
+        key = (STEPWISE_KEY, group.signature())
         out[unroll] = jax.device_get(executor.run_steps(key, make_step, state, data, 7))
     for unroll in (2, 3):
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, **TOL), out[unroll], out[1])
