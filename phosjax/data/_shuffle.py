@@ -10,6 +10,7 @@ again while the value lies outside). It costs ``O(len(positions))`` and needs no
 
 from __future__ import annotations
 
+import functools
 import operator
 
 import jax
@@ -48,13 +49,14 @@ def _feistel(x: jax.Array, round_keys: list[jax.Array], half: int) -> jax.Array:
     return (left << half) | right
 
 
-def _round_keys(words: jax.Array, salt: jax.Array | int) -> list[jax.Array]:
-    """`ROUNDS` 32-bit round keys hashed from the key's data ``words`` and ``salt``.
+def _round_keys(words: jax.Array, salt_word: jax.Array) -> list[jax.Array]:
+    """`ROUNDS` 32-bit round keys hashed from the key's data ``words`` and the salt's
+    uint32 ``salt_word`` (`_salt_word`).
 
     Integer hashing only: `jax.random` would run threefry, which XLA:CPU compiles into a
     loop, several microseconds per call, inside every train step.
     """
-    mixed = _hash(_salt_word(salt) ^ jnp.uint32(0x9E3779B9))
+    mixed = _hash(salt_word ^ jnp.uint32(0x9E3779B9))
     for word in words:
         mixed = _hash(mixed ^ word)
     return [_hash(mixed ^ jnp.uint32((0x85EBCA6B * (i + 1)) & 0xFFFFFFFF)) for i in range(ROUNDS)]
@@ -195,8 +197,18 @@ def shuffled_positions(
 def permuted(words: jax.Array, positions: jax.Array, n: int, salt: jax.Array | int) -> jax.Array:
     """`shuffled_positions` of arguments its caller has checked, the key given as its
     ``words`` (`key_words`)."""
+    positions = jnp.asarray(positions)
+    if positions.dtype.itemsize < 4:  # n would wrap in a narrower dtype (1000 in int8: -24)
+        positions = positions.astype(jnp.int32)
+    return _walked(words, positions, n, _salt_word(salt))
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _walked(words: jax.Array, positions: jax.Array, n: int, salt_word: jax.Array) -> jax.Array:
+    """`permuted` of int32 (or wider) ``positions`` and the salt as its uint32 word. Jitted:
+    called eagerly, its loop was compiled anew at every call (0.3 s+ each)."""
     half = _half_bits(n)
-    round_keys = _round_keys(words, salt)
+    round_keys = _round_keys(words, salt_word)
     bound = jnp.uint32(n)
 
     def outside(x: jax.Array) -> jax.Array:
@@ -205,9 +217,6 @@ def permuted(words: jax.Array, positions: jax.Array, n: int, salt: jax.Array | i
     def walk(x: jax.Array) -> jax.Array:
         return jnp.where(x >= bound, _feistel(x, round_keys, half), x)
 
-    positions = jnp.asarray(positions)
-    if positions.dtype.itemsize < 4:  # n would wrap in a narrower dtype (1000 in int8: -24)
-        positions = positions.astype(jnp.int32)
     # In [0, n), the walk ends: it meets a value below n at the latest back at its start.
     inside = jnp.remainder(positions, n).astype(jnp.uint32)
     start = _feistel(inside, round_keys, half)

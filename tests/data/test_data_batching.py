@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from phosjax.data import batch_indices, shuffled_positions, take_batch
+from tests.compiles import compiles_seen
 
 
 def _epoch(key, epoch, num_examples, batch_size):
@@ -52,6 +53,21 @@ def test_jit_and_vmap_over_keys_match_separate_calls():
     jitted = jax.jit(batch_indices, static_argnums=(2, 3))
     np.testing.assert_array_equal(jitted(keys[0], step, 20, 6), separate[0])
     assert len({tuple(row) for row in separate.tolist()}) == 4
+
+
+def test_eager_calls_compile_the_walk_once_not_at_every_call(key):
+    """Called eagerly, batch_indices and shuffled_positions compiled their loop anew at
+    every call (0.3 s+ each): drawing an epoch's batches took seconds."""
+    first = batch_indices(key, 0, 32, 8)
+    shuffled_positions(key, jnp.arange(5), 32)
+    with compiles_seen() as compiled:
+        later = [batch_indices(key, step, 32, 8) for step in (1, 5)]
+        salted = shuffled_positions(key, jnp.arange(5), 32, salt=3)
+    assert compiled == []
+    np.testing.assert_array_equal(later[0], _epoch(key, 0, 32, 8)[8:16])
+    np.testing.assert_array_equal(later[1], _epoch(key, 1, 32, 8)[8:16])
+    np.testing.assert_array_equal(salted, _epoch(key, 3, 32, 32)[:5])
+    assert not np.array_equal(first, later[0])
 
 
 def test_take_batch_gathers_matching_rows(key):
