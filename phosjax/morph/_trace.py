@@ -572,8 +572,9 @@ class _Walker:
         src = single.src if single is not None and moves else None
         parts = [v.src for v in ins if v is not None and v.src is not None]
         if name == "complex" and len(parts) == len(ins):
-            # a kernel of two leaves, ``lax.complex(wr, wi)``: each axis holds both's
-            src = [real | imag for real, imag in zip(*parts, strict=True)]
+            # a kernel of two leaves, ``lax.complex(wr, wi)``: an axis holds both's, or
+            # none where a part holds none (`mask` would zero the other's slice alone)
+            src = [a | b if a and b else NO_SOURCE for a, b in zip(*parts, strict=True)]
         present = [v for v in args if v is not None]
         if name == "mul":
             present = [_with_scales(v) for v in present]

@@ -348,6 +348,27 @@ def test_a_complex_kernel_of_two_leaves_prunes_its_outputs_exactly():
 
 
 @pytest.mark.parametrize(
+    "imaginary, shape",
+    [(lambda wi: jnp.broadcast_to(wi, (4, 6)), (4, 1)), (lambda wi: wi.reshape(4, 6), (24,))],
+    ids=["broadcast along the channels", "reshaped"],
+)
+def test_a_complex_kernel_whose_imaginary_part_holds_no_channel_is_no_group(imaginary, shape):
+    """lax.complex(wr, wi) was taken to hold wr's column wherever wr did, though wi held
+    none there (broadcast along the channels, or reshaped): mask zeroed wr's column alone,
+    so the channel was not dead, yet shrink removed it (pruned 3 to 5 off masked)."""
+    keys = iter(jax.random.split(jax.random.key(0), 4))
+    x = jax.random.normal(next(keys), (3, 4))
+    p = {"wr": jax.random.normal(next(keys), (4, 6)), "wi": jax.random.normal(next(keys), shape)}
+    p["o"] = jax.random.normal(next(keys), (6, 2))
+
+    def apply(p, x):
+        h = x.astype(jnp.complex64) @ jax.lax.complex(p["wr"], imaginary(p["wi"]))
+        return jnp.abs(h) @ p["o"]
+
+    assert channel_groups(apply, p, x).names == ()
+
+
+@pytest.mark.parametrize(
     "op, reason",
     [
         (lambda h: jnp.flip(h, axis=-1), "^rev.* reverses this axis"),
