@@ -207,10 +207,10 @@ def _shrink_state(
     A sub-tree is variables-like when each of its leaves is a leaf of ``variables``
     under one prefix (none, a collection, a module: a per-module state) at the same
     path below it and of the same shape; `optax.MaskedNode` holds no leaf. Where
-    prefixes that shrink it apart fit, the one whose last key is a key of the
-    sub-tree's own path is taken (a state kept under its module's name), else the
-    shortest; if that leaves several (modules of one name at two depths), it is an
-    error.
+    prefixes that shrink it apart fit, the one with most of its last keys on the
+    sub-tree's own path is taken (a state kept under its module's path), else the
+    shortest; if that leaves several (``a`` and ``block/a`` for a state under ``a``),
+    it is an error.
     """
     collections = variables.items() if isinstance(variables, Mapping) else ()
     references = [
@@ -218,6 +218,11 @@ def _shrink_state(
         for prefix, tree in [("", variables), *((f"{k}/", v) for k, v in collections)]
     ]
     shapes = references[0][1]
+    prefixes: dict[str, list[str]] = {}  # {the keys ending a leaf's path: what precede them}
+    for path in shapes:
+        keys = path.split("/")
+        for k in range(len(keys)):
+            prefixes.setdefault("/".join(keys[k:]), []).append("".join(f"{p}/" for p in keys[:k]))
     changed = {path for (path, _), positions in dead.items() if positions.any()}
     watched = [
         (path, prefix + path, shape)
@@ -233,14 +238,7 @@ def _shrink_state(
             found = leaf_shapes(node, "shrink")
         except ValueError:  # two leaves of one path: no sub-tree of the variables
             return []
-        first = next(iter(found), None)
-        if first is None:
-            return []
-        fitting = [
-            path[: len(path) - len(first)]
-            for path in shapes
-            if path == first or path.endswith(f"/{first}")
-        ]
+        fitting = prefixes.get(next(iter(found), ""), [])
         return [p for p in fitting if all(shapes.get(p + q) == s for q, s in found.items())]
 
     def cut(prefix: str, node: Any) -> list[tuple[str, int, bytes]]:
@@ -252,17 +250,18 @@ def _shrink_state(
             if path.startswith(prefix) and path[len(prefix) :] in found and positions.any()
         )
 
-    def prefix_for(where: str, node: Any) -> str:
-        keys = where.split("/")
+    def prefix_for(where: str, node: Any, fitting: list[str]) -> str:
+        def rank(prefix: str) -> tuple[int, int]:
+            keys = prefix.split("/")[:-1]
+            named = max(
+                (n for n in range(1, len(keys) + 1) if f"/{'/'.join(keys[-n:])}/" in f"/{where}/"),
+                default=0,
+            )
+            return (-named, 0 if named else len(keys))
 
-        def rank(prefix: str) -> tuple[bool, int]:
-            parts = prefix.rstrip("/").split("/") if prefix else []
-            named = bool(parts) and parts[-1] in keys
-            return (not named, 0 if named else len(parts))  # names tie at any depth
-
-        fitting = prefixes_of(node)
-        best = min(map(rank, fitting))
-        ways = {repr(cut(p, node)): p for p in fitting if rank(p) == best}
+        ranks = {p: rank(p) for p in fitting}
+        best = min(ranks.values())
+        ways = {repr(cut(p, node)): p for p, r in ranks.items() if r == best}
         if len(ways) > 1:
             shapes_found = cut_repr(leaf_shapes(node, "shrink"), 200)
             raise ValueError(
@@ -270,15 +269,16 @@ def _shrink_state(
                 f"of each of {sorted(p.rstrip('/') for p in ways.values())}, which shrink "
                 "narrows apart, so "
                 "which one's state it is is unknown; keep each module's state under the "
-                "module's name (as {'Dense_0': tx.init(params['Dense_0'])}) or "
+                "module's path (as {'Dense_0': tx.init(params['Dense_0'])}) or "
                 "re-initialize the optimizer"
             )
         return next(iter(ways.values()))
 
     def edit(key: Any, node: Any) -> Any:
         where = jax.tree_util.keystr(key, simple=True, separator="/")
-        if prefixes_of(node):
-            return _shrink_tree(node, prefix_for(where, node), dead)
+        fitting = prefixes_of(node)
+        if fitting:
+            return _shrink_tree(node, prefix_for(where, node, fitting), dead)
         for path, full, shape in watched:
             if not (where == path or where.endswith(f"/{path}")):
                 continue
@@ -315,7 +315,7 @@ def shrink(
 
     Pure: nothing is modified in place. ``opt_state`` is shrunk wherever it holds a
     tree shaped like ``variables``, like one of its collections (Adam's moments), or
-    like one module's (a state kept per module, under the module's name), leaves masked
+    like one module's (a state kept per module, under the module's path), leaves masked
     out by `optax.masked` or `optax.multi_transform` aside.
     The shrunk model computes what the original computes with the dead channels masked
     to zero (see `mask`; `fold` first keeps the constant a dead channel outputs, e.g. a

@@ -1177,14 +1177,14 @@ def test_a_per_module_optimizer_state_shaped_like_two_modules_is_an_error():
     assert str(error.value) == (
         "opt_state sub-tree '0/0/trace' {'kernel': (4, 3)} is shaped like the variables of "
         "each of ['a', 'b'], which shrink narrows apart, so which one's state it is is "
-        "unknown; keep each module's state under the module's name (as "
+        "unknown; keep each module's state under the module's path (as "
         "{'Dense_0': tx.init(params['Dense_0'])}) or re-initialize the optimizer"
     )
 
 
-def test_a_state_under_a_name_two_modules_alike_in_shape_share_is_an_error():
-    """A state kept under 'a', shaped like both module 'a' and module 'block/a', which
-    shrink apart, was taken for the shallower one (it may be block/a's)."""
+def _a_and_block_a():
+    """Params of modules 'a' and 'block/a' alike in shape, read by 'out'; groups; alive
+    channels that cut 'a' and 'block/a' apart."""
     w = jax.random.normal(jax.random.key(0), (4, 3))
     params = {
         "a": {"kernel": w},
@@ -1198,6 +1198,13 @@ def test_a_state_under_a_name_two_modules_alike_in_shape_share_is_an_error():
 
     groups = channel_groups(apply, params, jnp.ones((2, 4)))
     alive = {"a": np.array([False, True, True]), "block/a": np.array([True, True, False])}
+    return params, groups, alive
+
+
+def test_a_state_under_a_name_two_modules_alike_in_shape_share_is_an_error():
+    """A state kept under 'a', shaped like both module 'a' and module 'block/a', which
+    shrink apart, was taken for the shallower one (it may be block/a's)."""
+    params, groups, alive = _a_and_block_a()
     state = {"a": optax.sgd(0.1, momentum=0.9).init(params["block"]["a"])}
     with pytest.raises(ValueError) as error:
         shrink(params, alive, groups, opt_state=state)
@@ -1205,6 +1212,20 @@ def test_a_state_under_a_name_two_modules_alike_in_shape_share_is_an_error():
         "opt_state sub-tree 'a/0/trace' {'kernel': (4, 3)} is shaped like the variables of "
         "each of ['a', 'block/a'], which shrink narrows apart"
     )
+
+
+@pytest.mark.parametrize("nested", [True, False], ids=["nested", "keyed 'block/a'"])
+def test_a_state_kept_under_its_modules_whole_path_is_shrunk_as_that_modules(nested):
+    """A state kept as {'block': {'a': ...}} (or under 'block/a') names module 'block/a'
+    whole, 'a' only in part, yet was refused as either's (both end in 'a')."""
+    params, groups, alive = _a_and_block_a()
+    tx = optax.sgd(0.1, momentum=0.9)
+    grads = {"kernel": jnp.arange(12.0).reshape(4, 3)}
+    moved = tx.update(grads, tx.init(params["block"]["a"]))[1]
+    state = {"block": {"a": moved}} if nested else {"block/a": moved}
+    small = shrink(params, alive, groups, opt_state=state).opt_state
+    trace = (small["block"]["a"] if nested else small["block/a"])[0].trace["kernel"]
+    np.testing.assert_array_equal(trace, grads["kernel"][:, :2])  # block/a keeps 0 and 1
 
 
 def test_an_optimizer_state_that_cannot_be_matched_is_an_error():
