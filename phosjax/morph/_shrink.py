@@ -207,10 +207,10 @@ def _shrink_state(
     A sub-tree is variables-like when each of its leaves is a leaf of ``variables``
     under one prefix (none, a collection, a module: a per-module state) at the same
     path below it and of the same shape; `optax.MaskedNode` holds no leaf. Where
-    prefixes that shrink it apart fit, the one with most of its last keys on the
-    sub-tree's own path is taken (a state kept under its module's path), else the
-    shortest; if that leaves several (``a`` and ``block/a`` for a state under ``a``),
-    it is an error.
+    prefixes that shrink it apart fit, a module whose whole path is on the sub-tree's own
+    path is taken (the longest such: a state kept under its module's path), else the one
+    with most of its last keys there, else the shortest; if that leaves several (``p/a``
+    and ``q/a`` for a state under ``a``), it is an error.
     """
     collections = variables.items() if isinstance(variables, Mapping) else ()
     references = [
@@ -257,7 +257,7 @@ def _shrink_state(
                 (n for n in range(1, len(keys) + 1) if f"/{'/'.join(keys[-n:])}/" in f"/{where}/"),
                 default=0,
             )
-            return (-named, 0 if named else len(keys))
+            return (not named or named < len(keys), -named, 0 if named else len(keys))
 
         ranks = {p: rank(p) for p in fitting}
         best = min(ranks.values())

@@ -1182,35 +1182,52 @@ def test_a_per_module_optimizer_state_shaped_like_two_modules_is_an_error():
     )
 
 
-def _a_and_block_a():
-    """Params of modules 'a' and 'block/a' alike in shape, read by 'out'; groups; alive
-    channels that cut 'a' and 'block/a' apart."""
+def _two_alike(first="a", second="block/a"):
+    """Params of modules ``first`` and ``second`` (paths of one or two keys) alike in
+    shape, read by 'out'; groups; alive channels that cut them apart (``first`` keeps
+    channels 1 and 2, ``second`` 0 and 1)."""
     w = jax.random.normal(jax.random.key(0), (4, 3))
-    params = {
-        "a": {"kernel": w},
-        "block": {"a": {"kernel": w}},
-        "out": {"kernel": jnp.ones((6, 2))},
-    }
+    params = {"out": {"kernel": jnp.ones((6, 2))}}
+    for path in (first, second):
+        *outer, name = path.split("/")
+        held = params.setdefault(outer[0], {}) if outer else params
+        held[name] = {"kernel": w}
+
+    def module(p, path):
+        for key in path.split("/"):
+            p = p[key]
+        return p
 
     def apply(p, x):
-        hidden = [jax.nn.relu(x @ held["a"]["kernel"]) for held in (p, p["block"])]
+        hidden = [jax.nn.relu(x @ module(p, path)["kernel"]) for path in (first, second)]
         return jnp.concatenate(hidden, -1) @ p["out"]["kernel"]
 
     groups = channel_groups(apply, params, jnp.ones((2, 4)))
-    alive = {"a": np.array([False, True, True]), "block/a": np.array([True, True, False])}
+    alive = {first: np.array([False, True, True]), second: np.array([True, True, False])}
     return params, groups, alive
 
 
-def test_a_state_under_a_name_two_modules_alike_in_shape_share_is_an_error():
-    """A state kept under 'a', shaped like both module 'a' and module 'block/a', which
-    shrink apart, was taken for the shallower one (it may be block/a's)."""
-    params, groups, alive = _a_and_block_a()
-    state = {"a": optax.sgd(0.1, momentum=0.9).init(params["block"]["a"])}
+def test_a_state_under_a_modules_whole_path_is_that_modules_not_a_deeper_ones_of_that_name():
+    """A state kept under 'a' ({k: tx.init(params[k]) for k in params}), shaped like both
+    module 'a' and module 'block/a', which shrink apart, is module 'a''s: its whole path."""
+    params, groups, alive = _two_alike()
+    tx = optax.sgd(0.1, momentum=0.9)
+    grads = {"kernel": jnp.arange(12.0).reshape(4, 3)}
+    state = {"a": tx.update(grads, tx.init(params["a"]))[1]}
+    small = shrink(params, alive, groups, opt_state=state).opt_state
+    np.testing.assert_array_equal(small["a"][0].trace["kernel"], grads["kernel"][:, 1:])
+
+
+def test_a_state_under_a_name_two_modules_alike_in_shape_end_in_is_an_error():
+    """A state kept under 'a', shaped like both 'p/a' and 'q/a', which shrink apart, is
+    either's."""
+    params, groups, alive = _two_alike("p/a", "q/a")
+    state = {"a": optax.sgd(0.1, momentum=0.9).init(params["p"]["a"])}
     with pytest.raises(ValueError) as error:
         shrink(params, alive, groups, opt_state=state)
     assert str(error.value).startswith(
         "opt_state sub-tree 'a/0/trace' {'kernel': (4, 3)} is shaped like the variables of "
-        "each of ['a', 'block/a'], which shrink narrows apart"
+        "each of ['p/a', 'q/a'], which shrink narrows apart"
     )
 
 
@@ -1218,7 +1235,7 @@ def test_a_state_under_a_name_two_modules_alike_in_shape_share_is_an_error():
 def test_a_state_kept_under_its_modules_whole_path_is_shrunk_as_that_modules(nested):
     """A state kept as {'block': {'a': ...}} (or under 'block/a') names module 'block/a'
     whole, 'a' only in part, yet was refused as either's (both end in 'a')."""
-    params, groups, alive = _a_and_block_a()
+    params, groups, alive = _two_alike()
     tx = optax.sgd(0.1, momentum=0.9)
     grads = {"kernel": jnp.arange(12.0).reshape(4, 3)}
     moved = tx.update(grads, tx.init(params["block"]["a"]))[1]
