@@ -10,6 +10,7 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
+from jax.experimental import checkify
 
 import phosjax.core as px
 from phosjax import layers as L
@@ -310,8 +311,9 @@ def test_drop_path_tags_its_keep_mask_in_training_at_every_rate(key):
 def test_moe_top1_output_is_one_expert_weighted_by_its_probability(key):
     layer = L.MixtureOfExperts(num_experts=3, top_k=1, hidden_features=5)
     x = jax.random.normal(key, (6, 4))
-    variables = layer.init(key, x)
-    out, found = px.probe(layer, variables, x, ["router_probs", "expert_load"])
+    variables = jax.jit(layer.init)(key, x)  # one program each: eager, each op compiles
+    probe = jax.jit(lambda v: px.probe(layer, v, x, ["router_probs", "expert_load"]))
+    out, found = probe(variables)
     p = variables["params"]
     probs = np.asarray(found["router_probs"])
     for token in range(6):
@@ -343,16 +345,17 @@ def test_moe_balance_with_padding_masked_equals_the_unpadded_batch(key):
     layer = L.MixtureOfExperts(num_experts=4, top_k=2)
     x = jax.random.normal(key, (2, 5, 4))
     real = jnp.arange(5) < jnp.array([[5], [2]])  # example 1: 2 real tokens, 3 padded
-    variables = layer.init(key, x)
+    variables = jax.jit(layer.init)(key, x)  # one program each: eager, each op compiles
     names = ["balance", "expert_load"]
-    out, masked = px.probe(layer, variables, x, names, mask=real)
-    _, unpadded = px.probe(layer, variables, jnp.concatenate([x[0], x[1, :2]]), names)
+    probe = jax.jit(lambda x, **kw: px.probe(layer, variables, x, names, **kw))
+    out, masked = probe(x, mask=real)
+    _, unpadded = probe(jnp.concatenate([x[0], x[1, :2]]))
     for name in names:
         np.testing.assert_allclose(masked[name], unpadded[name], rtol=1e-5, atol=1e-7)
-    _, padded = px.probe(layer, variables, x, names)
+    _, padded = probe(x)
     assert not np.allclose(padded["expert_load"], unpadded["expert_load"])
     zeroed = jnp.where(real[..., None], x, 0.0)  # padding still routed, read as zeros
-    np.testing.assert_array_equal(out, layer.apply(variables, zeroed))
+    np.testing.assert_array_equal(out, probe(zeroed)[0])
 
 
 def test_moe_mask_of_the_wrong_shape_names_both_shapes(key):
@@ -396,16 +399,16 @@ def test_attention_entropy_is_that_of_the_weights_injected_in_their_place(key):
 def test_attention_entropy_gradients_are_finite_and_match_finite_differences(causal, key):
     layer = L.MultiHeadSelfAttention(num_heads=2, causal=causal)
     x = jax.random.normal(key, (2, 5, 4))
-    params = layer.init(key, x)["params"]
+    params = jax.jit(layer.init)(key, x)["params"]  # one program each: eager, each op compiles
 
     def entropy(params):  # masked (causal) weights are 0: their log must not leak a NaN
         _, found = px.probe(layer, {"params": params}, x, "attention_entropy")
         return jnp.sum(jnp.sin(found["attention_entropy"]))
 
-    grads = jax.grad(entropy)(params)
+    grads = jax.jit(jax.grad(entropy))(params)
     assert all(np.isfinite(g).all() for g in jax.tree.leaves(grads))
     direction = jax.tree.map(lambda p: jax.random.normal(jax.random.key(1), p.shape), params)
-    along = lambda s: entropy(jax.tree.map(lambda p, d: p + s * d, params, direction))
+    along = jax.jit(lambda s: entropy(jax.tree.map(lambda p, d: p + s * d, params, direction)))
     eps = 3e-3  # float32: truncation ~eps**2, rounding ~1e-7 / eps, both well under 2e-3
     numeric = (along(eps) - along(-eps)) / (2 * eps)
     pairs = zip(jax.tree.leaves(grads), jax.tree.leaves(direction), strict=True)
@@ -443,10 +446,11 @@ def test_masked_keys_do_not_reach_the_real_tokens(make, mask, dtype, key):
 @pytest.mark.parametrize("mask", MASKS.values(), ids=MASKS.keys())
 def test_attention_entropy_under_a_mask_averages_the_real_queries_alone(mask, key):
     layer, x = L.MultiHeadSelfAttention(num_heads=2), jax.random.normal(key, (3, 5, 4))
-    variables = layer.init(key, x)
-    _, found = px.probe(layer, variables, x, "attention_entropy", mask=mask)
+    variables = jax.jit(layer.init)(key, x)  # one program each: eager, each op compiles
+    probe = jax.jit(lambda x, **kw: px.probe(layer, variables, x, "attention_*", **kw))
+    _, found = probe(x, mask=mask)
     for example, length in enumerate(LENGTHS.tolist()):  # as if unpadded
-        _, alone = px.probe(layer, variables, x[example : example + 1, :length], "attention_*")
+        _, alone = probe(x[example : example + 1, :length])
         np.testing.assert_allclose(
             found["attention_entropy"][example], alone["attention_entropy"][0], rtol=1e-6
         )
@@ -455,13 +459,14 @@ def test_attention_entropy_under_a_mask_averages_the_real_queries_alone(mask, ke
 @pytest.mark.parametrize("make", ATTENTION_LAYERS.values(), ids=ATTENTION_LAYERS.keys())
 def test_a_query_no_token_attends_is_read_as_it_is_not_as_padding(make, key):
     layer, x = make(), jax.random.normal(key, (3, 6, 4))
-    variables = layer.init(key, x)
+    variables = jax.jit(layer.init)(key, x)  # one program each: eager, each op compiles
+    apply = jax.jit(lambda x, mask: layer.apply(variables, x, mask=mask))
     strict = jnp.tril(jnp.ones((1, 1, 6, 6), bool), -1)  # each token attends the earlier ones
-    out = layer.apply(variables, x[:, :5], mask=strict[..., :5, :5])  # none attends token 4
-    np.testing.assert_allclose(out, layer.apply(variables, x, mask=strict)[:, :5], atol=1e-6)
+    out = apply(x[:, :5], strict[..., :5, :5])  # none attends token 4
+    np.testing.assert_allclose(out, apply(x, strict)[:, :5], atol=1e-6)
     keys = nn.make_attention_mask(jnp.ones((3, 5)), PADDING, dtype=bool)  # padded queries too
     changed, zeroed = (jnp.where(PADDING[..., None], x[:, :5], v) for v in (100.0, 0.0))
-    out, out_zeroed = (layer.apply(variables, v, mask=keys) for v in (changed, zeroed))
+    out, out_zeroed = (apply(v, keys) for v in (changed, zeroed))
     np.testing.assert_array_equal(out[PADDING], out_zeroed[PADDING])
     assert not np.allclose(out[~PADDING], out_zeroed[~PADDING])  # queries: read as they are
 
@@ -483,10 +488,10 @@ def test_a_mask_zeroes_exactly_the_weights_it_masks_and_others_sum_to_one(causal
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
 def test_a_query_with_no_key_to_attend_gives_the_output_bias_and_finite_gradients(dtype, key):
     layer, x = L.MultiHeadSelfAttention(num_heads=2, dtype=dtype), jax.random.normal(key, (3, 5, 4))
-    variables = layer.init(key, x)
+    variables = jax.jit(layer.init)(key, x)  # one program: eager, each op compiles
     variables["params"]["out"]["bias"] = jnp.arange(4.0)
     nothing = PADDING.at[2].set(False)  # example 2 attends nothing, example 1 its 3 tokens
-    out, found = px.probe(layer, variables, x, "attention_*", mask=nothing)
+    out, found = jax.jit(lambda v: px.probe(layer, v, x, "attention_*", mask=nothing))(variables)
     np.testing.assert_array_equal(out[2], jnp.broadcast_to(jnp.arange(4.0, dtype=dtype), (5, 4)))
     assert np.all(found["attention_weights"][2] == 0)
     np.testing.assert_array_equal(found["attention_entropy"][2], 0.0)
@@ -495,8 +500,9 @@ def test_a_query_with_no_key_to_attend_gives_the_output_bias_and_finite_gradient
         out, found = px.probe(layer, {"params": params}, x, "attention_entropy", mask=nothing)
         return jnp.sum(out.astype(jnp.float32) ** 2) + jnp.sum(found["attention_entropy"])
 
-    with jax.debug_nans(True):  # not even an intermediate NaN, discarded later
-        grads = jax.grad(loss, argnums=(0, 1))(variables["params"], x)
+    grad = checkify.checkify(jax.grad(loss, argnums=(0, 1)), errors=checkify.nan_checks)
+    error, grads = jax.jit(grad)(variables["params"], x)
+    error.throw()  # not even an intermediate NaN, discarded later: no op made one
     assert all(np.isfinite(np.asarray(g, np.float32)).all() for g in jax.tree.leaves(grads))
 
 
@@ -712,10 +718,11 @@ def test_integer_inputs_are_computed_in_float32_and_a_set_dtype_wins(key):
 
 def test_a_transformer_block_carries_an_integer_input_in_float32(key):
     layer, x = L.TransformerBlock(2), jnp.arange(24).reshape(2, 3, 4)
-    variables = layer.init(key, x)
-    out = layer.apply(variables, x)
+    variables = jax.jit(layer.init)(key, x)  # one program each: eager, each op compiles
+    apply = jax.jit(layer.apply)
+    out = apply(variables, x)
     assert out.dtype == jnp.float32  # not its branches truncated to integers
-    np.testing.assert_array_equal(out, layer.apply(variables, x.astype(jnp.float32)))
+    np.testing.assert_array_equal(out, apply(variables, x.astype(jnp.float32)))
 
 
 def test_layer_scale_scales_an_integer_input_in_float32(key):
@@ -729,14 +736,14 @@ def test_repeat_equals_the_block_applied_layer_by_layer(key):
     block = L.ReZero(L.SwiGLU())
     layer = L.Repeat(block, num_layers=3)
     x = jax.random.normal(key, (2, 4))
-    variables = layer.init(key, x)
+    variables = jax.jit(layer.init)(key, x)  # one program each: eager, each op compiles
     variables = jax.tree.map(lambda p: p + 0.1, variables)  # alpha != 0
-    out, found = px.probe(layer, variables, x, "block/residual")
+    out, found = jax.jit(lambda v: px.probe(layer, v, x, "block/residual"))(variables)
     assert found["block/residual"].shape == (3, 2, 4)
-    h = x
+    h, block_apply = x, jax.jit(block.apply)
     for i in range(3):
         params = jax.tree.map(lambda p, i=i: p[i], variables["params"]["block"])
-        residual = block.apply({"params": params}, h) - h
+        residual = block_apply({"params": params}, h) - h
         np.testing.assert_allclose(found["block/residual"][i], residual, rtol=1e-5, atol=1e-6)
         h = h + residual
     np.testing.assert_allclose(out, h, rtol=1e-5, atol=1e-6)
@@ -786,10 +793,11 @@ def test_repeat_keeps_what_its_block_sows_in_a_collection_of_its_own():
 def test_repeat_keeps_one_knob_per_layer_and_tweak_reaches_them(key):
     layer = L.Repeat(L.Choice([nn.Dense(4), L.GLU()]), num_layers=3)
     x = jax.random.normal(key, (2, 4))
-    variables = layer.init(key, x)
+    variables = jax.jit(layer.init)(key, x)  # one program each: eager, each op compiles
     variables["params"]["block"]["gate_logits"] = jnp.array([[3.0, -2.0]] * 3)
     assert variables["knobs"]["block"]["T"].shape == (3,)
-    _, found = px.probe(layer, px.set_knobs(variables, {"block/T": 1e6}), x, "block/weights")
+    probe = jax.jit(lambda v: px.probe(layer, v, x, "block/weights"))
+    _, found = probe(px.set_knobs(variables, {"block/T": 1e6}))
     np.testing.assert_allclose(found["block/weights"], np.full((3, 2), 0.5), atol=1e-5)
 
 
