@@ -33,11 +33,8 @@ from phosjax.layers._common import (
 
 
 def _per_example(weight: jax.Array, like: jax.Array) -> jax.Array:
-    """``weight`` (scalar or ``(B,)``) cast to ``like``'s dtype (float32 for an integer
-    one) and broadcastable to it."""
-    return weight.astype(compute_dtype(None, like)).reshape(
-        weight.shape + (1,) * (like.ndim - weight.ndim)
-    )
+    """``weight`` (scalar or ``(B,)``) broadcastable to ``like``."""
+    return weight.reshape(weight.shape + (1,) * (like.ndim - weight.ndim))
 
 
 class Choice(PassesKeywords, CheckedFields):
@@ -59,7 +56,8 @@ class Choice(PassesKeywords, CheckedFields):
     ``i`` runs inside ``path_weight(self, "branch_i", w_i)``.
 
     Tags ``weights`` (``(num_branches,)``, or ``(B, num_branches)`` per example).
-    The output has the dtype of the branch outputs (float32 for integer ones).
+    The output has the dtype of the branch outputs (float32 for integer ones), the
+    weighted sum taken in the weights' float32 and cast once.
 
     Attributes:
       branches: the candidate blocks (a list or tuple of Flax modules or functions);
@@ -145,8 +143,12 @@ class Choice(PassesKeywords, CheckedFields):
             check_shape(
                 outputs[i], outputs[0].shape, f"Choice's branch {i} must return branch 0's shape"
             )
+        # mixed in the weights' float32, cast once: bfloat16 weights of branches returning
+        # their input would not add up to it
         terms = [_per_example(weights[..., i], y) * y for i, y in enumerate(outputs)]
-        return sum(terms[1:], terms[0])
+        return sum(terms[1:], terms[0]).astype(
+            jnp.result_type(*(compute_dtype(None, y) for y in outputs))
+        )
 
 
 class GatedSkip(PassesKeywords, CheckedFields):
