@@ -260,7 +260,8 @@ class ReZero(PassesKeywords, CheckedFields):
 
     At initialization the layer is the identity, which lets deep stacks train without
     normalization (Bachlechner et al., arXiv 2003.04887). Tags ``residual``
-    (``alpha * block(x)``).
+    (``alpha * block(x)``, in float32 at least). The sum is taken in float32 at least
+    and cast once to what ``x`` and the block's output promote to.
 
     ``alpha`` is a residual gain, not a path weight: it may be negative or above 1, so
     the block does not run in a `phosjax.core.path_weight` scope, and its auxiliary
@@ -293,4 +294,7 @@ class ReZero(PassesKeywords, CheckedFields):
         alpha = self.param("alpha", nn.initializers.zeros, (), self.param_dtype)
         y = call_block(self.block, x, train, **keywords)
         check_shape(y, x.shape, "ReZero's block must keep the input shape")
-        return x + tag(self, "residual", alpha.astype(compute_dtype(None, y)) * y)
+        # in alpha's float32, cast once: a bfloat16 alpha (-0.987 as -0.9883) and a bfloat16
+        # sum of x and a residual nearly cancelling it are off by many of the output's steps
+        residual = tag(self, "residual", alpha.astype(at_least_float32(self.param_dtype)) * y)
+        return (x + residual).astype(jnp.result_type(x, compute_dtype(None, y)))

@@ -627,6 +627,21 @@ def test_rezero_is_identity_at_init(key):
     np.testing.assert_array_equal(layer.apply(layer.init(key, x), x), x)
 
 
+@pytest.mark.parametrize("alpha", [0.0, -0.987])
+def test_a_bfloat16_rezero_rounds_x_plus_alpha_times_its_residual_once(alpha, key):
+    """With alpha -0.987 rounded to bfloat16 (-0.9883) and x + alpha * x summed in
+    bfloat16, outputs were off by up to 49 of their bfloat16 steps; alpha 0 gives x."""
+    x = jnp.asarray(np.linspace(-200, 200, 4001), jnp.bfloat16).reshape(1, -1)
+    layer = L.ReZero(lambda h: h)
+    variables = {"params": {"alpha": jnp.array(alpha)}}
+    out, found = px.probe(layer, variables, x, "residual")
+    assert out.dtype == jnp.bfloat16 and found["residual"].dtype == jnp.float32
+    expected = np.asarray(x, np.float64) * (1 + np.float64(np.float32(alpha)))
+    np.testing.assert_allclose(np.asarray(out, np.float64), expected, rtol=2**-8)
+    if alpha == 0:
+        np.testing.assert_array_equal(np.asarray(out, np.float32), np.asarray(x, np.float32))
+
+
 def test_orthogonal_dense_penalty_is_zero_for_orthogonal_and_exact_otherwise(key):
     layer = L.OrthogonalDense(3)
     x = jnp.ones((2, 5))
