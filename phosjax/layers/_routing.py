@@ -26,11 +26,12 @@ class MixtureOfExperts(CheckedFields):
 
     A linear router gives each token probabilities over the experts; the token's output
     is the sum of its ``top_k`` experts' outputs weighted by their (not renormalized)
-    router probabilities, so the router learns through the output as in the Switch
-    Transformer (Fedus et al., arXiv 2101.03961). Probabilities that tie (a saturated
-    router's, underflowed to 0) are ranked by their logits. Dispatch is dense: every
-    expert runs on every token and the unchosen outputs get weight 0, which costs
-    ``num_experts`` MLPs per token but is simple and fast for small models.
+    router probabilities (in float32 at least, cast once to ``dtype``), so the router
+    learns through the output as in the Switch Transformer (Fedus et al., arXiv
+    2101.03961). Probabilities that tie (a saturated router's, underflowed to 0) are
+    ranked by their logits. Dispatch is dense: every expert runs on every token and the
+    unchosen outputs get weight 0, which costs ``num_experts`` MLPs per token but is
+    simple and fast for small models.
 
     Each expert is ``Dense(hidden_features) -> gelu -> Dense(features)``, so the layer
     maps ``(..., C)`` to ``(..., features)``. The load-balancing loss is
@@ -131,4 +132,5 @@ class MixtureOfExperts(CheckedFields):
         x = x.astype(dtype)
         h = nn.gelu(jnp.einsum("...c,ech->...eh", x, w_in.astype(dtype)) + b_in.astype(dtype))
         y = jnp.einsum("...eh,ehc->...ec", h, w_out.astype(dtype)) + b_out.astype(dtype)
-        return jnp.einsum("...e,...ec->...c", gates.astype(dtype), y)
+        # in the gates' float32, cast once: bfloat16 gates need not add up to their sum
+        return jnp.einsum("...e,...ec->...c", gates, y).astype(dtype)
