@@ -11,6 +11,7 @@ from phosjax.core import tag
 from phosjax.layers._common import (
     CheckedFields,
     apply_as_out,
+    at_least_float32,
     checked_finite,
     checked_size,
     compute_dtype,
@@ -154,7 +155,8 @@ class LayerScale(CheckedFields):
     Put it at the end of a residual branch so that a deep stack starts close to the
     identity (Touvron et al., CaiT, arXiv 2103.17239). Maps ``(..., C)`` to ``(..., C)``
     (a scalar is an error). Tags ``scaled`` (the output). The output has the input's
-    dtype; an integer input is scaled in float32.
+    dtype, scaled in float32 at least and cast once; an integer input is scaled in
+    float32.
 
     Attributes:
       init_value: the initial scale of every channel (a finite number, or an array of
@@ -177,4 +179,6 @@ class LayerScale(CheckedFields):
         width = input_width(self, x)
         init = nn.initializers.constant(checked_finite(self, "init_value", (width,)))
         scale = self.param("scale", init, (width,), self.param_dtype)
-        return tag(self, "scaled", x * scale.astype(compute_dtype(None, x)))
+        # in float32, cast once: a scale rounded to bfloat16 and the product round twice
+        wide = at_least_float32(compute_dtype(None, x), self.param_dtype)
+        return tag(self, "scaled", (x * scale.astype(wide)).astype(compute_dtype(None, x)))

@@ -776,6 +776,17 @@ def test_a_transformer_block_carries_an_integer_input_in_float32(key):
     np.testing.assert_array_equal(out, apply(variables, x.astype(jnp.float32)))
 
 
+def test_a_bfloat16_layer_scale_rounds_its_product_once(key):
+    """The float32 scale rounded to bfloat16, then the product rounded: off by up to
+    0.0062 of the value, past bfloat16's one rounding (2^-8); it scales in float32."""
+    x = jax.random.normal(key, (512, 16), jnp.bfloat16)
+    scale = np.random.default_rng(0).uniform(-2, 2, 16).astype(np.float32)
+    out = L.LayerScale().apply({"params": {"scale": jnp.asarray(scale)}}, x)
+    assert out.dtype == jnp.bfloat16
+    expected = np.asarray(x, np.float64) * scale.astype(np.float64)
+    np.testing.assert_allclose(np.asarray(out, np.float64), expected, rtol=2**-8)
+
+
 def test_layer_scale_scales_an_integer_input_in_float32(key):
     layer, x = L.LayerScale(0.5), jnp.arange(4, dtype=jnp.int32).reshape(2, 2)
     out = layer.apply(layer.init(key, x), x)
