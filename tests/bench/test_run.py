@@ -1909,11 +1909,12 @@ def test_groups_of_one_cell_are_spread_over_the_processes_unless_split_by_group(
 
 
 ONE_CELL_GROUPS = {
-    "models": ["logreg"],
-    "grid": {"steps": 12, "batch_size": [8, 16], "learning_rate": 0.01},
+    "models": [{"name": "mlp", "width": 8}],
+    "grid": {"steps": [6, 12], "batch_size": 16, "learning_rate": 0.01},
     "seeds": 1,
 }
-"""Two groups of one cell each (a batch size each)."""
+"""Two groups of one cell each (a number of steps each): their programs are those of the
+groups of one mlp cell that other tests here train."""
 
 
 def test_two_processes_train_a_cell_each_of_two_one_cell_groups_as_one_process_would(tmp_path, toy):
