@@ -1837,8 +1837,16 @@ def test_a_diverged_cell_is_stored_as_nan_and_a_metric_not_reported_as_null(tmp_
     assert all(s["values"]["grad_norm"] == [None] * 2 for s in sent if s["split"] == "test")
 
 
+MLP_GROUPS = {
+    "models": [{"name": "mlp", "width": 8}],
+    "grid": {"steps": [6, 12], "batch_size": 16, "learning_rate": 0.01},
+}
+"""Two groups of mlp cells (a number of steps each): a share of one cell of either runs the
+programs of the groups of one mlp cell that other tests here train."""
+
+
 def test_processes_write_their_own_parts(tmp_path, toy):
-    config = tiny_config()
+    config = tiny_config(**MLP_GROUPS)
     planned = plan(config, toy)
     mine = [jobs(planned, (i, 2)) for i in range(2)]
     keys = [job.key for share in mine for job in share]
@@ -1909,13 +1917,8 @@ def test_groups_of_one_cell_are_spread_over_the_processes_unless_split_by_group(
     assert [len(jobs(singles, (i, 4), split=None)) for i in range(4)] == [8, 0, 0, 0]
 
 
-ONE_CELL_GROUPS = {
-    "models": [{"name": "mlp", "width": 8}],
-    "grid": {"steps": [6, 12], "batch_size": 16, "learning_rate": 0.01},
-    "seeds": 1,
-}
-"""Two groups of one cell each (a number of steps each): their programs are those of the
-groups of one mlp cell that other tests here train."""
+ONE_CELL_GROUPS = {**MLP_GROUPS, "seeds": 1}
+"""Two groups of one cell each."""
 
 
 def test_two_processes_train_a_cell_each_of_two_one_cell_groups_as_one_process_would(tmp_path, toy):
