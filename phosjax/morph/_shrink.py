@@ -251,7 +251,7 @@ def _shrink_state(
         )
 
     def prefix_for(where: str, node: Any, fitting: list[str]) -> str:
-        def rank(prefix: str) -> tuple[int, int]:
+        def rank(prefix: str) -> tuple[bool, int, int]:
             keys = prefix.split("/")[:-1]
             named = max(
                 (n for n in range(1, len(keys) + 1) if f"/{'/'.join(keys[-n:])}/" in f"/{where}/"),
