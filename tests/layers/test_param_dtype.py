@@ -81,7 +81,7 @@ def test_every_public_layer_either_has_an_example_or_is_parameter_free():
 @pytest.mark.parametrize("name", sorted(PARAMETER_FREE))
 def test_parameter_free_layers_create_no_parameters(name):
     layer = PARAMETER_FREE[name]()
-    variables = layer.init(jax.random.key(0), _x((4, 5)))
+    variables = jax.eval_shape(layer.init, jax.random.key(0), _x((4, 5)))  # traced, not run
     assert not jax.tree.leaves(variables.get("params", {}))
 
 
@@ -99,7 +99,14 @@ def test_params_are_float32_by_default_and_stored_in_param_dtype(name):
     default, half = make(), make(param_dtype=jnp.bfloat16)
     # the default's dtypes and shapes alone are read: traced, not run (nothing compiles)
     full_vars = jax.eval_shape(default.init, jax.random.key(0), x)
-    half_vars = half.init(jax.random.key(0), x)
+
+    @jax.jit  # one program: Flax's init and apply run eagerly compile op by op
+    def run(x):
+        half_vars = half.init(jax.random.key(0), x)
+        upcast = jax.tree.map(lambda leaf: leaf.astype(jnp.float32), half_vars)
+        return half_vars, half.apply(half_vars, x), default.apply(upcast, x)
+
+    half_vars, out, upcast_out = run(x)
     assert jax.tree.leaves(full_vars["params"])
     assert _dtypes(full_vars["params"]) == {jnp.dtype(jnp.float32)}
     assert _dtypes(half_vars["params"]) == {jnp.dtype(jnp.bfloat16)}
@@ -108,17 +115,15 @@ def test_params_are_float32_by_default_and_stored_in_param_dtype(name):
 
     # The computation dtype is unchanged (the input's here): the output keeps float32, and
     # equals the default layer's applied to the bfloat16 parameters cast up.
-    out = half.apply(half_vars, x)
     assert jax.eval_shape(default.apply, full_vars, x).dtype == out.dtype == jnp.float32
-    upcast = jax.tree.map(lambda leaf: leaf.astype(jnp.float32), half_vars)
-    np.testing.assert_allclose(out, default.apply(upcast, x), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out, upcast_out, rtol=1e-5, atol=1e-6)
 
 
 @by_example
 def test_bfloat16_params_with_a_bfloat16_input_give_a_bfloat16_output(name):
     make, shape = EXAMPLES[name]
     layer, x = make(param_dtype=jnp.bfloat16), _x(shape).astype(jnp.bfloat16)
-    out = layer.apply(layer.init(jax.random.key(0), x), x)
+    out = jax.jit(lambda x: layer.apply(layer.init(jax.random.key(0), x), x))(x)
     assert out.dtype == jnp.bfloat16
     assert np.isfinite(np.asarray(out, np.float32)).all()
 
@@ -148,7 +153,7 @@ CONTAINERS: dict[str, tuple[Make, int]] = {
 def test_containers_leave_the_dtype_of_their_blocks_parameters_alone(name):
     contain, width = CONTAINERS[name]
     layer = contain(nn.Dense(width), param_dtype=jnp.bfloat16)
-    params = layer.init(jax.random.key(0), _x((4, 5)))["params"]
+    params = jax.eval_shape(layer.init, jax.random.key(0), _x((4, 5)))["params"]  # dtypes alone
     blocks = {key: value for key, value in params.items() if key.startswith(("block", "branch"))}
     own = {key: value for key, value in params.items() if key not in blocks}
     assert blocks and own
