@@ -19,11 +19,12 @@ PADDED = jnp.where(REAL[..., None], X, 50.0)  # the padded tokens hold something
 
 
 def test_stitch_fits_its_adapter_on_the_real_tokens_only():
-    vars_a, vars_b = NET.init(jax.random.key(1), X), NET.init(jax.random.key(2), X)
+    init = jax.jit(NET.init)  # one program for both: run eagerly, Flax compiles op by op
+    vars_a, vars_b = init(jax.random.key(1), X), init(jax.random.key(2), X)
     model, variables = stitch(NET, vars_a, "hidden", NET, vars_b, "hidden", x=X, mask=REAL)
     h_a = NET.apply(vars_a, X, outputs=["hidden"], mask=REAL)["hidden"]
     h_b = NET.apply(vars_b, X, outputs=["hidden"], mask=REAL)["hidden"]
-    expected = fit_adapter(h_a[REAL][None], h_b[REAL][None])  # the real tokens, in a row
+    expected = jax.jit(fit_adapter)(h_a[REAL][None], h_b[REAL][None])  # the real tokens, in a row
     fitted = variables["params"]["adapter"]
     np.testing.assert_allclose(fitted["kernel"], expected["kernel"], atol=1e-4)
     np.testing.assert_allclose(fitted["bias"], expected["bias"], atol=1e-4)
