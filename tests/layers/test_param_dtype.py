@@ -351,8 +351,13 @@ def test_float16_attention_logits_do_not_overflow():
     """The logits were summed in float16 and cast to float32 after: inputs of magnitude
     100 made them overflow to inf, and the float16 output NaN where float32's is finite."""
     x = 100 * jax.random.normal(jax.random.key(1), (2, 6, 16))
-    variables = L.MultiHeadSelfAttention(2).init(jax.random.key(0), x)
-    expected = L.MultiHeadSelfAttention(2).apply(variables, x)
+
+    @jax.jit  # the float32 reference in one program; the float16 layer runs eagerly
+    def reference(x):
+        variables = L.MultiHeadSelfAttention(2).init(jax.random.key(0), x)
+        return variables, L.MultiHeadSelfAttention(2).apply(variables, x)
+
+    variables, expected = reference(x)
     out = L.MultiHeadSelfAttention(2, dtype=jnp.float16).apply(variables, x)
     assert out.dtype == jnp.float16
     scale = float(np.abs(expected).max())  # about 600; float16 keeps 3 digits
