@@ -48,7 +48,7 @@ def main() -> None:
             tuple(c.cell for c in planned_group.cells), tuple(range(len(planned_group.cells)))
         )
         data = planned.datasets[group.cells[0].dataset]
-        init = _vmapped_init(group.program_signature(), tuple(data.input_shape), trace_config()[0])
+        init = _vmapped_init(group.program_signature, tuple(data.input_shape), trace_config()[0])
         inputs = (_root_keys(group), _init_values(group))
         default_s, want = compile_and_run(jax.jit(init), *inputs)
         options = jax.jit(init, compiler_options=RUN_ONCE_COMPILER_OPTIONS)
