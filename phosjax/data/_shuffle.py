@@ -28,12 +28,15 @@ degrees of freedom over 20,000 keys); with 8 or more they were not."""
 
 
 def _hash(x: jax.Array) -> jax.Array:
-    """A 32-bit integer mixing function (xorshift-multiply), bijective on ``uint32``."""
-    x = x ^ (x >> 16)
-    x = x * jnp.uint32(0x7FEB352D)
-    x = x ^ (x >> 15)
-    x = x * jnp.uint32(0x846CA68B)
-    return x ^ (x >> 16)
+    """A 32-bit integer mixing function (xorshift-multiply), bijective on ``uint32``.
+
+    In `lax` ops on numpy scalars, the same jaxpr as jnp's operators: their jitted
+    wrappers took two thirds of the time to trace `batch_indices`."""
+    x = lax.bitwise_xor(x, lax.shift_right_logical(x, np.uint32(16)))
+    x = lax.mul(x, np.uint32(0x7FEB352D))
+    x = lax.bitwise_xor(x, lax.shift_right_logical(x, np.uint32(15)))
+    x = lax.mul(x, np.uint32(0x846CA68B))
+    return lax.bitwise_xor(x, lax.shift_right_logical(x, np.uint32(16)))
 
 
 def _half_bits(n: int) -> int:
