@@ -27,3 +27,14 @@ def test_init_compile_compiles_each_groups_init_both_ways(tmp_path, monkeypatch,
     assert float(default_s) > 0 and float(options_s) > 0
     # the tests compile at -O0 (their XLA_FLAGS), so the -O1 program may round otherwise
     assert same in ("True", "False")
+
+
+def test_trace_time_times_a_models_step_and_init_traces_and_phosjaxs_share(monkeypatch, capsys):
+    """A row per model: its train step's and init's trace seconds and phosjax's share."""
+    monkeypatch.setattr(sys, "argv", ["trace_time.py", "--models", "mlp", "--repeats", "1"])
+    load_benchmark("trace_time").main()
+    header, row = capsys.readouterr().out.splitlines()
+    assert header.split() == ["model", "step", "s", "init", "s", "phosjax"]
+    name, step_s, init_s, share = row.split()
+    assert name == "mlp" and float(step_s) > 0 and float(init_s) > 0
+    assert share.endswith("%") and 0 < float(share[:-1]) < 100
