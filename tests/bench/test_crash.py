@@ -55,10 +55,11 @@ def test_a_full_or_unwritable_disk_is_one_error_line_naming_the_file_and_the_com
     def main(argv=None):
         _store.write_text(target, '{"groups": {}}')
 
-    assert main(["--dir", str(tmp_path)]) == 1
+    bench = tmp_path / "bench"  # not started: a --dir holding only status.json is the user's
+    assert main(["--dir", str(bench)]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"error: {refused}: {str(target)!r}; {then}, then: ")
-    assert f"the same command starts it: python -m phosjax.bench.new --dir {tmp_path}" in err
+    assert f"the same command starts it: python -m phosjax.bench.new --dir {bench}" in err
     assert "Traceback" not in err and target.read_text() == "{}"
 
 
