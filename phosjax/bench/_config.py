@@ -22,6 +22,7 @@ from phosjax._callables import cut_repr
 from phosjax._nearest import did_you_mean
 from phosjax._yaml import read_file
 from phosjax.bench._errors import BenchError
+from phosjax.core import compile_selector
 from phosjax.data._load import is_feature_pair
 from phosjax.train import (
     COMPUTE_DTYPES,
@@ -496,6 +497,10 @@ class Grid:
         for selector, values in self.knobs.items():
             if hint := colon_hint(selector, values):
                 raise BenchError(f"grid.knobs[{selector!r}] has no value{hint}.")
+            try:  # malformed: said here, not as the plan matches it to the models' knobs
+                compile_selector(selector)
+            except (TypeError, ValueError) as error:
+                raise BenchError(f"grid.knobs: {error}") from None
             knobs[selector] = checked_numbers(f"grid.knobs[{selector!r}]", values)
             check_axis(f"grid.knobs[{selector!r}]", knobs[selector])
         object.__setattr__(self, "knobs", knobs)

@@ -7,6 +7,8 @@ Syntax, matched against the whole path:
 * ``[1-3]``, ``?`` character classes and single characters within a segment,
 * ``re:<regex>`` a Python regular expression (full match).
 
+An empty segment (a ``/`` at an end, or ``//``) is an error: no path has one.
+
 A class also matches its own text, and a selector equal to a path matches it, so a name
 with brackets (a channel group ``qkv[2]``) selects itself, in a glob too
 (``blocks_*/qkv[2]``).
@@ -108,7 +110,8 @@ def compile_selector(selector: str) -> re.Pattern[str]:
     """Compiles a selector to a regular expression over whole paths.
 
     Raises:
-      ValueError: ``selector`` is no non-empty string (a list too), or is malformed.
+      ValueError: ``selector`` is no non-empty string (a list too), or is malformed (an
+        empty segment, which no path has, named with what to write).
 
     Examples:
       >>> bool(compile_selector("blocks_[1-3]/**/T").fullmatch("blocks_2/choice/T"))
@@ -131,6 +134,7 @@ def _compile(selector: str) -> re.Pattern[str]:
             return re.compile(selector[3:])
         except re.error as error:
             raise ValueError(f"Selector {selector!r} is no regular expression: {error}.") from None
+    _check_segments(selector)
     pattern, need_sep = "", False
     parts = selector.split(SEP)  # "**/**" is "**": both match any number of segments
     segments = [s for i, s in enumerate(parts) if not (s == "**" and parts[i - 1 : i] == ["**"])]
@@ -143,6 +147,40 @@ def _compile(selector: str) -> re.Pattern[str]:
         else:  # trailing "**": anything below, or nothing
             pattern += "(?:/[^/]+)*" if need_sep else "(?:[^/]+(?:/[^/]+)*)?"
     return re.compile(pattern)
+
+
+def _check_segments(selector: str) -> None:
+    """Raises unless every segment of ``selector`` is non-empty: no path has an empty one,
+    so it would match nothing. A trailing ``/`` reads as "everything below", so the
+    message offers ``/**`` for it.
+
+    Examples:
+      >>> _check_segments("blocks_0//T")
+      Traceback (most recent call last):
+      ValueError: Selector 'blocks_0//T' has an empty segment ('//' after 'blocks_0'), which ...
+      >>> _check_segments("blocks_0/")
+      Traceback (most recent call last):
+      ValueError: ... write 'blocks_0/**' (the paths below 'blocks_0') or 'blocks_0'.
+    """
+    segments = selector.split(SEP)
+    if all(segments):
+        return
+    kept = [s for s in segments if s]
+    joined = SEP.join(kept) or "**"
+    if not segments[-1] and kept[-1:] not in ([], ["**"]):  # 'a/' is 'a/**'; '**/' is '**'
+        meant = f"{joined + SEP + '**'!r} (the paths below {joined!r}) or {joined!r}"
+    else:
+        meant = repr(joined)
+    at = segments.index("")
+    if at == 0:
+        place = f"a {SEP!r} at its start"
+    elif at == len(segments) - 1:
+        place = f"a {SEP!r} at its end"
+    else:
+        place = f"{SEP * 2!r} after {segments[at - 1]!r}"
+    raise ValueError(
+        f"Selector {selector!r} has an empty segment ({place}), which no path has; write {meant}."
+    )
 
 
 def matches(selector: str, path: str) -> bool:
@@ -269,8 +307,8 @@ def _no_match(selector: str, paths: list[str], what: str, dropped: Iterable[str]
 
 def what_was_meant(selector: str, paths: Iterable[str]) -> str:
     """Hints, each a sentence after a space, at what ``selector``, which matches none of
-    ``paths``, was meant to be, where it can tell: an empty segment, the end or the start
-    of paths, a space at an end; "" where it cannot.
+    ``paths``, was meant to be, where it can tell: the end or the start of paths, a space
+    at an end; "" where it cannot.
 
     Examples:
       >>> what_was_meant("T", ["blocks_0/T", "head"])
@@ -280,8 +318,8 @@ def what_was_meant(selector: str, paths: Iterable[str]) -> str:
     """
     paths = list(paths)
     return (
-        f"{_empty_segment(selector, paths)}{_at_any_depth(selector, paths)}"
-        f"{_the_start_of_paths(selector, paths)}{_spaces(selector, paths)}"
+        f"{_at_any_depth(selector, paths)}{_the_start_of_paths(selector, paths)}"
+        f"{_spaces(selector, paths)}"
     )
 
 
@@ -294,7 +332,8 @@ def _spaces(selector: str, paths: list[str]) -> str:
       (" It has a space at an end; 'blocks_0/T' would match 'blocks_0/T'.", '')
     """
     stripped = SEP.join(segment.strip() for segment in selector.split(SEP))
-    if stripped == selector or not stripped or selector.startswith("re:"):
+    # a segment of spaces alone would be empty: that selector would be refused
+    if stripped == selector or not all(stripped.split(SEP)) or selector.startswith("re:"):
         return ""
     return _would_match(paths, stripped, "It has a space at an end")
 
@@ -314,28 +353,6 @@ def _the_start_of_paths(selector: str, paths: list[str]) -> str:
         return ""
     below = f"{selector}{SEP}**"
     return _would_match(paths, below, "A selector matches whole paths, not their start")
-
-
-def _empty_segment(selector: str, paths: list[str]) -> str:
-    """A hint for a selector with an empty segment (a leading or trailing ``/``, or
-    ``//``), which no path has: the selector without it, and what that would match;
-    "" otherwise. A trailing ``/`` reads as "everything below", so it becomes ``/**``.
-
-    Examples:
-      >>> _empty_segment("blocks_0/", ["blocks_0/T", "head"])
-      " It has an empty segment, which no path has; 'blocks_0/**' would match 'blocks_0/T'."
-      >>> _empty_segment("/head", ["head"]), _empty_segment("head", ["head"])
-      (" It has an empty segment, which no path has; 'head' would match 'head'.", '')
-    """
-    segments = selector.split(SEP)
-    if selector.startswith("re:") or all(segments):
-        return ""
-    kept = [s for s in segments if s]
-    below = not segments[-1] and kept[-1:] != ["**"]  # 'a/' is 'a/**'; '**/' is '**'
-    repaired = SEP.join(kept + ["**"] * below)
-    return _would_match(paths, repaired, "It has an empty segment, which no path has") or (
-        f" It has an empty segment ({SEP!r} at an end, or {SEP * 2!r}), which no path has."
-    )
 
 
 def _at_any_depth(selector: str, paths: list[str]) -> str:

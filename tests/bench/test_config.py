@@ -95,6 +95,15 @@ def test_bad_config_is_a_clear_error(tmp_path, text, match):
             r"^grid\.knobs\['T:1'\] has no value \(YAML reads 'T:1' as one key without a value: a "
             r"colon takes a space after it, as in 'T: 1'\)\.$",
         ),
+        (  # both were a traceback from the plan, as it matched them to the models' knobs
+            "grid: {knobs: {'blocks_0//T': [1]}}\n",
+            r"^grid\.knobs: Selector 'blocks_0//T' has an empty segment \('//' after 'blocks_0'\), "
+            r"which no path has; write 'blocks_0/T'\.$",
+        ),
+        (
+            "grid: {knobs: {'blocks_[0': [1]}}\n",
+            r"^grid\.knobs: Selector segment 'blocks_\[0' has an unclosed '\['\.$",
+        ),
         (
             "grid: {regularizers: [{kind: l2, strength: []}]}\n",
             r"the strength of grid\.regularizers entry 'l2' is an empty list",
