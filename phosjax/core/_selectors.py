@@ -110,8 +110,9 @@ def compile_selector(selector: str) -> re.Pattern[str]:
     """Compiles a selector to a regular expression over whole paths.
 
     Raises:
-      ValueError: ``selector`` is no non-empty string (a list too), or is malformed (an
-        empty segment, which no path has, named with what to write).
+      TypeError: ``selector`` is no str (a list of them too), named.
+      ValueError: ``selector`` is empty, or is malformed (an empty segment, which no
+        path has, named with what to write).
 
     Examples:
       >>> bool(compile_selector("blocks_[1-3]/**/T").fullmatch("blocks_2/choice/T"))
@@ -121,8 +122,10 @@ def compile_selector(selector: str) -> re.Pattern[str]:
       >>> [bool(compile_selector("*/qkv[2]").fullmatch(p)) for p in ("b/qkv[2]", "b/qkv[1]")]
       [True, False]
     """
-    if not isinstance(selector, str) or not selector:  # checked before the cache hashes it
-        raise ValueError(f"A selector must be a non-empty string, got {cut_repr(selector)}.")
+    if not isinstance(selector, str):  # checked before the cache hashes it
+        raise _not_a_selector(selector, "a selector (a str)")
+    if not selector:
+        raise ValueError("A selector must be a non-empty string, got ''.")
     return _compile(selector)
 
 
@@ -470,11 +473,7 @@ def selector_list(selectors: str | Iterable[str]) -> list[str]:
       TypeError: The selector is 3 (of type int), not a selector (a str) or a list of them; ...
     """
     if not isinstance(selectors, str | Iterable):
-        raise TypeError(
-            f"The selector is {cut_repr(selectors)} (of type {type(selectors).__name__}), not a "
-            "selector (a str) or a list of them; give one such as '**/pre_act', or '**' for "
-            "every path."
-        )
+        raise _not_a_selector(selectors, "a selector (a str) or a list of them")
     found = [selectors] if isinstance(selectors, str) else list(selectors)
     if not found:
         raise ValueError(
@@ -482,6 +481,14 @@ def selector_list(selectors: str | Iterable[str]) -> list[str]:
             "'**/pre_act', or '**' for every path."
         )
     return found
+
+
+def _not_a_selector(given: Any, taken: str) -> TypeError:
+    """The error for ``given`` where ``taken`` (a selector, or a list of them) goes."""
+    return TypeError(
+        f"The selector is {cut_repr(given)} (of type {type(given).__name__}), not {taken}; "
+        "give one such as '**/pre_act', or '**' for every path."
+    )
 
 
 def select_items(

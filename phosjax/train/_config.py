@@ -195,11 +195,12 @@ def _check_compute_dtype(value: Any) -> None:
 
 
 def _check_selector(where: str, selector: Any) -> None:
-    """Raises a ValueError starting with ``where`` if ``selector`` does not compile."""
+    """Raises `compile_selector`'s error (a TypeError for no str, a ValueError), starting
+    with ``where``, if ``selector`` does not compile."""
     try:
         compile_selector(selector)
-    except ValueError as error:
-        raise ValueError(f"{where}: {error}") from None
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"{where}: {error}") from None
 
 
 @fields_checked

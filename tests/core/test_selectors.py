@@ -215,8 +215,6 @@ def test_bad_selectors():
         compile_selector("blocks_[0")
     with pytest.raises(ValueError, match="non-empty"):
         compile_selector("")
-    with pytest.raises(ValueError, match=r"non-empty string, got \['a/b'\]"):
-        compile_selector(["a/b"])  # a list, not a str: named, though the cache cannot hash it
     with pytest.raises(ValueError, match=r"'a\[\]' has an empty class"):
         compile_selector("x/a[]")
     with pytest.raises(ValueError, match=r"Selector 're:\(' is no regular expression"):
@@ -294,21 +292,50 @@ def test_a_selector_that_is_no_str_nor_list_is_named(call):
         (
             lambda: px.select(["a"], jnp.zeros((40, 40))),
             "Array([[0., 0., 0., ..., 0., 0., 0.], [0., 0., 0., ..., 0.,… (shape (40, 40), "
-            "dtype float32).",
+            "dtype float32)",
         ),
         (  # an array is a list of selectors, its rows
             lambda: px.probe(Tagged(), {}, jnp.ones(2), jnp.zeros((40, 40))),
             "Array([0., 0., 0., 0., 0., 0., 0., 0., 0., 0., 0., 0., 0., … (shape (40,), "
-            "dtype float32).",
+            "dtype float32)",
         ),
     ],
     ids=["select", "probe"],
 )
 def test_an_array_given_as_the_selector_is_named_in_one_short_line(call, said):
     """The message held the whole array's repr, 7 lines for select, 3 for probe."""
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(TypeError) as error:
         call()
-    assert str(error.value) == "A selector must be a non-empty string, got " + said
+    assert str(error.value) == (
+        f"The selector is {said} (of type ArrayImpl), not a selector (a str); give one such "
+        "as '**/pre_act', or '**' for every path."
+    )
+
+
+@pytest.mark.parametrize(
+    ("call", "said"),
+    [
+        (lambda: compile_selector(["a/b"]), "The selector is ['a/b'] (of type list)"),
+        (lambda: px.select(["a/b"], ["a/b"]), "The selector is ['a/b'] (of type list)"),
+        (
+            lambda: px.train.Regularizer(["a/b"], "l2"),
+            "Regularizer selector: The selector is ['a/b'] (of type list)",
+        ),
+        (
+            lambda: px.train.HParams(knobs={("a", "b"): 1.0}),
+            "HParams knobs: The selector is ('a', 'b') (of type tuple)",
+        ),
+    ],
+    ids=["compile_selector", "select", "Regularizer", "HParams"],
+)
+def test_a_selector_that_is_no_str_is_a_type_error_as_in_a_list_of_selectors(call, said):
+    """A list where one selector goes was a ValueError, where 3 for one or more selectors
+    (selector_list) was a TypeError."""
+    with pytest.raises(TypeError) as error:
+        call()
+    assert str(error.value) == (
+        f"{said}, not a selector (a str); give one such as '**/pre_act', or '**' for every path."
+    )
 
 
 @pytest.mark.parametrize(
