@@ -42,6 +42,17 @@ def a_type(value: Any) -> str:
     return f"{'an' if vowel or name == 'ndarray' else 'a'} {name}"
 
 
+def shown(value: Any) -> str:
+    """``value`` as an error names what was given in its place: None as itself, anything
+    else by its type.
+
+    Examples:
+      >>> shown(None), shown([1])
+      ('None', 'a list')
+    """
+    return repr(value) if value is None else a_type(value)
+
+
 REPR_LIMIT = 60
 """How many characters of a value's repr an error message or a repr shows (`cut_repr`'s
 default): a longer one is cut or summarised."""

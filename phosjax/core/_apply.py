@@ -12,13 +12,13 @@ import jax
 from flax.core.scope import DenyList, in_filter, union_filters
 from jax.extend.core import valid_jaxtype
 
-from phosjax._callables import cut_repr
+from phosjax._callables import cut_repr, shown
 from phosjax.core._arrays_apart import arrays_apart
 from phosjax.core._collections import INTERMEDIATES, KNOBS
 from phosjax.core._module_check import check_module
 from phosjax.core._paths import flatten
 from phosjax.core._record import Calls
-from phosjax.core._selectors import SelectorError, select, shown
+from phosjax.core._selectors import SelectorError, select
 from phosjax.core._tags import tags_seen
 
 Mutable = bool | str | Sequence[str] | DenyList

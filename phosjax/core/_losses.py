@@ -8,12 +8,12 @@ import jax
 import jax.numpy as jnp
 from flax.core.scope import in_filter
 
-from phosjax._callables import cut_repr
+from phosjax._callables import cut_repr, shown
 from phosjax.core._collections import AUX_LOSS, PATH_WEIGHTS, SCANNED, TRANSIENT
 from phosjax.core._path_weights import check_path_weights_kept, path_weights_opened
 from phosjax.core._paths import SEP, flatten
 from phosjax.core._record import Calls, check_recorded
-from phosjax.core._selectors import select_items, shown
+from phosjax.core._selectors import select_items
 from phosjax.core._tags import aux_losses_raised
 
 

@@ -8,6 +8,8 @@ with ``sow`` are tuples (one item per call); `flatten` unwraps single-call tuple
 from collections.abc import Mapping
 from typing import Any
 
+from phosjax._callables import shown
+
 SEP = "/"
 
 
@@ -23,10 +25,21 @@ def flatten(tree: Mapping[str, Any], *, unwrap: bool = True) -> dict[str, Any]:
       unwrap: a ``sow`` record of one call (a 1-tuple) becomes its value; a record of
         several calls stays a tuple.
 
+    Raises:
+      TypeError: ``tree`` is no mapping (None, an array): a value at the root has no path.
+
     Examples:
       >>> flatten({"blocks_0": {"pre_act": (1.0,)}, "w": 2.0})
       {'blocks_0/pre_act': 1.0, 'w': 2.0}
+      >>> flatten(None)
+      Traceback (most recent call last):
+      TypeError: flatten takes a nested mapping of values by name, such as a Flax ...
     """
+    if not isinstance(tree, Mapping):  # it was {'': tree}: no path names a value at the root
+        raise TypeError(
+            "flatten takes a nested mapping of values by name, such as a Flax collection "
+            f"(variables['params']), got {shown(tree)}."
+        )
     flat: dict[str, Any] = {}
 
     def walk(prefix: str, node: Any) -> None:

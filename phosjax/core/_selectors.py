@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from phosjax._callables import a_type, cut_repr
+from phosjax._callables import a_type, cut_repr, shown
 from phosjax._listing import listing
 from phosjax.core._paths import SEP
 
@@ -43,17 +43,6 @@ class SelectorError(KeyError):
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0])
-
-
-def shown(value: Any) -> str:
-    """``value`` as an error names what was given in its place: None as itself, anything
-    else by its type.
-
-    Examples:
-      >>> shown(None), shown([1])
-      ('None', 'a list')
-    """
-    return repr(value) if value is None else a_type(value)
 
 
 def misgiven_paths(paths: Any) -> str | None:

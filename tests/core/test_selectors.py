@@ -238,6 +238,18 @@ def test_unflatten_names_a_path_that_is_no_str():
         px.core.unflatten({("a", "b"): 1})
 
 
+@pytest.mark.parametrize(("tree", "said"), [(None, "None"), (jnp.ones(2), "an ArrayImpl")])
+def test_flatten_refuses_a_value_at_the_root_naming_it(tree, said):
+    # it gave {'': tree}, a path no selector can match, and unflatten makes {'': tree} of it
+    with pytest.raises(TypeError) as error:
+        px.core.flatten(tree)
+    assert str(error.value) == (
+        "flatten takes a nested mapping of values by name, such as a Flax collection "
+        f"(variables['params']), got {said}."
+    )
+    assert px.core.flatten({}) == {} and px.core.flatten({"a": None}) == {"a": None}
+
+
 def test_unflatten_never_merges_into_a_value_that_is_a_dict():
     value = {"z": 1}
     with pytest.raises(ValueError, match=r"Paths 'a' and 'a/b' cannot both"):
