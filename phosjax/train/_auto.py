@@ -42,7 +42,7 @@ def measure_strategies(
     arrays: Any,
     *,
     num_cells: int,
-    devices: Sequence[jax.Device],
+    devices: Sequence[jax.Device] | None = None,
     candidates: Sequence[str] = STRATEGIES,
     steps: int = 10,
     repeats: int = 3,
@@ -65,7 +65,8 @@ def measure_strategies(
       state: the group's state (left intact).
       arrays: the data arrays (`device_arrays`).
       num_cells: the group's number of cells.
-      devices: the devices the group runs on.
+      devices: the devices the group runs on (``None``: all local devices, as
+        `run_group` takes it).
       candidates: strategies to time (a list or tuple of at least one of `STRATEGIES`).
       steps: steps per timed call, an int >= 1.
       repeats: timed rounds (after one call of each candidate that compiles), an int >= 1.

@@ -159,6 +159,29 @@ def test_measuring_places_the_data_and_state_once_per_set_of_devices(toy, monkey
     assert sorted(placed) == [tuple(jax.devices()[:1]), tuple(jax.devices()[:2])]
 
 
+def test_measuring_without_devices_runs_on_every_local_device(toy, monkeypatch):
+    """devices=None, all local devices as run_group takes it, was refused by the signature
+    (devices was required) though measure_strategies took it so."""
+    given = []
+    original = Executor.__init__
+    monkeypatch.setattr(
+        Executor, "__init__", lambda self, *a, **k: given.append(a[2]) or original(self, *a, **k)
+    )
+    monkeypatch.setattr(Executor, "run_steps", lambda *a, **k: None)  # nothing compiles
+    [group] = plan_groups([Cell(Tiny(), "toy", HParams(batch_size=16, steps=2))])
+    timings = measure_strategies(
+        group.signature(),
+        lambda: make_train_step(Tiny().build(), group.hparams),
+        init_group(group, toy),
+        device_arrays(toy),
+        num_cells=1,
+        candidates=("vmap", "map"),
+        repeats=1,
+    )
+    assert list(timings) == ["vmap", "map"]
+    assert given == [jax.local_devices()] * 2 and len(given[0]) == 4
+
+
 @pytest.mark.parametrize(
     "num_cells, devices, message",
     [
