@@ -857,16 +857,19 @@ class Dropout(nn.Dropout):
       [[3.328125, 3.328125, 3.328125, 3.328125]]
     """
 
+    # Flax's call unwrapped, not a second call nested in this one; a staticmethod, which
+    # Flax does not wrap as a method of the module
+    _flax_call = staticmethod(inspect.unwrap(nn.Dropout.__call__))
+
     @nn.compact
     def __call__(
         self, inputs: Any, deterministic: bool | None = None, rng: jax.Array | None = None
     ) -> Any:
-        flax_call = inspect.unwrap(nn.Dropout.__call__)  # not a second call, nested in this
         dtype = jnp.result_type(inputs)
         if not jnp.issubdtype(dtype, jnp.floating):
-            return flax_call(self, inputs, deterministic, rng)
+            return self._flax_call(self, inputs, deterministic, rng)
         wide = jnp.asarray(inputs).astype(at_least_float32(dtype))
-        return flax_call(self, wide, deterministic, rng).astype(dtype)
+        return self._flax_call(self, wide, deterministic, rng).astype(dtype)
 
 
 def is_float_dtype(value: Any) -> bool:
