@@ -155,7 +155,10 @@ class GatedSkip(PassesKeywords, CheckedFields):
     """A learned gate between identity and a block: ``(1 - g) * x + g * block(x)``.
 
     ``g = sigmoid(gate_logit)`` is one learned scalar (the original phos ``Skip``); the
-    block runs inside ``path_weight(self, "block_weight", g)``. Tags ``gate``.
+    block runs inside ``path_weight(self, "block_weight", g)``. Tags ``gate``. The output
+    has the dtype ``x`` and the block's output promote to, an integer one counting as
+    float32 (as `Choice` of an identity branch and the block gives), the mix taken in the
+    gate's float32 and cast once.
 
     Attributes:
       block: maps ``x`` to an output of the same shape (anything else is an error).
@@ -191,7 +194,8 @@ class GatedSkip(PassesKeywords, CheckedFields):
         check_shape(y, x.shape, "GatedSkip's block must keep the input shape")
         # mixed in the gate's float32, cast once: a bfloat16 gate near 1 is 1, and bfloat16
         # shares of a block returning its input would not add up to it
-        return ((1 - gate) * x + gate * y).astype(jnp.result_type(compute_dtype(None, y), x, y))
+        mixed = jnp.result_type(compute_dtype(None, x), compute_dtype(None, y))
+        return ((1 - gate) * x + gate * y).astype(mixed)
 
 
 class Residual(PassesKeywords, CheckedFields):
@@ -261,7 +265,8 @@ class ReZero(PassesKeywords, CheckedFields):
     At initialization the layer is the identity, which lets deep stacks train without
     normalization (Bachlechner et al., arXiv 2003.04887). Tags ``residual``
     (``alpha * block(x)``, in float32 at least). The sum is taken in float32 at least
-    and cast once to what ``x`` and the block's output promote to.
+    and cast once to what ``x`` and the block's output promote to, an integer one
+    counting as float32 (as in `GatedSkip`).
 
     ``alpha`` is a residual gain, not a path weight: it may be negative or above 1, so
     the block does not run in a `phosjax.core.path_weight` scope, and its auxiliary
@@ -297,4 +302,6 @@ class ReZero(PassesKeywords, CheckedFields):
         # in alpha's float32, cast once: a bfloat16 alpha (-0.987 as -0.9883) and a bfloat16
         # sum of x and a residual nearly cancelling it are off by many of the output's steps
         residual = tag(self, "residual", alpha.astype(at_least_float32(self.param_dtype)) * y)
-        return (x + residual).astype(jnp.result_type(x, compute_dtype(None, y)))
+        return (x + residual).astype(
+            jnp.result_type(compute_dtype(None, x), compute_dtype(None, y))
+        )

@@ -251,6 +251,25 @@ def test_a_gated_skip_of_a_bfloat16_block_returning_its_input_returns_it_exactly
     np.testing.assert_array_equal(np.asarray(out, np.float32), np.asarray(x, np.float32))
 
 
+@pytest.mark.parametrize(
+    ("make", "share"),
+    [
+        (lambda block: L.Choice([lambda h: h, block]), 0.5),  # weights softmax(0, 0)
+        (L.GatedSkip, 0.5),  # sigmoid(0)
+        (L.ReZero, 1.0),
+    ],
+    ids=["choice", "gated_skip", "rezero"],
+)
+def test_a_mix_of_integer_x_and_a_bfloat16_block_is_float32_in_every_pathway(make, share, key):
+    """Choice of an identity branch and a bfloat16 block gave float32, GatedSkip and ReZero
+    bfloat16: x's share 128.5 came out 128 (and ReZero's 257, 256)."""
+    x = jnp.array([[257, 1001]], jnp.int32)
+    layer = make(lambda h: jnp.zeros(h.shape, jnp.bfloat16))
+    out = layer.apply(layer.init(key, x), x)
+    assert out.dtype == jnp.float32
+    np.testing.assert_array_equal(out, share * np.array([[257, 1001]], np.float32))
+
+
 def test_drop_path_identity_in_eval_and_drops_whole_examples_in_training(key):
     x = jax.random.normal(key, (4000, 3)) + 5.0
     layer = L.DropPath(0.3)
