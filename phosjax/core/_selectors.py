@@ -144,7 +144,7 @@ def _compile(selector: str) -> re.Pattern[str]:
 def _check_segments(selector: str) -> None:
     """Raises unless every segment of ``selector`` is non-empty: no path has an empty one,
     so it would match nothing. A trailing ``/`` reads as "everything below", so the
-    message offers ``/**`` for it.
+    message offers ``/**`` for it (which matches the path before it too).
 
     Examples:
       >>> _check_segments("blocks_0//T")
@@ -152,17 +152,14 @@ def _check_segments(selector: str) -> None:
       ValueError: Selector 'blocks_0//T' has an empty segment ('//' after 'blocks_0'), which ...
       >>> _check_segments("blocks_0/")
       Traceback (most recent call last):
-      ValueError: ... write 'blocks_0/**' (the paths below 'blocks_0') or 'blocks_0'.
+      ValueError: ... write 'blocks_0/**'.
     """
     segments = selector.split(SEP)
     if all(segments):
         return
     kept = [s for s in segments if s]
-    joined = SEP.join(kept) or "**"
-    if not segments[-1] and kept[-1:] not in ([], ["**"]):  # 'a/' is 'a/**'; '**/' is '**'
-        meant = f"{joined + SEP + '**'!r} (the paths below {joined!r}) or {joined!r}"
-    else:
-        meant = repr(joined)
+    below = not segments[-1] and kept[-1:] != ["**"]  # 'a/' is 'a/**'; '**/' is '**'
+    meant = SEP.join(kept + ["**"] * below) or "**"
     at = segments.index("")
     if at == 0:
         place = f"a {SEP!r} at its start"
@@ -171,7 +168,7 @@ def _check_segments(selector: str) -> None:
     else:
         place = f"{SEP * 2!r} after {segments[at - 1]!r}"
     raise ValueError(
-        f"Selector {selector!r} has an empty segment ({place}), which no path has; write {meant}."
+        f"Selector {selector!r} has an empty segment ({place}), which no path has; write {meant!r}."
     )
 
 
