@@ -469,6 +469,7 @@ def _hold(file: Any, path: pathlib.Path, root: pathlib.Path, busy: str = _WRITIN
     holder = _layout.LockHolder(os.getpid(), machine(), stamp)
     try:  # unbuffered: a write that fails fails here, not again as the file closes
         os.write(file.fileno(), f"{_layout.lock_holder(holder)}\n".encode())
+        os.fsync(file.fileno())  # on a network file system, for the peers (`agree_on_folder`)
     except OSError as error:  # a full disk: the system names no file
         raise naming(error, path) from error
 
@@ -766,6 +767,45 @@ def agree_on_directory(directory: str | os.PathLike) -> None:
             f"({shown}); nothing was written. Give the processes of one host the same --dir "
             "(those of other hosts name the shared folder by their own path)."
         )
+
+
+def _text(path: pathlib.Path) -> str | None:
+    """The text of the file at ``path``; None where it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def agree_on_folder(root: pathlib.Path, process: tuple[int, int]) -> None:
+    """Raises `BenchError` in every process of a bench unless each sees, in its ``root``,
+    the lock file that every other one holds there (`locked`) as that one wrote it: their
+    --dir is then one folder. Folders of the same path on hosts that share no file system
+    pass `agree_on_directory`, and each process would write its share of the bench into
+    its own, with no error. Call it holding this process's lock, before writing more."""
+    if jax.process_count() == 1:
+        return
+    name = _layout.process_name(_layout.LOCK, process)
+    own = [name, _text(root / name), machine(), os.path.realpath(root)]
+    held = [json.loads(value) for value in gather(json.dumps(own))]
+    unseen = [i for i, (lock, text, _, _) in enumerate(held) if _text(root / lock) != text]
+    missed = [json.loads(value) for value in gather(json.dumps(unseen))]
+    if not any(missed):
+        return
+    where = lambda i: f"{held[i][3]!r} on {_layout.host_name(held[i][2])}"
+    said = "; ".join(
+        f"process {i} ({where(i)}) does not see the lock file"
+        f"{'s of processes' if len(others) > 1 else ' of process'} "
+        f"{listing([f'{j} ({where(j)})' for j in others])}"
+        for i, others in enumerate(missed)
+        if others
+    )
+    raise BenchError(
+        f"the --dir of the {len(held)} processes sharing this bench is not one folder: "
+        f"{said}; nothing but lock files was written. Give every process the path of one "
+        "folder that all of them reach (on several hosts: on a file system they share), "
+        "where each writes its share of the bench."
+    )
 
 
 def differences_from_process_0(config: BenchConfig | None) -> str:

@@ -24,6 +24,7 @@ from phosjax.bench._directory import (
     agree,
     agree_on_arguments,
     agree_on_directory,
+    agree_on_folder,
     check_processes,
     choose_config_together,
     differences_from_process_0,
@@ -360,7 +361,8 @@ def _execute(
     ``clock`` times the run from its start for ``profile/phases``.
 
     Processes sharing the bench first agree on the config and their count, and plan it
-    (when planning fails in one, all stop); the others wait for process 0's metadata
+    (when planning fails in one, all stop), then lock it, each seeing the others' locks
+    (`agree_on_folder`: one folder); the others wait for process 0's metadata
     (when writing it fails, all stop). Training waits for no other process; each then
     waits for all to finish theirs (when training fails in one, all stop)."""
     given = process is not None
@@ -383,6 +385,7 @@ def _execute(
             _check_unchanged(root, seen)
 
         in_every_process(lock_unchanged, "lock the bench")
+        agree_on_folder(root, process)
         remove_stale_temporaries(root)  # what a run (new, add_models) killed mid-write left
         return _write_and_train(config, root, process, progress, plan_, clock, imports)
 

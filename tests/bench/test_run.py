@@ -2378,6 +2378,37 @@ def test_processes_of_one_host_may_reach_the_bench_through_a_symbolic_link(tmp_p
     assert gathered == [real]  # the link's folder, as the other process names it
 
 
+def test_processes_whose_dir_is_no_folder_they_share_are_refused_before_writing(
+    tmp_path, toy, monkeypatch
+):
+    """On hosts of their own, each given a --dir on its own disk, each trained its share
+    into its own folder with no error: half a bench in each, said finished, and never
+    completed by running again."""
+    mine, theirs = str(tmp_path / "disk0" / "b"), str(tmp_path / "disk1" / "b")
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    monkeypatch.setattr(_directory, "machine", lambda: "host0")
+
+    def with_host_1(value: str) -> list[str]:
+        """Beside this process's value, process 1's: on host1, its lock in its own folder."""
+        if value == "[1]":  # the locks this process does not see: process 1's
+            return [value, "[0]"]
+        shifted = value.replace(mine, theirs).replace("p0of2", "p1of2").replace("host0", "host1")
+        return [value, shifted]
+
+    monkeypatch.setattr(_directory, "gather", with_host_1)
+    with pytest.raises(BenchError) as raised:
+        run(tiny_config(), mine, datasets=toy, progress=False)
+    assert str(raised.value) == (
+        "the --dir of the 2 processes sharing this bench is not one folder: process 0 "
+        f"({mine!r} on host0) does not see the lock file of process 1 ({theirs!r} on host1); "
+        f"process 1 ({theirs!r} on host1) does not see the lock file of process 0 ({mine!r} "
+        "on host0); nothing but lock files was written. Give every process the path of one "
+        "folder that all of them reach (on several hosts: on a file system they share), "
+        "where each writes its share of the bench."
+    )
+    assert [p.name for p in pathlib.Path(mine).rglob("*")] == ["run.p0of2.lock"]
+
+
 def test_a_process_whose_peer_died_says_so_and_what_to_run(monkeypatch):
     """A process killed (or stopped by Ctrl-C) while the other waited for it at a gather:
     the other printed gloo's traceback alone ("Gloo AllGather failed: ... Connection
