@@ -265,7 +265,8 @@ def run(
     _check_imports(imports)
     # before any branch: a process whose import fails alone leaves the others waiting
     agree_on_arguments(directory, config, resume=resume, force=force, imports=imports)
-    import_for_bench(directory, imports, planned_models(directory, config, force))
+    needed = lambda: import_for_bench(directory, imports, planned_models(directory, config, force))
+    in_every_process(needed, "import the bench's modules")  # one host may lack one
     root = pathlib.Path(directory)
     if datasets is None and config is not None and starts_anew(root, config, resume, force):
         new = config  # checked before an old bench moves aside; one made so continues
@@ -827,12 +828,13 @@ def add_models_to(
     _check_imports(imports)
     # before any branch on them: a process adding nothing new would skip others' gathers
     agree("models to add or imports", f"models {models!r}, imports {list(imports)!r}")
-    config, marker = open_bench(directory)  # not a bench: said before importing anything
+    # not a bench: said before importing anything
+    config, marker = in_every_process(lambda: open_bench(directory), "open the bench")
     seen = marker.get("config_hash")  # what was opened; another run may write there until locked
     root = pathlib.Path(directory)
     present = config.model_entries()
     wanted = {ModelEntry.parse(model).name for model in [*present, *(models or [])]}
-    import_for_bench(root, imports, wanted)
+    in_every_process(lambda: import_for_bench(root, imports, wanted), "import the bench's modules")
     named = models is not None
     if models is None:
         known = {*marker.get("registered_models", []), *(entry.name for entry in present)}

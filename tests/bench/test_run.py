@@ -2378,6 +2378,37 @@ def test_processes_of_one_host_may_reach_the_bench_through_a_symbolic_link(tmp_p
     assert gathered == [real]  # the link's folder, as the other process names it
 
 
+def test_a_process_that_cannot_import_or_open_the_bench_stops_the_others_too(
+    tmp_path, toy, monkeypatch
+):
+    """A module missing on one host (or a bench it could not open) raised in that process
+    alone, before it told the others: they waited at their next gather until
+    jax.distributed's shutdown barrier timed out (300 s) and aborted them, saying nothing."""
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    told = []  # what this process gathers with the others
+    monkeypatch.setattr(_directory, "gather", lambda value: told.append(value) or [value, value])
+    missing = ["phosjax_no_such_module"]
+    with pytest.raises(BenchError, match=r"^--import phosjax_no_such_module: no module named"):
+        run(tiny_config(), tmp_path / "b", datasets=toy, imports=missing, progress=False)
+    assert told[-1] == "x"  # that it failed, before raising
+    with pytest.raises(BenchError, match=r"^'.*/none' is not a bench"):
+        add_models_to(tmp_path / "none", ["mlp"], datasets=toy, progress=False)
+    assert told[-1] == "x"
+    monkeypatch.setattr(_runner, "open_bench", lambda directory: (tiny_config(), {}))
+    with pytest.raises(BenchError, match=r"^--import phosjax_no_such_module: no module named"):
+        add_models_to(tmp_path / "b", ["mlp"], datasets=toy, imports=missing, progress=False)
+    assert told[-1] == "x"
+    # the other process cannot import: this one stops too, naming it
+    monkeypatch.setattr(_directory, "gather", lambda value: [value, value or "x"])
+    with pytest.raises(BenchError) as raised:
+        run(tiny_config(), tmp_path / "b", datasets=toy, progress=False)
+    assert str(raised.value) == (
+        "process 1 could not import the bench's modules (see its message); this process "
+        "stops too, so none waits for it."
+    )
+    assert not (tmp_path / "b").exists()
+
+
 def test_processes_whose_dir_is_no_folder_they_share_are_refused_before_writing(
     tmp_path, toy, monkeypatch
 ):
