@@ -777,6 +777,40 @@ def _text(path: pathlib.Path) -> str | None:
         return None
 
 
+def _bench_seen(root: pathlib.Path) -> str:
+    """What ``root`` holds, as processes compare it: no bench, or its marker's digest."""
+    if not _layout.is_bench(root):
+        return "no bench"
+    text = _text(root / _layout.MARKER)
+    if text is None:
+        return f"a {_layout.MARKER} it cannot read"
+    return f"a bench ({_layout.MARKER} sha256 {hashlib.sha256(text.encode()).hexdigest()[:12]})"
+
+
+def agree_on_bench(directory: str | os.PathLike) -> None:
+    """Raises `BenchError` in every process unless all see the same bench, or none, in
+    their ``directory``: processes that see different ones would go different ways (one
+    continues the bench, one starts it) and meet at different gathers, where they fail
+    obscurely or wait until jax.distributed aborts them."""
+    if jax.process_count() == 1:
+        return
+    root = pathlib.Path(directory)
+    here = json.dumps([machine(), os.path.realpath(root), _bench_seen(root)])
+    places = [json.loads(value) for value in gather(here)]
+    if len({seen for _, _, seen in places}) == 1:
+        return
+    shown = "; ".join(
+        f"process {i}: {path!r} on {_layout.host_name(host)} holds {seen}"
+        for i, (host, path, seen) in enumerate(places)
+    )
+    raise BenchError(
+        f"the {len(places)} processes sharing this bench do not see one bench in their --dir "
+        f"({shown}); nothing was written. Their --dir is not one folder (give every process "
+        "the path of one folder that all of them reach: on several hosts, on a file system "
+        "they share), or a run wrote there meanwhile (run the command again)."
+    )
+
+
 def agree_on_folder(root: pathlib.Path, process: tuple[int, int]) -> None:
     """Raises `BenchError` in every process of a bench unless each sees, in its ``root``,
     the lock file that every other one holds there (`locked`) as that one wrote it: their
@@ -854,8 +888,10 @@ def agree_on_arguments(
 ) -> None:
     """Raises `BenchError` in every process unless the processes of a bench were given
     the same arguments (`agree_on_directory`, then the rest, ``imports`` too): first, as
-    what a process does next (which collectives it joins) depends on them."""
+    what a process does next (which collectives it joins) depends on them, and on the
+    bench each sees there (`agree_on_bench`)."""
     agree_on_directory(directory)
+    agree_on_bench(directory)
     given = f"config {config.digest()}" if config is not None else "no config"
     arguments = f"{given}, resume={resume}, force={force}, imports={list(imports)!r}"
     agree("arguments", arguments, lambda: differences_from_process_0(config))

@@ -23,6 +23,7 @@ from phosjax.bench._config import BenchConfig, BenchError, ModelEntry
 from phosjax.bench._directory import (
     agree,
     agree_on_arguments,
+    agree_on_bench,
     agree_on_directory,
     agree_on_folder,
     check_processes,
@@ -825,6 +826,7 @@ def add_models_to(
         )
     _layout.check_directory(directory, BenchError)
     agree_on_directory(directory)  # each process adds to one bench
+    agree_on_bench(directory)
     _check_imports(imports)
     # before any branch on them: a process adding nothing new would skip others' gathers
     agree("models to add or imports", f"models {models!r}, imports {list(imports)!r}")

@@ -2378,6 +2378,39 @@ def test_processes_of_one_host_may_reach_the_bench_through_a_symbolic_link(tmp_p
     assert gathered == [real]  # the link's folder, as the other process names it
 
 
+def test_processes_that_see_different_benches_in_their_dir_are_refused_before_they_branch(
+    tmp_path, toy, monkeypatch
+):
+    """On hosts that share no folder, process 0's --dir held the bench, process 1's none:
+    process 0 continued it while process 1 started one, each at gathers the other was not
+    at; process 0 said process 1 was given a different config, then waited for it until
+    jax.distributed aborted both. Process 1 is stood for by the gather."""
+    config = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=1)
+    _directory.write_meta(tmp_path, config, ["mlp"], 2)
+    marker = hashlib.sha256((tmp_path / _layout.MARKER).read_bytes()).hexdigest()[:12]
+    held = f"a bench (bench.json sha256 {marker})"
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    monkeypatch.setattr(_directory, "machine", lambda: "host0")
+    theirs = lambda value: value.replace("host0", "host1").replace(held, "no bench")
+    monkeypatch.setattr(_directory, "gather", lambda value: [value, theirs(value)])
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*")}
+    for call in (
+        lambda: run(config, tmp_path, datasets=toy, progress=False),
+        lambda: add_models_to(tmp_path, ["logreg"], datasets=toy, progress=False),
+    ):
+        with pytest.raises(BenchError) as raised:
+            call()
+        assert str(raised.value) == (
+            "the 2 processes sharing this bench do not see one bench in their --dir (process "
+            f"0: {str(tmp_path)!r} on host0 holds {held}; process 1: {str(tmp_path)!r} on "
+            "host1 holds no bench); nothing was written. Their --dir is not one folder (give "
+            "every process the path of one folder that all of them reach: on several hosts, "
+            "on a file system they share), or a run wrote there meanwhile (run the command "
+            "again)."
+        )
+        assert {p: p.read_bytes() for p in tmp_path.rglob("*")} == before
+
+
 def test_a_process_that_cannot_import_or_open_the_bench_stops_the_others_too(
     tmp_path, toy, monkeypatch
 ):
