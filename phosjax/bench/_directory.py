@@ -439,7 +439,7 @@ def locked(
             return
         raise _unwritable(root, error, "the bench") from error
     with file:
-        _hold(file, path, root)
+        _hold(file, path, root, shared=jax.process_count() > 1)
         check_unlocked(root, process)  # a run of another process count writes other files
         yield None
 
@@ -459,9 +459,13 @@ def _unwritable(root: pathlib.Path, error: OSError, writing: str) -> BenchError:
     return BenchError(f"cannot write {writing} into --dir {str(root)!r}: {error}; {what}.")
 
 
-def _hold(file: Any, path: pathlib.Path, root: pathlib.Path, busy: str = _WRITING) -> None:
+def _hold(
+    file: Any, path: pathlib.Path, root: pathlib.Path, busy: str = _WRITING, shared: bool = False
+) -> None:
     """Takes the exclusive `_flock` of the lock ``file`` at ``path`` and writes this
-    process into it (`_layout.lock_holder`)."""
+    process into it (`_layout.lock_holder`); ``shared``: flushed to the disk, for the
+    other processes of the bench to read (`agree_on_folder`), on a network file system
+    too."""
     _flock(file, fcntl.LOCK_EX, root, busy)
     file.seek(0)
     file.truncate()
@@ -469,7 +473,8 @@ def _hold(file: Any, path: pathlib.Path, root: pathlib.Path, busy: str = _WRITIN
     holder = _layout.LockHolder(os.getpid(), machine(), stamp)
     try:  # unbuffered: a write that fails fails here, not again as the file closes
         os.write(file.fileno(), f"{_layout.lock_holder(holder)}\n".encode())
-        os.fsync(file.fileno())  # on a network file system, for the peers (`agree_on_folder`)
+        if shared:
+            os.fsync(file.fileno())
     except OSError as error:  # a full disk: the system names no file
         raise naming(error, path) from error
 
