@@ -182,6 +182,7 @@ PACKAGES_WITHOUT_EXAMPLE = {
 PACKAGES_WITH_NAMED_EXPORTS = (
     "phosjax",
     "phosjax.core",
+    "phosjax.data",
     "phosjax.models",
     "phosjax.morph",
     "phosjax.train",
