@@ -369,9 +369,22 @@ class TrainStep:
     `device_arrays`'; a batch given as its examples reads none), is refused naming what
     to pass (`check_cell_arguments`).
 
-    Example:
-      >>> step = make_train_step(model, hp)                        # doctest: +SKIP
-      >>> state, metrics = step(state, arrays)                     # doctest: +SKIP
+    Examples:
+      >>> from phosjax.data import random_dataset
+      >>> from phosjax.models import ModelConfig
+      >>> from phosjax.train import Cell, HParams, device_arrays, init_group, plan_groups
+      >>> data, model = random_dataset("toy", (8,), 3), ModelConfig("mlp", 3, (8,), width=8)
+      >>> [group] = plan_groups([Cell(model, "toy", HParams(batch_size=16, steps=10))])
+      >>> cell = jax.tree.map(lambda a: a[0], init_group(group, data))  # its one cell
+      >>> arrays = device_arrays(data)
+      >>> step = make_train_step(model.build(), group.hparams)
+      >>> indices = step.batches(cell, arrays, 3)  # of the next 3 steps
+      >>> x, y = step.batches(cell, arrays, 3, budget_bytes=1e6)  # their examples: they fit
+      >>> indices.shape, x.shape, bool((x == arrays["x_train"][indices]).all())
+      ((3, 16), (3, 16, 8), True)
+      >>> after, metrics = jax.jit(step)(cell, arrays, (x[0], y[0]))  # the first of them
+      >>> after.step.tolist(), sorted(metrics)
+      (1, ['accuracy', 'grad_norm', 'loss', 'task_loss'])
     """
 
     update: Callable[[GroupState, dict[str, jax.Array], Batch], tuple[GroupState, Metrics]]
