@@ -225,11 +225,11 @@ class Morphed:
       >>> import jax, jax.numpy as jnp
       >>> from phosjax.models import ModelConfig
       >>> from phosjax.morph import once
-      >>> config = ModelConfig("mlp", 10, (40,), width=16)
-      >>> variables = config.build().init(jax.random.key(0), jnp.zeros((1, 40)))
+      >>> config = ModelConfig("mlp", 3, (8,), width=8)
+      >>> variables = jax.jit(config.build().init)(jax.random.key(0), jnp.zeros((1, 8)))
       >>> morphed = once(config, variables, cost="params")  # every channel alive
       >>> morphed.shrunk.widths, morphed.config.width
-      ({'blocks_0/Dense_0': 16}, (16,))
+      ({'blocks_0/Dense_0': 8}, (8,))
     """
 
     shrunk: Shrunk
@@ -260,14 +260,14 @@ def once(
       >>> import jax, jax.numpy as jnp
       >>> from phosjax.models import ModelConfig
       >>> from phosjax.morph import once
-      >>> config = ModelConfig("mlp", 10, (40,), width=16)
-      >>> variables = config.build().init(jax.random.key(0), jnp.zeros((1, 40)))
+      >>> config = ModelConfig("mlp", 3, (8,), width=8)
+      >>> variables = jax.jit(config.build().init)(jax.random.key(0), jnp.zeros((1, 8)))
       >>> for layer in ("stem", "blocks_0"):  # tied by the residual add
       ...     p = variables["params"][layer]["Dense_0"]
-      ...     p["kernel"] = p["kernel"].at[:, 8:].set(0.0)
+      ...     p["kernel"] = p["kernel"].at[:, 4:].set(0.0)
       >>> morphed = once(config, variables, threshold=0.5, cost="params")
       >>> morphed.shrunk.config.width, morphed.config.width
-      ((8,), (16,))
+      ((4,), (8,))
     """
     checked_config(config, "once", more=True)
     model = build_model(config)
