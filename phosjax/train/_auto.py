@@ -90,13 +90,13 @@ def measure_strategies(
       >>> from phosjax.train import Cell, HParams, device_arrays, init_group, make_train_step
       >>> from phosjax.train import plan_groups
       >>> data = random_dataset("toy", (8,), 3)
-      >>> model = ModelConfig("mlp", 3, (8,), width=8)
+      >>> model = ModelConfig("logreg", 3, (8,))
       >>> hp = HParams(batch_size=16, steps=10)
       >>> [group] = plan_groups([Cell(model, "toy", hp, seed=0), Cell(model, "toy", hp, seed=1)])
       >>> timings = measure_strategies(
       ...     group.program_signature, lambda: make_train_step(model.build(), group.hparams),
       ...     init_group(group, data), device_arrays(data), num_cells=2,
-      ...     devices=jax.devices(), candidates=("vmap",), steps=5, repeats=1)
+      ...     devices=jax.devices()[:1], candidates=("vmap",), steps=5, repeats=1)
       >>> list(timings), timings["vmap"] > 0
       (['vmap'], True)
     """
