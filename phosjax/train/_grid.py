@@ -73,7 +73,7 @@ class GridResult:
       >>> from phosjax.data import random_dataset
       >>> from phosjax.models import ModelConfig
       >>> from phosjax.train import Cell, HParams, train_grid
-      >>> model = ModelConfig("mlp", 3, (8,), width=8)
+      >>> model = ModelConfig("logreg", 3, (8,))
       >>> hp = HParams(batch_size=16, steps=10)
       >>> cells = [Cell(model, "toy", hp, seed=0), Cell(model, "toy", hp, seed=1)]
       >>> result = train_grid(cells, datasets={"toy": random_dataset("toy", (8,), 3)},
@@ -467,7 +467,7 @@ def train_grid(
       >>> from phosjax.models import ModelConfig
       >>> from phosjax.train import Cell, HParams
       >>> data = random_dataset("toy", (8,), 3)
-      >>> model = ModelConfig("mlp", 3, (8,), width=8)
+      >>> model = ModelConfig("logreg", 3, (8,))
       >>> hp = HParams(batch_size=16, steps=10)
       >>> cells = [Cell(model, "toy", hp, seed=0), Cell(model, "toy", hp, seed=1)]
       >>> result = train_grid(cells, datasets={"toy": data}, strategy="vmap")
