@@ -373,7 +373,7 @@ class TrainStep:
       >>> from phosjax.data import random_dataset
       >>> from phosjax.models import ModelConfig
       >>> from phosjax.train import Cell, HParams, device_arrays, init_group, plan_groups
-      >>> data, model = random_dataset("toy", (8,), 3), ModelConfig("mlp", 3, (8,), width=8)
+      >>> data, model = random_dataset("toy", (8,), 3), ModelConfig("logreg", 3, (8,))
       >>> [group] = plan_groups([Cell(model, "toy", HParams(batch_size=16, steps=10))])
       >>> cell = jax.tree.map(lambda a: a[0], init_group(group, data))  # its one cell
       >>> arrays = device_arrays(data)
@@ -634,7 +634,7 @@ def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> Tra
       >>> from phosjax.models import ModelConfig
       >>> from phosjax.train import Cell, HParams, device_arrays, init_group, plan_groups
       >>> data = random_dataset("toy", (8,), 3)
-      >>> model = ModelConfig("mlp", 3, (8,), width=8)
+      >>> model = ModelConfig("logreg", 3, (8,))
       >>> [group] = plan_groups([Cell(model, "toy", HParams(batch_size=16, steps=10))])
       >>> cell = jax.tree.map(lambda a: a[0], init_group(group, data))  # its one cell
       >>> step = make_train_step(model.build(), group.hparams)
