@@ -68,11 +68,14 @@ class MixtureOfExperts(CheckedFields):
       >>> from phosjax.layers import MixtureOfExperts
       >>> layer = MixtureOfExperts(num_experts=4, top_k=2)
       >>> x = jnp.ones((2, 5, 8)); variables = jax.jit(layer.init)(jax.random.key(0), x)
-      >>> out, found = px.probe(layer, variables, x, "expert_load")
+      >>> @jax.jit
+      ... def probe(x, mask=None):
+      ...     return px.probe(layer, variables, x, "expert_load", mask=mask)
+      >>> out, found = probe(x)
       >>> out.shape, round(float(found["expert_load"].sum()), 6)
       ((2, 5, 8), 1.0)
       >>> real = jnp.arange(5) < jnp.array([[5], [2]])  # example 1: 2 tokens, 3 padded
-      >>> _, found = px.probe(layer, variables, x, "expert_load", mask=real)
+      >>> _, found = probe(x, real)
       >>> round(float(found["expert_load"].sum()), 6)
       1.0
     """
