@@ -178,27 +178,6 @@ def _shrink_tree(tree: Any, prefix: str, dead: Mapping[tuple[str, int], np.ndarr
     return _edit(tree, prefix, edit)
 
 
-def _refuse_factored(opt_state: Any, watched: list[tuple[str, str, tuple[int, ...]]]) -> None:
-    """Raises if ``opt_state`` holds Adafactor's factored second moments of a leaf in
-    ``watched`` (``(path, full path, shape)`` of the leaves shrink narrows): its
-    ``v_row``/``v_col`` are means over the widths, and whether a leaf is factored at all
-    depends on them, so no slice of them is the state of the narrower leaf."""
-    states = jax.tree.leaves(opt_state, is_leaf=lambda n: isinstance(n, optax.FactoredState))
-    for state in states:
-        if not isinstance(state, optax.FactoredState):
-            continue
-        rows, columns = leaf_shapes(state.v_row, "shrink"), leaf_shapes(state.v_col, "shrink")
-        for path, full, shape in watched:
-            if rows.get(path, (1,)) != (1,) or columns.get(path, (1,)) != (1,):
-                raise ValueError(
-                    f"opt_state holds Adafactor's factored second moments (v_row "
-                    f"{rows[path]}, v_col {columns[path]}) of {full!r} {shape}, which shrink "
-                    "narrows; they are means over its widths and cannot be sliced: "
-                    "re-initialize the optimizer on the shrunk params (tx.init), or use "
-                    "optax.adafactor(..., factored=False)"
-                )
-
-
 def _shrink_state(
     opt_state: Any, variables: Any, dead: Mapping[tuple[str, int], np.ndarray]
 ) -> Any:
@@ -231,15 +210,58 @@ def _shrink_state(
         if prefix + path in changed
     ]
 
-    _refuse_factored(opt_state, watched)
+    def fitting(found: Mapping[str, tuple[int, ...] | None]) -> list[str]:
+        """The prefixes under which the paths of ``found`` are leaves of the variables of
+        its shapes (of any shape where ``None``)."""
+        candidates = prefixes.get(next(iter(found), ""), [])
+        return [
+            p
+            for p in candidates
+            if all(p + q in shapes and s in (None, shapes[p + q]) for q, s in found.items())
+        ]
 
     def prefixes_of(node: Any) -> list[str]:
         try:
-            found = leaf_shapes(node, "shrink")
+            return fitting(leaf_shapes(node, "shrink"))
         except ValueError:  # two leaves of one path: no sub-tree of the variables
             return []
-        fitting = prefixes.get(next(iter(found), ""), [])
-        return [p for p in fitting if all(shapes.get(p + q) == s for q, s in found.items())]
+
+    def rank(where: str, prefix: str) -> tuple[bool, int, int]:
+        keys = prefix.split("/")[:-1]
+        named = max(
+            (n for n in range(1, len(keys) + 1) if f"/{'/'.join(keys[-n:])}/" in f"/{where}/"),
+            default=0,
+        )
+        return (not named or named < len(keys), -named, 0 if named else len(keys))
+
+    def refuse_factored(where: str, state: optax.FactoredState) -> None:
+        """Raises if ``state`` holds Adafactor's factored second moments of a leaf shrink
+        narrows: its ``v_row``/``v_col`` are means over the widths, and whether a leaf is
+        factored at all depends on them, so no slice of them is the narrower leaf's state.
+        The leaves are those of the variables ``state`` fits best, as a sub-tree's."""
+        rows, columns = leaf_shapes(state.v_row, "shrink"), leaf_shapes(state.v_col, "shrink")
+        factored = [q for q in rows if rows[q] != (1,) or columns[q] != (1,)]
+        if not factored:
+            return
+        found = {q: None if q in factored else s for q, s in leaf_shapes(state.v, "shrink").items()}
+        ranks = {p: rank(where, p) for p in fitting(found)}
+        best = [p for p, r in ranks.items() if r == min(ranks.values())]
+        for full, path in ((p + q, q) for p in best for q in factored):
+            if full in changed:
+                raise ValueError(
+                    f"opt_state sub-tree {where!r} holds Adafactor's factored second moments "
+                    f"(v_row {rows[path]}, v_col {columns[path]}) of {full!r} {shapes[full]}, "
+                    "which shrink narrows; they are means over its widths and cannot be "
+                    "sliced: re-initialize the optimizer on the shrunk params (tx.init), or "
+                    "use optax.adafactor(..., factored=False)"
+                )
+
+    states, _ = jax.tree_util.tree_flatten_with_path(
+        opt_state, is_leaf=lambda node: isinstance(node, optax.FactoredState)
+    )
+    for key, node in states:
+        if isinstance(node, optax.FactoredState):
+            refuse_factored(jax.tree_util.keystr(key, simple=True, separator="/"), node)
 
     def cut(prefix: str, node: Any) -> list[tuple[str, int, bytes]]:
         """What shrink cuts from ``node`` as the state of the variables under ``prefix``."""
@@ -251,15 +273,7 @@ def _shrink_state(
         )
 
     def prefix_for(where: str, node: Any, fitting: list[str]) -> str:
-        def rank(prefix: str) -> tuple[bool, int, int]:
-            keys = prefix.split("/")[:-1]
-            named = max(
-                (n for n in range(1, len(keys) + 1) if f"/{'/'.join(keys[-n:])}/" in f"/{where}/"),
-                default=0,
-            )
-            return (not named or named < len(keys), -named, 0 if named else len(keys))
-
-        ranks = {p: rank(p) for p in fitting}
+        ranks = {p: rank(where, p) for p in fitting}
         best = min(ranks.values())
         ways = {repr(cut(p, node)): p for p, r in ranks.items() if r == best}
         if len(ways) > 1:

@@ -1290,6 +1290,35 @@ def test_adafactors_factored_moments_are_refused_naming_the_optimizer(use_bias):
     assert small.opt_state[0].v["layers_0"]["kernel"].shape == (4, 3)
 
 
+def test_adafactors_factored_moments_kept_per_module_are_refused_naming_the_module():
+    """States kept per module ({k: tx.init(params[k])}) were not refused: their v_row/v_col
+    came back unshrunk and the next update failed broadcasting (5,) with (3,). A module
+    that shrink leaves whole keeps its factored state, though another module alike in
+    shape is narrowed."""
+    model = nn.Sequential([nn.Dense(5), nn.relu, nn.Dense(5), nn.relu, nn.Dense(3)])
+    x = jnp.ones((1, 4))
+    variables = model.init(jax.random.key(0), x)
+    params = variables["params"]
+    groups = channel_groups(model, variables, x)
+    alive = {"layers_2": [True, False, True, True, False]}  # layers_0 stays whole
+    adafactor = optax.adafactor(0.1, min_dim_size_to_factor=2)
+    state = {k: adafactor.init(params[k]) for k in params}
+    with pytest.raises(ValueError) as error:
+        shrink(variables, alive, groups, opt_state=state)
+    assert str(error.value) == (
+        "opt_state sub-tree 'layers_2/0' holds Adafactor's factored second moments (v_row "
+        "(5,), v_col (5,)) of 'params/layers_2/kernel' (5, 5), which shrink narrows; they "
+        "are means over its widths and cannot be sliced: re-initialize the optimizer on the "
+        "shrunk params (tx.init), or use optax.adafactor(..., factored=False)"
+    )
+
+    sgd = optax.sgd(0.1, momentum=0.9)
+    state = {k: (adafactor if k == "layers_0" else sgd).init(params[k]) for k in params}
+    small = shrink(variables, alive, groups, opt_state=state).opt_state
+    jax.tree.map(np.testing.assert_array_equal, small["layers_0"], state["layers_0"])
+    assert small["layers_2"][0].trace["kernel"].shape == (5, 3)
+
+
 SEQ = nn.Sequential([nn.Dense(8), nn.relu, nn.Dense(3)])
 
 
