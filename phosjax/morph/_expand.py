@@ -19,8 +19,8 @@ from phosjax.morph._cost import (
     pricing_table,
 )
 from phosjax.morph._fit import Field, _fields, _value, _with, expressible, variable_shapes
-from phosjax.morph._groups import channel_groups
-from phosjax.morph._regularizer import alive_channels, importance
+from phosjax.morph._groups import channel_groups, traced_groups
+from phosjax.morph._regularizer import alive_of, importance
 from phosjax.morph._shrink import Shrunk, shrink
 
 
@@ -272,13 +272,13 @@ def once(
     checked_config(config, "once", more=True)
     model = build_model(config)
     x = jnp.zeros((2, *config.input_shape), jnp.float32)
-    groups = channel_groups(model, variables, x)
+    groups = traced_groups("once", model, variables, (x,), {})
     scores = {
         g.name: np.asarray(s)
         for g, s in zip(groups.groups, importance(groups, variables, source), strict=True)
     }
     alive = expressible(
-        config, groups, alive_channels(groups, variables, threshold, source), scores
+        config, groups, alive_of(groups, variables, threshold, source, "once"), scores
     )
     shrunk = shrink(variables, alive, groups, config=config)
     assert shrunk.config is not None

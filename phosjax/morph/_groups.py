@@ -585,25 +585,37 @@ def channel_groups(
       params/layers_0/kernel 1 ['out']
       params/layers_2/kernel 0 ['in']
     """
-    check_module("channel_groups", model, apply_too=True)  # a class: taken for an apply
+    return traced_groups("channel_groups", model, variables, args, kwargs)
+
+
+def traced_groups(
+    caller: str,
+    model: nn.Module | Callable[..., Any],
+    variables: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> ChannelGroups:
+    """`channel_groups`; ``caller``, the public function given ``model`` and ``variables``,
+    begins the messages about them."""
+    check_module(caller, model, apply_too=True)  # a class: taken for an apply
     if isinstance(model, GraphModel) and model.returns is None and "outputs" not in kwargs:
         raise ValueError(
-            "channel_groups: this GraphModel returns every node's output, so every channel "
+            f"{caller}: this GraphModel returns every node's output, so every channel "
             "is a model output and none can be pruned; build it with returns=<the logits' "
             "node> (e.g. returns='head'), or pass outputs='head'."
         )
     if isinstance(model, nn.Module):  # a bare apply function takes any pytree
-        checked_variables(variables, "channel_groups")
+        checked_variables(variables, caller)
     if kwargs.get("mutable"):
         raise ValueError(
-            f"channel_groups: mutable={kwargs['mutable']!r} makes apply return the updated "
+            f"{caller}: mutable={kwargs['mutable']!r} makes apply return the updated "
             "collections too (a BatchNorm's batch statistics in training), so every channel "
             "would be a model output and none could be pruned; trace in inference mode "
             "(e.g. train=False, without mutable): the channels are the same."
         )
     apply = _as_apply(model)
     flat, treedef = jax.tree_util.tree_flatten_with_path(variables)
-    paths = tuple(leaf_paths(variables, "channel_groups"))
+    paths = tuple(leaf_paths(variables, caller))
     leaves = [leaf for _, leaf in flat]
 
     # Arrays are traced; anything else (a positional ``train`` flag) is passed as is.
@@ -617,9 +629,9 @@ def channel_groups(
 
     arrays = tuple(args[i] for i in traced)
     with (
-        read_by_the_model("channel_groups", variables, (arrays, kwargs)),
+        read_by_the_model(caller, variables, (arrays, kwargs)),
         inputs_needed(
-            "channel_groups",
+            caller,
             "the variables",
             "channel_groups(model, variables, x)",
             bool(args or kwargs),

@@ -200,11 +200,17 @@ def _importance(groups: ChannelGroups, variables: Any, source: str, caller: str)
 
 
 def _not_finite(
-    groups: ChannelGroups, group: ChannelGroup, scores: np.ndarray, variables: Any, source: str
+    groups: ChannelGroups,
+    group: ChannelGroup,
+    scores: np.ndarray,
+    variables: Any,
+    source: str,
+    caller: str,
 ) -> str | None:
     """Why ``group``'s ``scores`` decide no channel: some are NaN or infinite, as the
     leaves they are read from hold NaN or infinity (named); None if they are finite, or
     no such leaf holds any (an infinite sum of finite values is a channel alive).
+    ``caller`` as in `_importance`.
 
     Examples:
       >>> import jax, jax.numpy as jnp, flax.linen as nn
@@ -215,14 +221,14 @@ def _not_finite(
       >>> p = variables["params"]["layers_0"]
       >>> p["bias"] = p["bias"].at[1].set(jnp.nan)
       >>> scores = np.asarray(importance(groups, variables)[0])
-      >>> print(_not_finite(groups, groups.groups[0], scores, variables, "auto"))
-      alive_channels: channel group 'layers_0' has the importance nan at channel(s) 1, as
+      >>> print(_not_finite(groups, groups.groups[0], scores, variables, "auto", "report"))
+      report: channel group 'layers_0' has the importance nan at channel(s) 1, as
       ['params/layers_0/bias'] hold NaN or infinity, so whether a channel is alive is
       unknown; did the training diverge? (a lower learning rate or strength)
     """
     if np.isfinite(scores).all():
         return None
-    leaves = leaf_paths(variables, "alive_channels")
+    leaves = leaf_paths(variables, caller)
     collections = _with_collections(groups)
     read = [m for _, members in _terms(group, source, collections) for m in members]
     paths = list(dict.fromkeys(member_leaf(group.name, m, leaves) for m in read))
@@ -231,7 +237,7 @@ def _not_finite(
         return None
     channels = np.flatnonzero(~np.isfinite(scores)).tolist()
     return (
-        f"alive_channels: channel group {group.name!r} has the importance "
+        f"{caller}: channel group {group.name!r} has the importance "
         f"{scores[channels[0]].item()} at channel(s) {listing([str(c) for c in channels], 8)}, as "
         f"{listing(broken, 3, as_list=True)} hold NaN or infinity, so whether a channel is "
         "alive is unknown; did the training diverge? (a lower learning rate or strength)"
@@ -262,13 +268,21 @@ def alive_channels(
       {'layers_0': array([ True, False,  True])}
     """
     check_groups(groups, "alive_channels(groups, variables)")
+    return alive_of(groups, variables, threshold, source, "alive_channels")
+
+
+def alive_of(
+    groups: ChannelGroups, variables: Any, threshold: Any, source: str, caller: str
+) -> dict[str, np.ndarray]:
+    """`alive_channels` of checked ``groups``; ``caller``, the public function given
+    ``variables``, begins the messages about them."""
     check_source(source, groups)
     threshold = check_threshold(threshold)
     alive: dict[str, np.ndarray] = {}
-    scored = _importance(groups, variables, source, "alive_channels")
+    scored = _importance(groups, variables, source, caller)
     for group, values in zip(groups.groups, scored, strict=True):
         scores = np.asarray(values)
-        problem = _not_finite(groups, group, scores, variables, source)
+        problem = _not_finite(groups, group, scores, variables, source, caller)
         if problem:  # a NaN passes no threshold, yet argmax would keep it
             raise ValueError(problem)
         keep = scores > threshold
@@ -408,7 +422,7 @@ def report(
       ['flops', 'latency', 'params']
     """
     check_groups(groups, "report(groups, variables)")
-    alive = alive_channels(groups, variables, threshold, source)
+    alive = alive_of(groups, variables, threshold, source, "report")
     counts = [int(alive[g.name].sum()) for g in groups.groups]
     sizes = [g.size for g in groups.groups]
     costs = {}

@@ -841,8 +841,20 @@ def test_alive_channels_of_variables_holding_nan_or_infinity_is_an_error_naming_
     )
     with pytest.raises(ValueError, match=f"^{re.escape(message)}"):
         alive_channels(groups, variables)
-    with pytest.raises(ValueError, match=re.escape(message)):
+    # named by the function called, not by the alive_channels it calls
+    reported = message.replace("alive_channels", "report", 1)
+    with pytest.raises(ValueError, match=f"^{re.escape(reported)}"):
         report(groups, variables)
+    config = ModelConfig("mlp", 3, (5,), width=4)
+    grown = config.build().init(jax.random.key(0), x)
+    stem = grown["params"]["stem"]["Dense_0"]
+    stem["kernel"] = stem["kernel"].at[1, 2].set(bad)
+    in_once = (
+        f"once: channel group 'blocks_0/Dense_0' has the importance {float(bad)} at "
+        "channel(s) 2, as ['params/stem/Dense_0/kernel'] hold NaN or infinity"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(in_once)}"):
+        once(config, grown)
     # finite kernels whose squares overflow float32: infinitely important, so alive
     variables["params"]["layers_0"]["kernel"] = kernel.at[:, 2].set(3e38)
     assert alive_channels(groups, variables)["layers_0"].tolist() == [True] * 4

@@ -1406,11 +1406,13 @@ def test_a_tree_with_two_leaves_of_one_path_is_refused_by_every_function_naming_
     calls = {
         "importance": lambda: importance(groups, clashing),
         "alive_channels": lambda: alive_channels(groups, clashing),
+        "report": lambda: report(groups, clashing),
         "morph_regularizer": lambda: morph_regularizer(groups)(clashing),
         "mask": lambda: mask(clashing, alive, groups),
         "shrink": lambda: shrink(clashing, alive, groups),
         "fold": lambda: fold(SEQ, clashing, alive, groups, x),
         "fit_config": lambda: px.morph.fit_config(config, clashing),
+        "once": lambda: px.morph.once(config, clashing),
     }
     for name, call in calls.items():
         with pytest.raises(ValueError) as error:
@@ -1607,13 +1609,15 @@ def test_another_model_s_variables_are_named_as_such_not_a_flax_scope_error():
     through once too, without saying that the variables are of another model."""
     x = jnp.ones((2, 4))
     variables = nn.Sequential([nn.Dense(8), nn.relu, nn.Dense(2)]).init(jax.random.key(0), x)
-    with pytest.raises(
-        ValueError,
-        match=r"^channel_groups: the model reads a variable that variables lack \(.*kernel.*"
-        r"\); its 'params' hold the modules \['layers_0', 'layers_2'\]: are they another "
-        r"model's\? pass this model's, e.g. model.init's$",
-    ):
+    text = (
+        r"the model reads a variable that variables lack \(.*kernel.*\); its 'params' hold "
+        r"the modules \['layers_0', 'layers_2'\]: are they another model's\? pass this "
+        r"model's, e.g. model.init's$"
+    )
+    with pytest.raises(ValueError, match=f"^channel_groups: {text}"):
         channel_groups(nn.Sequential([nn.Dense(8), nn.relu, nn.relu, nn.Dense(2)]), variables, x)
+    with pytest.raises(ValueError, match=f"^once: {text}"):  # named by the function called
+        px.morph.once(ModelConfig("mlp", 2, (4,)), variables)
 
 
 def test_a_graph_model_returning_every_node_is_refused_with_how_to_pick_the_logits():
