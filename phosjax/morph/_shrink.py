@@ -1,6 +1,7 @@
 """`mask` and `shrink`: dead channels zeroed, or removed from a variables tree."""
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -73,6 +74,11 @@ def numbers_in(tree: Any) -> str:
     return f"({counted(count, 'number')} in {counted(len(leaves), 'array')})"
 
 
+Dead = dict[str, dict[int, np.ndarray]]
+"""``{path in a tree: {axis: a flag per position, set where it is dead}}``, of the axes
+that lose a position."""
+
+
 def _dead(
     groups: ChannelGroups,
     alive: Mapping[str, Any],
@@ -80,8 +86,8 @@ def _dead(
     caller: str,
     zeroed: bool = False,
     keep_biases: bool = False,
-) -> dict[tuple[str, int], np.ndarray]:
-    """``{(path in tree, axis): dead position}`` with a flag per position.
+) -> Dead:
+    """The `Dead` positions of the leaves of ``tree``.
 
     With ``zeroed``, only the axes `mask` zeroes (with ``keep_biases``, not the ones only
     added). Member paths resolve in ``tree`` by
@@ -89,18 +95,23 @@ def _dead(
     another width than traced); ``caller`` as in `leaf_paths`.
     """
     paths = leaf_paths(tree, caller)
-    dead: dict[tuple[str, int], np.ndarray] = {}
+    dead: Dead = {}
     for group, keep in zip(groups.groups, groups.alive_arrays(alive), strict=True):
         for member in group.members:
-            key = (member_leaf(group.name, member, paths), member.axis)
+            path = member_leaf(group.name, member, paths)
             if zeroed and not member.zeroed:
                 continue
             if keep_biases and not member.kinds & {"out", "scale"}:
                 continue
             held = member.channels >= 0
             here = held & ~keep[np.where(held, member.channels, 0)]
-            dead[key] = dead.get(key, np.zeros_like(here)) | here
-    return dead
+            axes = dead.setdefault(path, {})
+            axes[member.axis] = axes.get(member.axis, np.zeros_like(here)) | here
+    return {
+        path: lost
+        for path, axes in dead.items()
+        if (lost := {a: d for a, d in axes.items() if d.any()})
+    }
 
 
 def _edit(tree: Any, prefix: str, edit: Any) -> Any:
@@ -158,29 +169,74 @@ def masked(
     dead = _dead(groups, alive, variables, caller, zeroed=True, keep_biases=keep_biases)
 
     def edit(path: str, leaf: Any) -> Any:
-        for (where, axis), positions in dead.items():
-            if where == path and positions.any():
-                shape = [1] * np.ndim(leaf)
-                shape[axis] = -1
-                leaf = jnp.where(positions.reshape(shape), 0, leaf).astype(leaf.dtype)
+        for axis, positions in dead.get(path, {}).items():
+            shape = [1] * np.ndim(leaf)
+            shape[axis] = -1
+            leaf = jnp.where(positions.reshape(shape), 0, leaf).astype(leaf.dtype)
         return jnp.asarray(leaf)
 
     return _edit(variables, "", edit)
 
 
-def _shrink_tree(tree: Any, prefix: str, dead: Mapping[tuple[str, int], np.ndarray]) -> Any:
+def _shrink_tree(tree: Any, prefix: str, dead: Dead) -> Any:
     def edit(path: str, leaf: Any) -> Any:
-        for (where, axis), positions in dead.items():
-            if where == path and positions.any():
-                leaf = np.take(np.asarray(leaf), np.flatnonzero(~positions), axis)
+        for axis, positions in dead.get(path, {}).items():
+            leaf = np.take(np.asarray(leaf), np.flatnonzero(~positions), axis)
         return jnp.asarray(leaf)
 
     return _edit(tree, prefix, edit)
 
 
-def _shrink_state(
-    opt_state: Any, variables: Any, dead: Mapping[tuple[str, int], np.ndarray]
-) -> Any:
+@dataclasses.dataclass(frozen=True)
+class _Fitting:
+    """The prefixes an optimizer state's sub-tree fits under (see `_shrink_state`), looked
+    up by the keys that end them, so each sub-tree ranks the few its path names."""
+
+    by_last_keys: dict[str, list[str]]  # {the keys (with a '/' after each) ending one: them}
+    shallowest: list[str]  # none where it fits under none
+
+    @classmethod
+    def of(cls, prefixes: list[str]) -> "_Fitting":
+        by_last_keys: dict[str, list[str]] = {}
+        for prefix in prefixes:
+            keys = prefix.split("/")[:-1]
+            for n in range(len(keys)):
+                by_last_keys.setdefault("".join(f"{k}/" for k in keys[n:]), []).append(prefix)
+        depth = min((p.count("/") for p in prefixes), default=0)
+        return cls(by_last_keys, [p for p in prefixes if p.count("/") == depth])
+
+    def __bool__(self) -> bool:
+        return bool(self.shallowest)
+
+    def best(self, where: str) -> list[str]:
+        """The prefixes of the variables a sub-tree at ``where`` is the state of: a module
+        whose whole path is on ``where`` (the longest such), else the one with most of its
+        last keys there, else the shallowest; several where they tie."""
+        keys = where.split("/")
+        runs = [
+            "".join(f"{k}/" for k in keys[i:j])
+            for i in range(len(keys))
+            for j in range(i + 1, len(keys) + 1)
+        ]
+        named = list(dict.fromkeys(p for run in runs for p in self.by_last_keys.get(run, [])))
+        if not named:
+            return self.shallowest
+        ranks = {p: _rank(where, p) for p in named}
+        return [p for p, r in ranks.items() if r == min(ranks.values())]
+
+
+def _rank(where: str, prefix: str) -> tuple[bool, int]:
+    """How well ``where`` names ``prefix`` (lower is better): whether not whole, and how
+    many of its last keys it names (negated)."""
+    keys = prefix.split("/")[:-1]
+    named = max(
+        (n for n in range(1, len(keys) + 1) if f"/{'/'.join(keys[-n:])}/" in f"/{where}/"),
+        default=0,
+    )
+    return (named < len(keys), -named)
+
+
+def _shrink_state(opt_state: Any, variables: Any, dead: Dead) -> Any:
     """``opt_state`` with its variables-like sub-trees shrunk (see `shrink`).
 
     A sub-tree is variables-like when each of its leaves is a leaf of ``variables``
@@ -197,42 +253,44 @@ def _shrink_state(
         for prefix, tree in [("", variables), *((f"{k}/", v) for k, v in collections)]
     ]
     shapes = references[0][1]
-    prefixes: dict[str, list[str]] = {}  # {the keys ending a leaf's path: what precede them}
-    for path in shapes:
+    # {the keys ending a leaf's path: {its shape: what precede them}}
+    prefixes: dict[str, dict[tuple[int, ...], list[str]]] = {}
+    for path, shape in shapes.items():
         keys = path.split("/")
         for k in range(len(keys)):
-            prefixes.setdefault("/".join(keys[k:]), []).append("".join(f"{p}/" for p in keys[:k]))
-    changed = {path for (path, _), positions in dead.items() if positions.any()}
-    watched = [
-        (path, prefix + path, shape)
-        for prefix, known in references
-        for path, shape in known.items()
-        if prefix + path in changed
-    ]
+            preceding = "".join(f"{p}/" for p in keys[:k])
+            prefixes.setdefault("/".join(keys[k:]), {}).setdefault(shape, []).append(preceding)
+    watched: dict[str, list[tuple[str, tuple[int, ...]]]] = {}  # {path: [(full path, shape)]}
+    for prefix, known in references:
+        for path, shape in known.items():
+            if prefix + path in dead:
+                watched.setdefault(path, []).append((prefix + path, shape))
 
-    def fitting(found: Mapping[str, tuple[int, ...] | None]) -> list[str]:
-        """The prefixes under which the paths of ``found`` are leaves of the variables of
-        its shapes (of any shape where ``None``)."""
-        candidates = prefixes.get(next(iter(found), ""), [])
-        return [
+    @functools.cache
+    def fitting(found: tuple[tuple[str, tuple[int, ...] | None], ...]) -> _Fitting:
+        """The prefixes under which the paths of ``found`` (``(path, shape)`` pairs) are
+        leaves of the variables of its shapes (of any shape where ``None``)."""
+        known = [(q, s) for q, s in found if s is not None]
+        path, shape = known[0] if known else (found[0][0], None)
+        by_shape = prefixes.get(path, {})
+        candidates = (
+            [p for ps in by_shape.values() for p in ps]
+            if shape is None
+            else by_shape.get(shape, [])
+        )
+        fits = [
             p
             for p in candidates
-            if all(p + q in shapes and s in (None, shapes[p + q]) for q, s in found.items())
+            if all(p + q in shapes and s in (None, shapes[p + q]) for q, s in found)
         ]
+        return _Fitting.of(fits)
 
-    def prefixes_of(node: Any) -> list[str]:
+    def prefixes_of(node: Any) -> _Fitting | None:
         try:
-            return fitting(leaf_shapes(node, "shrink"))
+            found = tuple(leaf_shapes(node, "shrink").items())
         except ValueError:  # two leaves of one path: no sub-tree of the variables
-            return []
-
-    def rank(where: str, prefix: str) -> tuple[bool, int, int]:
-        keys = prefix.split("/")[:-1]
-        named = max(
-            (n for n in range(1, len(keys) + 1) if f"/{'/'.join(keys[-n:])}/" in f"/{where}/"),
-            default=0,
-        )
-        return (not named or named < len(keys), -named, 0 if named else len(keys))
+            return None
+        return fitting(found) if found else None
 
     def refuse_factored(where: str, state: optax.FactoredState) -> None:
         """Raises if ``state`` holds Adafactor's factored second moments of a leaf shrink
@@ -244,10 +302,10 @@ def _shrink_state(
         if not factored:
             return
         found = {q: None if q in factored else s for q, s in leaf_shapes(state.v, "shrink").items()}
-        ranks = {p: rank(where, p) for p in fitting(found)}
-        best = [p for p, r in ranks.items() if r == min(ranks.values())]
-        for full, path in ((p + q, q) for p in best for q in factored):
-            if full in changed:
+        for full, path in (
+            (p + q, q) for p in fitting(tuple(found.items())).best(where) for q in factored
+        ):
+            if full in dead:
                 raise ValueError(
                     f"opt_state sub-tree {where!r} holds Adafactor's factored second moments "
                     f"(v_row {rows[path]}, v_col {columns[path]}) of {full!r} {shapes[full]}, "
@@ -265,17 +323,14 @@ def _shrink_state(
 
     def cut(prefix: str, node: Any) -> list[tuple[str, int, bytes]]:
         """What shrink cuts from ``node`` as the state of the variables under ``prefix``."""
-        found = leaf_shapes(node, "shrink")
         return sorted(
-            (path[len(prefix) :], axis, positions.tobytes())
-            for (path, axis), positions in dead.items()
-            if path.startswith(prefix) and path[len(prefix) :] in found and positions.any()
+            (path, axis, positions.tobytes())
+            for path in leaf_shapes(node, "shrink")
+            for axis, positions in dead.get(prefix + path, {}).items()
         )
 
-    def prefix_for(where: str, node: Any, fitting: list[str]) -> str:
-        ranks = {p: rank(where, p) for p in fitting}
-        best = min(ranks.values())
-        ways = {repr(cut(p, node)): p for p, r in ranks.items() if r == best}
+    def prefix_for(where: str, node: Any, fits: _Fitting) -> str:
+        ways = {repr(cut(p, node)): p for p in fits.best(where)}
         if len(ways) > 1:
             shapes_found = cut_repr(leaf_shapes(node, "shrink"), 200)
             raise ValueError(
@@ -290,26 +345,27 @@ def _shrink_state(
 
     def edit(key: Any, node: Any) -> Any:
         where = jax.tree_util.keystr(key, simple=True, separator="/")
-        fitting = prefixes_of(node)
-        if fitting:
-            return _shrink_tree(node, prefix_for(where, node, fitting), dead)
-        for path, full, shape in watched:
-            if not (where == path or where.endswith(f"/{path}")):
-                continue
-            if np.shape(node) == shape:
-                raise ValueError(
-                    f"opt_state leaf {where!r} has the shape {shape} of {full!r}, which shrink "
-                    "changes, but its sub-tree is not shaped like the variables (its leaves "
-                    "must be variables' leaves at the same paths, or optax.MaskedNode), so it "
-                    "cannot be shrunk; shrink it yourself or re-initialize the optimizer"
-                )
-            if np.ndim(node) == len(shape) and np.size(node) > 1:  # not a (1,) placeholder
-                raise ValueError(
-                    f"opt_state leaf {where!r} has the shape {np.shape(node)}, but {full!r} "
-                    f"has {shape}: an optimizer state of other widths (another model's, or "
-                    "of this one before an earlier shrink); pass the state of these "
-                    "variables or re-initialize the optimizer"
-                )
+        fits = prefixes_of(node)
+        if fits:
+            return _shrink_tree(node, prefix_for(where, node, fits), dead)
+        keys = where.split("/")
+        for path in ("/".join(keys[k:]) for k in range(len(keys))):
+            for full, shape in watched.get(path, []):
+                if np.shape(node) == shape:
+                    raise ValueError(
+                        f"opt_state leaf {where!r} has the shape {shape} of {full!r}, which "
+                        "shrink changes, but its sub-tree is not shaped like the variables "
+                        "(its leaves must be variables' leaves at the same paths, or "
+                        "optax.MaskedNode), so it cannot be shrunk; shrink it yourself or "
+                        "re-initialize the optimizer"
+                    )
+                if np.ndim(node) == len(shape) and np.size(node) > 1:  # not a (1,) placeholder
+                    raise ValueError(
+                        f"opt_state leaf {where!r} has the shape {np.shape(node)}, but "
+                        f"{full!r} has {shape}: an optimizer state of other widths (another "
+                        "model's, or of this one before an earlier shrink); pass the state of "
+                        "these variables or re-initialize the optimizer"
+                    )
         return node
 
     return jax.tree_util.tree_map_with_path(

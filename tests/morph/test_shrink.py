@@ -1245,6 +1245,45 @@ def test_a_state_kept_under_its_modules_whole_path_is_shrunk_as_that_modules(nes
     np.testing.assert_array_equal(trace, grads["kernel"][:, :2])  # block/a keeps 0 and 1
 
 
+def test_many_per_module_states_alike_in_shape_are_each_shrunk_as_their_module():
+    """Each per-module state was matched against every module alike in shape (400 modules:
+    7 s); the modules its path names are looked up. States under 'm0' and under
+    'block/m0', both shaped like modules 'm0' and 'block/m0', and a state of all the
+    params beside them, are each still sliced by their own module's dead channels."""
+    names = [f"m{i}" for i in range(6)]
+    paths = [*names, *(f"block/{n}" for n in names)]
+    rng = np.random.default_rng(0)
+    params = {"block": {}, "head": {"kernel": jnp.ones((3 * len(paths), 2))}}
+    for path in paths:
+        *outer, name = path.split("/")
+        held = params[outer[0]] if outer else params
+        held[name] = {"kernel": jnp.asarray(rng.normal(size=(4, 3)), jnp.float32)}
+
+    def module(p, path):
+        return p["block"][path[6:]] if path.startswith("block/") else p[path]
+
+    def apply(p, x):
+        hidden = [jax.nn.relu(x @ module(p, path)["kernel"]) for path in paths]
+        return jnp.concatenate(hidden, -1) @ p["head"]["kernel"]
+
+    groups = channel_groups(apply, params, jnp.ones((2, 4)))
+    alive = {path: np.append(True, rng.random(2) < 0.5) for path in paths}
+    tx = optax.sgd(0.1, momentum=0.9)
+    moved = {
+        path: tx.update(module(params, path), tx.init(module(params, path)))[1] for path in paths
+    }
+    per_module = {n: moved[n] for n in names} | {"block": {n: moved[f"block/{n}"] for n in names}}
+    whole = tx.update(params, tx.init(params))[1]
+    small = shrink(params, alive, groups, opt_state=(per_module, whole)).opt_state
+    for path in paths:
+        kept = np.flatnonzero(alive[path])
+        expected = np.take(np.asarray(module(params, path)["kernel"]), kept, 1)
+        np.testing.assert_array_equal(module(small[0], path)[0].trace["kernel"], expected)
+        np.testing.assert_array_equal(module(small[1][0].trace, path)["kernel"], expected)
+    rows = np.flatnonzero(np.concatenate([alive[path] for path in paths]))
+    np.testing.assert_array_equal(small[1][0].trace["head"]["kernel"], np.ones((len(rows), 2)))
+
+
 def test_an_optimizer_state_that_cannot_be_matched_is_an_error():
     x = jnp.ones((1, 4))
     variables = MLP.init(jax.random.key(0), x)
