@@ -2,6 +2,7 @@
 
 import dataclasses
 import functools
+import itertools
 from collections.abc import Mapping
 from typing import Any
 
@@ -213,27 +214,14 @@ class _Fitting:
         whose whole path is on ``where`` (the longest such), else the one with most of its
         last keys there, else the shallowest; several where they tie."""
         keys = where.split("/")
-        runs = [
-            "".join(f"{k}/" for k in keys[i:j])
-            for i in range(len(keys))
-            for j in range(i + 1, len(keys) + 1)
-        ]
-        named = list(dict.fromkeys(p for run in runs for p in self.by_last_keys.get(run, [])))
+        named: dict[str, int] = {}  # {prefix: how many of its last keys are on where}
+        for i, j in itertools.combinations(range(len(keys) + 1), 2):
+            for prefix in self.by_last_keys.get("".join(f"{k}/" for k in keys[i:j]), []):
+                named[prefix] = max(named.get(prefix, 0), j - i)
         if not named:
             return self.shallowest
-        ranks = {p: _rank(where, p) for p in named}
+        ranks = {p: (n < p.count("/"), -n) for p, n in named.items()}  # whole first, longest
         return [p for p, r in ranks.items() if r == min(ranks.values())]
-
-
-def _rank(where: str, prefix: str) -> tuple[bool, int]:
-    """How well ``where`` names ``prefix`` (lower is better): whether not whole, and how
-    many of its last keys it names (negated)."""
-    keys = prefix.split("/")[:-1]
-    named = max(
-        (n for n in range(1, len(keys) + 1) if f"/{'/'.join(keys[-n:])}/" in f"/{where}/"),
-        default=0,
-    )
-    return (named < len(keys), -named)
 
 
 def _shrink_state(opt_state: Any, variables: Any, dead: Dead) -> Any:
@@ -321,16 +309,16 @@ def _shrink_state(opt_state: Any, variables: Any, dead: Dead) -> Any:
         if isinstance(node, optax.FactoredState):
             refuse_factored(jax.tree_util.keystr(key, simple=True, separator="/"), node)
 
-    def cut(prefix: str, node: Any) -> list[tuple[str, int, bytes]]:
+    def cut(prefix: str, node: Any) -> tuple[tuple[str, int, bytes], ...]:
         """What shrink cuts from ``node`` as the state of the variables under ``prefix``."""
-        return sorted(
+        return tuple(
             (path, axis, positions.tobytes())
             for path in leaf_shapes(node, "shrink")
-            for axis, positions in dead.get(prefix + path, {}).items()
+            for axis, positions in sorted(dead.get(prefix + path, {}).items())
         )
 
     def prefix_for(where: str, node: Any, fits: _Fitting) -> str:
-        ways = {repr(cut(p, node)): p for p in fits.best(where)}
+        ways = {cut(p, node): p for p in fits.best(where)}
         if len(ways) > 1:
             shapes_found = cut_repr(leaf_shapes(node, "shrink"), 200)
             raise ValueError(

@@ -1231,6 +1231,18 @@ def test_a_state_under_a_name_two_modules_alike_in_shape_end_in_is_an_error():
     )
 
 
+def test_a_state_under_a_modules_last_key_is_that_modules_not_a_shallower_ones():
+    """A state kept under 'a' ({k: tx.init(params['block'][k])}), shaped like both module
+    'block/a' and the shallower 'b', is 'block/a''s: its path names the module's last key,
+    and none of 'b''s (the shallowest module is taken only where the path names none)."""
+    params, groups, alive = _two_alike("b", "block/a")
+    tx = optax.sgd(0.1, momentum=0.9)
+    grads = {"kernel": jnp.arange(12.0).reshape(4, 3)}
+    state = {"a": tx.update(grads, tx.init(params["block"]["a"]))[1]}
+    small = shrink(params, alive, groups, opt_state=state).opt_state
+    np.testing.assert_array_equal(small["a"][0].trace["kernel"], grads["kernel"][:, :2])
+
+
 @pytest.mark.parametrize("nested", [True, False], ids=["nested", "keyed 'block/a'"])
 def test_a_state_kept_under_its_modules_whole_path_is_shrunk_as_that_modules(nested):
     """A state kept as {'block': {'a': ...}} (or under 'block/a') names module 'block/a'
