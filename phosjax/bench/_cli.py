@@ -640,6 +640,12 @@ def kept_in_dir(
     return said
 
 
+def same_command_starts(directory: str, command: str, argv: Sequence[str]) -> str:
+    """What starts a bench in ``directory``, which holds none, for `kept_in_bench`:
+    ``command`` (run with ``argv``) itself."""
+    return f"the same command starts it: {command}"
+
+
 def _kept_in_bench(
     directory: str,
     command: str,
@@ -647,7 +653,7 @@ def _kept_in_bench(
     *,
     when_finished: str,
     when_unfinished: str,
-    when_not_started: str,
+    starts: Callable[[str, str, Sequence[str]], str],
 ) -> str:
     """What Ctrl-C leaves of a command that trains the bench in ``directory``, ``command``
     run with ``argv`` (see `kept_in_bench`)."""
@@ -658,7 +664,7 @@ def _kept_in_bench(
             refused = why_no_bench_starts(root)  # the command would be refused: none to run
             if refused is not None:
                 return f"{said}; no bench can start there: {refused}"
-        return f"{said}; {when_not_started}: {command}"
+        return f"{said}; {starts(directory, command, argv)}"
     try:
         finished, cells = finished_cells(directory)
     except (OSError, ValueError):  # a BrokenFileError, a file cut short: what is sure
@@ -681,14 +687,16 @@ def kept_in_bench(
     module: str,
     when_finished: str = "the same command continues it",
     when_unfinished: str = "the same command continues it",
-    when_not_started: str = "the same command starts it",
+    starts: Callable[[str, str, Sequence[str]], str] = same_command_starts,
 ) -> Callable[[Sequence[str]], str]:
     """What Ctrl-C leaves of ``python -m <module> ARGV``, a command that trains the bench
     in ``--dir`` (``new``, ``add_models``), for `entry_point`: how many of its cells are
     finished, and what the same command does when run again: ``when_unfinished`` (by
     default it continues the bench, resuming each group from its last checkpoint), or
-    ``when_finished`` where every cell is (not where it has none: not planned yet), or
-    ``when_not_started`` where the bench has no ``bench.json`` yet.
+    ``when_finished`` where every cell is (not where it has none: not planned yet). Where
+    ``--dir`` holds no bench (no ``bench.json``) yet: why none can start there
+    (`why_no_bench_starts`), or else ``starts(directory, command, argv)``, what starts one
+    there and the command that does (``command``: the same command line).
 
     Examples:
       >>> said = kept_in_bench("phosjax.bench.new")(["--config", "my bench.yaml", "--dir", "/no/b"])
@@ -700,7 +708,7 @@ def kept_in_bench(
         _kept_in_bench,
         when_finished=when_finished,
         when_unfinished=when_unfinished,
-        when_not_started=when_not_started,
+        starts=starts,
     )
     return kept_in_dir(module, said)
 

@@ -10,7 +10,6 @@ as in the config's ``models``: ``--models logreg '{name: mlp, width: [64]}'``,
 ``--models logreg,cnn1d`` or ``--models '[logreg, cnn1d]'``.
 """
 
-import pathlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,7 +18,6 @@ from jsonargparse import ArgumentParser
 
 import phosjax.bench._interrupt  # noqa: F401  first: a Ctrl-C while jax loads is kept
 from phosjax._yaml import safe_load
-from phosjax.bench import _layout
 from phosjax.bench._argv import comma_names, dir_option, option_value
 from phosjax.bench._cli import (
     Parser,
@@ -97,21 +95,17 @@ def _refuse_data_dir(argv: Sequence[str]) -> None:
     )
 
 
-def _interrupted(argv: Sequence[str]) -> str:
-    """What Ctrl-C leaves of ``add_models`` run with ``argv`` (`kept_in_bench`): the same
-    command continues the bench; in a ``--dir`` holding no bench yet, which add_models
-    refuses, ``new`` with a bench config starts one there."""
-    directory = dir_option(argv)
-    if directory and not _layout.is_bench(pathlib.Path(directory)):
-        return kept_in_bench(
-            "phosjax.bench.new",
-            when_not_started="add_models refuses such a --dir, a bench config starts one there "
-            "(add_models then adds to it)",
-        )(["--config", "FILE", "--dir", directory])
-    return kept_in_bench("phosjax.bench.add_models")(argv)
+def _starts(directory: str, command: str, argv: Sequence[str]) -> str:
+    """What starts a bench in ``directory``, which holds none yet and which add_models
+    refuses (for `kept_in_bench`): ``new`` with a bench config."""
+    start = command_line("phosjax.bench.new", ["--config", "FILE", "--dir", directory])
+    return (
+        "add_models refuses such a --dir, a bench config starts one there (add_models then "
+        f"adds to it): {start}"
+    )
 
 
-@entry_point(_interrupted)
+@entry_point(kept_in_bench("phosjax.bench.add_models", starts=_starts))
 def main(argv: Sequence[str] | None = None) -> None:
     """Runs the command line ``argv`` (default ``sys.argv[1:]``)."""
     _refuse_data_dir(argv or ())

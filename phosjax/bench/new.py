@@ -383,29 +383,31 @@ def _interrupted(argv: Sequence[str]) -> str:
     """What Ctrl-C leaves of ``new`` run with ``argv`` (`kept_in_bench`): the same command
     continues the bench, or reads its results where every cell is finished; with
     ``--force``, it first moves the bench aside and starts over where the config given
-    differs from the bench's. A ``--dir`` holding no bench yet is started by the command
-    with a config (``--config FILE`` where none is given) and without ``--resume``, which
-    refuses it."""
-    directory = dir_option(argv)
-    if directory and not _layout.is_bench(pathlib.Path(directory)):
-        start = [arg for arg in argv if arg != "--resume"]
-        given = bool(_config_keys(start))
-        when = "the same command starts it" if given else "the command with a config starts it"
-        if "--resume" in argv:
-            when = "--resume refuses such a --dir, the command without it starts it"
-        return kept_in_bench("phosjax.bench.new", when_not_started=when)(
-            start if given else ["--config", "FILE", *start]
-        )
+    differs from the bench's. A ``--dir`` holding no bench yet: `_starts`."""
     if "--force" in option_names(argv):
         forced = (
             "the same command moves it aside and starts over if the config given differs "
             "from its own, or else "
         )
         return kept_in_bench(
-            "phosjax.bench.new", forced + "reads its results", forced + "continues it"
+            "phosjax.bench.new", forced + "reads its results", forced + "continues it", _starts
         )(argv)
     finished = "nothing is left to train; the same command reads its results"
-    return kept_in_bench("phosjax.bench.new", finished)(argv)
+    return kept_in_bench("phosjax.bench.new", finished, starts=_starts)(argv)
+
+
+def _starts(directory: str, command: str, argv: Sequence[str]) -> str:
+    """What starts a bench in ``directory``, which holds none yet, for `kept_in_bench`:
+    the command (run with ``argv``) with a config (``--config FILE`` where none is given)
+    and without ``--resume``, which refuses such a ``--dir``."""
+    start = [arg for arg in argv if arg != "--resume"]
+    given = bool(_config_keys(start))
+    if "--resume" in argv:
+        when = "--resume refuses such a --dir, the command without it starts it"
+    else:
+        when = "the same command starts it" if given else "the command with a config starts it"
+    start = start if given else ["--config", "FILE", *start]
+    return f"{when}: {command_line('phosjax.bench.new', start)}"
 
 
 @entry_point(_interrupted)
