@@ -559,6 +559,21 @@ def stopped_by(error: BaseException | None) -> int | None:
     return None
 
 
+def still_starting(module: str, argv: Sequence[str]) -> str:
+    """What a stop leaves of ``python -m <module> ARGV`` stopped before it read its
+    command line whole: nothing.
+
+    Examples:
+      >>> still_starting("phosjax.bench.new", ["--config", "my bench.yaml"])
+      "the command was still starting, nothing was written; the same command runs it: \
+python -m phosjax.bench.new --config 'my bench.yaml'"
+    """
+    return (
+        "the command was still starting, nothing was written; the same command runs it: "
+        f"python -m {module} {shlex.join(argv)}"
+    )
+
+
 def said_at_start(previous: Callable[..., object], module: str) -> Callable[..., None]:
     """A `sys.excepthook` that ends ``python -m <module>`` stopped by Ctrl-C (or a stop
     signal) before its ``main`` ran (while it imports jax: seconds) with one line, the
@@ -590,11 +605,7 @@ def said_at_start(previous: Callable[..., object], module: str) -> Callable[...,
             return
         with stops_ignored():  # pressed again meanwhile: the line is still said
             with contextlib.suppress(OSError):  # no one reads it: the status says it
-                said = (
-                    "the command was still starting, nothing was written; the same command "
-                    f"runs it: python -m {module} {shlex.join(sys.argv[1:])}"
-                )
-                print(stopped_line(signum, said), file=sys.stderr)
+                print(stopped_line(signum, still_starting(module, sys.argv[1:])), file=sys.stderr)
                 sys.stderr.flush()
             os._exit(exit_status(signum))  # as `phosjax.bench._cli.exit_process` after Ctrl-C
 

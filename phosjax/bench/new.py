@@ -55,6 +55,7 @@ from phosjax.bench._compile_cache import add_compilation_cache, compilation_cach
 from phosjax.bench._config import NAMED_HPARAMS, BenchConfig, BenchError, Grid, read_yaml
 from phosjax.bench._directory import check_dir_kind, open_bench, shown_differences
 from phosjax.bench._imports import import_for_bench, planned_models
+from phosjax.bench._interrupt import still_starting
 from phosjax.bench._plan import check_models
 from phosjax.bench._profile import time_start_up
 from phosjax.bench._runner import run, starts_anew
@@ -379,12 +380,22 @@ def _stored_config_to_print(argv: list[str]) -> list[str]:
     return ["--config", str(pathlib.Path(directory) / _layout.CONFIG), *argv]
 
 
+_PARSED: dict[str, Any] = {}
+"""What `main` parsed of the flags that a ``--config`` file may set too, for the Ctrl-C
+line (`_interrupted`): ``force``, and ``resume_file``, the file whose ``resume: true`` it
+read (`_resume_file`); empty until `main` parsed its command line."""
+
+
 def _interrupted(argv: Sequence[str]) -> str:
     """What Ctrl-C leaves of ``new`` run with ``argv`` (`kept_in_bench`): the same command
     continues the bench, or reads its results where every cell is finished; with
-    ``--force``, it first moves the bench aside and starts over where the config given
-    differs from the bench's. A ``--dir`` holding no bench yet: `_starts`."""
-    if "--force" in option_names(argv):
+    ``force`` (``--force``, or ``force: true`` in a ``--config`` file), it first moves
+    the bench aside and starts over where the config given differs from the bench's. A
+    ``--dir`` holding no bench yet: `_starts`. Before the command line is parsed, nothing
+    was written (`still_starting`)."""
+    if not _PARSED:
+        return still_starting("phosjax.bench.new", argv)
+    if _PARSED["force"]:
         forced = (
             "the same command moves it aside and starts over if the config given differs "
             "from its own, or else "
@@ -399,20 +410,34 @@ def _interrupted(argv: Sequence[str]) -> str:
 def _starts(directory: str, command: str, argv: Sequence[str]) -> str:
     """What starts a bench in ``directory``, which holds none yet, for `kept_in_bench`:
     the command (run with ``argv``) with a config (``--config FILE`` where none is given)
-    and without ``--resume``, which refuses such a ``--dir``."""
+    and without ``--resume`` or a ``--config`` file's ``resume: true``, which refuse such
+    a ``--dir``."""
     start = [arg for arg in argv if arg != "--resume"]
     given = bool(_config_keys(start))
-    if "--resume" in argv:
-        when = "--resume refuses such a --dir, the command without it starts it"
+    resumed_by = ["--resume"] if "--resume" in argv else []
+    if _PARSED["resume_file"] is not None:
+        resumed_by.append(f"resume: true in {_PARSED['resume_file']!r}")
+    if len(resumed_by) == 1:
+        when = f"{resumed_by[0]} refuses such a --dir, the command without it starts it"
+    elif resumed_by:
+        when = f"{' and '.join(resumed_by)} refuse such a --dir, the command without them starts it"
     else:
         when = "the same command starts it" if given else "the command with a config starts it"
     start = start if given else ["--config", "FILE", *start]
     return f"{when}: {command_line('phosjax.bench.new', start)}"
 
 
+def _resume_file(argv: Sequence[str]) -> str | None:
+    """The ``--config`` file of ``argv`` whose ``resume: true`` the command reads: the last
+    file setting ``resume``, where it sets it true; None where none does."""
+    path = setting_file([arg for arg in argv if arg != "--resume"], "resume", None)
+    return path if path is not None and read_yaml(path).get("resume") is True else None
+
+
 @entry_point(_interrupted)
 def main(argv: Sequence[str] | None = None) -> None:
     """Runs the command line ``argv`` (default ``sys.argv[1:]``)."""
+    _PARSED.clear()  # a call before's
     argv = config_files_first(sys.argv[1:] if argv is None else argv)
     argv = _stored_config_to_print(names_as_lists(argv, _EXAMPLES))
     refuse_unknown_options(parser(), argv)  # a misspelt option is the error, not a file's
@@ -423,6 +448,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "--resume and --force contradict each other: --resume continues the bench in "
             "--dir under its stored config, --force moves it aside and starts over; give one."
         )
+    _PARSED.update(force=args.force, resume_file=_resume_file(argv))
     fields = parsed_fields(args, _OWN)
     keys = _config_keys(argv)
     config: BenchConfig | None

@@ -1076,6 +1076,84 @@ def test_ctrl_c_of_resume_before_the_bench_is_written_says_the_command_that_star
         assert new_main(start) == 130 and chosen == [(example, None)]
 
 
+@pytest.mark.parametrize("flag", [[], ["--resume"]])
+def test_ctrl_c_where_a_config_file_resumes_a_dir_without_a_bench_names_that_file(
+    tmp_path, capsys, monkeypatch, flag
+):
+    """With 'resume: true' in the --config file it said 'the same command starts it' (with
+    --resume too: 'the command without it'), which that file's resume refuses."""
+    config = tmp_path / "my bench.yaml"
+    config.write_text(CONFIG + "resume: true\n")
+    root = tmp_path / "b"
+    command = ["--config", str(config), "--dir", str(root)]
+    assert new_main([*command, *flag]) == 2  # what the command named before does
+    assert capsys.readouterr().err.startswith(f"error: --resume: {str(root)!r} holds no bench")
+    chosen = []
+
+    def run(config, directory, *, resume, force, **kwargs):
+        if not resume:
+            chosen.append(_directory.choose_config(directory, config, resume=resume, force=force))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("phosjax.bench.new.run", run)
+    assert new_main([*command, *flag]) == 130
+    refusing = (
+        f"--resume and resume: true in {str(config)!r} refuse"
+        if flag
+        else (f"resume: true in {str(config)!r} refuses")
+    )
+    assert capsys.readouterr().err == (
+        f"interrupted: the bench was not started in --dir {str(root)!r} yet (it has no "
+        f"bench.json); {refusing} such a --dir, the command without {'them' if flag else 'it'} "
+        f"starts it: python -m phosjax.bench.new {shlex.join(command)}\n"
+    )
+    config.write_text(CONFIG)  # the file without it
+    assert new_main(command) == 130 and chosen == [(load_config(config), None)]  # started
+
+
+def test_ctrl_c_where_a_config_file_forces_says_the_bench_is_moved_aside_if_it_differs(
+    cli_bench, tmp_path, capsys, monkeypatch
+):
+    """With 'force: true' in the --config file it said 'the same command continues it'."""
+    root = tmp_path / "bench"
+    shutil.copytree(cli_bench[0], root)
+    config = tmp_path / "forced.yaml"
+    config.write_text(CONFIG + "force: true\n")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("phosjax.bench.new.run", interrupted)
+    argv = ["--config", str(config), "--dir", str(root)]
+    assert new_main(argv) == 130
+    assert capsys.readouterr().err == (
+        f"interrupted: {str(root)!r} keeps 4 of 4 cells finished; the same command moves it "
+        "aside and starts over if the config given differs from its own, or else reads its "
+        f"results: python -m phosjax.bench.new {shlex.join(argv)}\n"
+    )
+
+
+def test_ctrl_c_before_the_command_line_is_read_whole_says_nothing_was_written(
+    tmp_path, capsys, monkeypatch
+):
+    """As the --config files were checked (their resume or force not read yet), it said
+    'the same command starts it' of a file's config that --resume then refused."""
+    config = tmp_path / "bench.yaml"
+    config.write_text(CONFIG + "resume: true\n")
+
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("phosjax.bench.new._check_config_files", interrupted)
+    argv = ["--config", str(config), "--dir", str(tmp_path / "b")]
+    assert new_main(argv) == 130
+    assert capsys.readouterr().err == (
+        "interrupted: the command was still starting, nothing was written; the same command "
+        f"runs it: python -m phosjax.bench.new {shlex.join(argv)}\n"
+    )
+    assert not (tmp_path / "b").exists()
+
+
 @pytest.mark.parametrize("finished", [True, False])
 @pytest.mark.parametrize("force", [False, True])
 def test_ctrl_c_says_how_many_cells_are_kept_and_the_command_that_continues(
