@@ -640,6 +640,27 @@ def kept_in_dir(
     return said
 
 
+def not_started(
+    said: str, kind: str, refused: Callable[[], str | None], starts: Callable[[], str]
+) -> str:
+    """What Ctrl-C leaves of a command that starts a ``kind`` (a bench, a run) in
+    ``--dir`` but wrote none there yet: ``said``, then why none can start there
+    (``refused()``, where the same command would be refused; an error of the system
+    reading the folder is left to that command to say) or else ``starts()``, what starts
+    one there and the command that does.
+
+    Examples:
+      >>> not_started("no rows yet", "run", lambda: "'r' is a file", lambda: "run: ...")
+      "no rows yet; no run can start there: 'r' is a file"
+    """
+    why = None
+    with contextlib.suppress(OSError):  # unlistable: the command says why when run
+        why = refused()
+    if why is not None:
+        return f"{said}; no {kind} can start there: {why}"
+    return f"{said}; {starts()}"
+
+
 def same_command_starts(directory: str, command: str, argv: Sequence[str]) -> str:
     """What starts a bench in ``directory``, which holds none, for `kept_in_bench`:
     ``command`` (run with ``argv``) itself."""
@@ -659,12 +680,12 @@ def _kept_in_bench(
     run with ``argv`` (see `kept_in_bench`)."""
     root = pathlib.Path(directory)
     if not _layout.is_bench(root):
-        said = f"the bench was not started in --dir {directory!r} yet (it has no bench.json)"
-        with contextlib.suppress(OSError):  # unlistable: the command says why when run
-            refused = why_no_bench_starts(root)  # the command would be refused: none to run
-            if refused is not None:
-                return f"{said}; no bench can start there: {refused}"
-        return f"{said}; {starts(directory, command, argv)}"
+        return not_started(
+            f"the bench was not started in --dir {directory!r} yet (it has no bench.json)",
+            "bench",
+            lambda: why_no_bench_starts(root),
+            lambda: starts(directory, command, argv),
+        )
     try:
         finished, cells = finished_cells(directory)
     except (OSError, ValueError):  # a BrokenFileError, a file cut short: what is sure

@@ -14,6 +14,7 @@ Example: ``python -m phosjax.bench.speed --models mlp,cnn1d --sizes 1,8,64 --out
 (a list may also be written as ``new`` takes one: ``--sizes '[1, 8, 64]'``).
 """
 
+import contextlib
 import pathlib
 import re
 import sys
@@ -27,7 +28,7 @@ import phosjax.bench._interrupt  # noqa: F401  first: a Ctrl-C while jax loads i
 from phosjax._listing import listing
 from phosjax._nearest import did_you_mean
 from phosjax.bench import _layout
-from phosjax.bench._argv import comma_names
+from phosjax.bench._argv import comma_names, option_value
 from phosjax.bench._cli import (
     Parser,
     either,
@@ -40,6 +41,7 @@ from phosjax.bench._speed import METHODS, MODELS, SpeedConfig, measure
 from phosjax.bench._speed_config import SpeedConfigError
 from phosjax.bench._speed_report import OUTPUTS, move_earlier, table, write
 from phosjax.bench._store import is_temporary
+from phosjax.bench._usage import expand_dirs
 from phosjax.train import COMPUTE_DTYPES, STRATEGIES
 
 QUICK: dict[str, Any] = {"sizes": "2", "steps": 2, "batch": 8, "min_time": 0.0}
@@ -59,6 +61,10 @@ class _QuickHelp(DefaultHelpFormatter):
             return text
         both = f"default: {DEFAULTS[action.dest]}; --quick: {QUICK[action.dest]}"
         return text.replace("default: %(default)s", both)
+
+
+_OUT = "runs/speed"
+"""Where ``--out`` defaults to."""
 
 
 def parser() -> ArgumentParser:
@@ -105,7 +111,7 @@ def parser() -> ArgumentParser:
         default=None,
         help="seconds a timing lasts at least; faster methods repeat their steps",
     )
-    parser.add_argument("--out", type=str, default="runs/speed", help="the output directory")
+    parser.add_argument("--out", type=str, default=_OUT, help="the output directory")
     quick = " ".join(f"--{key} {value}" for key, value in QUICK.items())
     parser.add_argument(
         "--quick",
@@ -207,14 +213,25 @@ def _check_out(out: pathlib.Path, given: str) -> None:
         )
 
 
-@entry_point(
-    then_command(
+def _interrupted(argv: Sequence[str]) -> str:
+    """What Ctrl-C leaves of ``speed`` run with ``argv``: the cases measured so far, and
+    the same command, which measures them all again; where the command refuses its
+    ``--out`` (`_check_out`, before it writes anything), that nothing was written and why."""
+    given = option_value(expand_dirs(argv), "--out") or _OUT
+    with contextlib.suppress(OSError):  # unlistable: the command says why when run
+        try:
+            _check_out(pathlib.Path(given), given)
+        except BenchError as error:
+            return f"nothing was written in --out {given!r}; no speed run can start there: {error}"
+    return then_command(
         "phosjax.bench.speed",
         "the (model, K) cases measured so far are kept in --out's speed.parquet (speed.txt "
         "and the plot, written after it, may lack the last); nothing resumes: the same "
         "command measures them all again (moving those files aside):",
-    )
-)
+    )(argv)
+
+
+@entry_point(_interrupted)
 def main(argv: Sequence[str] | None = None) -> None:
     """Runs the command line ``argv`` (default ``sys.argv[1:]``)."""
     args = parser().parse_args(argv)

@@ -48,6 +48,7 @@ from phosjax.bench._cli import (
     entry_point,
     exit_process,
     kept_in_dir,
+    not_started,
     parsed_fields,
     refuse_unknown_options,
     required_as_options,
@@ -70,6 +71,7 @@ from phosjax.morph._loop import (
     resolved_model,
     run,
     shape_mismatch,
+    why_no_run_starts,
 )
 
 
@@ -368,7 +370,8 @@ def _kept(directory: str, command: str, argv: Sequence[str]) -> str:
     """What Ctrl-C leaves of ``python -m phosjax.morph ARGV`` (``command``), for
     `kept_in_dir`: the rows in ``directory`` (the start model's and those of each
     iteration finished), and the command that continues the loop (``command`` without
-    ``--overwrite``, which would start it over).
+    ``--overwrite``, which would start it over); without rows, the command that starts it,
+    or why no run can start in ``directory`` (`why_no_run_starts`).
 
     Examples:
       >>> said = kept_in_dir("phosjax.morph", _kept)(["--config", "my m.yaml", "--dir", "/no/run"])
@@ -378,9 +381,11 @@ def _kept(directory: str, command: str, argv: Sequence[str]) -> str:
     """
     path = pathlib.Path(directory) / ITERATIONS
     if not path.exists():
-        return (
-            f"no rows were written in --dir {directory!r} yet; the same command starts the "
-            f"loop: {command}"
+        return not_started(
+            f"no rows were written in --dir {directory!r} yet",
+            "run",
+            lambda: why_no_run_starts(directory),
+            lambda: f"the same command starts the loop: {command}",
         )
     try:
         done = int(pd.read_parquet(path, columns=["iteration"])["iteration"].max())

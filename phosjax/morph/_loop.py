@@ -692,6 +692,35 @@ def _row(
     }
 
 
+def why_no_run_starts(directory: str | os.PathLike) -> str | None:
+    """Why `run` refuses ``directory`` whatever it holds (`_output`): it is ``''``, lies
+    inside a bench (`enclosing_bench`) or a run's ``morph`` folder (`_enclosing_run`), or
+    it or a folder above it is a file; None where a run may start or go on there."""
+    if not os.fspath(directory):  # pathlib reads '' as '.': the rows would land in the cwd
+        return "the run directory is '' (an unset shell variable?); name one, e.g. runs/morph"
+    around = _layout.enclosing_bench(directory)
+    if around is not None:
+        return (
+            f"{str(directory)!r} is inside the bench {str(around)!r}, whose files the rows "
+            f"would mix with its own; pick that bench's directory itself or one outside it"
+        )
+    run = _enclosing_run(directory)
+    if run is not None:
+        return (
+            f"{str(directory)!r} is inside the morph run {str(run)!r}, whose files the rows "
+            f"would mix with its own; pass that run's directory (the same config continues "
+            f"it) or one outside it"
+        )
+    folder = (pathlib.Path(directory) / ITERATIONS).parent
+    blocking = next((p for p in (folder, *folder.parents) if p.is_file()), None)
+    if blocking is not None:
+        return (
+            f"{str(blocking)!r} is a file, not a directory: --dir (in Python: run's "
+            f"directory) wants a run directory, existing or new; got {str(directory)!r}"
+        )
+    return None
+
+
 @contextlib.contextmanager
 def _output(directory: str | os.PathLike, overwrite: bool) -> Iterator[pathlib.Path]:
     """The rows' file in ``directory`` (its folder made), checked before anything trains,
@@ -706,35 +735,13 @@ def _output(directory: str | os.PathLike, overwrite: bool) -> Iterator[pathlib.P
     run removes its own.
 
     Raises:
-      RunDirectoryError: ``directory`` is ``''`` or lies inside a bench
-        (`enclosing_bench`) or a run's ``morph`` folder (`_enclosing_run`), it or a folder
-        above it is a file, the folder cannot be made, or another run holds its lock (the
-        message names its pid and host).
+      RunDirectoryError: `why_no_run_starts` says why not, the folder cannot be made, or
+        another run holds its lock (the message names its pid and host).
     """
-    if not os.fspath(directory):  # pathlib reads '' as '.': the rows would land in the cwd
-        raise RunDirectoryError(
-            "the run directory is '' (an unset shell variable?); name one, e.g. runs/morph"
-        )
+    refused = why_no_run_starts(directory)
+    if refused is not None:
+        raise RunDirectoryError(refused)
     path = pathlib.Path(directory) / ITERATIONS
-    around = _layout.enclosing_bench(directory)
-    if around is not None:
-        raise RunDirectoryError(
-            f"{str(directory)!r} is inside the bench {str(around)!r}, whose files the rows "
-            f"would mix with its own; pick that bench's directory itself or one outside it"
-        )
-    run = _enclosing_run(directory)
-    if run is not None:
-        raise RunDirectoryError(
-            f"{str(directory)!r} is inside the morph run {str(run)!r}, whose files the rows "
-            f"would mix with its own; pass that run's directory (the same config continues "
-            f"it) or one outside it"
-        )
-    blocking = next((p for p in (path.parent, *path.parent.parents) if p.is_file()), None)
-    if blocking is not None:
-        raise RunDirectoryError(
-            f"{str(blocking)!r} is a file, not a directory: --dir (in Python: run's "
-            f"directory) wants a run directory, existing or new; got {str(directory)!r}"
-        )
     with contextlib.ExitStack() as held:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 
 from phosjax.bench import _cli, _interrupt
+from phosjax.morph import _loop
 from tests.bench.test_progress import _Terminal
 
 MORPH_CONFIG = "model: {name: mlp, num_classes: 10, input_shape: [8]}\n"
@@ -114,6 +115,50 @@ def test_ctrl_c_in_a_morph_run_names_its_rows_and_the_command_that_continues_it(
     assert capsys.readouterr().err == (
         f"interrupted: 'my run' keeps {kept} in morph/iterations.parquet; {continues} "
         "continues it: python -m phosjax.morph --config CONFIG --dir 'my run'\n"
+    )
+
+
+@pytest.mark.parametrize("where", ["inside a bench", "a file"])
+def test_ctrl_c_in_a_morph_run_where_no_run_can_start_says_why_not_a_command_refused(
+    tmp_path, capsys, monkeypatch, where
+):
+    """As the loop prepared its data (before it looked at --dir), it said 'the same command
+    starts the loop', which that command then refused."""
+    cli = importlib.import_module("phosjax.morph.__main__")
+    monkeypatch.setattr(cli, "run", _interrupted)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "CONFIG").write_text(MORPH_CONFIG)
+    if where == "inside a bench":
+        (tmp_path / "bench.json").write_text('{"format": 1}')
+        directory = "runs/m"
+    else:
+        (tmp_path / "m").write_text("mine")
+        directory = "m"
+    assert cli.main(["--config", "CONFIG", "--dir", directory]) == 130
+    with pytest.raises(_loop.RunDirectoryError) as refused, _loop._output(directory, False):
+        pass  # what the run raises, the same command's error
+    assert capsys.readouterr().err == (
+        f"interrupted: no rows were written in --dir {directory!r} yet; no run can start "
+        f"there: {refused.value}\n"
+    )
+
+
+def test_ctrl_c_of_speed_before_its_out_is_checked_says_why_not_a_command_refused(
+    tmp_path, capsys, monkeypatch
+):
+    """It said the cases measured so far are kept in --out's speed.parquet and the same
+    command measures them all again, which that command refused."""
+    cli = importlib.import_module("phosjax.bench.speed")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s").write_text("mine")
+    argv = ["--quick", "--out", "s"]
+    assert cli.main(argv) == 2  # the command the line said before
+    refused = capsys.readouterr().err.removeprefix("error: ")
+    assert refused == "--out 's' is a file; it must be a directory (made if new).\n"
+    monkeypatch.setattr(cli, "config_from_args", _interrupted)
+    assert cli.main(argv) == 130
+    assert capsys.readouterr().err == (
+        f"interrupted: nothing was written in --out 's'; no speed run can start there: {refused}"
     )
 
 
