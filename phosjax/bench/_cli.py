@@ -207,6 +207,33 @@ def setting_file(argv: Sequence[str], key: str, given: str | None) -> str | None
 _UNSET = object()
 
 
+def flag_set_by(argv: Sequence[str], flag: str) -> list[str]:
+    """What sets the flag ``--<flag>`` in ``argv``, in words: the option itself, and the
+    ``--config`` file whose ``<flag>: true`` the parser reads (the last file setting it,
+    where it sets it true). For a line saying what to drop; read where the command line
+    is parsed, not as the line is said.
+
+    Examples:
+      >>> import tempfile
+      >>> with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as file:
+      ...     _ = file.write("resume: true\\n")
+      >>> flag_set_by(["--config", file.name, "--resume"], "resume") == [
+      ...     "--resume", f"resume: true in {file.name!r}"]
+      True
+      >>> flag_set_by(["--dir", "b"], "resume")
+      []
+      >>> pathlib.Path(file.name).unlink()
+    """
+    option = f"--{flag}"
+    set_by = [option] if option in argv else []
+    path = setting_file([arg for arg in argv if arg != option], flag, None)
+    if path is not None:
+        data = read_file(path)
+        if isinstance(data, dict) and data.get(flag) is True:
+            set_by.append(f"{flag}: true in {path!r}")
+    return set_by
+
+
 def _same_number(typed: str, shown: str) -> bool:
     """Whether ``typed`` and ``shown`` are the same number (``1e3`` and ``1000.0``).
 

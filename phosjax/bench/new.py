@@ -45,6 +45,7 @@ from phosjax.bench._cli import (
     data_bars_hidden,
     entry_point,
     exit_process,
+    flag_set_by,
     kept_in_bench,
     parsed_fields,
     refuse_unknown_options,
@@ -382,8 +383,8 @@ def _stored_config_to_print(argv: list[str]) -> list[str]:
 
 _PARSED: dict[str, Any] = {}
 """What `main` parsed of the flags that a ``--config`` file may set too, for the Ctrl-C
-line (`_interrupted`): ``force``, and ``resume_file``, the file whose ``resume: true`` it
-read (`_resume_file`); empty until `main` parsed its command line."""
+line (`_interrupted`): ``force``, and ``resumed_by``, what set ``resume`` (`flag_set_by`);
+empty until `main` parsed its command line."""
 
 
 def _interrupted(argv: Sequence[str]) -> str:
@@ -414,9 +415,7 @@ def _starts(directory: str, command: str, argv: Sequence[str]) -> str:
     a ``--dir``."""
     start = [arg for arg in argv if arg != "--resume"]
     given = bool(_config_keys(start))
-    resumed_by = ["--resume"] if "--resume" in argv else []
-    if _PARSED["resume_file"] is not None:
-        resumed_by.append(f"resume: true in {_PARSED['resume_file']!r}")
+    resumed_by = _PARSED["resumed_by"]
     if len(resumed_by) == 1:
         when = f"{resumed_by[0]} refuses such a --dir, the command without it starts it"
     elif resumed_by:
@@ -425,13 +424,6 @@ def _starts(directory: str, command: str, argv: Sequence[str]) -> str:
         when = "the same command starts it" if given else "the command with a config starts it"
     start = start if given else ["--config", "FILE", *start]
     return f"{when}: {command_line('phosjax.bench.new', start)}"
-
-
-def _resume_file(argv: Sequence[str]) -> str | None:
-    """The ``--config`` file of ``argv`` whose ``resume: true`` the command reads: the last
-    file setting ``resume``, where it sets it true; None where none does."""
-    path = setting_file([arg for arg in argv if arg != "--resume"], "resume", None)
-    return path if path is not None and read_yaml(path).get("resume") is True else None
 
 
 @entry_point(_interrupted)
@@ -448,7 +440,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "--resume and --force contradict each other: --resume continues the bench in "
             "--dir under its stored config, --force moves it aside and starts over; give one."
         )
-    _PARSED.update(force=args.force, resume_file=_resume_file(argv))
+    _PARSED.update(force=args.force, resumed_by=flag_set_by(argv, "resume") if args.resume else [])
     fields = parsed_fields(args, _OWN)
     keys = _config_keys(argv)
     config: BenchConfig | None

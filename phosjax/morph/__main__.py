@@ -47,6 +47,7 @@ from phosjax.bench._cli import (
     data_bars_hidden,
     entry_point,
     exit_process,
+    flag_set_by,
     kept_in_dir,
     not_started,
     parsed_fields,
@@ -56,6 +57,7 @@ from phosjax.bench._cli import (
 )
 from phosjax.bench._compile_cache import add_compilation_cache, compilation_cache
 from phosjax.bench._config import BenchConfig
+from phosjax.bench._interrupt import still_starting
 from phosjax.bench._summary import command_line, dir_command
 from phosjax.bench._usage import as_argument, usage_error
 from phosjax.data._load import declared_shapes
@@ -370,7 +372,8 @@ def _kept(directory: str, command: str, argv: Sequence[str]) -> str:
     """What Ctrl-C leaves of ``python -m phosjax.morph ARGV`` (``command``), for
     `kept_in_dir`: the rows in ``directory`` (the start model's and those of each
     iteration finished), and the command that continues the loop (``command`` without
-    ``--overwrite``, which would start it over); without rows, the command that starts it,
+    ``--overwrite``, or a ``--config`` file's ``overwrite: true``, which would start it
+    over); without rows, the command that starts it,
     or why no run can start in ``directory`` (`why_no_run_starts`).
 
     Examples:
@@ -393,14 +396,32 @@ def _kept(directory: str, command: str, argv: Sequence[str]) -> str:
         kept = "the start model's rows" + (f" and {owner}" if done else "")
     except (OSError, ValueError, KeyError):  # a file cut short, or not the loop's rows
         kept = "the rows written"
+    overwritten_by = _PARSED["overwritten_by"]  # it would start over
     same = "the same command"
-    if "--overwrite" in argv:  # it would start over
+    if overwritten_by == ["--overwrite"]:
         same = "this command"
+    elif overwritten_by:  # a file's: the command given, that file without it
+        same = f"the command without {' and '.join(overwritten_by)}"
+    if overwritten_by:
         command = command_line("phosjax.morph", [arg for arg in argv if arg != "--overwrite"])
     return f"{directory!r} keeps {kept} in {ITERATIONS}; {same} continues it: {command}"
 
 
-@entry_point(kept_in_dir("phosjax.morph", _kept))
+_PARSED: dict[str, Any] = {}
+"""What `main` parsed of ``overwrite``, which a ``--config`` file may set too, for the
+Ctrl-C line (`_kept`): ``overwritten_by``, what set it (`flag_set_by`); empty until `main`
+parsed its command line."""
+
+
+def _interrupted(argv: Sequence[str]) -> str:
+    """What Ctrl-C leaves of ``python -m phosjax.morph ARGV`` (`_kept`); before the command
+    line is parsed, nothing was written (`still_starting`)."""
+    if not _PARSED:
+        return still_starting("phosjax.morph", argv)
+    return kept_in_dir("phosjax.morph", _kept)(argv)
+
+
+@entry_point(_interrupted)
 def main(argv: Sequence[str] | None = None) -> int:
     """Parses the command line and runs the MorphNet loop (see `phosjax.morph.run`).
 
@@ -414,6 +435,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     leaves NaN or infinity in the variables; a misspelt option is a usage error naming
     the nearest one.
     """
+    _PARSED.clear()  # a call before's
     try:
         argv = names_as_lists(
             config_files_first(sys.argv[1:] if argv is None else argv), _LISTS, null=True
@@ -435,6 +457,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = morph_config(parsed_fields(args, _OWN))
     except (ValueError, TypeError) as error:  # a MorphConfigError, a ModelConfig's
         return _fail(f"{source}: {error}")
+    _PARSED.update(overwritten_by=flag_set_by(argv, "overwrite") if args.overwrite else [])
     rows_file = pathlib.Path(args.dir) / ITERATIONS
     before = rows_file.stat().st_mtime_ns if rows_file.is_file() else None  # a finished run's: kept
     try:

@@ -21,6 +21,7 @@ import pytest
 
 from phosjax.bench import _cli, _interrupt
 from phosjax.morph import _loop
+from phosjax.morph._loop import ITERATIONS
 from tests.bench.test_progress import _Terminal
 
 MORPH_CONFIG = "model: {name: mlp, num_classes: 10, input_shape: [8]}\n"
@@ -159,6 +160,55 @@ def test_ctrl_c_of_speed_before_its_out_is_checked_says_why_not_a_command_refuse
     assert cli.main(argv) == 130
     assert capsys.readouterr().err == (
         f"interrupted: nothing was written in --out 's'; no speed run can start there: {refused}"
+    )
+
+
+@pytest.mark.parametrize("flag", [[], ["--overwrite"]])
+def test_ctrl_c_in_a_morph_run_a_config_file_overwrites_names_that_file(
+    tmp_path, capsys, monkeypatch, flag
+):
+    """With 'overwrite: true' in the --config file it said 'the same command continues it'
+    (with --overwrite too: the command without that option), which starts it over."""
+    cli = importlib.import_module("phosjax.morph.__main__")
+    overwrote = []
+
+    def run(config, directory, *, overwrite, progress):
+        overwrote.append(overwrite)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "run", run)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "CONFIG").write_text(MORPH_CONFIG + "overwrite: true\n")
+    (tmp_path / "my run" / "morph").mkdir(parents=True)
+    pd.DataFrame({"iteration": [0]}).to_parquet(tmp_path / "my run" / ITERATIONS)
+    assert cli.main(["--config", "CONFIG", "--dir", "my run", *flag]) == 130
+    without = (
+        "--overwrite and overwrite: true in 'CONFIG'" if flag else "overwrite: true in 'CONFIG'"
+    )
+    assert capsys.readouterr().err == (
+        f"interrupted: 'my run' keeps the start model's rows in {ITERATIONS}; the command "
+        f"without {without} continues it: python -m phosjax.morph --config CONFIG --dir 'my run'\n"
+    )
+    (tmp_path / "CONFIG").write_text(MORPH_CONFIG)  # the file without it
+    assert cli.main(["--config", "CONFIG", "--dir", "my run"]) == 130
+    assert overwrote == [True, False]  # the command named continues the run
+
+
+def test_ctrl_c_in_morph_before_its_command_line_is_read_whole_says_nothing_was_written(
+    tmp_path, capsys, monkeypatch
+):
+    """As the --config files were checked (their overwrite not read yet), it said what
+    --dir keeps and 'the same command continues it', of a file that starts it over."""
+    cli = importlib.import_module("phosjax.morph.__main__")
+    monkeypatch.setattr(cli, "_files_config", _interrupted)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "CONFIG").write_text(MORPH_CONFIG + "overwrite: true\n")
+    (tmp_path / "m" / "morph").mkdir(parents=True)
+    pd.DataFrame({"iteration": [0]}).to_parquet(tmp_path / "m" / ITERATIONS)
+    assert cli.main(["--config", "CONFIG", "--dir", "m"]) == 130
+    assert capsys.readouterr().err == (
+        "interrupted: the command was still starting, nothing was written; the same command "
+        "runs it: python -m phosjax.morph --config CONFIG --dir m\n"
     )
 
 
