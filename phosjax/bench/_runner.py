@@ -739,7 +739,7 @@ def _planned(
     return with_former_ids(plan_, stored), stored
 
 
-def _has_entry(entries: list[ModelEntry], entry: ModelEntry) -> bool:
+def has_entry(entries: list[ModelEntry], entry: ModelEntry) -> bool:
     """Whether ``entries`` hold ``entry``; a bare name is held by any entry of that name."""
     if entry == ModelEntry(entry.name):
         return any(known.name == entry.name for known in entries)
@@ -846,7 +846,7 @@ def add_models_to(
     grown: Plan | None = None
     for model in models:
         entry = ModelEntry.parse(model)
-        if not _has_entry(present, entry) and entry not in entries:  # named twice: once
+        if not has_entry(present, entry) and entry not in entries:  # named twice: once
             entries.append(entry)
             new.append(model if isinstance(model, str) else dict(model))
     if new:

@@ -25,12 +25,14 @@ from phosjax.bench._cli import (
     data_bars_hidden,
     entry_point,
     exit_process,
+    finished_cells,
     kept_in_bench,
 )
 from phosjax.bench._compile_cache import add_compilation_cache, compilation_cache
-from phosjax.bench._config import BenchError
+from phosjax.bench._config import BenchError, ModelEntry
+from phosjax.bench._directory import open_bench
 from phosjax.bench._profile import time_start_up
-from phosjax.bench._runner import add_models_to
+from phosjax.bench._runner import add_models_to, has_entry
 from phosjax.bench._summary import command_line
 from phosjax.bench._usage import usage_error
 
@@ -105,12 +107,51 @@ def _starts(directory: str, command: str, argv: Sequence[str]) -> str:
     )
 
 
-@entry_point(kept_in_bench("phosjax.bench.add_models", starts=_starts))
+_PARSED: dict[str, Any] = {}
+"""What `main` parsed, for the Ctrl-C line (`_interrupted`): ``models``, those named
+(None: every model registered since the bench was made); empty until parsed."""
+
+
+def _interrupted(argv: Sequence[str]) -> str:
+    """What Ctrl-C leaves of ``add_models`` run with ``argv`` (`kept_in_bench`): the same
+    command continues the bench; where it refuses it, every cell finished and every model
+    named in it (stopped as it wrote its summary), ``new`` reads its results. A ``--dir``
+    holding no bench yet: `_starts`."""
+    directory = dir_option(argv)
+    if directory is not None and _nothing_to_add(directory):
+        refused = (
+            "it has every model named, which add_models adds no more; nothing is left to "
+            "train, this command reads its results"
+        )
+        return kept_in_bench("phosjax.bench.new", refused)(["--dir", directory])
+    return kept_in_bench("phosjax.bench.add_models", starts=_starts)(argv)
+
+
+def _nothing_to_add(directory: str) -> bool:
+    """Whether add_models, run again with the models it parsed (`_PARSED`), refuses the
+    bench in ``directory``: every cell finished, every model named in it. Where none is
+    named, those registered since the bench was made are known once imported: False."""
+    models = _PARSED.get("models")
+    if not models:
+        return False
+    try:
+        finished, cells = finished_cells(directory)
+        present = open_bench(directory)[0].model_entries()
+        return 0 < finished == cells and all(
+            has_entry(present, ModelEntry.parse(m)) for m in models
+        )
+    except (OSError, ValueError):  # a file cut short, an entry refused: the run says it
+        return False
+
+
+@entry_point(_interrupted)
 def main(argv: Sequence[str] | None = None) -> None:
     """Runs the command line ``argv`` (default ``sys.argv[1:]``)."""
+    _PARSED.clear()  # a call before's
     _refuse_data_dir(argv or ())
     args = parser().parse_args(argv)
     models = None if args.models is None else [m for a in args.models for m in model_arguments(a)]
+    _PARSED.update(models=models)
     if models == []:  # add_models_to's words ("pass None") are Python's
         raise BenchError(
             f"--models {' '.join(args.models)} names no model; name some (--models mlp, or an "

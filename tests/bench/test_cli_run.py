@@ -1196,6 +1196,33 @@ def test_ctrl_c_says_how_many_cells_are_kept_and_the_command_that_continues(
     )
 
 
+def test_ctrl_c_of_add_models_once_every_cell_is_finished_says_what_the_same_command_does(
+    cli_bench, tmp_path, capsys, monkeypatch
+):
+    """Stopped as it wrote its summary, every model it added trained, it said 'the same
+    command continues it', which then refused: the bench has every model named."""
+    root = tmp_path / "my b"
+    shutil.copytree(cli_bench[0], root)
+    argv = ["--dir", str(root), "--models", "{name: mlp, width: 6}", "--no_progress"]
+    assert add_models_main(argv) == 2  # what the same command does
+    assert capsys.readouterr().err == (
+        "error: the bench already has every model named, [{'name': 'mlp', 'width': 6}], and "
+        "is finished.\n"
+    )
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("phosjax.bench.add_models.add_models_to", interrupted)
+    assert add_models_main(argv) == 130
+    assert capsys.readouterr().err == (
+        f"interrupted: {str(root)!r} keeps 4 of 4 cells finished; it has every model named, "
+        "which add_models adds no more; nothing is left to train, this command reads its "
+        f"results: python -m phosjax.bench.new --dir '{root}'\n"
+    )
+    assert new_main(["--dir", str(root), "--no_progress"]) == 0  # it reads them
+
+
 @pytest.mark.parametrize("force", [False, True])
 def test_ctrl_c_on_a_bench_whose_status_is_cut_short_still_says_how_to_continue(
     cli_bench, tmp_path, capsys, monkeypatch, force
