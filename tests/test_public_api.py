@@ -209,6 +209,7 @@ PACKAGES_WITH_NAMED_EXPORTS = (
     "phosjax.train",
     "phosjax.bench",
     "phosjax.layers",
+    "phosjax.models.graph",
 )
 
 
