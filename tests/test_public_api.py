@@ -210,6 +210,7 @@ PACKAGES_WITH_NAMED_EXPORTS = (
     "phosjax.bench",
     "phosjax.layers",
     "phosjax.models.graph",
+    "phosjax.bench.view",
 )
 
 
