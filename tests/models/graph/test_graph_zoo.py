@@ -1,7 +1,9 @@
 """Graph versions of the zoo's ResNet and transformer: same parameters, same outputs."""
 
 import dataclasses
+import functools
 import types
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -17,6 +19,16 @@ from phosjax.train._state import _check_classes
 
 BLOCK_NODES = ("conv_0", "norm_0", "act_0", "conv_1", "norm_1", "proj", "proj_norm", "add", "act")
 
+
+@functools.cache
+def _zoo_variables(config: ModelConfig, dtype: Any = jnp.float32) -> Any:
+    """``build_model(config)``'s variables for inputs of that dtype (the `key` fixture's
+    key), initialized once for the tests that only read them: compiling an init takes
+    seconds."""
+    x = jnp.zeros((1, *config.input_shape), dtype)
+    return jax.jit(build_model(config).init)(jax.random.key(0, impl="rbg"), x)
+
+
 CONFIGS = [
     ModelConfig("resnet", num_classes=10, input_shape=(40,)),
     ModelConfig("resnet", num_classes=3, input_shape=(6, 6, 1), width=(4, 8)),
@@ -28,7 +40,7 @@ CONFIGS = [
 def test_graph_twin_has_the_zoo_parameters_and_outputs(config, key):
     zoo, graph = build_model(config), graph_model(config)
     x = jax.random.normal(key, (3, *config.input_shape))
-    zoo_vars = jax.jit(zoo.init)(jax.random.fold_in(key, 1), x)
+    zoo_vars = _zoo_variables(config)
     graph_shapes = jax.eval_shape(graph.init, jax.random.fold_in(key, 1), x)
     count = sum(leaf.size for leaf in jax.tree.leaves(graph_shapes["params"]))
     assert count == param_count(config)
@@ -55,11 +67,12 @@ def test_the_transformer_twin_takes_the_zoo_models_padding_mask(pool, key):
     x = jax.random.normal(key, (2, 40))
     variables = zoo.init(jax.random.fold_in(key, 1), x)
     real = jnp.arange(5) < jnp.array([[5], [3]])  # example 1: its last 2 patches padded
-    logits = twin.apply(variables, x, mask=real)
-    np.testing.assert_allclose(logits, zoo.apply(variables, x, mask=real), atol=1e-5)
-    assert not np.allclose(logits, twin.apply(variables, x), atol=1e-3)  # the mask counts
+    twin_apply = jax.jit(twin.apply)  # jitted: eagerly, each op compiled apart
+    logits = twin_apply(variables, x, mask=real)
+    np.testing.assert_allclose(logits, jax.jit(zoo.apply)(variables, x, mask=real), atol=1e-5)
+    assert not np.allclose(logits, twin_apply(variables, x), atol=1e-3)  # the mask counts
     other = x.at[1, 24:].set(50.0)  # new values in example 1's padded patches
-    np.testing.assert_allclose(twin.apply(variables, other, mask=real), logits, atol=1e-5)
+    np.testing.assert_allclose(twin_apply(variables, other, mask=real), logits, atol=1e-5)
 
 
 def test_what_the_transformer_twins_padded_patches_hold_reaches_no_gradient(key):
@@ -94,9 +107,10 @@ def test_a_mask_of_the_inputs_tokens_is_refused_as_the_zoo_model_refuses_it(shap
         variables = jax.eval_shape(model.init, jax.random.key(0), x)
         with pytest.raises(ValueError, match=rf"^{owner}(\('transformer'\))?{told}"):
             jax.jit(model.apply)(variables, x, mask=real)
-    twin = graph_model(config)  # a mask of the stem's tokens runs, jitted too
-    variables = twin.init(jax.random.key(0), x)
-    assert jax.jit(twin.apply)(variables, x, mask=jnp.ones(wanted, bool))["head"].shape == (2, 3)
+    # A mask of the stem's tokens runs the twin (the loop's last model), jitted too; its
+    # variables as numpy arrays (an eager init compiled each of its ops).
+    variables = jax.tree.map(lambda leaf: np.ones(leaf.shape, leaf.dtype), variables)
+    assert jax.jit(model.apply)(variables, x, mask=jnp.ones(wanted, bool))["head"].shape == (2, 3)
 
 
 @pytest.mark.parametrize(
@@ -138,7 +152,8 @@ def test_blurb_gives_each_block_of_the_twin_its_nodes_sum_and_last_output(key):
     config = CONFIGS[1]
     graph = graph_model(config)
     x = jax.random.normal(key, (2, *config.input_shape))
-    b = px.blurb(graph, jax.jit(graph.init)(key, x), x, measure_latency=False)
+    # The zoo model's variables, which run the twin unchanged.
+    b = px.blurb(graph, _zoo_variables(config), x, measure_latency=False)
     groups = [m for m in b.root.children if m.type == "Group"]
     assert [g.path for g in groups] == ["stem", "blocks_0", "blocks_1"]
     for group in groups:
@@ -169,9 +184,8 @@ def test_the_transformer_twin_stores_its_params_in_the_param_dtype_option(key):
     graph_dtypes = dtypes(jax.eval_shape(graph.init, key, x)["params"])
     assert graph_dtypes == dtypes(variables["params"])
     assert set(jax.tree.leaves(dtypes(variables["params"]))) == {jnp.dtype(jnp.bfloat16)}
-    np.testing.assert_allclose(
-        graph.apply(variables, x)["head"], zoo.apply(variables, x), rtol=1e-5, atol=1e-6
-    )
+    logits = jax.jit(graph.apply)(variables, x)["head"]  # jitted: eagerly, each op compiled apart
+    np.testing.assert_allclose(logits, jax.jit(zoo.apply)(variables, x), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"{c.name}{c.input_shape}")
@@ -302,10 +316,11 @@ def test_the_transformer_twin_normalizes_tokens_sharing_a_large_offset_as_float6
     x = jax.random.normal(key, (2, 40))
     params = build_model(config).init(key, x)["params"]
     params["stem"]["embed"]["bias"] = jnp.full(8, 3000.0)
-    logits = twin.apply({"params": params}, x)
+    apply = jax.jit(twin.apply)  # jitted: eagerly, each op compiled apart (twice: float64)
+    logits = apply({"params": params}, x)
     with jax.enable_x64(True):
         wide = jax.tree.map(lambda a: np.asarray(a, np.float64), (params, x))
-        expected = np.asarray(twin.apply({"params": wide[0]}, wide[1]))
+        expected = np.asarray(apply({"params": wide[0]}, wide[1]))
     assert expected.dtype == np.float64
     np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-4)
 
@@ -321,10 +336,12 @@ def test_the_resnet_in_training_normalizes_channels_sharing_a_large_offset_as_fl
     x = jax.random.normal(key, (6, 12))
     variables = build_model(config).init(key, x)
     variables["params"]["stem"]["Conv_0"]["bias"] = jnp.full(4, 3000.0)
-    logits, _ = model.apply(variables, x, train=True, mutable=["batch_stats"])
+    # jitted: eagerly, each op compiled apart (twice: float64)
+    train = jax.jit(functools.partial(model.apply, train=True, mutable=["batch_stats"]))
+    logits, _ = train(variables, x)
     with jax.enable_x64(True):
         wide = jax.tree.map(lambda a: np.asarray(a, np.float64), (variables, x))
-        expected, _ = model.apply(*wide, train=True, mutable=["batch_stats"])
+        expected, _ = train(*wide)
     assert expected.dtype == np.float64
     np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-3)
 
@@ -338,7 +355,7 @@ def test_the_transformers_bfloat16_dropouts_scale_by_the_exact_keep_rate(twin, k
     config = ModelConfig("transformer", 3, (16,), depth=1, width=8, options=options)
     model = graph_model(config) if twin else build_model(config)
     x = jax.random.normal(key, (4, 16), jnp.bfloat16)
-    variables = jax.jit(build_model(config).init)(key, x)
+    variables = _zoo_variables(config, x.dtype)
     calls = []
 
     def record(call, args, kwargs, context):
