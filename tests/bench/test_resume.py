@@ -7,11 +7,12 @@ import json
 import os
 import pathlib
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ import pytest
 import tqdm
 
 from phosjax.bench import (
+    BenchConfig,
     _interrupt,
     _layout,
     _runner,
@@ -97,6 +99,28 @@ def uninterrupted(tmp_path_factory, config_file) -> pd.DataFrame:
     whole = tmp_path_factory.mktemp("whole")
     run(load_config(config_file), whole, progress=False)
     return frame(whole)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, toy) -> Callable[[BenchConfig], tuple[pathlib.Path, pd.DataFrame]]:
+    """The folder of a config's bench trained on ``toy`` without a stop, and the results its
+    run returned: trained once for the module, for tests that read it or copy it to write."""
+    benches: dict[str, tuple[pathlib.Path, pd.DataFrame]] = {}
+
+    def bench(config: BenchConfig) -> tuple[pathlib.Path, pd.DataFrame]:
+        key = json.dumps(config.to_dict(), sort_keys=True)
+        if key not in benches:
+            root = tmp_path_factory.mktemp("trained") / "b"
+            benches[key] = root, run(config, root, datasets=toy, progress=False)
+        return benches[key]
+
+    return bench
+
+
+def copied(bench: tuple[pathlib.Path, pd.DataFrame], root: pathlib.Path) -> pd.DataFrame:
+    """``bench`` (of `trained`) copied to ``root``, for a test to write; its results."""
+    shutil.copytree(bench[0], root)
+    return bench[1]
 
 
 @pytest.mark.slow
@@ -195,7 +219,7 @@ def _sigterm_as_rows_of(step: int):
 
 
 def test_sigterm_mid_segment_checkpoints_the_chunk_under_way_and_resumed_matches(
-    tmp_path, toy, stop_signals_handled, monkeypatch
+    tmp_path, toy, stop_signals_handled, monkeypatch, trained
 ):
     """SIGTERM, which SIGKILL follows some seconds later (SLURM's time limit, a preempted
     VM), stopped the run at once: what the group trained since its last checkpoint
@@ -212,8 +236,7 @@ def test_sigterm_mid_segment_checkpoints_the_chunk_under_way_and_resumed_matches
     assert frame(stopped).step.max() == 4  # its rows up to there kept
 
     run(config, stopped, datasets=toy, progress=False)
-    run(config, tmp_path / "whole", datasets=toy, progress=False)
-    pd.testing.assert_frame_equal(frame(stopped), frame(tmp_path / "whole"))
+    pd.testing.assert_frame_equal(frame(stopped), frame(trained(config)[0]))
 
 
 def test_sigterm_right_after_a_checkpoint_stops_at_once(tmp_path, toy, stop_signals_handled):
@@ -286,7 +309,9 @@ def test_a_broken_pipe_mid_segment_checkpoints_the_chunk_under_way(tmp_path, toy
     assert entry["steps_done"] == frame(tmp_path).step.max() == 4
 
 
-def test_killed_after_the_last_checkpoint_before_its_status_resumes_and_matches(tmp_path, toy):
+def test_killed_after_the_last_checkpoint_before_its_status_resumes_and_matches(
+    tmp_path, toy, trained
+):
     """checkpoint_every (5) does not divide steps (12): the last segment ends at 12. A kill
     after its checkpoint, before status.json says finished: the run again finishes the
     group, trains nothing, writes no empty part and keeps every row and its profile."""
@@ -298,10 +323,9 @@ def test_killed_after_the_last_checkpoint_before_its_status_resumes_and_matches(
     assert (entry["steps_done"], entry["finished"]) == (10, False)
 
     run(config, killed, datasets=toy, progress=False)
-    run(config, tmp_path / "whole", datasets=toy, progress=False)
     ((group, entry),) = read_json(killed / _layout.STATUS)["groups"].items()
     assert (entry["steps_done"], entry["finished"]) == (12, True)
-    pd.testing.assert_frame_equal(frame(killed), frame(tmp_path / "whole"))
+    pd.testing.assert_frame_equal(frame(killed), frame(trained(config)[0]))
     firsts = sorted(int(p.stem.rsplit("-", 1)[1]) for p in (killed / _layout.RESULTS).iterdir())
     assert firsts == [1, 6, 11]  # one part per segment, none empty
     assert set(pd.read_parquet(killed / _layout.PHASES).group_id) == {group, _layout.BENCH}
@@ -343,7 +367,7 @@ def measured(root: pathlib.Path) -> list[tuple[str, str, int, int, int]]:
 
 
 @pytest.mark.parametrize("saved", [True, False], ids=["after-the-save", "while-saving"])
-def test_a_kill_at_a_checkpoint_keeps_each_segments_profile_once(tmp_path, toy, saved):
+def test_a_kill_at_a_checkpoint_keeps_each_segments_profile_once(tmp_path, toy, saved, trained):
     """A segment's profile rows are written before its checkpoint, with its steps: a kill
     after the checkpoint of step 8 keeps them; a kill while it is written (resumed from
     step 4) leaves rows that the run resuming at 4 replaces. Either way the resumed
@@ -356,8 +380,7 @@ def test_a_kill_at_a_checkpoint_keeps_each_segments_profile_once(tmp_path, toy, 
     assert phases.end_step.max() == 8 and len(pd.read_parquet(killed / _layout.MEMORY)) > 0
 
     run(config, killed, datasets=toy, progress=False)
-    whole = tmp_path / "whole"
-    run(config, whole, datasets=toy, progress=False)
+    whole, _ = trained(config)
     assert measured(killed) == measured(whole)
     steps = [row[2:] for row in measured(whole) if row[1] == "step"]
     assert steps == [(0, 4, 4), (4, 8, 4), (8, 12, 4)]
@@ -438,7 +461,9 @@ def test_profile_weights_each_segments_step_time_by_its_steps(tmp_path):
     ]  # init, compile, step, eval, programs
 
 
-def test_a_kill_after_auto_chose_resumes_with_its_choice_and_matches(tmp_path, toy, monkeypatch):
+def test_a_kill_after_auto_chose_resumes_with_its_choice_and_matches(
+    tmp_path, toy, monkeypatch, trained
+):
     """``strategy: auto`` chooses in the first segment; a kill right after that segment's
     checkpoint resumes with the strategy chosen, not timing again (its status keeps the
     timings that chose it), so the rows are those of an uninterrupted run with that
@@ -460,11 +485,10 @@ def test_a_kill_after_auto_chose_resumes_with_its_choice_and_matches(tmp_path, t
     (resumed,) = read_json(killed / _layout.STATUS)["groups"].values()
     assert (resumed["strategy"], resumed["timings"]) == (entry["strategy"], entry["timings"])
     whole = tiny_config(**{**config.to_dict(), "strategy": entry["strategy"]})
-    run(whole, tmp_path / "whole", datasets=toy, progress=False)
-    pd.testing.assert_frame_equal(frame(killed), frame(tmp_path / "whole"))
+    pd.testing.assert_frame_equal(frame(killed), frame(trained(whole)[0]))
 
 
-def test_a_bfloat16_group_with_knobs_resumed_matches_an_uninterrupted_run(tmp_path, toy):
+def test_a_bfloat16_group_with_knobs_resumed_matches_an_uninterrupted_run(tmp_path, toy, trained):
     """choicenet's temperature knob is declared with a Python number: weakly typed, so it
     divides bfloat16 logits without promoting them. A checkpoint keeps that weak type, so
     the resumed run computes in bfloat16 as the uninterrupted one does, bit for bit."""
@@ -477,11 +501,12 @@ def test_a_bfloat16_group_with_knobs_resumed_matches_an_uninterrupted_run(tmp_pa
     with killed_after_save(6):
         run(config, killed, datasets=toy, progress=False)
     run(config, killed, datasets=toy, progress=False)
-    run(config, tmp_path / "whole", datasets=toy, progress=False)
-    pd.testing.assert_frame_equal(frame(killed), frame(tmp_path / "whole"))
+    pd.testing.assert_frame_equal(frame(killed), frame(trained(config)[0]))
 
 
-def test_a_scheduled_bench_resumed_mid_schedule_matches_an_uninterrupted_run(tmp_path, toy):
+def test_a_scheduled_bench_resumed_mid_schedule_matches_an_uninterrupted_run(
+    tmp_path, toy, trained
+):
     """The schedule's step count lives in the optimizer state: a run killed after the
     first group's checkpoint at step 6, 6 steps into its 8 of warmup, goes on where it
     stopped, and writes its columns and the rate of each step."""
@@ -493,14 +518,12 @@ def test_a_scheduled_bench_resumed_mid_schedule_matches_an_uninterrupted_run(tmp
         run(config, killed, datasets=toy, progress=False)
     assert len(list(killed.glob(f"{_layout.CHECKPOINTS}/*/6"))) == 1  # one group, mid-warmup
     run(config, killed, datasets=toy, progress=False)
-    run(config, tmp_path / "whole", datasets=toy, progress=False)
     resumed = frame(killed)
-    pd.testing.assert_frame_equal(resumed, frame(tmp_path / "whole"))
+    pd.testing.assert_frame_equal(resumed, frame(trained(config)[0]))
     assert sorted(set(resumed.lr_schedule)) == ["cosine", "linear"]
     assert (resumed.warmup_steps == 8).all() and resumed.warmup_steps.dtype == "int64"
     constant = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=1, grid=grid)
-    run(constant, tmp_path / "constant", datasets=toy, progress=False)
-    plain = frame(tmp_path / "constant")
+    plain = frame(trained(constant)[0])
     assert {"lr_schedule", "warmup_steps", "lr"}.isdisjoint(plain.columns)
     train = resumed[resumed.split == "train"]
     assert train.lr.dtype == "float32" and resumed[resumed.split == "test"].lr.isna().all()
@@ -639,13 +662,13 @@ def test_a_write_that_fails_removes_its_temporary_file_and_keeps_the_old(tmp_pat
 
 
 @pytest.mark.parametrize("damage", ["cut off", "garbled"])
-def test_a_damaged_part_file_stops_the_next_run_naming_it(tmp_path, toy, damage):
+def test_a_damaged_part_file_stops_the_next_run_naming_it(tmp_path, toy, damage, trained):
     """A part file damaged on the disk (cut off: no footer; garbled: a page overwritten)
     stops the next run with an error naming the file and what to do, not a bare pyarrow
     error; the file and the bench's other parts are left as they were."""
     config = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=1)
-    run(config, tmp_path, datasets=toy, progress=False)
-    parts = _layout.part_files(tmp_path / _layout.RESULTS)
+    copied(trained(config), tmp_path / "b")
+    parts = _layout.part_files(tmp_path / "b" / _layout.RESULTS)
     kept = {path: path.read_bytes() for path in parts}
     damaged = bytearray(kept[parts[0]])
     if damage == "cut off":
@@ -654,12 +677,12 @@ def test_a_damaged_part_file_stops_the_next_run_naming_it(tmp_path, toy, damage)
         damaged[100:300] = b"\xff" * 200
     parts[0].write_bytes(damaged)
     with pytest.raises(BrokenFileError, match=f"(?s)cannot read '.*{parts[0].name}'.*backup"):
-        run(config, tmp_path, datasets=toy, progress=False)
+        run(config, tmp_path / "b", datasets=toy, progress=False)
     assert {path: path.read_bytes() for path in parts} == {**kept, parts[0]: bytes(damaged)}
 
 
 def test_a_damaged_checkpoint_stops_the_run_naming_it_and_moved_out_it_resumes(
-    tmp_path, toy, capsys
+    tmp_path, toy, capsys, trained
 ):
     """A checkpoint whose bytes changed on the disk (its zip index intact, a member's CRC
     wrong) stops the run with an error naming it and what to do, not a bare zipfile
@@ -683,8 +706,7 @@ def test_a_damaged_checkpoint_stops_the_run_naming_it_and_moved_out_it_resumes(
     err = capsys.readouterr().err
     assert f"warning: checkpoint '{cut}' is cut short (not a whole npz archive;" in err
     assert f"{cut.parent.name} resumes from step 4 instead" in err
-    run(config, tmp_path / "whole", datasets=toy, progress=False)
-    pd.testing.assert_frame_equal(frame(killed), frame(tmp_path / "whole"), check_exact=True)
+    pd.testing.assert_frame_equal(frame(killed), frame(trained(config)[0]), check_exact=True)
 
 
 def test_the_cut_short_warning_clears_the_progress_bar_not_lands_mid_bar(capsys):
@@ -702,7 +724,7 @@ def test_the_cut_short_warning_clears_the_progress_bar_not_lands_mid_bar(capsys)
     assert "g resumes from step 4 instead" in line
 
 
-def test_a_damaged_status_says_to_delete_it_and_deleted_the_bench_goes_on(tmp_path, toy):
+def test_a_damaged_status_says_to_delete_it_and_deleted_the_bench_goes_on(tmp_path, toy, trained):
     """status.json damaged on the disk: the error names it and says it may be deleted
     (not that the bench must start anew); deleted, the next run finds each group's
     progress in its checkpoints: the killed group resumes, and the bench equals an
@@ -716,8 +738,7 @@ def test_a_damaged_status_says_to_delete_it_and_deleted_the_bench_goes_on(tmp_pa
         run(config, killed, datasets=toy, progress=False)
     (killed / _layout.STATUS).unlink()
     run(config, killed, datasets=toy, progress=False)
-    run(config, tmp_path / "whole", datasets=toy, progress=False)
-    pd.testing.assert_frame_equal(frame(killed), frame(tmp_path / "whole"), check_exact=True)
+    pd.testing.assert_frame_equal(frame(killed), frame(trained(config)[0]), check_exact=True)
     (entry,) = read_json(killed / _layout.STATUS)["groups"].values()
     assert (entry["steps_done"], entry["finished"]) == (12, True)
 
@@ -760,47 +781,49 @@ def test_a_finished_group_whose_rows_were_lost_is_said_not_silently_summed(tmp_p
 
 
 def test_a_finished_bench_run_again_plans_nothing_and_loads_no_data(
-    tmp_path, toy, capsys, monkeypatch
+    tmp_path, toy, capsys, monkeypatch, trained
 ):
     """``new --dir DIR --data_dir NEW`` of a finished bench planned it, preparing every
     data set in NEW with nothing to train; it records NEW and prints the summary alone.
     Where a model's blurb is missing it plans, writing it again (it stayed missing)."""
     config = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=1)
-    whole = run(config, tmp_path, datasets=toy, progress=False)
+    root = tmp_path / "b"
+    whole = copied(trained(config), root)
 
     def planned(*args, **kwargs):
         raise AssertionError("a finished bench was planned")
 
     monkeypatch.setattr(_runner, "plan", planned)
     moved = dataclasses.replace(config, data_dir=str(tmp_path / "moved"))
-    again = run(moved, tmp_path, datasets=toy, progress=True)
+    again = run(moved, root, datasets=toy, progress=True)
     pd.testing.assert_frame_equal(again, whole)
     assert "mlp" in capsys.readouterr().out  # the summary
-    assert load_config(tmp_path / _layout.CONFIG).data_dir == str(tmp_path / "moved")
+    assert load_config(root / _layout.CONFIG).data_dir == str(tmp_path / "moved")
     assert not (tmp_path / "moved").exists()
     monkeypatch.undo()  # a blurb deleted: the plan writes it again, as before
-    (blurb,) = (tmp_path / _layout.BLURBS).iterdir()
+    (blurb,) = (root / _layout.BLURBS).iterdir()
     blurb.unlink()
-    run(config, tmp_path, datasets=toy, progress=False)
+    run(config, root, datasets=toy, progress=False)
     assert blurb.is_file()
 
 
-def test_a_finished_status_entry_without_its_cells_is_no_crash(tmp_path, toy):
+def test_a_finished_status_entry_without_its_cells_is_no_crash(tmp_path, toy, trained):
     """An entry edited by hand to lack 'cells' and 'steps' raised a bare KeyError as the
     run checked the finished groups' rows."""
     config = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=1)
-    whole = run(config, tmp_path, datasets=toy, progress=False)
-    status = read_json(tmp_path / _layout.STATUS)
+    root = tmp_path / "b"
+    whole = copied(trained(config), root)
+    status = read_json(root / _layout.STATUS)
     (entry,) = status["groups"].values()
     del entry["cells"], entry["steps"]
-    (tmp_path / _layout.STATUS).write_text(json.dumps(status))
-    pd.testing.assert_frame_equal(run(config, tmp_path, datasets=toy, progress=False), whole)
+    (root / _layout.STATUS).write_text(json.dumps(status))
+    pd.testing.assert_frame_equal(run(config, root, datasets=toy, progress=False), whole)
 
 
-def test_a_finished_bench_run_again_refuses_a_data_dir_that_is_a_file(tmp_path, toy):
+def test_a_finished_bench_run_again_refuses_a_data_dir_that_is_a_file(tmp_path, trained):
     """Unplanned, it recorded a data_dir that is a file (a plan refuses it) in config.yaml."""
     config = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=1)
-    run(config, tmp_path / "b", datasets=toy, progress=False)
+    copied(trained(config), tmp_path / "b")
     stored = (tmp_path / "b" / _layout.CONFIG).read_text()
     (tmp_path / "file").write_text("")
     with pytest.raises(BenchError, match=r"^data_dir '.*file' is not a folder"):
