@@ -446,7 +446,9 @@ def test_an_empty_input_axis_stays_empty_when_dilated():
     layout = ("NWC", "WIO", "NWC")
     params = conv_params(x, k, layout, padding=((3, 5),), lhs_dilation=(2,), rhs_dilation=(2,))
     expected = lax.conv_general_dilated(x, k, **params)
-    np.testing.assert_array_equal(conv_as_matmul(x, k, **params), expected)
+    np.testing.assert_array_equal(
+        jax.jit(lambda x, k: conv_as_matmul(x, k, **params))(x, k), expected
+    )
 
 
 @pytest.mark.parametrize(
@@ -462,8 +464,10 @@ def test_convolutions_without_channels_and_their_gradients_match(x_shape, k_shap
         return padded(x, k), jax.grad(lambda x, k: jnp.sum(padded(x, k) ** 2), (0, 1))(x, k)
 
     x, k = jnp.ones(x_shape), jnp.ones(k_shape)
-    jax.tree.map(
-        np.testing.assert_array_equal, convs_as_matmuls(conv_and_grads)(x, k), conv_and_grads(x, k)
+    jax.tree.map(  # jitted: run op by op, the three cases took about 8 s
+        np.testing.assert_array_equal,
+        jax.jit(convs_as_matmuls(conv_and_grads))(x, k),
+        jax.jit(conv_and_grads)(x, k),
     )
 
 
@@ -482,7 +486,7 @@ def test_a_linear_solve_keeps_its_named_jaxprs():
 
     rewritten = convs_as_matmuls(fn)
     assert count_convs(fn, X, K) == 2 and count_convs(rewritten, X, K) == 0
-    np.testing.assert_allclose(rewritten(X, K), fn(X, K), **TOL)
+    np.testing.assert_allclose(jax.jit(rewritten)(X, K), jax.jit(fn)(X, K), **TOL)
 
 
 @pytest.mark.parametrize("lhs_dilation", [1, 2])
@@ -493,8 +497,9 @@ def test_a_convolution_of_weakly_typed_arrays_stays_weakly_typed(lhs_dilation):
         return lax.conv_general_dilated(x, k, (1,), ((1, 1),), (lhs_dilation,))
 
     x, k = jnp.full((2, 3, 8), 1.0), jnp.full((4, 3, 3), 0.5)  # weakly typed
-    assert jax.typeof(fn(x, k)).weak_type
-    assert jax.typeof(convs_as_matmuls(fn)(x, k)) == jax.typeof(fn(x, k))
+    expected = jax.typeof(jax.jit(fn)(x, k))
+    assert expected.weak_type
+    assert jax.typeof(jax.jit(convs_as_matmuls(fn))(x, k)) == expected
 
 
 def test_a_checkpoint_stays_one_and_keeps_its_barrier():
@@ -514,4 +519,8 @@ def test_a_checkpoint_stays_one_and_keeps_its_barrier():
 
     assert barriers(grad) > 0 and barriers(rewritten) == barriers(grad)
     assert count_convs(rewritten, X, K) == 0
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, **TOL), rewritten(X, K), grad(X, K))
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, **TOL),
+        jax.jit(rewritten)(X, K),
+        jax.jit(grad)(X, K),
+    )
