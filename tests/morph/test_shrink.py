@@ -1,5 +1,6 @@
 """Channel groups, mask and shrink: the shrunk model equals the masked one, on any tree."""
 
+import functools
 import re
 
 import flax.linen as nn
@@ -58,9 +59,13 @@ ZOO["moenet"] = ModelConfig(
 )
 
 
-_init_resnet = jax.jit(ZOO["resnet"].build().init)
-"""The zoo's resnet's init as one program (op by op, each op compiles), shared by the tests
-that take its variables."""
+@functools.cache
+def _zoo_init(name: str):
+    """An input of 3 examples for ``ZOO[name]`` and the model's variables, made by one
+    program (op by op, each op compiles) once for the tests that take them."""
+    config = ZOO[name]
+    x = jax.random.normal(jax.random.key(1), (3, *config.input_shape))
+    return x, jax.jit(config.build().init)(jax.random.key(0), x)
 
 
 def _random_alive(groups, seed=0, fraction=0.6):
@@ -72,8 +77,8 @@ def _random_alive(groups, seed=0, fraction=0.6):
 def test_zoo_shrunk_equals_masked_and_shrinking_twice_changes_nothing(name):
     config = ZOO[name]
     model = config.build()
-    x = jax.random.normal(jax.random.key(1), (3, *config.input_shape))
-    variables = perturbed(jax.jit(model.init)(jax.random.key(0), x))
+    x, variables = _zoo_init(name)
+    variables = perturbed(variables)
     groups = channel_groups(model, variables, x)
     alive = expressible(config, groups, _random_alive(groups))
     small = shrink(variables, alive, groups, config=config)
@@ -94,7 +99,7 @@ def test_zoo_shrunk_equals_masked_and_shrinking_twice_changes_nothing(name):
 def test_groups_of_the_zoo_follow_residuals_norms_and_heads():
     resnet = ZOO["resnet"]
     x = jnp.ones((2, 8, 8, 1))
-    variables = _init_resnet(jax.random.key(0), x)
+    _, variables = _zoo_init("resnet")
     groups = {g.name: g for g in channel_groups(resnet.build(), variables, x).groups}
     stream = {(m.path, m.axis) for m in groups["blocks_0/conv_1"].members}
     assert ("params/stem/Conv_0/kernel", 3) in stream  # the residual add ties the stem
@@ -103,9 +108,9 @@ def test_groups_of_the_zoo_follow_residuals_norms_and_heads():
     proj = {(m.path, m.axis) for m in groups["blocks_1/conv_1"].members}
     assert ("params/blocks_1/proj/kernel", 3) in proj and ("params/head/kernel", 0) in proj
 
-    transformer = ModelConfig("transformer", num_classes=5, input_shape=(40,))
+    transformer = ZOO["transformer"]
     x = jnp.ones((2, 40))
-    variables = jax.jit(transformer.build().init)(jax.random.key(0), x)
+    _, variables = _zoo_init("transformer")
     found = channel_groups(transformer.build(), variables, x)
     heads = {g.name: g for g in found.groups}["blocks_0/attention/qkv"]  # its only group
     assert heads.size == 4
@@ -883,7 +888,7 @@ def test_unsupported_ops_and_bad_alive_raise_clear_errors():
 def test_a_config_that_cannot_express_the_widths_is_an_error():
     config = ZOO["resnet"]
     x = jnp.ones((2, 8, 8, 1))
-    variables = _init_resnet(jax.random.key(0), x)
+    _, variables = _zoo_init("resnet")
     groups = channel_groups(config.build(), variables, x)
     alive = {"blocks_0/conv_0": np.arange(16) < 8}  # the inner width is not a config field
     with pytest.raises(ValueError, match=r"cannot express these widths.*expressible\(config"):
