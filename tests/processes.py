@@ -71,24 +71,43 @@ def free_port() -> int:
     raise OSError(f"no free TCP port from 10000 to {low - 1} on 127.0.0.1 in 100 tries")
 
 
+def worker_flags(devices: int) -> str:
+    """The XLA flags of a worker: ``devices`` fake CPU devices, compiled as the tests are."""
+    return f"--xla_force_host_platform_device_count={devices} {FAST_COMPILE}"
+
+
 def launch(
     module: str,
     args: Sequence[Sequence[str]],
     env: Mapping[str, str] | None = None,
     timeout: float = 300,
+    *,
+    command: bool = False,
 ) -> list[tuple[int, str]]:
     """Runs one ``python -m module PORT ID COUNT *args[i]`` per entry of ``args``, all
     joining one group, with ``env`` added to this process's environment (less
-    ``XLA_FLAGS``: `join` sets it); each worker's exit code and output, in order.
+    ``XLA_FLAGS``: `join` sets it); each worker's exit code and output, in order. A
+    ``command`` (a bench command) is run as ``python -m module *args[i] --coordinator
+    127.0.0.1:PORT --processes COUNT --process_id ID`` instead, and joins the group itself,
+    on the CPU devices and XLA flags that `join` gives.
 
     All must end within ``timeout`` seconds; else all are killed and a `TimeoutError`
     says which ran on, with each worker's output so far."""
     environment = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     environment.pop("XLA_FLAGS", None)
+    if command:
+        environment |= {"XLA_FLAGS": worker_flags(2), "JAX_PLATFORMS": "cpu"}
     port, count = str(free_port()), str(len(args))
+
+    def argv(i: int, extra: Sequence[str]) -> list[str]:
+        if not command:
+            return [port, str(i), count, *extra]
+        joining = ["--coordinator", f"127.0.0.1:{port}", "--processes", count]
+        return [*extra, *joining, "--process_id", str(i)]
+
     workers = [
         subprocess.Popen(
-            [sys.executable, "-m", module, port, str(i), count, *extra],
+            [sys.executable, "-m", module, *argv(i, extra)],
             cwd=ROOT,
             env=environment,
             stdout=subprocess.PIPE,
@@ -129,7 +148,7 @@ def join(port: str, process_id: str, count: str, devices: int = 2) -> None:
     handler, jax's too): Python's finalization collects the oldest generation several
     times, each walking the whole heap of jax, pandas and pyarrow (1-2 s a worker)."""
     atexit.register(gc.freeze)  # registered first: runs last
-    os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices} {FAST_COMPILE}"
+    os.environ["XLA_FLAGS"] = worker_flags(devices)
     os.environ["JAX_PLATFORMS"] = "cpu"
     import jax
 

@@ -577,8 +577,9 @@ def refuse_unknown_options(parser: ArgumentParser, argv: Sequence[str]) -> None:
 
 
 def add_common(parser: ArgumentParser) -> None:
-    """``--dir`` (required) and ``--import`` (modules that register models; given again,
-    it adds to them)."""
+    """``--dir`` (required), ``--import`` (modules that register models; given again, it
+    adds to them) and the options that join a bench shared by several processes
+    (`join_processes`)."""
     parser.add_argument("--dir", required=True, help="the bench directory")
     parser.add_argument(
         "--import",
@@ -587,6 +588,77 @@ def add_common(parser: ArgumentParser) -> None:
         default=[],
         help="modules to import first, e.g. ones that register models",
     )
+    parser.add_argument(
+        "--coordinator",
+        metavar="HOST:PORT",
+        default=None,
+        help="share the bench with other processes (hosts): the address of process 0, which "
+        "listens on PORT, given to every process with --processes and --process_id",
+    )
+    parser.add_argument(
+        "--processes", type=int, metavar="N", default=None, help="how many processes share it"
+    )
+    parser.add_argument(
+        "--process_id", type=int, metavar="I", default=None, help="this process's id, 0 to N-1"
+    )
+    parser.add_argument(
+        "--distributed",
+        action="store_true",
+        help="share the bench with the other processes of a Slurm, Open MPI or TPU job, "
+        "which gives the coordinator, count and id (those given as options are kept)",
+    )
+
+
+JOINING = ("coordinator", "processes", "process_id")
+"""The options that say which group of processes a command joins, and as whom."""
+
+
+def join_processes(parser: ArgumentParser, args: Any) -> None:
+    """Joins the `jax.distributed` group that the options ``args`` (parsed by ``parser``)
+    name: `JOINING` given together, or ``--distributed`` (the job gives those left out);
+    none: nothing. Call it before anything uses a jax backend. Options given in part, a
+    count below 1, an id out of range or an address without its port are usage errors,
+    said before joining.
+
+    Raises:
+      BenchError: ``--distributed`` outside a job that gives what is left out.
+    """
+    given = {name: args[name] for name in JOINING if args[name] is not None}
+    if not given and not args.distributed:
+        return
+    options = " ".join(f"--{name} {value}" for name, value in given.items())
+    missing = [f"--{name}" for name in JOINING if name not in given]
+    if missing and not args.distributed:
+        usage_error(
+            parser,
+            f"{options} without {' and '.join(missing)}: a process sharing a bench with others is "
+            "given --coordinator HOST:PORT (process 0's address), --processes N and "
+            "--process_id I (0 to N-1), or --distributed in a Slurm, Open MPI or TPU job",
+        )
+    count, index = given.get("processes"), given.get("process_id")
+    if count is not None and count < 1:
+        usage_error(parser, f"--processes {count}: expected 1 or more")
+    if index is not None and not 0 <= index < (count or index + 1):
+        top = f"{count - 1} (--processes {count})" if count else "N-1"
+        usage_error(parser, f"--process_id {index}: expected an id from 0 to {top}")
+    address = given.get("coordinator")
+    if address is not None:
+        host, _, port = address.rpartition(":")
+        if not (host and port.isdigit() and 0 < int(port) < 2**16):
+            usage_error(
+                parser,
+                f"--coordinator {address!r}: expected HOST:PORT, process 0's host and a free "
+                "port on it, e.g. node0:1234",
+            )
+    import jax
+
+    try:
+        jax.distributed.initialize(address, count, index)
+    except ValueError as error:  # --distributed: the job gives no address, count or id
+        raise BenchError(
+            f"--distributed: {str(error).rstrip('.')} (no Slurm, Open MPI or TPU job gives "
+            "it); outside such a job give --coordinator HOST:PORT --processes N --process_id I"
+        ) from error
 
 
 def parsed_fields(args: Any, own: Iterable[str]) -> dict[str, Any]:

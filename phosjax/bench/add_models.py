@@ -7,7 +7,9 @@ the bench recorded (the ``--import``s that registered its models) are imported a
 first; a new ``--import`` that registers a model it adds is recorded too. A ``--models``
 value is a registered name, names joined by commas, a YAML entry or a YAML list of them,
 as in the config's ``models``: ``--models logreg '{name: mlp, width: [64]}'``,
-``--models logreg,cnn1d`` or ``--models '[logreg, cnn1d]'``.
+``--models logreg,cnn1d`` or ``--models '[logreg, cnn1d]'``. Processes sharing the bench
+each run it with ``new``'s options that join them (``--coordinator``, ``--processes``,
+``--process_id`` or ``--distributed``).
 """
 
 from collections.abc import Sequence
@@ -26,6 +28,7 @@ from phosjax.bench._cli import (
     entry_point,
     exit_process,
     finished_cells,
+    join_processes,
     kept_in_bench,
 )
 from phosjax.bench._compile_cache import add_compilation_cache, compilation_cache
@@ -158,6 +161,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "entry '{name: mlp, width: [64]}'), or leave --models out to add every model "
             "registered since the bench was made."
         )
+    join_processes(parser(), args)
     with data_bars_hidden(args.no_progress), compilation_cache(args.compilation_cache, args.dir):
         add_models_to(args.dir, models, progress=not args.no_progress, imports=args["import"])
 

@@ -12,7 +12,9 @@ checkpoints; so does ``--dir DIR`` alone (no config given), which never trains t
 defaults into a new directory, and ``--dir DIR --data_dir NEW`` continues it reading its
 data sets from ``NEW``. A bench records the ``--import`` modules that registered its models
 (``bench.json``'s ``imports``) and imports them again when continued, so ``--dir DIR`` alone
-continues a bench of your own models too.
+continues a bench of your own models too. Processes (hosts) share a bench when each runs
+the command with ``--coordinator HOST:PORT --processes N --process_id I`` (or ``--distributed``
+in a Slurm, Open MPI or TPU job): docs/results.md, "Several hosts".
 """
 
 import contextlib
@@ -40,12 +42,14 @@ from phosjax.bench._argv import (
     option_names,
 )
 from phosjax.bench._cli import (
+    JOINING,
     ConfigParser,
     add_common,
     data_bars_hidden,
     entry_point,
     exit_process,
     flag_set_by,
+    join_processes,
     kept_in_bench,
     parsed_fields,
     refuse_unknown_options,
@@ -66,8 +70,18 @@ from phosjax.models._config import is_int
 from phosjax.morph._loop import MorphConfig
 from phosjax.train import STRATEGIES
 
-_OWN = ("config", "dir", "import", "resume", "force", "no_progress", "compilation_cache")
-_FLAGS = ("resume", "force", "no_progress")
+_OWN = (
+    "config",
+    "dir",
+    "import",
+    "resume",
+    "force",
+    "no_progress",
+    "compilation_cache",
+    *JOINING,
+    "distributed",
+)
+_FLAGS = ("resume", "force", "no_progress", "distributed")
 """The own options that are flags: a config file sets each true or false."""
 
 
@@ -441,6 +455,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "--dir under its stored config, --force moves it aside and starts over; give one."
         )
     _PARSED.update(force=args.force, resumed_by=flag_set_by(argv, "resume") if args.resume else [])
+    join_processes(parser(), args)
     fields = parsed_fields(args, _OWN)
     keys = _config_keys(argv)
     config: BenchConfig | None

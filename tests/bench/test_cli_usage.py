@@ -3,6 +3,7 @@
 import importlib
 import os
 import pathlib
+import subprocess
 import sys
 
 import pytest
@@ -1005,3 +1006,69 @@ def test_help_names_no_python_object(command, capsys):
     out = " ".join(capsys.readouterr().out.split())
     assert "<function" not in out
     assert "is used instead (type: DIR or off, default: " in out
+
+
+_JOINING = "a process sharing a bench with others is given --coordinator HOST:PORT (process 0's "
+_JOINING += "address), --processes N and --process_id I (0 to N-1), or --distributed in a Slurm, "
+_JOINING += "Open MPI or TPU job"
+
+
+@pytest.mark.parametrize("command", ["new", "add_models"])
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [
+        (
+            "--coordinator node0:1234",
+            f"--coordinator node0:1234 without --processes and --process_id: {_JOINING}",
+        ),
+        (
+            "--processes 2 --process_id 1",
+            f"--processes 2 --process_id 1 without --coordinator: {_JOINING}",
+        ),
+        (
+            "--coordinator n:1 --processes 2 --process_id 2",
+            "--process_id 2: expected an id from 0 to 1 (--processes 2)",
+        ),
+        ("--coordinator n:1 --processes 0 --process_id 0", "--processes 0: expected 1 or more"),
+        (
+            "--coordinator node0 --processes 2 --process_id 0",
+            "--coordinator 'node0': expected HOST:PORT, process 0's host and a free port on it, "
+            "e.g. node0:1234",
+        ),
+        ("--distributed --process_id -1", "--process_id -1: expected an id from 0 to N-1"),
+    ],
+)
+def test_options_joining_processes_given_in_part_or_out_of_range_are_refused_before_joining(
+    command, options, said, tmp_path, capsys
+):
+    """The commands took no options to join a group of processes (a bench on several hosts)."""
+    assert _exit_status(_main(command), ["--dir", str(tmp_path), *options.split()]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {said}; python -m phosjax.bench.{command} --help lists the options.\n"
+    )
+
+
+def test_a_config_file_gives_the_options_joining_processes_too(tmp_path, capsys):
+    config = tmp_path / "bench.yaml"
+    config.write_text("models: [mlp]\ncoordinator: node0:1234\nprocesses: 2\n")
+    assert _exit_status(_main("new"), ["--config", str(config), "--dir", str(tmp_path / "b")]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --coordinator node0:1234 --processes 2 without --process_id: {_JOINING}; "
+        "python -m phosjax.bench.new --help lists the options.\n"
+    )
+
+
+def test_distributed_outside_a_job_says_what_to_give_instead(tmp_path):
+    """In a process of its own: jax joins no group once a test here has used its devices."""
+    job = ("SLURM_", "OMPI_", "JAX_COORDINATOR")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(job)}
+    command = [sys.executable, "-m", "phosjax.bench.add_models", "--dir", str(tmp_path)]
+    done = subprocess.run(
+        [*command, "--distributed"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert (done.returncode, done.stderr) == (
+        2,
+        "error: --distributed: coordinator_address should be defined (no Slurm, Open MPI or "
+        "TPU job gives it); outside such a job give --coordinator HOST:PORT --processes N "
+        "--process_id I\n",
+    )

@@ -8,7 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from phosjax.bench import _layout
+from phosjax.bench import _layout, _plan
+from phosjax.bench.new import main as new_main
+from tests.bench.runner_tiny import tiny_config, toy_data
 from tests.processes import launch as launch_workers
 
 MLP = [{"name": "mlp", "width": 8}]
@@ -127,3 +129,23 @@ def test_process_0_failing_to_write_the_metadata_stops_the_other_too(tmp_path, c
     assert process_1[0] == 2, process_1[1][-3000:]
     assert "BenchError: process 0 could not write the bench's metadata" in process_1[1]
     assert not list((tmp_path / "b").glob("results*"))
+
+
+def test_new_run_by_two_processes_joined_by_its_options_writes_the_rows_of_one_process(
+    tmp_path, compiled, monkeypatch
+):
+    """`new` had no options to join a group: sharing a bench took a script of one's own."""
+    config = tmp_path / "bench.yaml"
+    config.write_text(json.dumps(tiny_config(**SPLIT).to_dict()))  # the other tests' programs
+    given = ["--config", str(config), "--no_progress"]
+    toy = ["--import", "tests.bench.toy_datasets"]  # in this process: patched
+    env = {"JAX_COMPILATION_CACHE_DIR": str(compiled)}
+    both = [[*given, *toy, "--dir", str(tmp_path / "shared")]] * 2
+    succeeded(launch_workers("phosjax.bench.new", both, env, timeout=240, command=True))
+    assert sorted(p.name for p in (tmp_path / "shared").glob("status*")) == [
+        "status.p0of2.json",
+        "status.p1of2.json",
+    ]  # each process trained a cell
+    monkeypatch.setattr(_plan, "load_datasets", lambda *_: {"toy": toy_data()})
+    assert new_main([*given, "--dir", str(tmp_path / "alone")]) == 0
+    pd.testing.assert_frame_equal(frame(tmp_path / "shared"), frame(tmp_path / "alone"))
