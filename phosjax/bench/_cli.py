@@ -2,6 +2,7 @@
 
 import argparse
 import contextlib
+import errno
 import functools
 import gc
 import math
@@ -11,7 +12,9 @@ import re
 import select
 import shlex
 import signal
+import socket
 import sys
+import time
 import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, NoReturn
@@ -607,10 +610,19 @@ def add_common(parser: ArgumentParser) -> None:
         help="share the bench with the other processes of a Slurm, Open MPI or TPU job, "
         "which gives the coordinator, count and id (those given as options are kept)",
     )
+    parser.add_argument(
+        "--join_timeout",
+        type=int,
+        metavar="SECONDS",
+        default=JOIN_TIMEOUT_S,
+        help="how long a process waits for the coordinator and the others to join",
+    )
 
 
 JOINING = ("coordinator", "processes", "process_id")
 """The options that say which group of processes a command joins, and as whom."""
+JOIN_TIMEOUT_S = 300
+"""How long a process waits to join the group by default (`jax.distributed`'s default)."""
 
 
 def join_processes(parser: ArgumentParser, args: Any) -> None:
@@ -641,6 +653,8 @@ def join_processes(parser: ArgumentParser, args: Any) -> None:
     if index is not None and not 0 <= index < (count or index + 1):
         top = f"{count - 1} (--processes {count})" if count else "N-1"
         usage_error(parser, f"--process_id {index}: expected an id from 0 to {top}")
+    if args.join_timeout < 1:
+        usage_error(parser, f"--join_timeout {args.join_timeout}: expected 1 or more seconds")
     address = given.get("coordinator")
     if address is not None:
         host, _, port = address.rpartition(":")
@@ -650,15 +664,60 @@ def join_processes(parser: ArgumentParser, args: Any) -> None:
                 f"--coordinator {address!r}: expected HOST:PORT, process 0's host and a free "
                 "port on it, e.g. node0:1234",
             )
+        if index is not None:
+            _reach_coordinator(address, index, args.join_timeout)
     import jax
 
     try:
-        jax.distributed.initialize(address, count, index)
+        jax.distributed.initialize(address, count, index, initialization_timeout=args.join_timeout)
     except ValueError as error:  # --distributed: the job gives no address, count or id
         raise BenchError(
             f"--distributed: {str(error).rstrip('.')} (no Slurm, Open MPI or TPU job gives "
             "it); outside such a job give --coordinator HOST:PORT --processes N --process_id I"
         ) from error
+
+
+def _reach_coordinator(address: str, index: int, timeout: int) -> None:
+    """Raises a `BenchError` naming ``address`` (``HOST:PORT``) where process ``index``
+    cannot join there: process 0 finds the port held (where it would listen), another finds
+    no coordinator listening within ``timeout`` seconds, or no such host. `jax.distributed`
+    would abort the process, naming no address (a segmentation fault, or after ``timeout``
+    a C++ stack trace)."""
+    host, _, port = address.rpartition(":")
+    if index == 0:  # jax's coordinator listens on [::]:PORT, reusing the address as this does
+        with contextlib.suppress(OSError), socket.socket(socket.AF_INET6) as listener:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                listener.bind(("::", int(port)))
+            except OSError as error:
+                if error.errno != errno.EADDRINUSE:
+                    raise
+                raise BenchError(
+                    f"--coordinator {address}: process 0 cannot listen on port {port}, which "
+                    "another program (or a run still going) holds; give every process a free "
+                    "port"
+                ) from error
+        return
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+            return
+        except socket.gaierror as error:
+            raise BenchError(
+                f"--coordinator {address}: no host {host!r} is known ({error.strerror}); give "
+                "process 0's host name or address"
+            ) from error
+        except OSError as error:
+            if time.monotonic() >= deadline:
+                raise BenchError(
+                    f"--coordinator {address}: process {index} found no coordinator listening "
+                    f"there in {timeout} s ({error.strerror or error}); process 0 listens there "
+                    "once it runs with the same --coordinator: check the host and port, and "
+                    "that this host may connect to it (a firewall), or give a longer "
+                    "--join_timeout"
+                ) from error
+            time.sleep(0.2)
 
 
 def parsed_fields(args: Any, own: Iterable[str]) -> dict[str, Any]:

@@ -80,6 +80,7 @@ _OWN = (
     "compilation_cache",
     *JOINING,
     "distributed",
+    "join_timeout",
 )
 _FLAGS = ("resume", "force", "no_progress", "distributed")
 """The own options that are flags: a config file sets each true or false."""

@@ -3,11 +3,14 @@
 import importlib
 import os
 import pathlib
+import socket
 import subprocess
 import sys
 
 import pytest
 import yaml
+
+from tests.processes import free_port
 
 COMMANDS = ["new", "add_models", "view", "profile", "export"]
 
@@ -1036,6 +1039,10 @@ _JOINING += "Open MPI or TPU job"
             "e.g. node0:1234",
         ),
         ("--distributed --process_id -1", "--process_id -1: expected an id from 0 to N-1"),
+        (
+            "--coordinator n:1 --processes 2 --process_id 0 --join_timeout 0",
+            "--join_timeout 0: expected 1 or more seconds",
+        ),
     ],
 )
 def test_options_joining_processes_given_in_part_or_out_of_range_are_refused_before_joining(
@@ -1071,4 +1078,34 @@ def test_distributed_outside_a_job_says_what_to_give_instead(tmp_path):
         "error: --distributed: coordinator_address should be defined (no Slurm, Open MPI or "
         "TPU job gives it); outside such a job give --coordinator HOST:PORT --processes N "
         "--process_id I\n",
+    )
+
+
+def test_a_process_that_finds_no_coordinator_says_where_it_looked_once_it_gives_up(
+    tmp_path, capsys
+):
+    """jax.distributed aborted it after 300 s with a C++ stack trace naming no address."""
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
+    joining = ["--coordinator", address, "--processes", "2", "--process_id", "1"]
+    argv = ["--dir", str(tmp_path), *joining, "--join_timeout", "1"]
+    assert _exit_status(_main("add_models"), argv) == 2
+    assert capsys.readouterr().err == (
+        f"error: --coordinator {address}: process 1 found no coordinator listening there in 1 s "
+        "(Connection refused); process 0 listens there once it runs with the same "
+        "--coordinator: check the host and port, and that this host may connect to it (a "
+        "firewall), or give a longer --join_timeout\n"
+    )
+
+
+def test_process_0_whose_port_is_held_says_so_before_joining(tmp_path, capsys):
+    """jax.distributed's coordinator crashed (a segmentation fault) on a port held."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        joining = ["--coordinator", f"node0:{port}", "--processes", "2", "--process_id", "0"]
+        assert _exit_status(_main("new"), ["--dir", str(tmp_path / "b"), *joining]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --coordinator node0:{port}: process 0 cannot listen on port {port}, which "
+        "another program (or a run still going) holds; give every process a free port\n"
     )
