@@ -45,6 +45,7 @@ from phosjax.bench._interrupt import (
     is_terminal,
     readers_gone,
     silence_gone,
+    still_starting,
     stopped_by,
     stopped_line,
     stops_ignored,
@@ -796,6 +797,35 @@ def kept_in_dir(
         return kept(directory, command, argv)
 
     return said
+
+
+def once_parsed(
+    module: str, parsed: Mapping[str, Any], said: Callable[[Sequence[str]], str]
+) -> Callable[[Sequence[str]], str]:
+    """What Ctrl-C leaves of ``python -m <module> ARGV``, whose ``main`` puts what it
+    parsed in ``parsed`` (``dir`` among it), for `entry_point`: before that, nothing was
+    written (`still_starting`); after, ``said(argv)``, ``argv`` given the parsed ``--dir``
+    where none of its options does (a ``--config`` file's ``dir``).
+
+    Examples:
+      >>> parsed = {}
+      >>> line = once_parsed("phosjax.morph", parsed, lambda argv: " ".join(argv))
+      >>> line(["--config", "c.yaml"])
+      'the command was still starting, nothing was written; the same command runs it: \
+python -m phosjax.morph --config c.yaml'
+      >>> parsed["dir"] = "runs/m"
+      >>> line(["--config", "c.yaml"]), line(["--dir", "m"])
+      ('--config c.yaml --dir runs/m', '--dir m')
+    """
+
+    def line(argv: Sequence[str]) -> str:
+        if not parsed:
+            return still_starting(module, argv)
+        if dir_option(argv) is None:  # a --config file's: named, not 'nothing written'
+            return said([*argv, "--dir", str(parsed["dir"])])
+        return said(argv)
+
+    return line
 
 
 def not_started(

@@ -51,6 +51,7 @@ from phosjax.bench._cli import (
     flag_set_by,
     join_processes,
     kept_in_bench,
+    once_parsed,
     parsed_fields,
     refuse_unknown_options,
     run_config,
@@ -60,7 +61,6 @@ from phosjax.bench._compile_cache import add_compilation_cache, compilation_cach
 from phosjax.bench._config import NAMED_HPARAMS, BenchConfig, BenchError, Grid, read_yaml
 from phosjax.bench._directory import check_dir_kind, open_bench, shown_differences
 from phosjax.bench._imports import import_for_bench, planned_models
-from phosjax.bench._interrupt import still_starting
 from phosjax.bench._plan import check_models
 from phosjax.bench._profile import time_start_up
 from phosjax.bench._runner import run, starts_anew
@@ -397,9 +397,9 @@ def _stored_config_to_print(argv: list[str]) -> list[str]:
 
 
 _PARSED: dict[str, Any] = {}
-"""What `main` parsed of the flags that a ``--config`` file may set too, for the Ctrl-C
-line (`_interrupted`): ``force``, and ``resumed_by``, what set ``resume`` (`flag_set_by`);
-empty until `main` parsed its command line."""
+"""What `main` parsed of the options that a ``--config`` file may set too, for the Ctrl-C
+line (`once_parsed`, `_interrupted`): ``dir``, ``force``, and ``resumed_by``, what set
+``resume`` (`flag_set_by`); empty until `main` parsed its command line."""
 
 
 def _interrupted(argv: Sequence[str]) -> str:
@@ -407,10 +407,7 @@ def _interrupted(argv: Sequence[str]) -> str:
     continues the bench, or reads its results where every cell is finished; with
     ``force`` (``--force``, or ``force: true`` in a ``--config`` file), it first moves
     the bench aside and starts over where the config given differs from the bench's. A
-    ``--dir`` holding no bench yet: `_starts`. Before the command line is parsed, nothing
-    was written (`still_starting`)."""
-    if not _PARSED:
-        return still_starting("phosjax.bench.new", argv)
+    ``--dir`` holding no bench yet: `_starts`."""
     if _PARSED["force"]:
         forced = (
             "the same command moves it aside and starts over if the config given differs "
@@ -441,7 +438,7 @@ def _starts(directory: str, command: str, argv: Sequence[str]) -> str:
     return f"{when}: {command_line('phosjax.bench.new', start)}"
 
 
-@entry_point(_interrupted)
+@entry_point(once_parsed("phosjax.bench.new", _PARSED, _interrupted))
 def main(argv: Sequence[str] | None = None) -> None:
     """Runs the command line ``argv`` (default ``sys.argv[1:]``)."""
     _PARSED.clear()  # a call before's
@@ -455,7 +452,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             "--resume and --force contradict each other: --resume continues the bench in "
             "--dir under its stored config, --force moves it aside and starts over; give one."
         )
-    _PARSED.update(force=args.force, resumed_by=flag_set_by(argv, "resume") if args.resume else [])
+    resumed_by = flag_set_by(argv, "resume") if args.resume else []
+    _PARSED.update(dir=args.dir, force=args.force, resumed_by=resumed_by)
     join_processes(parser(), args)
     fields = parsed_fields(args, _OWN)
     keys = _config_keys(argv)

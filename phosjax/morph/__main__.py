@@ -50,6 +50,7 @@ from phosjax.bench._cli import (
     flag_set_by,
     kept_in_dir,
     not_started,
+    once_parsed,
     parsed_fields,
     refuse_unknown_options,
     required_as_options,
@@ -57,7 +58,6 @@ from phosjax.bench._cli import (
 )
 from phosjax.bench._compile_cache import add_compilation_cache, compilation_cache
 from phosjax.bench._config import BenchConfig
-from phosjax.bench._interrupt import still_starting
 from phosjax.bench._summary import command_line, dir_command
 from phosjax.bench._usage import as_argument, usage_error
 from phosjax.data._load import declared_shapes
@@ -408,20 +408,12 @@ def _kept(directory: str, command: str, argv: Sequence[str]) -> str:
 
 
 _PARSED: dict[str, Any] = {}
-"""What `main` parsed of ``overwrite``, which a ``--config`` file may set too, for the
-Ctrl-C line (`_kept`): ``overwritten_by``, what set it (`flag_set_by`); empty until `main`
-parsed its command line."""
+"""What `main` parsed of the options that a ``--config`` file may set too, for the Ctrl-C
+line (`once_parsed`, `_kept`): ``dir``, and ``overwritten_by``, what set ``overwrite``
+(`flag_set_by`); empty until `main` parsed its command line."""
 
 
-def _interrupted(argv: Sequence[str]) -> str:
-    """What Ctrl-C leaves of ``python -m phosjax.morph ARGV`` (`_kept`); before the command
-    line is parsed, nothing was written (`still_starting`)."""
-    if not _PARSED:
-        return still_starting("phosjax.morph", argv)
-    return kept_in_dir("phosjax.morph", _kept)(argv)
-
-
-@entry_point(_interrupted)
+@entry_point(once_parsed("phosjax.morph", _PARSED, kept_in_dir("phosjax.morph", _kept)))
 def main(argv: Sequence[str] | None = None) -> int:
     """Parses the command line and runs the MorphNet loop (see `phosjax.morph.run`).
 
@@ -457,7 +449,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = morph_config(parsed_fields(args, _OWN))
     except (ValueError, TypeError) as error:  # a MorphConfigError, a ModelConfig's
         return _fail(f"{source}: {error}")
-    _PARSED.update(overwritten_by=flag_set_by(argv, "overwrite") if args.overwrite else [])
+    overwritten_by = flag_set_by(argv, "overwrite") if args.overwrite else []
+    _PARSED.update(dir=args.dir, overwritten_by=overwritten_by)
     rows_file = pathlib.Path(args.dir) / ITERATIONS
     before = rows_file.stat().st_mtime_ns if rows_file.is_file() else None  # a finished run's: kept
     try:

@@ -194,6 +194,31 @@ def test_ctrl_c_in_a_morph_run_a_config_file_overwrites_names_that_file(
     assert overwrote == [True, False]  # the command named continues the run
 
 
+def test_ctrl_c_in_a_morph_run_whose_config_file_sets_the_dir_says_what_that_dir_keeps(
+    tmp_path, capsys, monkeypatch
+):
+    """With 'dir: ...' in the --config file (no --dir given) it said 'nothing was written'
+    of a run directory holding the start model's rows."""
+    cli = importlib.import_module("phosjax.morph.__main__")
+    directories = []
+
+    def run(config, directory, **kwargs):
+        directories.append(directory)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "run", run)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "CONFIG").write_text(MORPH_CONFIG + "dir: my run\n")
+    (tmp_path / "my run" / "morph").mkdir(parents=True)
+    pd.DataFrame({"iteration": [0]}).to_parquet(tmp_path / "my run" / ITERATIONS)
+    assert cli.main(["--config", "CONFIG"]) == 130
+    assert directories == ["my run"]
+    assert capsys.readouterr().err == (
+        f"interrupted: 'my run' keeps the start model's rows in {ITERATIONS}; the same command "
+        "continues it: python -m phosjax.morph --config CONFIG --dir 'my run'\n"
+    )
+
+
 def test_ctrl_c_in_morph_before_its_command_line_is_read_whole_says_nothing_was_written(
     tmp_path, capsys, monkeypatch
 ):

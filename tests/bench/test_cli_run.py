@@ -1133,6 +1133,31 @@ def test_ctrl_c_where_a_config_file_forces_says_the_bench_is_moved_aside_if_it_d
     )
 
 
+def test_ctrl_c_where_a_config_file_sets_the_dir_says_what_that_dir_keeps(
+    cli_bench, tmp_path, capsys, monkeypatch
+):
+    """With 'dir: ...' in the --config file (no --dir given) it said 'nothing was written'
+    of a bench whose cells were all finished."""
+    root = tmp_path / "my bench"
+    shutil.copytree(cli_bench[0], root)
+    config = tmp_path / "bench.yaml"
+    config.write_text(CONFIG + f"dir: {str(root)!r}\n")
+    directories = []
+
+    def interrupted(config, directory, **kwargs):
+        directories.append(directory)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("phosjax.bench.new.run", interrupted)
+    assert new_main(["--config", str(config)]) == 130
+    assert directories == [str(root)]
+    assert capsys.readouterr().err == (
+        f"interrupted: {str(root)!r} keeps 4 of 4 cells finished; nothing is left to train; "
+        "the same command reads its results: python -m phosjax.bench.new "
+        f"{shlex.join(['--config', str(config), '--dir', str(root)])}\n"
+    )
+
+
 def test_ctrl_c_before_the_command_line_is_read_whole_says_nothing_was_written(
     tmp_path, capsys, monkeypatch
 ):
