@@ -447,12 +447,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     refuse_unknown_options(parser(), argv)  # a misspelt option is the error, not a file's
     _check_config_files(argv)  # named, clear errors before jsonargparse's
     args = parser().parse_args(argv)
-    if args.resume and args.force:
-        raise BenchError(
-            "--resume and --force contradict each other: --resume continues the bench in "
-            "--dir under its stored config, --force moves it aside and starts over; give one."
-        )
     resumed_by = flag_set_by(argv, "resume") if args.resume else []
+    if args.resume and args.force:  # each named as set: the option, or a --config file
+        raise BenchError(
+            f"{' and '.join([*resumed_by, *flag_set_by(argv, 'force')])} contradict each "
+            "other: --resume continues the bench in --dir under its stored config, --force "
+            "moves it aside and starts over; give one."
+        )
     _PARSED.update(dir=args.dir, force=args.force, resumed_by=resumed_by)
     join_processes(parser(), args)
     fields = parsed_fields(args, _OWN)

@@ -1351,6 +1351,20 @@ def test_resume_with_force_is_one_error_line_naming_both(tmp_path, capsys):
     assert not (tmp_path / "b").exists()
 
 
+def test_resume_from_a_config_file_with_force_names_that_file(tmp_path, capsys):
+    """With 'resume: true' in the --config file and --force it said '--resume and --force
+    contradict each other', naming an option the command did not give."""
+    config = tmp_path / "resumed.yaml"
+    config.write_text(CONFIG + "resume: true\n")
+    assert new_main(["--config", str(config), "--dir", str(tmp_path / "b"), "--force"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: resume: true in {str(config)!r} and --force contradict each other: --resume "
+        "continues the bench in --dir under its stored config, --force moves it aside and "
+        "starts over; give one.\n"
+    )
+    assert not (tmp_path / "b").exists()
+
+
 @pytest.mark.parametrize("no_progress", [True, False])
 def test_no_progress_hides_tfds_s_bars_as_it_prepares_a_data_set(
     tmp_path, capsys, monkeypatch, no_progress
