@@ -915,19 +915,24 @@ def choose_config_together(
 
     With ``force`` and a config, each process first runs ``check(config)`` (e.g. plans
     it): a config that fails there moves no old bench aside. Process 0 then chooses alone
-    (only it moves an old bench aside, and says what ``resume`` or ``force`` did), and the
-    others after it, seeing what it left.
+    (only it moves an old bench aside, saying where on stderr, and says what ``resume`` or
+    ``force`` did), and the others after it, seeing what it left; where one of them cannot
+    (its folder still holds the bench process 0 moved: they share no folder), all stop.
 
     Raises:
-      BenchError: ``check`` failed, or `choose_config` refused (in process 0: its
-        message; in the others: a pointer to it).
+      BenchError: ``check`` failed, or `choose_config` refused (in the process where it
+        did: its message; in the others: a pointer to it).
     """
     if force and config is not None:
         in_every_process(lambda: check(config), "plan the bench")
-    if jax.process_index() == 0:
-        return in_every_process(
-            lambda: choose_config(directory, config, resume=resume, force=force),
-            "open the bench",
-        )
-    in_every_process(lambda: None, "open the bench")
-    return choose_config(directory, config, resume=resume, quiet=True)
+    first = jax.process_index() == 0
+    chosen = in_every_process(
+        lambda: choose_config(directory, config, resume=resume, force=force) if first else None,
+        "open the bench",
+    )
+    if chosen is not None and chosen[1] is not None:  # said even if another fails next
+        print(f"moved the old bench to {chosen[1]}", file=sys.stderr)
+    return in_every_process(
+        lambda: chosen or choose_config(directory, config, resume=resume, quiet=True),
+        "open the bench",
+    )

@@ -278,10 +278,8 @@ def run(
         if _config_hash(root) != given.digest():  # a bench of this config stays, continued
             plans[given.digest()] = plan(given, datasets, clock)
 
-    config, moved = choose_config_together(root, config, resume=resume, force=force, check=check)
+    config, _ = choose_config_together(root, config, resume=resume, force=force, check=check)
     seen = _config_hash(root)  # what was chosen on; another run may write there until locked
-    if moved is not None:  # said even without progress: the user's results moved
-        print(f"moved the old bench to {moved}", file=sys.stderr)
     planned = plans.get(config.digest())
     if planned is not None:  # a bench of another hash (an older phosjax's) keeps its cell ids
         planned = _planned(root, config, datasets, clock, planned)[0]

@@ -2547,3 +2547,31 @@ def test_a_models_blurb_compiles_one_program_with_its_init(tmp_path, toy):
         _runner._write_blurbs(tmp_path, planned, flops=False)
     assert len(list((tmp_path / _layout.BLURBS).iterdir())) == 1
     assert len(compiles) == 1  # the run that records the blurb, the init traced in it
+
+
+def test_a_process_that_cannot_choose_after_process_0_moved_the_bench_stops_it_too(
+    tmp_path, monkeypatch, capsys
+):
+    """On hosts that share no folder, each holding a copy of the bench, --force: process 0
+    moved its copy aside, process 1 still saw the bench (of another config) and raised
+    alone; process 0 went on and waited for it until jax.distributed aborted it, never
+    saying where its bench had moved. The gather stands for the other process."""
+    root, other = tmp_path / "b", tiny_config(seeds=3)
+    _directory.write_meta(root, tiny_config(), ["mlp", "choicenet"], 2)
+    told = []  # what this process gathers with the other
+    monkeypatch.setattr(jax, "process_index", lambda: 1)
+    monkeypatch.setattr(_directory, "gather", lambda value: told.append(value) or [value, ""])
+    with pytest.raises(BenchError, match=r"^'.*/b' holds a bench with a different config"):
+        choose_config_together(root, other, force=True)  # process 0 moved its own copy
+    assert told[-1] == "x"  # that it failed, before raising
+    monkeypatch.setattr(jax, "process_index", lambda: 0)
+    answers = iter(["", "", "x"])  # process 1: planned, waited for process 0, failed
+    monkeypatch.setattr(_directory, "gather", lambda value: [value, next(answers)])
+    with pytest.raises(BenchError) as raised:
+        choose_config_together(root, other, force=True)
+    assert str(raised.value) == (
+        "process 1 could not open the bench (see its message); this process stops too, so "
+        "none waits for it."
+    )
+    (old,) = tmp_path.glob("b.old-*")
+    assert capsys.readouterr().err == f"moved the old bench to {old}\n"
