@@ -839,6 +839,12 @@ def add_models_to(
     if models is None:
         known = {*marker.get("registered_models", []), *(entry.name for entry in present)}
         models = [name for name in registered_models() if name not in known]
+        # each host's registry (its installed plugins): one adding none would skip gathers
+        agree(
+            "models registered since the bench was made",
+            f"models {models!r}",
+            lambda: " Install the same plugins on every host, or name the models with --models.",
+        )
     new: list[str | dict[str, Any]] = []
     entries: list[ModelEntry] = []
     grown: Plan | None = None

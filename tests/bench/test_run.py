@@ -2575,3 +2575,27 @@ def test_a_process_that_cannot_choose_after_process_0_moved_the_bench_stops_it_t
     )
     (old,) = tmp_path.glob("b.old-*")
     assert capsys.readouterr().err == f"moved the old bench to {old}\n"
+
+
+def test_processes_whose_hosts_registered_different_models_to_add_are_refused(
+    tmp_path, toy, monkeypatch
+):
+    """add_models with no models named adds those registered since the bench was made,
+    each process from its own host's registry: a host with a plugin installed that the
+    other lacked added a model while the other continued the bench, each at gathers the
+    other was not at, until jax.distributed aborted both. The gather stands for process 1."""
+    _directory.write_meta(tmp_path, tiny_config(), ["mlp", "choicenet"], 2)
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    monkeypatch.setattr(_runner, "registered_models", lambda: ["mlp", "choicenet", "logreg"])
+    theirs = lambda value: value.replace("models ['logreg']", "models []")
+    monkeypatch.setattr(_directory, "gather", lambda value: [value, theirs(value)])
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*")}
+    with pytest.raises(BenchError) as raised:
+        add_models_to(tmp_path, datasets=toy, progress=False)
+    assert str(raised.value) == (
+        "the 2 processes sharing this bench were given different models registered since the "
+        "bench was made (process 0: models ['logreg']; process 1: models []); nothing was "
+        "written. Start every process with the same command and config. Install the same "
+        "plugins on every host, or name the models with --models."
+    )
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*")} == before
