@@ -854,7 +854,8 @@ def add_models_to(
             entries.append(entry)
             new.append(model if isinstance(model, str) else dict(model))
     if new:
-        check_models(entries)  # an unknown model is named before anything claims to add it
+        # an unknown model (one host lacking its plugin) is named before anything claims to add it
+        in_every_process(lambda: check_models(entries), "find the models to add")
         extended = BenchConfig.from_dict({**config.to_dict(), "models": [*config.models, *new]})
         grown, stored = _planned(root, extended, datasets, clock)
         # an unreadable cells.parquet is rewritten; else ({name: mlp, depth: 1}) the bench's own

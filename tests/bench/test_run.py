@@ -2599,3 +2599,16 @@ def test_processes_whose_hosts_registered_different_models_to_add_are_refused(
         "plugins on every host, or name the models with --models."
     )
     assert {p: p.read_bytes() for p in tmp_path.rglob("*")} == before
+
+
+def test_a_process_that_lacks_a_model_to_add_stops_the_others_too(tmp_path, toy, monkeypatch):
+    """add_models naming a model registered on one host (its plugin installed) but not on
+    this one: this process raised alone, and the others waited for it at their next
+    gather. The gather stands for the others."""
+    _directory.write_meta(tmp_path, tiny_config(), ["mlp", "choicenet"], 2)
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    told = []  # what this process gathers with the others
+    monkeypatch.setattr(_directory, "gather", lambda value: told.append(value) or [value, value])
+    with pytest.raises(BenchError, match=r"^unknown model 'their_plugins_model'; registered"):
+        add_models_to(tmp_path, ["their_plugins_model"], datasets=toy, progress=False)
+    assert told[-1] == "x"  # that it failed, before raising
