@@ -224,6 +224,24 @@ class _Fitting:
         return [p for p, r in ranks.items() if r == min(ranks.values())]
 
 
+def _factored_shapes(row: tuple[int, ...], column: tuple[int, ...]) -> frozenset[tuple[int, ...]]:
+    """The shapes of a leaf whose Adafactor second moments factor into ``row`` and
+    ``column``: its shape without its widest axis, and without its next widest.
+
+    Examples:
+      >>> sorted(_factored_shapes((4,), (5,)))
+      [(4, 5), (5, 4)]
+    """
+    shapes = set()
+    for lacking_row, lacking_column in itertools.permutations(range(len(row) + 1), 2):
+        width = column[lacking_row - (lacking_row > lacking_column)]
+        shape = (*row[:lacking_row], width, *row[lacking_row:])
+        widest = sorted(shape)[-2:] == sorted((width, shape[lacking_column]))
+        if widest and shape[:lacking_column] + shape[lacking_column + 1 :] == column:
+            shapes.add(shape)
+    return frozenset(shapes)
+
+
 def _shrink_state(opt_state: Any, variables: Any, dead: Dead) -> Any:
     """``opt_state`` with its variables-like sub-trees shrunk (see `shrink`).
 
@@ -255,21 +273,26 @@ def _shrink_state(opt_state: Any, variables: Any, dead: Dead) -> Any:
                 watched.setdefault(path, []).append((prefix + path, shape))
 
     @functools.cache
-    def fitting(found: tuple[tuple[str, tuple[int, ...] | None], ...]) -> _Fitting:
+    def fitting(
+        found: tuple[tuple[str, tuple[int, ...] | frozenset[tuple[int, ...]]], ...],
+    ) -> _Fitting:
         """The prefixes under which the paths of ``found`` (``(path, shape)`` pairs) are
-        leaves of the variables of its shapes (of any shape where ``None``)."""
-        known = [(q, s) for q, s in found if s is not None]
-        path, shape = known[0] if known else (found[0][0], None)
+        leaves of the variables of its shapes (of one of them where a set)."""
+        known = [(q, s) for q, s in found if not isinstance(s, frozenset)]
+        path, shape = known[0] if known else found[0]
         by_shape = prefixes.get(path, {})
         candidates = (
-            [p for ps in by_shape.values() for p in ps]
-            if shape is None
+            [p for s in shape for p in by_shape.get(s, [])]
+            if isinstance(shape, frozenset)
             else by_shape.get(shape, [])
         )
         fits = [
             p
             for p in candidates
-            if all(p + q in shapes and s in (None, shapes[p + q]) for q, s in found)
+            if all(
+                p + q in shapes and shapes[p + q] in (s if isinstance(s, frozenset) else {s})
+                for q, s in found
+            )
         ]
         return _Fitting.of(fits)
 
@@ -289,7 +312,10 @@ def _shrink_state(opt_state: Any, variables: Any, dead: Dead) -> Any:
         factored = [q for q in rows if rows[q] != (1,) or columns[q] != (1,)]
         if not factored:
             return
-        found = {q: None if q in factored else s for q, s in leaf_shapes(state.v, "shrink").items()}
+        found = {
+            q: _factored_shapes(rows[q], columns[q]) if q in factored else s
+            for q, s in leaf_shapes(state.v, "shrink").items()
+        }
         for full, path in (
             (p + q, q) for p in fitting(tuple(found.items())).best(where) for q in factored
         ):

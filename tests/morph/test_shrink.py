@@ -1375,6 +1375,32 @@ def test_adafactors_factored_moments_kept_per_module_are_refused_naming_the_modu
     assert small["layers_2"][0].trace["kernel"].shape == (5, 3)
 
 
+def test_adafactors_factored_moments_are_matched_to_a_module_of_their_shape():
+    """Kept in a list, layers_0's factored state (v_row (4,), v_col (5,)) was taken for
+    layers_2's, which shrink narrows, as both have a (5,) bias: it was refused as the
+    moments of 'params/layers_2/kernel' (5, 5). A kernel (4, 5) or (5, 4) fits them."""
+    model = nn.Sequential([nn.Dense(5), nn.relu, nn.Dense(5), nn.relu, nn.Dense(3)])
+    x = jnp.ones((1, 4))
+    variables = model.init(jax.random.key(0), x)
+    params = variables["params"]
+    groups = channel_groups(model, variables, x)
+    alive = {"layers_2": [True, False, True, True, False]}  # layers_0 stays whole
+    adafactor = optax.adafactor(0.1, min_dim_size_to_factor=2)
+    sgd = optax.sgd(0.1, momentum=0.9)
+    state = [adafactor.init(params["layers_0"]), sgd.init(params["layers_2"])]
+    small = shrink(variables, alive, groups, opt_state=state).opt_state
+    jax.tree.map(np.testing.assert_array_equal, small[0], state[0])
+    assert small[1][0].trace["kernel"].shape == (5, 3)
+
+    state = [adafactor.init(params[k]) for k in ("layers_0", "layers_2")]
+    with pytest.raises(ValueError) as error:
+        shrink(variables, alive, groups, opt_state=state)
+    assert str(error.value).startswith(
+        "opt_state sub-tree '1/0' holds Adafactor's factored second moments (v_row (5,), "
+        "v_col (5,)) of 'params/layers_2/kernel' (5, 5), which shrink narrows;"
+    )
+
+
 SEQ = nn.Sequential([nn.Dense(8), nn.relu, nn.Dense(3)])
 
 
