@@ -242,6 +242,11 @@ def _factored_shapes(row: tuple[int, ...], column: tuple[int, ...]) -> frozenset
     return frozenset(shapes)
 
 
+def _sub_tree(where: str) -> str:
+    """How messages name the optimizer state's sub-tree at path ``where`` ('' the whole)."""
+    return f"opt_state sub-tree {where!r}" if where else "opt_state"
+
+
 def _shrink_state(opt_state: Any, variables: Any, dead: Dead) -> Any:
     """``opt_state`` with its variables-like sub-trees shrunk (see `shrink`).
 
@@ -321,7 +326,7 @@ def _shrink_state(opt_state: Any, variables: Any, dead: Dead) -> Any:
         ):
             if full in dead:
                 raise ValueError(
-                    f"opt_state sub-tree {where!r} holds Adafactor's factored second moments "
+                    f"{_sub_tree(where)} holds Adafactor's factored second moments "
                     f"(v_row {rows[path]}, v_col {columns[path]}) of {full!r} {shapes[full]}, "
                     "which shrink narrows; they are means over its widths and cannot be "
                     "sliced: re-initialize the optimizer on the shrunk params (tx.init), or "
@@ -348,7 +353,7 @@ def _shrink_state(opt_state: Any, variables: Any, dead: Dead) -> Any:
         if len(ways) > 1:
             shapes_found = cut_repr(leaf_shapes(node, "shrink"), 200)
             raise ValueError(
-                f"opt_state sub-tree {where!r} {shapes_found} is shaped like the variables "
+                f"{_sub_tree(where)} {shapes_found} is shaped like the variables "
                 f"of each of {sorted(p.rstrip('/') for p in ways.values())}, which shrink "
                 "narrows apart, so "
                 "which one's state it is is unknown; keep each module's state under the "

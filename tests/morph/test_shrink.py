@@ -1187,6 +1187,26 @@ def test_a_per_module_optimizer_state_shaped_like_two_modules_is_an_error():
     )
 
 
+def test_an_optimizer_state_refused_as_a_whole_is_named_opt_state():
+    """A state passed as is, not inside a chain (scale_by_factored_rms's, a momentum
+    trace), was named "opt_state sub-tree ''" when refused."""
+    params, apply, alive, _ = _two_branches(nested=False)
+    groups = channel_groups(apply, params, jnp.ones((2, 4)))
+    with pytest.raises(ValueError) as error:
+        shrink(params, alive, groups, opt_state={"kernel": jnp.ones((4, 3))})
+    assert str(error.value).startswith(
+        "opt_state {'kernel': (4, 3)} is shaped like the variables of each of ['a', 'b'], "
+        "which shrink narrows apart"
+    )
+    factored = optax.scale_by_factored_rms(min_dim_size_to_factor=2).init(params)
+    with pytest.raises(ValueError) as error:
+        shrink(params, alive, groups, opt_state=factored)
+    assert str(error.value).startswith(
+        "opt_state holds Adafactor's factored second moments (v_row (3,), v_col (4,)) of "
+        "'a/kernel' (4, 3), which shrink narrows;"
+    )
+
+
 def _two_alike(first="a", second="block/a"):
     """Params of modules ``first`` and ``second`` (paths of one or two keys) alike in
     shape, read by 'out'; groups; alive channels that cut them apart (``first`` keeps
