@@ -7,8 +7,9 @@ Loads ``phosjax/morph/_shrink.py`` as it is at ``REV`` next to the working tree'
 rest of phosjax is the working tree's), builds a model of ``--modules`` parallel Dense
 layers alike in shape (kernel (4, 3) and bias), concatenated into one head, with about
 40% of their channels dead, and times each `mask`, `shrink` and `shrink` of an Adam
-state kept per module (``{k: tx.init(params[k])}``) once, the working tree's and
-``REV``'s in turn (after both ran on 8 modules), checking that both give the same arrays.
+state kept per module (``{k: tx.init(params[k])}``), the working tree's and ``REV``'s in
+turn ``--repeats`` times (after both ran on 8 modules), printing each one's fastest, and
+checks that both give the same arrays.
 """
 
 import argparse
@@ -58,9 +59,10 @@ def timed(call, *args) -> tuple[float, object]:
     return time.perf_counter() - start, result
 
 
-def compare(count: int, new, old, rev: str) -> None:
-    """Prints the seconds of each call on ``count`` modules, of ``new`` and ``old`` (the
-    `_shrink` modules); exits if their arrays differ."""
+def compare(count: int, new, old, rev: str, repeats: int) -> None:
+    """Prints the fastest of ``repeats`` seconds of each call on ``count`` modules, of
+    ``new`` and ``old`` (the `_shrink` modules), timed in turn so that neither always runs
+    first on a warmer process; exits if their arrays differ."""
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -76,8 +78,15 @@ def compare(count: int, new, old, rev: str) -> None:
             m.shrink(params, alive, groups, opt_state=state).opt_state
         ),
     }
+    returned: dict[object, object] = {}
     for name, call in calls.items():
-        (new_s, got), (old_s, expected) = timed(call, new), timed(call, old)
+        times: dict[object, list[float]] = {new: [], old: []}
+        for i in range(repeats):
+            for module in (new, old) if i % 2 == 0 else (old, new):
+                seconds, returned[module] = timed(call, module)
+                times[module].append(seconds)
+        got, expected = returned[new], returned[old]
+        new_s, old_s = min(times[new]), min(times[old])
         flat = [jax.tree.leaves(jax.tree.map(np.asarray, r)) for r in (got, expected)]
         if len(flat[0]) != len(flat[1]) or not all(map(np.array_equal, *flat)):
             raise SystemExit(f"{count} modules, {name}: the arrays differ from {rev}'s")
@@ -90,16 +99,17 @@ def main() -> None:
     parser.add_argument(
         "--modules", default="400,1000", help="numbers of modules, comma-separated (%(default)s)"
     )
+    parser.add_argument("--repeats", type=int, default=3, help="timings of each (%(default)s)")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from phosjax.morph import _shrink as new
 
     old = module_at(args.rev, "phosjax/morph/_shrink.py", "_shrink_at_rev")
     with contextlib.redirect_stdout(io.StringIO()):  # the first calls compile jnp's ops
-        compare(8, new, old, args.rev)
+        compare(8, new, old, args.rev, 1)
     print(f"{'modules':>8} {'call':<22} {'new s':>8} {args.rev + ' s':>12}")
     for count in args.modules.split(","):
-        compare(int(count), new, old, args.rev)
+        compare(int(count), new, old, args.rev, args.repeats)
 
 
 if __name__ == "__main__":
