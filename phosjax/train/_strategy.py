@@ -461,15 +461,16 @@ class Executor:
         ``state`` itself when it is placed so already, else new arrays that share no buffer
         with it (which a call may donate)."""
         sharding = NamedSharding(self.mesh, PartitionSpec(GRID))
-        if self.padded > self.num_cells:
-            # whole on every device first (a transfer that compiles nothing, where a single
-            # device's arrays split per shape), then padded by one program, each device
-            # computing its own cells only
-            whole = jax.device_put(state, NamedSharding(self.mesh, PartitionSpec()))
-            return PADDED(whole, self.padded - self.num_cells, sharding)
-        if all(_placed(a, sharding) for a in jax.tree.leaves(state)):
-            return state  # placed already (e.g. by the previous call): device_put costs ms
-        return jax.device_put(state, sharding, may_alias=False)
+        if self.padded == self.num_cells:
+            if all(_placed(a, sharding) for a in jax.tree.leaves(state)):
+                return state  # placed already (e.g. by the previous call): device_put costs ms
+            if self.mesh.size == 1:
+                return jax.device_put(state, sharding, may_alias=False)
+        # whole on every device first (a transfer that compiles nothing, where JAX splits a
+        # single device's array by a program compiled per shape and dtype), then padded
+        # (if need be) by one program, each device computing its own cells only
+        whole = jax.device_put(state, NamedSharding(self.mesh, PartitionSpec()))
+        return PADDED(whole, self.padded - self.num_cells, sharding)
 
     def put_data(self, arrays: Any) -> Any:
         """``arrays`` replicated on every device of the mesh."""

@@ -417,6 +417,37 @@ def test_padding_copying_and_taking_back_a_state_compile_one_program_each_whatev
             assert not buffers(leaf) & buffers(placed[name])
 
 
+def test_placing_a_state_from_one_device_on_several_compiles_one_program_whatever_its_leaves():
+    """4 cells on 4 devices, no padding: JAX split each leaf held on one device by a program
+    compiled per shape and dtype (here 4; a tiny bench's mlp and choicenet groups on 2
+    devices: 9); whole on every device first, then laid out by the padding program (none
+    added), it compiles one. Each leaf keeps its values, dtype (a typed key's too) and weak
+    type, shares no buffer with the caller's and lies one cell on each device."""
+    weak = jnp.full((4, 3, 53), 0.5)  # shapes no other test uses
+    state = {
+        "weak": weak,
+        "bfloat16": jnp.ones((4, 59), jnp.bfloat16),
+        "int": jnp.arange(4 * 61, dtype=jnp.int32).reshape(4, 61),
+        "key": jax.random.split(jax.random.key(5), (4, 67)),
+        "host": np.arange(4 * 71, dtype=np.float32).reshape(4, 71),
+    }
+    with compiles_seen() as compiled:
+        placed = Executor("vmap", 4).put_state(state)
+    assert len(compiled) <= 1
+    raw = lambda a: (
+        jax.random.key_data(a) if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key) else a
+    )
+    buffers = lambda a: {shard.data.unsafe_buffer_pointer() for shard in raw(a).addressable_shards}
+    for name, leaf in state.items():
+        out = placed[name]
+        assert (out.dtype, jax.typeof(out).weak_type) == (leaf.dtype, name == "weak")
+        np.testing.assert_array_equal(np.asarray(raw(out)), np.asarray(raw(leaf)))
+        assert [s.device for s in out.addressable_shards] == jax.devices()
+        assert {s.data.shape[0] for s in out.addressable_shards} == {1}
+        if isinstance(leaf, jax.Array):
+            assert not buffers(leaf) & buffers(out)
+
+
 def test_padding_a_state_computes_on_each_device_only_its_own_cells(monkeypatch):
     """6 cells on 4 devices: every device computed and held all 8 padded cells before
     keeping its 2 (4x the padded state's memory on each device at once). Now the padding
