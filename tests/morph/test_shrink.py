@@ -1366,18 +1366,24 @@ def test_adafactors_factored_moments_are_refused_naming_the_optimizer(use_bias):
     assert small.opt_state[0].v["layers_0"]["kernel"].shape == (4, 3)
 
 
+def _two_alike_dense_layers_the_second_narrowed():
+    """Variables, groups and alive of Dense 5, 5, 3 on 4 inputs, where shrink narrows
+    layers_2 and leaves layers_0 (alike in its bias) whole; an Adafactor that factors."""
+    model = nn.Sequential([nn.Dense(5), nn.relu, nn.Dense(5), nn.relu, nn.Dense(3)])
+    x = jnp.ones((1, 4))
+    variables = model.init(jax.random.key(0), x)
+    alive = {"layers_2": [True, False, True, True, False]}
+    adafactor = optax.adafactor(0.1, min_dim_size_to_factor=2)
+    return variables, channel_groups(model, variables, x), alive, adafactor
+
+
 def test_adafactors_factored_moments_kept_per_module_are_refused_naming_the_module():
     """States kept per module ({k: tx.init(params[k])}) were not refused: their v_row/v_col
     came back unshrunk and the next update failed broadcasting (5,) with (3,). A module
     that shrink leaves whole keeps its factored state, though another module alike in
     shape is narrowed."""
-    model = nn.Sequential([nn.Dense(5), nn.relu, nn.Dense(5), nn.relu, nn.Dense(3)])
-    x = jnp.ones((1, 4))
-    variables = model.init(jax.random.key(0), x)
+    variables, groups, alive, adafactor = _two_alike_dense_layers_the_second_narrowed()
     params = variables["params"]
-    groups = channel_groups(model, variables, x)
-    alive = {"layers_2": [True, False, True, True, False]}  # layers_0 stays whole
-    adafactor = optax.adafactor(0.1, min_dim_size_to_factor=2)
     state = {k: adafactor.init(params[k]) for k in params}
     with pytest.raises(ValueError) as error:
         shrink(variables, alive, groups, opt_state=state)
@@ -1399,13 +1405,8 @@ def test_adafactors_factored_moments_are_matched_to_a_module_of_their_shape():
     """Kept in a list, layers_0's factored state (v_row (4,), v_col (5,)) was taken for
     layers_2's, which shrink narrows, as both have a (5,) bias: it was refused as the
     moments of 'params/layers_2/kernel' (5, 5). A kernel (4, 5) or (5, 4) fits them."""
-    model = nn.Sequential([nn.Dense(5), nn.relu, nn.Dense(5), nn.relu, nn.Dense(3)])
-    x = jnp.ones((1, 4))
-    variables = model.init(jax.random.key(0), x)
+    variables, groups, alive, adafactor = _two_alike_dense_layers_the_second_narrowed()
     params = variables["params"]
-    groups = channel_groups(model, variables, x)
-    alive = {"layers_2": [True, False, True, True, False]}  # layers_0 stays whole
-    adafactor = optax.adafactor(0.1, min_dim_size_to_factor=2)
     sgd = optax.sgd(0.1, momentum=0.9)
     state = [adafactor.init(params["layers_0"]), sgd.init(params["layers_2"])]
     small = shrink(variables, alive, groups, opt_state=state).opt_state
