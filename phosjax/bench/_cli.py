@@ -615,8 +615,9 @@ def add_common(parser: ArgumentParser) -> None:
         "--join_timeout",
         type=int,
         metavar="SECONDS",
-        default=JOIN_TIMEOUT_S,
-        help="how long a process waits for the coordinator and the others to join",
+        default=None,
+        help="with --coordinator or --distributed: how long a process waits for the "
+        f"coordinator and the others to join ({JOIN_TIMEOUT_S} s unless given)",
     )
 
 
@@ -629,14 +630,14 @@ JOIN_TIMEOUT_S = 300
 def join_processes(parser: ArgumentParser, args: Any) -> None:
     """Joins the `jax.distributed` group that the options ``args`` (parsed by ``parser``)
     name: `JOINING` given together, or ``--distributed`` (the job gives those left out);
-    none: nothing. Call it before anything uses a jax backend. Options given in part, a
-    count below 1, an id out of range or an address without its port are usage errors,
-    said before joining.
+    none: nothing. Call it before anything uses a jax backend. Options given in part (or
+    ``--join_timeout`` alone), a count below 1, an id out of range or an address without
+    its port are usage errors, said before joining.
 
     Raises:
       BenchError: ``--distributed`` outside a job that gives what is left out.
     """
-    given = {name: args[name] for name in JOINING if args[name] is not None}
+    given = {name: args[name] for name in (*JOINING, "join_timeout") if args[name] is not None}
     if not given and not args.distributed:
         return
     options = " ".join(f"--{name} {value}" for name, value in given.items())
@@ -654,8 +655,9 @@ def join_processes(parser: ArgumentParser, args: Any) -> None:
     if index is not None and not 0 <= index < (count or index + 1):
         top = f"{count - 1} (--processes {count})" if count else "N-1"
         usage_error(parser, f"--process_id {index}: expected an id from 0 to {top}")
-    if args.join_timeout < 1:
-        usage_error(parser, f"--join_timeout {args.join_timeout}: expected 1 or more seconds")
+    timeout = given.get("join_timeout", JOIN_TIMEOUT_S)
+    if timeout < 1:
+        usage_error(parser, f"--join_timeout {timeout}: expected 1 or more seconds")
     address = given.get("coordinator")
     if address is not None:
         host, _, port = address.rpartition(":")
@@ -666,11 +668,11 @@ def join_processes(parser: ArgumentParser, args: Any) -> None:
                 "port on it, e.g. node0:1234",
             )
         if index is not None:
-            _reach_coordinator(address, index, args.join_timeout)
+            _reach_coordinator(address, index, timeout)
     import jax
 
     try:
-        jax.distributed.initialize(address, count, index, initialization_timeout=args.join_timeout)
+        jax.distributed.initialize(address, count, index, initialization_timeout=timeout)
     except ValueError as error:  # --distributed: the job gives no address, count or id
         raise BenchError(
             f"--distributed: {str(error).rstrip('.')} (no Slurm, Open MPI or TPU job gives "

@@ -1040,6 +1040,10 @@ _JOINING += "Open MPI or TPU job"
         ),
         ("--distributed --process_id -1", "--process_id -1: expected an id from 0 to N-1"),
         (
+            "--join_timeout 60",
+            f"--join_timeout 60 without --coordinator and --processes and --process_id: {_JOINING}",
+        ),
+        (
             "--coordinator n:1 --processes 2 --process_id 0 --join_timeout 0",
             "--join_timeout 0: expected 1 or more seconds",
         ),
