@@ -31,6 +31,15 @@ def compiled(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("compiled")
 
 
+def cached_in(compiled: Path) -> dict[str, str]:
+    """A worker's environment that keeps every program it compiles in ``compiled`` (JAX
+    keeps only those compiled in over 1 s unless told), and loads them from there."""
+    return {
+        "JAX_COMPILATION_CACHE_DIR": str(compiled),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+    }
+
+
 def launch(
     compiled: Path, roots: Path | list[Path], changes: list[dict], **env: str
 ) -> list[tuple[int, str]]:
@@ -39,10 +48,7 @@ def launch(
     environment (see `tests.bench.multiprocess_worker`) and the cache ``compiled``; their
     exit codes and logs."""
     roots = [roots] if isinstance(roots, Path) else roots
-    env |= {
-        "JAX_COMPILATION_CACHE_DIR": str(compiled),
-        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-    }
+    env |= cached_in(compiled)
     args = [[os.pathsep.join(map(str, roots)), json.dumps(c)] for c in changes]
     return launch_workers("tests.bench.multiprocess_worker", args, env, timeout=240)
 
@@ -139,9 +145,9 @@ def test_new_run_by_two_processes_joined_by_its_options_writes_the_rows_of_one_p
     config.write_text(json.dumps(tiny_config(**SPLIT).to_dict()))  # the other tests' programs
     given = ["--config", str(config), "--no_progress"]
     toy = ["--import", "tests.bench.toy_datasets"]  # in this process: patched
-    env = {"JAX_COMPILATION_CACHE_DIR": str(compiled)}
     both = [[*given, *toy, "--dir", str(tmp_path / "shared")]] * 2
-    succeeded(launch_workers("phosjax.bench.new", both, env, timeout=240, command=True))
+    outcomes = launch_workers("phosjax.bench.new", both, cached_in(compiled), 240, command=True)
+    succeeded(outcomes)
     assert sorted(p.name for p in (tmp_path / "shared").glob("status*")) == [
         "status.p0of2.json",
         "status.p1of2.json",
