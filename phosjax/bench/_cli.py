@@ -683,7 +683,7 @@ def join_processes(parser: ArgumentParser, args: Any) -> None:
 def _reach_coordinator(address: str, index: int, timeout: int) -> None:
     """Raises a `BenchError` naming ``address`` (``HOST:PORT``) where process ``index``
     cannot join there: process 0 finds the port held (where it would listen), another finds
-    no coordinator listening within ``timeout`` seconds, or no such host. `jax.distributed`
+    no coordinator listening (or no such host) within ``timeout`` seconds. `jax.distributed`
     would abort the process, naming no address (a segmentation fault, or after ``timeout``
     a C++ stack trace)."""
     host, _, port = address.rpartition(":")
@@ -706,21 +706,23 @@ def _reach_coordinator(address: str, index: int, timeout: int) -> None:
         try:
             socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
             return
-        except socket.gaierror as error:
-            raise BenchError(
-                f"--coordinator {address}: no host {host!r} is known ({error.strerror}); give "
-                "process 0's host name or address"
-            ) from error
-        except OSError as error:
-            if time.monotonic() >= deadline:
+        except OSError as error:  # a host name made as its host starts is waited for too
+            if time.monotonic() < deadline:
+                time.sleep(0.2)
+                continue
+            if isinstance(error, socket.gaierror):
                 raise BenchError(
-                    f"--coordinator {address}: process {index} found no coordinator listening "
-                    f"there in {timeout} s ({error.strerror or error}); process 0 listens there "
-                    "once it runs with the same --coordinator: check the host and port, and "
-                    "that this host may connect to it (a firewall), or give a longer "
+                    f"--coordinator {address}: no host {host!r} was known in {timeout} s "
+                    f"({error.strerror}); give process 0's host name or address, or a longer "
                     "--join_timeout"
                 ) from error
-            time.sleep(0.2)
+            raise BenchError(
+                f"--coordinator {address}: process {index} found no coordinator listening "
+                f"there in {timeout} s ({error.strerror or error}); process 0 listens there "
+                "once it runs with the same --coordinator: check the host and port, and "
+                "that this host may connect to it (a firewall), or give a longer "
+                "--join_timeout"
+            ) from error
 
 
 def parsed_fields(args: Any, own: Iterable[str]) -> dict[str, Any]:

@@ -1113,3 +1113,50 @@ def test_process_0_whose_port_is_held_says_so_before_joining(tmp_path, capsys):
         f"error: --coordinator node0:{port}: process 0 cannot listen on port {port}, which "
         "another program (or a run still going) holds; give every process a free port\n"
     )
+
+
+def test_a_coordinator_host_name_known_only_once_its_host_starts_is_waited_for(
+    tmp_path, monkeypatch
+):
+    """Such a name (a Kubernetes pod's) was refused at once as no host known, which
+    jax.distributed waits for."""
+    lookups = []
+
+    def name_made_at_the_third_lookup(host, *rest, **options):
+        lookups.append(host)
+        if len(lookups) < 3:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real_getaddrinfo("127.0.0.1", *rest, **options)
+
+    def joined(*args, **options):
+        raise SystemExit(("joined", args, options))
+
+    real_getaddrinfo = socket.getaddrinfo
+    monkeypatch.setattr(socket, "getaddrinfo", name_made_at_the_third_lookup)
+    monkeypatch.setattr("jax.distributed.initialize", joined)
+    with socket.socket() as coordinator:
+        coordinator.bind(("127.0.0.1", 0))
+        coordinator.listen()
+        address = f"node0:{coordinator.getsockname()[1]}"
+        joining = ["--coordinator", address, "--processes", "2", "--process_id", "1"]
+        argv = ["--dir", str(tmp_path), *joining, "--join_timeout", "30"]
+        assert _exit_status(_main("add_models"), argv) == (
+            "joined",
+            (address, 2, 1),
+            {"initialization_timeout": 30},
+        )
+    assert lookups == ["node0"] * 3
+
+
+def test_a_coordinator_host_never_known_is_named_once_the_wait_is_up(tmp_path, monkeypatch, capsys):
+    def unknown(*_, **__):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", unknown)
+    joining = ["--coordinator", "node0:1234", "--processes", "2", "--process_id", "1"]
+    argv = ["--dir", str(tmp_path), *joining, "--join_timeout", "1"]
+    assert _exit_status(_main("add_models"), argv) == 2
+    assert capsys.readouterr().err == (
+        "error: --coordinator node0:1234: no host 'node0' was known in 1 s (Name or service "
+        "not known); give process 0's host name or address, or a longer --join_timeout\n"
+    )
