@@ -682,11 +682,14 @@ def join_processes(parser: ArgumentParser, args: Any) -> None:
 
 def _reach_coordinator(address: str, index: int, timeout: int) -> None:
     """Raises a `BenchError` naming ``address`` (``HOST:PORT``) where process ``index``
-    cannot join there: process 0 finds the port held (where it would listen), another finds
+    cannot join there: process 0 finds the port held (where it would listen, unless
+    ``$JAX_COORDINATOR_BIND_ADDRESS`` says another address), another finds
     no coordinator listening (or no such host) within ``timeout`` seconds. `jax.distributed`
     would abort the process, naming no address (a segmentation fault, or after ``timeout``
     a C++ stack trace)."""
     host, _, port = address.rpartition(":")
+    if index == 0 and "JAX_COORDINATOR_BIND_ADDRESS" in os.environ:
+        return  # jax's coordinator listens where that says, not on PORT
     if index == 0:  # jax's coordinator listens on [::]:PORT, reusing the address as this does
         with contextlib.suppress(OSError), socket.socket(socket.AF_INET6) as listener:
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

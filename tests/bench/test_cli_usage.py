@@ -1148,6 +1148,29 @@ def test_a_coordinator_host_name_known_only_once_its_host_starts_is_waited_for(
     assert lookups == ["node0"] * 3
 
 
+def test_process_0_told_to_listen_elsewhere_joins_though_the_coordinators_port_is_held(
+    tmp_path, monkeypatch
+):
+    """JAX_COORDINATOR_BIND_ADDRESS (behind a proxy holding the port) was refused as the
+    port held, which jax.distributed does not listen on then."""
+
+    def joined(*args, **options):
+        raise SystemExit(("joined", args, options))
+
+    monkeypatch.setattr("jax.distributed.initialize", joined)
+    monkeypatch.setenv("JAX_COORDINATOR_BIND_ADDRESS", f"[::]:{free_port()}")
+    with socket.socket() as proxy:
+        proxy.bind(("127.0.0.1", 0))
+        proxy.listen()
+        address = f"node0:{proxy.getsockname()[1]}"
+        joining = ["--coordinator", address, "--processes", "2", "--process_id", "0"]
+        assert _exit_status(_main("new"), ["--dir", str(tmp_path / "b"), *joining]) == (
+            "joined",
+            (address, 2, 0),
+            {"initialization_timeout": 300},
+        )
+
+
 def test_a_coordinator_host_never_known_is_named_once_the_wait_is_up(tmp_path, monkeypatch, capsys):
     def unknown(*_, **__):
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
