@@ -674,9 +674,15 @@ def join_processes(parser: ArgumentParser, args: Any) -> None:
     try:
         jax.distributed.initialize(address, count, index, initialization_timeout=timeout)
     except ValueError as error:  # --distributed: the job gives no address, count or id
+        detail = str(error).rstrip(".")
+        if not detail.endswith(" defined"):  # the id or count given does not fit the job's
+            raise BenchError(
+                f"--distributed {options}: {detail} (the job gives the rest); give values that "
+                "fit the job's, or leave them to it"
+            ) from error
         raise BenchError(
-            f"--distributed: {str(error).rstrip('.')} (no Slurm, Open MPI or TPU job gives "
-            "it); outside such a job give --coordinator HOST:PORT --processes N --process_id I"
+            f"--distributed: {detail} (no Slurm, Open MPI or TPU job gives it); outside such a "
+            "job give --coordinator HOST:PORT --processes N --process_id I"
         ) from error
 
 

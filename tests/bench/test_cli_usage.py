@@ -1069,20 +1069,45 @@ def test_a_config_file_gives_the_options_joining_processes_too(tmp_path, capsys)
     )
 
 
-def test_distributed_outside_a_job_says_what_to_give_instead(tmp_path):
+_SLURM_JOB = {"JOB_ID": "7", "NTASKS": "2", "PROCID": "0", "LOCALID": "0", "STEP_NODELIST": "n0"}
+"""A Slurm job's variables (less the SLURM_ before each) for a process 0 of 2."""
+_JOB_VARIABLES = ("SLURM_", "OMPI_", "JAX_COORDINATOR")
+
+
+@pytest.mark.parametrize(
+    ("job", "options", "said"),
+    [
+        (
+            {},
+            "",
+            "--distributed: coordinator_address should be defined (no Slurm, Open MPI or TPU "
+            "job gives it); outside such a job give --coordinator HOST:PORT --processes N "
+            "--process_id I",
+        ),
+        (  # it said that no job gave the coordinator
+            _SLURM_JOB,
+            "--process_id 5",
+            "--distributed --process_id 5: process_id and num_processes must be nonnegative, "
+            "with process_id < num_processes. Got process_id=5, num_processes=2 (the job gives "
+            "the rest); give values that fit the job's, or leave them to it",
+        ),
+    ],
+)
+def test_distributed_outside_a_job_or_out_of_its_range_says_what_to_give_instead(
+    job, options, said, tmp_path
+):
     """In a process of its own: jax joins no group once a test here has used its devices."""
-    job = ("SLURM_", "OMPI_", "JAX_COORDINATOR")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(job)}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_JOB_VARIABLES)}
+    env |= {f"SLURM_{name}": value for name, value in job.items()}
     command = [sys.executable, "-m", "phosjax.bench.add_models", "--dir", str(tmp_path)]
     done = subprocess.run(
-        [*command, "--distributed"], capture_output=True, text=True, env=env, timeout=120
+        [*command, "--distributed", *options.split()],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
-    assert (done.returncode, done.stderr) == (
-        2,
-        "error: --distributed: coordinator_address should be defined (no Slurm, Open MPI or "
-        "TPU job gives it); outside such a job give --coordinator HOST:PORT --processes N "
-        "--process_id I\n",
-    )
+    assert (done.returncode, done.stderr) == (2, f"error: {said}\n")
 
 
 def test_a_process_that_finds_no_coordinator_says_where_it_looked_once_it_gives_up(
