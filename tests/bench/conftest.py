@@ -12,6 +12,11 @@ from phosjax.data import ArrayDataset
 from tests.bench._chromium import Browser, Page
 from tests.bench.runner_tiny import toy_data
 
+collect_ignore = ["toy_datasets.py"]
+"""Not collected (its doctests neither): importing it patches the bench's data sets for
+good, as a command given ``--import tests.bench.toy_datasets`` wants, which a test process
+must not."""
+
 
 @pytest.fixture(scope="session")
 def toy() -> dict[str, ArrayDataset]:
