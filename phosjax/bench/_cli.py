@@ -2,7 +2,6 @@
 
 import argparse
 import contextlib
-import errno
 import functools
 import gc
 import math
@@ -12,9 +11,7 @@ import re
 import select
 import shlex
 import signal
-import socket
 import sys
-import time
 import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, NoReturn
@@ -581,9 +578,8 @@ def refuse_unknown_options(parser: ArgumentParser, argv: Sequence[str]) -> None:
 
 
 def add_common(parser: ArgumentParser) -> None:
-    """``--dir`` (required), ``--import`` (modules that register models; given again, it
-    adds to them) and the options that join a bench shared by several processes
-    (`join_processes`)."""
+    """``--dir`` (required) and ``--import`` (modules that register models; given again,
+    it adds to them)."""
     parser.add_argument("--dir", required=True, help="the bench directory")
     parser.add_argument(
         "--import",
@@ -592,146 +588,6 @@ def add_common(parser: ArgumentParser) -> None:
         default=[],
         help="modules to import first, e.g. ones that register models",
     )
-    parser.add_argument(
-        "--coordinator",
-        metavar="HOST:PORT",
-        default=None,
-        help="share the bench with other processes (hosts): the address of process 0, which "
-        "listens on PORT, given to every process with --processes and --process_id",
-    )
-    parser.add_argument(
-        "--processes", type=int, metavar="N", default=None, help="how many processes share it"
-    )
-    parser.add_argument(
-        "--process_id", type=int, metavar="I", default=None, help="this process's id, 0 to N-1"
-    )
-    parser.add_argument(
-        "--distributed",
-        action="store_true",
-        help="share the bench with the other processes of a Slurm, Open MPI or TPU job, "
-        "which gives the coordinator, count and id (those given as options are kept)",
-    )
-    parser.add_argument(
-        "--join_timeout",
-        type=int,
-        metavar="SECONDS",
-        default=None,
-        help="with --coordinator or --distributed: how long a process waits for the "
-        f"coordinator and the others to join ({JOIN_TIMEOUT_S} s unless given)",
-    )
-
-
-JOINING = ("coordinator", "processes", "process_id")
-"""The options that say which group of processes a command joins, and as whom."""
-JOIN_TIMEOUT_S = 300
-"""How long a process waits to join the group by default (`jax.distributed`'s default)."""
-
-
-def join_processes(parser: ArgumentParser, args: Any) -> None:
-    """Joins the `jax.distributed` group that the options ``args`` (parsed by ``parser``)
-    name: `JOINING` given together, or ``--distributed`` (the job gives those left out);
-    none: nothing. Call it before anything uses a jax backend. Options given in part (or
-    ``--join_timeout`` alone), a count below 1, an id out of range or an address without
-    its port are usage errors, said before joining.
-
-    Raises:
-      BenchError: ``--distributed`` outside a job that gives what is left out.
-    """
-    given = {name: args[name] for name in (*JOINING, "join_timeout") if args[name] is not None}
-    if not given and not args.distributed:
-        return
-    options = " ".join(f"--{name} {value}" for name, value in given.items())
-    missing = [f"--{name}" for name in JOINING if name not in given]
-    if missing and not args.distributed:
-        usage_error(
-            parser,
-            f"{options} without {' and '.join(missing)}: a process sharing a bench with others is "
-            "given --coordinator HOST:PORT (process 0's address), --processes N and "
-            "--process_id I (0 to N-1), or --distributed in a Slurm, Open MPI or TPU job",
-        )
-    count, index = given.get("processes"), given.get("process_id")
-    if count is not None and count < 1:
-        usage_error(parser, f"--processes {count}: expected 1 or more")
-    if index is not None and not 0 <= index < (count or index + 1):
-        top = f"{count - 1} (--processes {count})" if count else "N-1"
-        usage_error(parser, f"--process_id {index}: expected an id from 0 to {top}")
-    timeout = given.get("join_timeout", JOIN_TIMEOUT_S)
-    if timeout < 1:
-        usage_error(parser, f"--join_timeout {timeout}: expected 1 or more seconds")
-    address = given.get("coordinator")
-    if address is not None:
-        host, _, port = address.rpartition(":")
-        if not (host and port.isdigit() and 0 < int(port) < 2**16):
-            usage_error(
-                parser,
-                f"--coordinator {address!r}: expected HOST:PORT, process 0's host and a free "
-                "port on it, e.g. node0:1234",
-            )
-        if index is not None:
-            _reach_coordinator(address, index, timeout)
-    import jax
-
-    try:
-        jax.distributed.initialize(address, count, index, initialization_timeout=timeout)
-    except ValueError as error:  # --distributed: the job gives no address, count or id
-        detail = str(error).rstrip(".")
-        if not detail.endswith(" defined"):  # the id or count given does not fit the job's
-            raise BenchError(
-                f"--distributed {options}: {detail} (the job gives the rest); give values that "
-                "fit the job's, or leave them to it"
-            ) from error
-        raise BenchError(
-            f"--distributed: {detail} (no Slurm, Open MPI or TPU job gives it); outside such a "
-            "job give --coordinator HOST:PORT --processes N --process_id I"
-        ) from error
-
-
-def _reach_coordinator(address: str, index: int, timeout: int) -> None:
-    """Raises a `BenchError` naming ``address`` (``HOST:PORT``) where process ``index``
-    cannot join there: process 0 finds the port held (where it would listen, unless
-    ``$JAX_COORDINATOR_BIND_ADDRESS`` says another address), another finds
-    no coordinator listening (or no such host) within ``timeout`` seconds. `jax.distributed`
-    would abort the process, naming no address (a segmentation fault, or after ``timeout``
-    a C++ stack trace)."""
-    host, _, port = address.rpartition(":")
-    if index == 0 and "JAX_COORDINATOR_BIND_ADDRESS" in os.environ:
-        return  # jax's coordinator listens where that says, not on PORT
-    if index == 0:  # jax's coordinator listens on [::]:PORT, reusing the address as this does
-        with contextlib.suppress(OSError), socket.socket(socket.AF_INET6) as listener:
-            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                listener.bind(("::", int(port)))
-            except OSError as error:
-                if error.errno != errno.EADDRINUSE:
-                    raise
-                raise BenchError(
-                    f"--coordinator {address}: process 0 cannot listen on port {port}, which "
-                    "another program (or a run still going) holds; give every process a free "
-                    "port"
-                ) from error
-        return
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
-            return
-        except OSError as error:  # a host name made as its host starts is waited for too
-            if time.monotonic() < deadline:
-                time.sleep(0.2)
-                continue
-            if isinstance(error, socket.gaierror):
-                raise BenchError(
-                    f"--coordinator {address}: no host {host!r} was known in {timeout} s "
-                    f"({error.strerror}); give process 0's host name or address, or a longer "
-                    "--join_timeout"
-                ) from error
-            raise BenchError(
-                f"--coordinator {address}: process {index} found no coordinator listening "
-                f"there in {timeout} s ({error.strerror or error}); process 0 listens there "
-                "once it runs with the same --coordinator: check the host and port, and "
-                "that this host may connect to it (a firewall), or give a longer "
-                "--join_timeout"
-            ) from error
 
 
 def parsed_fields(args: Any, own: Iterable[str]) -> dict[str, Any]:

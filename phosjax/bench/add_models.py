@@ -28,12 +28,12 @@ from phosjax.bench._cli import (
     entry_point,
     exit_process,
     finished_cells,
-    join_processes,
     kept_in_bench,
 )
 from phosjax.bench._compile_cache import add_compilation_cache, compilation_cache
 from phosjax.bench._config import BenchError, ModelEntry
 from phosjax.bench._directory import open_bench
+from phosjax.bench._join import add_join_options, join_processes
 from phosjax.bench._profile import time_start_up
 from phosjax.bench._runner import add_models_to, has_entry
 from phosjax.bench._summary import command_line
@@ -44,6 +44,7 @@ def parser() -> ArgumentParser:
     """The command line of ``phosjax.bench.add_models``."""
     parser = Parser(prog="python -m phosjax.bench.add_models", description=__doc__)
     add_common(parser)
+    add_join_options(parser)
     parser.add_argument(
         "--models",
         nargs="+",

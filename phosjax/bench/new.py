@@ -42,14 +42,12 @@ from phosjax.bench._argv import (
     option_names,
 )
 from phosjax.bench._cli import (
-    JOINING,
     ConfigParser,
     add_common,
     data_bars_hidden,
     entry_point,
     exit_process,
     flag_set_by,
-    join_processes,
     kept_in_bench,
     once_parsed,
     parsed_fields,
@@ -61,6 +59,7 @@ from phosjax.bench._compile_cache import add_compilation_cache, compilation_cach
 from phosjax.bench._config import NAMED_HPARAMS, BenchConfig, BenchError, Grid, read_yaml
 from phosjax.bench._directory import check_dir_kind, open_bench, shown_differences
 from phosjax.bench._imports import import_for_bench, planned_models
+from phosjax.bench._join import JOINING, add_join_options, join_processes
 from phosjax.bench._plan import check_models
 from phosjax.bench._profile import time_start_up
 from phosjax.bench._runner import run, starts_anew
@@ -145,6 +144,7 @@ def parser() -> ArgumentParser:
     parser = _Parser(prog="python -m phosjax.bench.new", description=__doc__)
     parser.add_argument("--config", action=ActionConfigFile, help="a YAML bench config")
     add_common(parser)
+    add_join_options(parser)
     parser.add_argument("--resume", action="store_true", help="continue the bench in --dir")
     parser.add_argument(
         "--force",
