@@ -153,7 +153,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Runs the command line ``argv`` (default ``sys.argv[1:]``)."""
     _PARSED.clear()  # a call before's
     _refuse_data_dir(argv or ())
-    args = parser().parse_args(argv)
+    cli = parser()
+    args = cli.parse_args(argv)
     models = None if args.models is None else [m for a in args.models for m in model_arguments(a)]
     _PARSED.update(models=models)
     if models == []:  # add_models_to's words ("pass None") are Python's
@@ -162,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "entry '{name: mlp, width: [64]}'), or leave --models out to add every model "
             "registered since the bench was made."
         )
-    join_processes(parser(), args)
+    join_processes(cli, args)
     with data_bars_hidden(args.no_progress), compilation_cache(args.compilation_cache, args.dir):
         add_models_to(args.dir, models, progress=not args.no_progress, imports=args["import"])
 
