@@ -413,6 +413,25 @@ line (`once_parsed`, `_kept`): ``dir``, and ``overwritten_by``, what set ``overw
 (`flag_set_by`); empty until `main` parsed its command line."""
 
 
+def rows_table(rows: pd.DataFrame) -> str:
+    """The run's ``rows`` as the command prints them: params and FLOPs as the counts they
+    are, the latency to three significant digits, as the viewer shows them (six decimals
+    showed 3.51e-6 and 3.65e-6 s both as 0.000004).
+
+    Examples:
+      >>> rows = pd.DataFrame({"iteration": [0], "kind": ["start"], "widths": ["[32]"],
+      ...     "params": [7946.0], "flops": [99200.0], "latency_s": [3.5612e-6],
+      ...     "accuracy": [0.882]})
+      >>> print(rows_table(rows))
+       iteration  kind widths params flops latency_s  accuracy
+               0 start   [32]   7946 99200  3.56e-06     0.882
+    """
+    columns = ["iteration", "kind", "widths", "params", "flops", "latency_s", "accuracy"]
+    count, significant = "{:.0f}".format, "{:.3g}".format
+    formats = {"params": count, "flops": count, "latency_s": significant}
+    return rows[columns].to_string(index=False, formatters=formats)
+
+
 @entry_point(once_parsed("phosjax.morph", _PARSED, kept_in_dir("phosjax.morph", _kept)))
 def main(argv: Sequence[str] | None = None) -> int:
     """Parses the command line and runs the MorphNet loop (see `phosjax.morph.run`).
@@ -465,8 +484,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"{source}: {error}")
     except DivergedError as error:  # a rate or strength of the config's too high
         return _fail(f"{source}: {error}")
-    columns = ["iteration", "kind", "widths", "params", "flops", "latency_s", "accuracy"]
-    print(rows[columns].to_string(index=False))
+    print(rows_table(rows))
     written = before is None or rows_file.stat().st_mtime_ns != before
     print(f"{'wrote' if written else 'its rows are in'} {rows_file}", file=sys.stderr)
     print(f"view it: {dir_command('phosjax.bench.view', args.dir)}", file=sys.stderr)

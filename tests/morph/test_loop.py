@@ -915,6 +915,27 @@ def test_the_printed_view_command_quotes_a_dir_with_spaces(tmp_path, capsys, mon
     assert capsys.readouterr().err.splitlines()[-1] == view
 
 
+def test_the_printed_rows_read_as_counts_and_latencies_of_three_digits(
+    tmp_path, capsys, monkeypatch
+):
+    """The table printed params and FLOPs as floats (``7946.0 99200.0``) and the latency
+    with six decimals: 3.51e-6 and 3.65e-6 s both read ``0.000004``."""
+    rows = pd.DataFrame({
+        "iteration": [0, 1], "kind": ["start", "shrunk"], "widths": ["[32]", "[21]"],
+        "params": [7946.0, 4442.0], "flops": [99200.0, 45890.0],
+        "latency_s": [3.6512e-6, 3.5104e-6], "accuracy": [0.882, 0.732],
+    })  # fmt: skip
+    monkeypatch.setattr(cli, "run", lambda *args, **kwargs: rows)
+    config = tmp_path / "morph.yaml"
+    config.write_text(f"model: {CNN}\n")
+    assert main(["--config", str(config), "--dir", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        " iteration   kind widths params flops latency_s  accuracy",
+        "         0  start   [32]   7946 99200  3.65e-06     0.882",
+        "         1 shrunk   [21]   4442 45890  3.51e-06     0.732",
+    ]
+
+
 def test_no_progress_hides_the_bar_as_the_bench_s_commands_do(tmp_path, capsys, monkeypatch):
     """The bar could not be hidden from the command line (a log got its lines)."""
     columns = ["iteration", "kind", "widths", "params", "flops", "latency_s", "accuracy"]
