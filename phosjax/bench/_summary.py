@@ -153,21 +153,22 @@ def leaderboard(results: pd.DataFrame, hparam_columns: Sequence[str]) -> pd.Data
 
 
 def _plus_minus(mean: float, std: float, seeds: int, diverged: int) -> str:
-    """``mean ± std``, the std of a single seed (undefined) shown as 0; ``diverged (k/n)``
-    when ``k`` of the ``n`` seeds diverged (the mean is NaN), as the viewer shows it;
-    ``nan`` when none did but a seed's accuracy is NaN (NaN test inputs).
+    """``mean ± std``; a single seed's value alone, which has no spread (``± 0.000`` read
+    as seeds that agree); ``diverged (k/n)`` when ``k`` of the ``n`` seeds diverged (the
+    mean is NaN), as the viewer shows them; ``nan`` when none did but a seed's accuracy is
+    NaN (NaN test inputs).
 
     Examples:
-      >>> _plus_minus(0.9, float("nan"), 1, 0), _plus_minus(float("nan"), float("nan"), 3, 1)
-      ('0.900 ± 0.000', 'diverged (1/3)')
-      >>> _plus_minus(float("nan"), float("nan"), 1, 0)
-      'nan'
+      >>> _plus_minus(0.9, 0.01, 2, 0), _plus_minus(0.9, float("nan"), 1, 0)
+      ('0.900 ± 0.010', '0.900')
+      >>> _plus_minus(float("nan"), float("nan"), 3, 1), _plus_minus(float("nan"), 0.0, 1, 0)
+      ('diverged (1/3)', 'nan')
     """
     if diverged:
         return f"diverged ({diverged}/{seeds})"
     if math.isnan(mean):
         return "nan"
-    return f"{mean:.3f} ± {0.0 if seeds == 1 else std:.3f}"
+    return f"{mean:.3f}" if seeds == 1 else f"{mean:.3f} ± {std:.3f}"
 
 
 def _loss(value: float) -> str:
