@@ -339,9 +339,10 @@ def per_group_and_phase(phases: pd.DataFrame | None) -> pd.DataFrame | None:
     return merged.drop(columns=["weighted", "weight"]).reset_index()
 
 
-def _run_text(own: pd.DataFrame, groups: pd.DataFrame) -> str:
+def _run_text(own: pd.DataFrame, groups: pd.DataFrame, timed_strategies: bool = False) -> str:
     """Where the wall time of the runs whose own rows (`_layout.BENCH`) are ``own`` went:
-    their phases, and the part of ``train`` that the ``groups``' phases measured.
+    their phases, and the part of ``train`` that the ``groups``' phases measured; the rest
+    holds ``auto``'s timing runs where it ``timed_strategies``.
 
     Examples:
       >>> own = pd.DataFrame({"phase": ["plan", "train", "plan", "train"],
@@ -350,6 +351,9 @@ def _run_text(own: pd.DataFrame, groups: pd.DataFrame) -> str:
       >>> print(_run_text(own, groups))
       2 runs took 10 s: plan 2 s, train 8 s (the groups' init 1 s, step 5 s; \
 their results, checkpoints and status 2 s); training (step, eval) 50% of it
+      >>> print(_run_text(own, groups, timed_strategies=True))  # doctest: +ELLIPSIS
+      2 runs took 10 s: ...; their results, checkpoints and status, and auto's timing of \
+the strategies 2 s); training (step, eval) 50% of it
       >>> print(_run_text(own.iloc[:3], groups))  # the second run is training
       2 runs took 9 s: plan 2 s, train 7 s; one stopped, or is training, before its train row
     """
@@ -368,16 +372,19 @@ their results, checkpoints and status 2 s); training (step, eval) 50% of it
             measured = groups.groupby("phase", sort=False)["total_s"].sum()
             inner = [f"{p} {measured[p]:.3g} s" for p in _layout.PHASE_NAMES if p in measured]
             rest = seconds - measured.sum()
-            part += f" (the groups' {', '.join(inner)}; their results, checkpoints and status "
-            part += f"{rest:.3g} s)"
+            timed = ", and auto's timing of the strategies" if timed_strategies else ""
+            part += f" (the groups' {', '.join(inner)}; their results, checkpoints and status"
+            part += f"{timed} {rest:.3g} s)"
         parts.append(part)
     trained = groups.loc[groups["phase"].isin(["step", "eval"]), "total_s"].sum()
     share = trained / spent.sum()
     return f"{wall}: {', '.join(parts)}; training (step, eval) {share:.0%} of it"
 
 
-def profile_text(directory: str | os.PathLike) -> str:
-    """The profile of a bench as text: seconds per phase and group, then memory.
+def profile_text(directory: str | os.PathLike, timed_strategies: bool = False) -> str:
+    """The profile of a bench as text: seconds per phase and group, then memory;
+    ``timed_strategies``: whether ``auto`` timed the strategies of a group (its status
+    entry's ``timings``), whose timing runs no phase of the groups counts.
 
     ``init`` and ``compile`` are seconds once per group's run, ``step`` seconds per step
     (all the group's cells at once), ``eval`` seconds per evaluation. A group has rows
@@ -397,7 +404,7 @@ def profile_text(directory: str | os.PathLike) -> str:
             "again in a new --dir is profiled anew)."
         ]
     else:
-        lines = _phase_lines(directory, frames)
+        lines = _phase_lines(directory, frames, timed_strategies)
     memory = read_profile(root, _layout.MEMORY, ["host_rss_bytes", "device_bytes"])
     return "\n".join(lines + _memory_lines(memory))
 
@@ -407,14 +414,20 @@ _PHASE_COLUMNS = ("group_id", "phase", "seconds", "count", "peak_bytes")
 ``total_s`` came later, and the `_layout.BENCH` rows, which it sums, have it)."""
 
 
-def _phase_lines(directory: str | os.PathLike, frames: list[pd.DataFrame]) -> list[str]:
+def _phase_lines(
+    directory: str | os.PathLike, frames: list[pd.DataFrame], timed_strategies: bool
+) -> list[str]:
     """`profile_text`'s lines of the ``profile/phases`` files' rows ``frames``."""
     phases = pd.concat(frames, ignore_index=True)
     own = phases["group_id"].str.startswith(_layout.BENCH)
     # not the groups' rows that a file's process wrote before its runs were timed
     since = [f["group_id"].str.startswith(_layout.BENCH).cumsum() > 0 for f in frames]
     timed = ~own & pd.concat(since, ignore_index=True)
-    lines = [f"bench {directory}: " + _run_text(phases[own], phases[timed])] if own.any() else []
+    lines: list[str] = []
+    if own.any():  # benches written before runs had rows of their own have none
+        lines.append(
+            f"bench {directory}: {_run_text(phases[own], phases[timed], timed_strategies)}"
+        )
     phases = phases[~own]
     if phases.empty:
         return lines

@@ -12,6 +12,14 @@ from phosjax._listing import counted
 from phosjax.bench._cli import Parser, entry_point, exit_process, finished_cells
 from phosjax.bench._directory import open_bench
 from phosjax.bench._summary import dir_command, profile_text
+from phosjax.bench.view._bench import BenchFiles
+
+
+def timed_strategies(directory: str) -> bool:
+    """Whether ``auto`` timed the strategies of a group of the bench in ``directory`` (its
+    status entry's ``timings``)."""
+    groups = BenchFiles(directory).status()["groups"].values()
+    return any(group.get("timings") for group in groups)
 
 
 def parser() -> ArgumentParser:
@@ -26,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Runs the command line ``argv`` (default ``sys.argv[1:]``)."""
     args = parser().parse_args(argv)
     open_bench(args.dir)
-    print(profile_text(args.dir))
+    print(profile_text(args.dir, timed_strategies(args.dir)))
     finished, cells = finished_cells(args.dir)
     if finished < cells:
         print(

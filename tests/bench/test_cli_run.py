@@ -174,6 +174,26 @@ def test_profile_prints_every_phase(cli_bench, capsys):
     assert float(row.split()[-2]) == float(f"{program:.4g}")
 
 
+def test_profile_counts_autos_timing_of_the_strategies_in_the_rest_of_train(
+    cli_bench, tmp_path, capsys
+):
+    """``auto`` times each strategy's steps before a group trains, which none of the
+    groups' phases counts: the profile put those seconds (38 s of a 190 s run) under
+    'their results, checkpoints and status', as if writing them had taken that long."""
+    rest = "; their results, checkpoints and status"
+    assert profile_main(["--dir", str(cli_bench[0])]) == 0  # strategy: vmap, timed nothing
+    assert f"{rest} " in capsys.readouterr().out.splitlines()[0]
+    root = tmp_path / "bench"
+    shutil.copytree(cli_bench[0], root)
+    status = json.loads((root / _layout.STATUS).read_text())
+    for group in status["groups"].values():  # as auto records what it timed
+        group["timings"] = {"vmap": 0.002, "map": 0.003}
+    (root / _layout.STATUS).write_text(json.dumps(status))
+    assert profile_main(["--dir", str(root)]) == 0
+    line = capsys.readouterr().out.splitlines()[0]
+    assert f"{rest}, and auto's timing of the strategies " in line, line
+
+
 def test_profile_of_a_bench_with_unfinished_cells_says_how_many_are_finished(
     cli_bench, tmp_path, capsys
 ):
