@@ -131,7 +131,7 @@ def test_every_public_callable_has_an_example(name):
 
 
 SKIPPED_EXAMPLES: dict[str, str] = {
-    "phosjax/bench/export.py::export_mlflow": "it needs an MLflow server",
+    "phosjax/bench/export.py::export_mlflow": "it trains a bench: docs/results.md runs it",
     "phosjax/bench/_speed.py::measure": "it times every method of every size it is given",
 }
 """Docstrings whose example is ``+SKIP`` (the doctests do not run it), each with why."""

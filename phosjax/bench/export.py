@@ -393,10 +393,14 @@ def export_mlflow(
       progress: show a progress bar of the cells on stderr (``export`` shows it).
 
     Returns:
-      The new runs by cell id and the cells skipped (already exported, or not finished).
+      An `Exported`: the new runs by cell id, the cells skipped (already exported, not
+      finished, or without some of their rows) and the half-logged runs deleted.
 
     Examples:
-      >>> done = export_mlflow("runs/example", "http://localhost:5000")  # doctest: +SKIP
+      A bench trained with `phosjax.bench.run` exported to a local file store (run in
+      docs/results.md#exporting-to-mlflow):
+
+      >>> done = export_mlflow("runs/example", "file:mlruns")  # doctest: +SKIP
       >>> len(done.runs), done.unfinished  # doctest: +SKIP
       (24, [])
     """
