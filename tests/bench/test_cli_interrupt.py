@@ -31,6 +31,24 @@ def _interrupted(*args, **kwargs):
     raise KeyboardInterrupt
 
 
+def _morph_run_kept(cli, tmp_path, monkeypatch, lines="", iterations=(0,)) -> list[dict]:
+    """Makes ``tmp_path`` the working folder, its ``CONFIG`` `MORPH_CONFIG` and ``lines``
+    and its run ``my run`` hold morph rows of ``iterations``; patches ``cli``'s run to
+    stop as Ctrl-C does. Returns the arguments of each call of that run, by name."""
+    calls = []
+
+    def run(config, directory, **kwargs):
+        calls.append({"directory": directory, **kwargs})
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "run", run)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "CONFIG").write_text(MORPH_CONFIG + lines)
+    (tmp_path / "my run" / "morph").mkdir(parents=True)
+    pd.DataFrame({"iteration": list(iterations)}).to_parquet(tmp_path / "my run" / ITERATIONS)
+    return calls
+
+
 @pytest.mark.parametrize(
     ("module", "work", "argv", "line"),
     [
@@ -105,13 +123,7 @@ def test_ctrl_c_in_a_morph_run_names_its_rows_and_the_command_that_continues_it(
 ):
     """The line said the loop does not resume, and gave the command with --overwrite."""
     cli = importlib.import_module("phosjax.morph.__main__")
-    monkeypatch.setattr(cli, "run", _interrupted)
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "CONFIG").write_text(MORPH_CONFIG)
-    (tmp_path / "my run" / "morph").mkdir(parents=True)
-    pd.DataFrame({"iteration": iterations}).to_parquet(
-        tmp_path / "my run" / "morph" / "iterations.parquet"
-    )
+    _morph_run_kept(cli, tmp_path, monkeypatch, iterations=iterations)
     assert cli.main(["--config", "CONFIG", "--dir", "my run", *options]) == 130
     assert capsys.readouterr().err == (
         f"interrupted: 'my run' keeps {kept} in morph/iterations.parquet; {continues} "
@@ -170,17 +182,7 @@ def test_ctrl_c_in_a_morph_run_a_config_file_overwrites_names_that_file(
     """With 'overwrite: true' in the --config file it said 'the same command continues it'
     (with --overwrite too: the command without that option), which starts it over."""
     cli = importlib.import_module("phosjax.morph.__main__")
-    overwrote = []
-
-    def run(config, directory, *, overwrite, progress):
-        overwrote.append(overwrite)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(cli, "run", run)
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "CONFIG").write_text(MORPH_CONFIG + "overwrite: true\n")
-    (tmp_path / "my run" / "morph").mkdir(parents=True)
-    pd.DataFrame({"iteration": [0]}).to_parquet(tmp_path / "my run" / ITERATIONS)
+    calls = _morph_run_kept(cli, tmp_path, monkeypatch, "overwrite: true\n")
     assert cli.main(["--config", "CONFIG", "--dir", "my run", *flag]) == 130
     without = (
         "--overwrite and overwrite: true in 'CONFIG'" if flag else "overwrite: true in 'CONFIG'"
@@ -191,7 +193,8 @@ def test_ctrl_c_in_a_morph_run_a_config_file_overwrites_names_that_file(
     )
     (tmp_path / "CONFIG").write_text(MORPH_CONFIG)  # the file without it
     assert cli.main(["--config", "CONFIG", "--dir", "my run"]) == 130
-    assert overwrote == [True, False]  # the command named continues the run
+    # the command named continues the run
+    assert [call["overwrite"] for call in calls] == [True, False]
 
 
 def test_ctrl_c_in_a_morph_run_whose_config_file_sets_the_dir_says_what_that_dir_keeps(
@@ -200,19 +203,9 @@ def test_ctrl_c_in_a_morph_run_whose_config_file_sets_the_dir_says_what_that_dir
     """With 'dir: ...' in the --config file (no --dir given) it said 'nothing was written'
     of a run directory holding the start model's rows."""
     cli = importlib.import_module("phosjax.morph.__main__")
-    directories = []
-
-    def run(config, directory, **kwargs):
-        directories.append(directory)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(cli, "run", run)
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "CONFIG").write_text(MORPH_CONFIG + "dir: my run\n")
-    (tmp_path / "my run" / "morph").mkdir(parents=True)
-    pd.DataFrame({"iteration": [0]}).to_parquet(tmp_path / "my run" / ITERATIONS)
+    calls = _morph_run_kept(cli, tmp_path, monkeypatch, "dir: my run\n")
     assert cli.main(["--config", "CONFIG"]) == 130
-    assert directories == ["my run"]
+    assert [call["directory"] for call in calls] == ["my run"]
     assert capsys.readouterr().err == (
         f"interrupted: 'my run' keeps the start model's rows in {ITERATIONS}; the same command "
         "continues it: python -m phosjax.morph --config CONFIG --dir 'my run'\n"

@@ -962,13 +962,29 @@ def test_a_usage_error_is_one_line_naming_the_option_and_what_it_takes(
     assert not (tmp_path / "b").exists()
 
 
+def _interrupted(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+def _starts_interrupted(monkeypatch) -> list:
+    """Patches `new`'s run to stop at once as Ctrl-C does; the list it returns gets what
+    `_directory.choose_config` chooses for each call that starts a bench (a config given,
+    no resume): the command a line names starts the bench it says."""
+    chosen = []
+
+    def run(config, directory, *, resume, force, **kwargs):
+        if config is not None and not resume:
+            chosen.append(_directory.choose_config(directory, config, resume=resume, force=force))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("phosjax.bench.new.run", run)
+    return chosen
+
+
 def test_ctrl_c_before_the_bench_is_written_says_the_command_that_starts_it(
     tmp_path, capsys, monkeypatch
 ):
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr("phosjax.bench.new.run", interrupted)
+    monkeypatch.setattr("phosjax.bench.new.run", _interrupted)
     root = tmp_path / "my b"
     assert new_main(["--config", "configs/example.yaml", "--dir", str(root)]) == 130
     assert capsys.readouterr().err == (
@@ -985,14 +1001,7 @@ def test_ctrl_c_before_a_bench_starts_without_a_config_says_the_command_with_one
     root = tmp_path / "b"
     assert new_main(["--dir", str(root)]) == 2  # the command the line said before
     assert capsys.readouterr().err.startswith("error: no config given, and ")
-    chosen = []
-
-    def run(config, directory, *, resume, force, **kwargs):
-        if config is not None:
-            chosen.append(_directory.choose_config(directory, config, resume=resume, force=force))
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr("phosjax.bench.new.run", run)
+    chosen = _starts_interrupted(monkeypatch)
     assert new_main(["--dir", str(root)]) == 130
     assert capsys.readouterr().err == (
         f"interrupted: the bench was not started in --dir {str(root)!r} yet (it has no "
@@ -1017,10 +1026,7 @@ def test_ctrl_c_before_a_bench_starts_where_none_may_says_why_not_a_command_refu
         root.mkdir(parents=True)
         (root / "notes.txt").write_text("mine")
 
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr("phosjax.bench.new.run", interrupted)
+    monkeypatch.setattr("phosjax.bench.new.run", _interrupted)
     command = ["--config", "configs/example.yaml", "--dir", str(root)]
     assert new_main([*command, *resume]) == 130
     said = capsys.readouterr().err
@@ -1044,10 +1050,7 @@ def test_ctrl_c_of_add_models_inside_a_bench_says_no_bench_starts_there(
     (tmp_path / _layout.MARKER).write_text('{"format": 1}')
     root = tmp_path / "results"
 
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr("phosjax.bench.add_models.add_models_to", interrupted)
+    monkeypatch.setattr("phosjax.bench.add_models.add_models_to", _interrupted)
     assert add_models_main(["--dir", str(root)]) == 130
     assert capsys.readouterr().err == (
         f"interrupted: the bench was not started in --dir {str(root)!r} yet (it has no "
@@ -1072,14 +1075,7 @@ def test_ctrl_c_of_resume_before_the_bench_is_written_says_the_command_that_star
     assert new_main(["--config", "configs/example.yaml", "--dir", str(root)]) == 130
     monkeypatch.undo()
     assert root.is_dir() and not (root / _layout.MARKER).exists()
-    chosen = []
-
-    def run(config, directory, *, resume, force, **kwargs):
-        if not resume:
-            chosen.append(_directory.choose_config(directory, config, resume=resume, force=force))
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr("phosjax.bench.new.run", run)
+    chosen = _starts_interrupted(monkeypatch)
     capsys.readouterr()
     assert new_main(["--resume", *config, "--dir", str(root)]) == 130
     start = ["--config", "configs/example.yaml" if config else "FILE", "--dir", str(root)]
@@ -1108,14 +1104,7 @@ def test_ctrl_c_where_a_config_file_resumes_a_dir_without_a_bench_names_that_fil
     command = ["--config", str(config), "--dir", str(root)]
     assert new_main([*command, *flag]) == 2  # what the command named before does
     assert capsys.readouterr().err.startswith(f"error: --resume: {str(root)!r} holds no bench")
-    chosen = []
-
-    def run(config, directory, *, resume, force, **kwargs):
-        if not resume:
-            chosen.append(_directory.choose_config(directory, config, resume=resume, force=force))
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr("phosjax.bench.new.run", run)
+    chosen = _starts_interrupted(monkeypatch)
     assert new_main([*command, *flag]) == 130
     refusing = (
         f"--resume and resume: true in {str(config)!r} refuse"
@@ -1140,10 +1129,7 @@ def test_ctrl_c_where_a_config_file_forces_says_the_bench_is_moved_aside_if_it_d
     config = tmp_path / "forced.yaml"
     config.write_text(CONFIG + "force: true\n")
 
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr("phosjax.bench.new.run", interrupted)
+    monkeypatch.setattr("phosjax.bench.new.run", _interrupted)
     argv = ["--config", str(config), "--dir", str(root)]
     assert new_main(argv) == 130
     assert capsys.readouterr().err == (
@@ -1186,10 +1172,7 @@ def test_ctrl_c_before_the_command_line_is_read_whole_says_nothing_was_written(
     config = tmp_path / "bench.yaml"
     config.write_text(CONFIG + "resume: true\n")
 
-    def interrupted(argv):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr("phosjax.bench.new._check_config_files", interrupted)
+    monkeypatch.setattr("phosjax.bench.new._check_config_files", _interrupted)
     argv = ["--config", str(config), "--dir", str(tmp_path / "b")]
     assert new_main(argv) == 130
     assert capsys.readouterr().err == (
@@ -1214,10 +1197,7 @@ def test_ctrl_c_says_how_many_cells_are_kept_and_the_command_that_continues(
         group |= {"finished": finished, "steps_done": 12 if finished else 0}
     (root / _layout.STATUS).write_text(json.dumps(status))
 
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr("phosjax.bench.new.run", interrupted)
+    monkeypatch.setattr("phosjax.bench.new.run", _interrupted)
     options = ["--dir", str(root), *(["--force", "--seeds", "5"] if force else []), "--no_progress"]
     assert new_main(options) == 130
     forced = (
@@ -1255,10 +1235,7 @@ def test_ctrl_c_of_add_models_once_every_cell_is_finished_says_what_the_same_com
         "is finished.\n"
     )
 
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr("phosjax.bench.add_models.add_models_to", interrupted)
+    monkeypatch.setattr("phosjax.bench.add_models.add_models_to", _interrupted)
     assert add_models_main(argv) == 130
     assert capsys.readouterr().err == (
         f"interrupted: {str(root)!r} keeps 4 of 4 cells finished; it has every model named, "
@@ -1278,10 +1255,7 @@ def test_ctrl_c_on_a_bench_whose_status_is_cut_short_still_says_how_to_continue(
     shutil.copytree(cli_bench[0], root)
     (root / _layout.STATUS).write_text('{"groups": ')
 
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr("phosjax.bench.new.run", interrupted)
+    monkeypatch.setattr("phosjax.bench.new.run", _interrupted)
     options = ["--dir", str(root), *(["--force"] if force else [])]
     assert new_main(options) == 130
     again = (
