@@ -132,17 +132,20 @@ def check_name(name: Any, what: str) -> None:
 def check_path(module: Any, name: str, what: str) -> None:
     """Raises unless ``name`` (see `check_name`) and every segment of ``module``'s path
     can be segments of a path: Flax accepts a ``/`` in a submodule's name (``name="a/b"``,
-    a dict key ``{"a/b": ...}``), but the path would split there, and inject, grad_of and
-    tweak would silently miss the value."""
+    a dict key ``{"a/b": ...}``), but the path would split there, and an empty name
+    (``name=""``), a segment no selector names; inject, grad_of and tweak would silently
+    miss the value."""
     check_name(name, what)
     for segment in module.path:
-        if SEP in segment:
-            raise ValueError(
-                f"{what} {name!r} is in module {SEP.join(module.path)!r}, whose path segment "
-                f"{segment!r} holds {SEP!r}: phosjax joins path segments with {SEP!r}, so it "
-                f"could not find the {what} again. Rename that submodule (its name= or dict "
-                f"key) without {SEP!r}."
-            )
+        if segment and SEP not in segment:
+            continue
+        why = f"holds {SEP!r}" if segment else "is empty"
+        fix = f"without {SEP!r}" if segment else "to a non-empty name"
+        raise ValueError(
+            f"{what} {name!r} is in module {SEP.join(module.path)!r}, whose path segment "
+            f"{segment!r} {why}: phosjax joins path segments with {SEP!r}, so it could not "
+            f"find the {what} again. Rename that submodule (its name= or dict key) {fix}."
+        )
 
 
 def module_path(module: Any, name: str) -> str:

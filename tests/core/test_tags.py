@@ -140,25 +140,49 @@ def test_a_name_holding_the_path_separator_is_refused(what):
         Slashed().init(jax.random.key(0), jnp.ones(2))
 
 
+class _Recorder(nn.Module):
+    """Records ``h`` with `RECORDERS` ``[what]``."""
+
+    what: str
+
+    @nn.compact
+    def __call__(self, x):
+        RECORDERS[self.what](self, "h")
+        return x
+
+
 @pytest.mark.parametrize("what", RECORDERS)
 def test_a_module_name_holding_the_path_separator_is_refused(what):
     # Flax takes the dict key "conv/3x3" as part of a name; the path would split there,
     # and inject, grad_of and tweak would silently miss the value (a zero gradient)
-    class Recorder(nn.Module):
-        @nn.compact
-        def __call__(self, x):
-            RECORDERS[what](self, "h")
-            return x
-
     class Net(nn.Module):
         def setup(self):
-            self.convs = {"conv/3x3": Recorder()}
+            self.convs = {"conv/3x3": _Recorder(what)}
 
         def __call__(self, x):
             return self.convs["conv/3x3"](x)
 
     with pytest.raises(ValueError, match=rf"{what} 'h' is in module 'convs_conv/3x3', .*Rename"):
         Net().init(jax.random.key(0), jnp.ones(2))
+
+
+@pytest.mark.parametrize("what", RECORDERS)
+def test_a_module_named_empty_is_refused(what):
+    # Flax takes name=""; flatten dropped the empty segment at the top ('/T' became 'T'),
+    # and no selector names one deeper ('a//T'), so tweak {"T": 10.0} and inject {"h": 0}
+    # left the value as it was, with no error
+    class Net(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return _Recorder(what, name="")(x)
+
+    with pytest.raises(ValueError) as refused:
+        Net().init(jax.random.key(0), jnp.ones(2))
+    assert str(refused.value) == (
+        f"{what} 'h' is in module '', whose path segment '' is empty: phosjax joins path "
+        f"segments with '/', so it could not find the {what} again. Rename that submodule "
+        "(its name= or dict key) to a non-empty name."
+    )
 
 
 class Bf16Losses(nn.Module):
