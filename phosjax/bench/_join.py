@@ -86,13 +86,8 @@ def join_processes(parser: ArgumentParser, args: Any) -> None:
         usage_error(parser, f"--join_timeout {timeout}: expected 1 or more seconds")
     address = given.get("coordinator")
     if address is not None:
-        host, _, port = address.rpartition(":")
-        if not (host and port.isdigit() and 0 < int(port) < 2**16):
-            usage_error(
-                parser,
-                f"--coordinator {address!r}: expected HOST:PORT, process 0's host and a free "
-                "port on it, e.g. node0:1234",
-            )
+        if problem := _address_problem(address):
+            usage_error(parser, f"--coordinator {address!r}: {problem}")
         if index is not None:
             _reach_coordinator(address, index, timeout)
     import jax
@@ -110,6 +105,25 @@ def join_processes(parser: ArgumentParser, args: Any) -> None:
             f"--distributed: {detail} (no Slurm, Open MPI or TPU job gives it); outside such a "
             "job give --coordinator HOST:PORT --processes N --process_id I"
         ) from error
+
+
+def _address_problem(address: str) -> str | None:
+    """What is wrong with the coordinator's ``address`` (``HOST:PORT``); None: nothing.
+    An IPv6 host without brackets is refused: jax.distributed took ``::1:1234`` and
+    aborted the process once its wait was up.
+
+    Examples:
+      >>> _address_problem("node0:1234"), _address_problem("[::1]:1234")
+      (None, None)
+      >>> _address_problem("::1:1234")
+      'expected an IPv6 address in brackets before the port, e.g. [::1]:1234'
+    """
+    host, _, port = address.rpartition(":")
+    if not (host and port.isdigit() and 0 < int(port) < 2**16):
+        return "expected HOST:PORT, process 0's host and a free port on it, e.g. node0:1234"
+    if ":" in host and not (host.startswith("[") and host.endswith("]")):
+        return "expected an IPv6 address in brackets before the port, e.g. [::1]:1234"
+    return None
 
 
 def _reach_coordinator(address: str, index: int, timeout: int) -> None:

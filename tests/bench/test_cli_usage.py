@@ -1038,6 +1038,11 @@ _JOINING += "Open MPI or TPU job"
             "--coordinator 'node0': expected HOST:PORT, process 0's host and a free port on it, "
             "e.g. node0:1234",
         ),
+        (  # jax.distributed aborted the process once its wait was up
+            "--coordinator fe80::1:99 --processes 2 --process_id 0",
+            "--coordinator 'fe80::1:99': expected an IPv6 address in brackets before the port, "
+            "e.g. [::1]:1234",
+        ),
         ("--distributed --process_id -1", "--process_id -1: expected an id from 0 to N-1"),
         (
             "--join_timeout 60",
@@ -1194,6 +1199,20 @@ def test_process_0_told_to_listen_elsewhere_joins_though_the_coordinators_port_i
             (address, 2, 0),
             {"initialization_timeout": 300},
         )
+
+
+def test_an_ipv6_coordinator_in_brackets_is_joined(tmp_path, monkeypatch):
+    def joined(*args, **options):
+        raise SystemExit(("joined", args, options))
+
+    monkeypatch.setattr("jax.distributed.initialize", joined)
+    address = f"[::1]:{free_port()}"
+    joining = ["--coordinator", address, "--processes", "2", "--process_id", "0"]
+    assert _exit_status(_main("new"), ["--dir", str(tmp_path / "b"), *joining]) == (
+        "joined",
+        (address, 2, 0),
+        {"initialization_timeout": 300},
+    )
 
 
 def test_a_coordinator_host_never_known_is_named_once_the_wait_is_up(tmp_path, monkeypatch, capsys):
