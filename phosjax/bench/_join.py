@@ -47,9 +47,9 @@ def add_join_options(parser: ArgumentParser) -> None:
         "--join_timeout",
         type=int,
         metavar="SECONDS",
-        default=None,
+        default=JOIN_TIMEOUT_S,
         help="with --coordinator or --distributed: how long a process waits for the "
-        f"coordinator and the others to join ({JOIN_TIMEOUT_S} s unless given)",
+        "coordinator and the others to join",
     )
 
 
@@ -63,7 +63,9 @@ def join_processes(parser: ArgumentParser, args: Any) -> None:
     Raises:
       BenchError: ``--distributed`` outside a job that gives what is left out.
     """
-    given = {name: args[name] for name in (*JOINING, "join_timeout") if args[name] is not None}
+    given = {name: args[name] for name in JOINING if args[name] is not None}
+    if args.join_timeout != JOIN_TIMEOUT_S:  # the default joins nothing alone
+        given["join_timeout"] = args.join_timeout
     if not given and not args.distributed:
         return
     options = " ".join(f"--{name} {value}" for name, value in given.items())
@@ -81,7 +83,7 @@ def join_processes(parser: ArgumentParser, args: Any) -> None:
     if index is not None and not 0 <= index < (count or index + 1):
         top = f"{count - 1} (--processes {count})" if count else "N-1"
         usage_error(parser, f"--process_id {index}: expected an id from 0 to {top}")
-    timeout = given.get("join_timeout", JOIN_TIMEOUT_S)
+    timeout = args.join_timeout
     if timeout < 1:
         usage_error(parser, f"--join_timeout {timeout}: expected 1 or more seconds")
     address = given.get("coordinator")

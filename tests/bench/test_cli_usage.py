@@ -1011,6 +1011,16 @@ def test_help_names_no_python_object(command, capsys):
     assert "is used instead (type: DIR or off, default: " in out
 
 
+@pytest.mark.parametrize("command", ["new", "add_models"])
+def test_help_gives_the_join_timeouts_default(command, capsys):
+    """It said '(300 s unless given) (type: int, default: null)'."""
+    assert _exit_status(_main(command), ["--help"]) == 0
+    assert (
+        "--join_timeout SECONDS with --coordinator or --distributed: how long a process waits "
+        "for the coordinator and the others to join (type: int, default: 300) "
+    ) in " ".join(capsys.readouterr().out.split())
+
+
 _JOINING = "a process sharing a bench with others is given --coordinator HOST:PORT (process 0's "
 _JOINING += "address), --processes N and --process_id I (0 to N-1), or --distributed in a Slurm, "
 _JOINING += "Open MPI or TPU job"
