@@ -18,6 +18,8 @@ JOINING = ("coordinator", "processes", "process_id")
 """The options that say which group of processes a command joins, and as whom."""
 JOIN_TIMEOUT_S = 300
 """How long a process waits to join the group by default (`jax.distributed`'s default)."""
+_MOST_SECONDS = 2**31 - 1
+"""The longest wait `jax.distributed` takes (a C++ int): a longer one raised a TypeError."""
 
 
 def add_join_options(parser: ArgumentParser) -> None:
@@ -84,8 +86,8 @@ def join_processes(parser: ArgumentParser, args: Any) -> None:
         top = f"{count - 1} (--processes {count})" if count else "N-1"
         usage_error(parser, f"--process_id {index}: expected an id from 0 to {top}")
     timeout = args.join_timeout
-    if timeout < 1:
-        usage_error(parser, f"--join_timeout {timeout}: expected 1 or more seconds")
+    if not 1 <= timeout <= _MOST_SECONDS:
+        usage_error(parser, f"--join_timeout {timeout}: expected 1 to {_MOST_SECONDS} seconds")
     address = given.get("coordinator")
     if address is not None:
         if problem := _address_problem(address):

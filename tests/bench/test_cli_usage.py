@@ -1060,7 +1060,11 @@ _JOINING += "Open MPI or TPU job"
         ),
         (
             "--coordinator n:1 --processes 2 --process_id 0 --join_timeout 0",
-            "--join_timeout 0: expected 1 or more seconds",
+            "--join_timeout 0: expected 1 to 2147483647 seconds",
+        ),
+        (  # jax.distributed raised a TypeError: get_distributed_runtime_client(): incompatible…
+            "--coordinator n:1 --processes 1 --process_id 0 --join_timeout 10000000000",
+            "--join_timeout 10000000000: expected 1 to 2147483647 seconds",
         ),
     ],
 )
