@@ -933,6 +933,24 @@ def choose_config_together(
     if chosen is not None and chosen[1] is not None:  # said even if another fails next
         print(f"moved the old bench to {chosen[1]}", file=sys.stderr)
     return in_every_process(
-        lambda: chosen or choose_config(directory, config, resume=resume, quiet=True),
+        lambda: chosen or _after_process_0(directory, config, resume=resume, force=force),
         "open the bench",
     )
+
+
+def _after_process_0(
+    directory: str | os.PathLike, config: BenchConfig | None, *, resume: bool, force: bool
+) -> tuple[BenchConfig, pathlib.Path | None]:
+    """`choose_config` in a process other than 0, once process 0 chose: with ``force``, a
+    bench it refuses is one process 0 moved aside from its own folder, not this one's."""
+    try:
+        return choose_config(directory, config, resume=resume, quiet=True)
+    except BenchError as error:
+        if not (force and _layout.is_bench(pathlib.Path(directory))):
+            raise
+        raise BenchError(
+            f"{str(directory)!r} still holds a bench of another config, though process 0 "
+            "moved the old bench aside (--force): this --dir is not process 0's folder. Give "
+            "every process the path of one folder that all of them reach (on several hosts: "
+            "on a file system they share)."
+        ) from error

@@ -2555,14 +2555,21 @@ def test_a_process_that_cannot_choose_after_process_0_moved_the_bench_stops_it_t
     """On hosts that share no folder, each holding a copy of the bench, --force: process 0
     moved its copy aside, process 1 still saw the bench (of another config) and raised
     alone; process 0 went on and waited for it until jax.distributed aborted it, never
-    saying where its bench had moved. The gather stands for the other process."""
+    saying where its bench had moved. Process 1 then told its user to pass --force, given.
+    The gather stands for the other process."""
     root, other = tmp_path / "b", tiny_config(seeds=3)
     _directory.write_meta(root, tiny_config(), ["mlp", "choicenet"], 2)
     told = []  # what this process gathers with the other
     monkeypatch.setattr(jax, "process_index", lambda: 1)
     monkeypatch.setattr(_directory, "gather", lambda value: told.append(value) or [value, ""])
-    with pytest.raises(BenchError, match=r"^'.*/b' holds a bench with a different config"):
+    with pytest.raises(BenchError) as raised:
         choose_config_together(root, other, force=True)  # process 0 moved its own copy
+    assert str(raised.value) == (
+        f"{str(root)!r} still holds a bench of another config, though process 0 moved the old "
+        "bench aside (--force): this --dir is not process 0's folder. Give every process the "
+        "path of one folder that all of them reach (on several hosts: on a file system they "
+        "share)."
+    )
     assert told[-1] == "x"  # that it failed, before raising
     monkeypatch.setattr(jax, "process_index", lambda: 0)
     answers = iter(["", "", "x"])  # process 1: planned, waited for process 0, failed
