@@ -7,11 +7,12 @@ import errno
 import os
 import socket
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from jsonargparse import ArgumentParser
 
-from phosjax.bench._cli import usage_error
+from phosjax.bench._cli import setting_file, usage_error
 from phosjax.bench._config import BenchError
 
 JOINING = ("coordinator", "processes", "process_id")
@@ -70,7 +71,9 @@ def join_processes(parser: ArgumentParser, args: Any) -> None:
         given["join_timeout"] = args.join_timeout
     if not given and not args.distributed:
         return
-    options = " ".join(f"--{name} {value}" for name, value in given.items())
+    argv = getattr(parser, "argv", ())  # as a `Parser` parsed it: its --config files
+    shown = lambda name, value=None: _shown(argv, name, given[name] if value is None else value)
+    options = _listed([shown(name) for name in given])
     missing = [f"--{name}" for name in JOINING if name not in given]
     if missing and not args.distributed:
         usage_error(
@@ -81,19 +84,19 @@ def join_processes(parser: ArgumentParser, args: Any) -> None:
         )
     count, index = given.get("processes"), given.get("process_id")
     if count is not None and count < 1:
-        usage_error(parser, f"--processes {count}: expected 1 or more")
+        usage_error(parser, f"{shown('processes')}: expected 1 or more")
     if index is not None and not 0 <= index < (count or index + 1):
-        top = f"{count - 1} (--processes {count})" if count else "N-1"
-        usage_error(parser, f"--process_id {index}: expected an id from 0 to {top}")
+        top = f"{count - 1} ({shown('processes')})" if count else "N-1"
+        usage_error(parser, f"{shown('process_id')}: expected an id from 0 to {top}")
     timeout = args.join_timeout
     if not 1 <= timeout <= _MOST_SECONDS:
-        usage_error(parser, f"--join_timeout {timeout}: expected 1 to {_MOST_SECONDS} seconds")
+        usage_error(parser, f"{shown('join_timeout')}: expected 1 to {_MOST_SECONDS} seconds")
     address = given.get("coordinator")
     if address is not None:
         if problem := _address_problem(address):
-            usage_error(parser, f"--coordinator {address!r}: {problem}")
+            usage_error(parser, f"{shown('coordinator', repr(address))}: {problem}")
         if index is not None:
-            _reach_coordinator(address, index, timeout)
+            _reach_coordinator(shown("coordinator"), address, index, timeout)
     import jax
 
     try:
@@ -109,6 +112,29 @@ def join_processes(parser: ArgumentParser, args: Any) -> None:
             f"--distributed: {detail} (no Slurm, Open MPI or TPU job gives it); outside such a "
             "job give --coordinator HOST:PORT --processes N --process_id I"
         ) from error
+
+
+def _shown(argv: Sequence[str], name: str, value: object) -> str:
+    """The joining option ``name`` given ``value`` as ``argv`` gives it: ``--name value``,
+    or ``name: value in 'FILE'`` where a ``--config`` file sets it (`setting_file`).
+
+    Examples:
+      >>> _shown(["--processes", "0"], "processes", 0)
+      '--processes 0'
+    """
+    path = setting_file(argv, name, None)
+    return f"--{name} {value}" if path is None else f"{name}: {value} in {path!r}"
+
+
+def _listed(shown: Sequence[str]) -> str:
+    """Options as `_shown` gives them, those of the command line as it has them.
+
+    Examples:
+      >>> _listed(["--processes 2", "coordinator: n:1 in 'b.yaml'", "--process_id 0"])
+      "--processes 2 --process_id 0 and coordinator: n:1 in 'b.yaml'"
+    """
+    typed = [text for text in shown if text.startswith("--")]
+    return " and ".join([" ".join(typed)][: len(typed)] + [t for t in shown if t not in typed])
 
 
 def _address_problem(address: str) -> str | None:
@@ -130,13 +156,13 @@ def _address_problem(address: str) -> str | None:
     return None
 
 
-def _reach_coordinator(address: str, index: int, timeout: int) -> None:
-    """Raises a `BenchError` naming ``address`` (``HOST:PORT``) where process ``index``
-    cannot join there: process 0 finds the port held (where it would listen, unless
-    ``$JAX_COORDINATOR_BIND_ADDRESS`` says another address), another finds
-    no coordinator listening (or no such host) within ``timeout`` seconds. `jax.distributed`
-    would abort the process, naming no address (a segmentation fault, or after ``timeout``
-    a C++ stack trace)."""
+def _reach_coordinator(option: str, address: str, index: int, timeout: int) -> None:
+    """Raises a `BenchError` naming ``option`` (`_shown`: what gave ``address``,
+    ``HOST:PORT``) where process ``index`` cannot join there: process 0 finds the port held
+    (where it would listen, unless ``$JAX_COORDINATOR_BIND_ADDRESS`` says another address),
+    another finds no coordinator listening (or no such host) within ``timeout`` seconds.
+    `jax.distributed` would abort the process, naming no address (a segmentation fault, or
+    after ``timeout`` a C++ stack trace)."""
     host, _, port = address.rpartition(":")
     if index == 0 and "JAX_COORDINATOR_BIND_ADDRESS" in os.environ:
         return  # jax's coordinator listens where that says, not on PORT
@@ -149,7 +175,7 @@ def _reach_coordinator(address: str, index: int, timeout: int) -> None:
                 if error.errno != errno.EADDRINUSE:
                     raise
                 raise BenchError(
-                    f"--coordinator {address}: process 0 cannot listen on port {port}, which "
+                    f"{option}: process 0 cannot listen on port {port}, which "
                     "another program (or a run still going) holds; give every process a free "
                     "port"
                 ) from error
@@ -165,12 +191,12 @@ def _reach_coordinator(address: str, index: int, timeout: int) -> None:
                 continue
             if isinstance(error, socket.gaierror):
                 raise BenchError(
-                    f"--coordinator {address}: no host {host!r} was known in {timeout} s "
+                    f"{option}: no host {host!r} was known in {timeout} s "
                     f"({error.strerror}); give process 0's host name or address, or a longer "
                     "--join_timeout"
                 ) from error
             raise BenchError(
-                f"--coordinator {address}: process {index} found no coordinator listening "
+                f"{option}: process {index} found no coordinator listening "
                 f"there in {timeout} s ({error.strerror or error}); process 0 listens there "
                 "once it runs with the same --coordinator: check the host and port, and "
                 "that this host may connect to it (a firewall), or give a longer "

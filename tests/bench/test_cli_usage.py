@@ -1078,13 +1078,36 @@ def test_options_joining_processes_given_in_part_or_out_of_range_are_refused_bef
     )
 
 
-def test_a_config_file_gives_the_options_joining_processes_too(tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [  # they were named as options: --coordinator node0:1234 --processes 2 without ...
+        ("", "coordinator: node0:1234 in {config!r} and processes: 2 in {config!r} without "),
+        (
+            "--processes 3",
+            "--processes 3 and coordinator: node0:1234 in {config!r} without ",
+        ),
+    ],
+)
+def test_a_config_file_gives_the_options_joining_processes_too(options, said, tmp_path, capsys):
     config = tmp_path / "bench.yaml"
     config.write_text("models: [mlp]\ncoordinator: node0:1234\nprocesses: 2\n")
-    assert _exit_status(_main("new"), ["--config", str(config), "--dir", str(tmp_path / "b")]) == 2
+    argv = ["--config", str(config), "--dir", str(tmp_path / "b"), *options.split()]
+    assert _exit_status(_main("new"), argv) == 2
     assert capsys.readouterr().err == (
-        f"error: --coordinator node0:1234 --processes 2 without --process_id: {_JOINING}; "
+        f"error: {said.format(config=str(config))}--process_id: {_JOINING}; "
         "python -m phosjax.bench.new --help lists the options.\n"
+    )
+
+
+def test_a_bad_joining_value_of_a_config_file_is_named_as_the_files(tmp_path, capsys):
+    """It was named as an option the command line did not give: --coordinator 'node0'."""
+    config = tmp_path / "bench.yaml"
+    config.write_text("models: [mlp]\ncoordinator: node0\nprocesses: 2\nprocess_id: 0\n")
+    assert _exit_status(_main("new"), ["--config", str(config), "--dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: coordinator: 'node0' in {str(config)!r}: expected HOST:PORT, process 0's host "
+        "and a free port on it, e.g. node0:1234; python -m phosjax.bench.new --help lists the "
+        "options.\n"
     )
 
 
