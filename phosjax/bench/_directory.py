@@ -549,7 +549,11 @@ def check_processes(root: pathlib.Path, count: int, given: bool = False) -> None
         return
     started = read_bench_json(root / _layout.MARKER).get("processes")
     if started is not None and started != count:
-        how = f"process i passing process=(i, {started})" if given else "(jax.distributed)"
+        how = (
+            f"process i passing process=(i, {started})"
+            if given
+            else f"(--processes {started} in new and add_models, jax.distributed's num_processes)"
+        )
         raise BenchError(
             f"{str(root)!r} was started with {started} process(es), and this run has "
             f"{count}: each process trains its own share of the cells, so a different "

@@ -1866,8 +1866,8 @@ def test_processes_write_their_own_parts(tmp_path, toy):
     root = tmp_path / "b"
     assert json.loads((root / _layout.MARKER).read_text())["processes"] == 2
     before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
-    for process, count, how in [
-        (None, 1, "(jax.distributed)"),
+    for process, count, how in [  # a command's user was told "(jax.distributed)" alone
+        (None, 1, "(--processes 2 in new and add_models, jax.distributed's num_processes)"),
         ((0, 3), 3, "process i passing process=(i, 2)"),  # its count passed, not jax's
     ]:
         with pytest.raises(BenchError) as raised:
