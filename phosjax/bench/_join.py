@@ -4,6 +4,7 @@ checked and joined before anything uses a jax backend (`join_processes`)."""
 
 import contextlib
 import errno
+import ipaddress
 import os
 import socket
 import time
@@ -147,13 +148,25 @@ def _address_problem(address: str) -> str | None:
       (None, None)
       >>> _address_problem("::1:1234")
       'expected an IPv6 address in brackets before the port, e.g. [::1]:1234'
+      >>> _address_problem("http://node0:1234")  # a URL: a host name holds no colon
+      "expected HOST:PORT, process 0's host and a free port on it, e.g. node0:1234"
     """
     host, _, port = address.rpartition(":")
-    if not (host and port.isdigit() and 0 < int(port) < 2**16):
-        return "expected HOST:PORT, process 0's host and a free port on it, e.g. node0:1234"
-    if ":" in host and not (host.startswith("[") and host.endswith("]")):
+    bare = ":" in host and not (host.startswith("[") and host.endswith("]"))
+    if bare and _is_ip(host):
         return "expected an IPv6 address in brackets before the port, e.g. [::1]:1234"
+    if bare or not (host and port.isdigit() and 0 < int(port) < 2**16):
+        return "expected HOST:PORT, process 0's host and a free port on it, e.g. node0:1234"
     return None
+
+
+def _is_ip(host: str) -> bool:
+    """Whether ``host`` is an IP address (``::1``), not a name."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _reach_coordinator(option: str, address: str, index: int, timeout: int) -> None:

@@ -1053,6 +1053,11 @@ _JOINING += "Open MPI or TPU job"
             "--coordinator 'fe80::1:99': expected an IPv6 address in brackets before the port, "
             "e.g. [::1]:1234",
         ),
+        (  # a URL: process 1 waited for a host named 'http://node0' until --join_timeout
+            "--coordinator http://node0:1234 --processes 2 --process_id 1 --join_timeout 1",
+            "--coordinator 'http://node0:1234': expected HOST:PORT, process 0's host and a free "
+            "port on it, e.g. node0:1234",
+        ),
         ("--distributed --process_id -1", "--process_id -1: expected an id from 0 to N-1"),
         (
             "--join_timeout 60",
