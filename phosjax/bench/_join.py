@@ -13,7 +13,7 @@ from typing import Any
 
 from jsonargparse import ArgumentParser
 
-from phosjax.bench._cli import setting_file, usage_error
+from phosjax.bench._cli import flag_set_by, setting_file, usage_error
 from phosjax.bench._config import BenchError
 
 JOINING = ("coordinator", "processes", "process_id")
@@ -74,13 +74,13 @@ def join_processes(parser: ArgumentParser, args: Any) -> None:
         return
     argv = getattr(parser, "argv", ())  # as a `Parser` parsed it: its --config files
     shown = lambda name, value=None: _shown(argv, name, given[name] if value is None else value)
-    options = _listed([shown(name) for name in given])
+    options = [shown(name) for name in given]
     missing = [f"--{name}" for name in JOINING if name not in given]
     if missing and not args.distributed:
         usage_error(
             parser,
-            f"{options} without {' and '.join(missing)}: a process sharing a bench with others is "
-            "given --coordinator HOST:PORT (process 0's address), --processes N and "
+            f"{_listed(options)} without {' and '.join(missing)}: a process sharing a bench "
+            "with others is given --coordinator HOST:PORT (process 0's address), --processes N and "
             "--process_id I (0 to N-1), or --distributed in a Slurm, Open MPI or TPU job",
         )
     count, index = given.get("processes"), given.get("process_id")
@@ -104,13 +104,15 @@ def join_processes(parser: ArgumentParser, args: Any) -> None:
         jax.distributed.initialize(address, count, index, initialization_timeout=timeout)
     except ValueError as error:  # --distributed: the job gives no address, count or id
         detail = str(error).rstrip(".")
+        flag = (flag_set_by(argv, "distributed") or ["--distributed"])[0]  # or a file's
         if not detail.endswith(" defined"):  # the id or count given does not fit the job's
+            given_as = _listed([flag, *options])
             raise BenchError(
-                f"--distributed {options}: {detail} (the job gives the rest); give values that "
-                "fit the job's, or leave them to it"
+                f"{given_as}: {detail} (the job gives the rest); give values that fit the "
+                "job's, or leave them to it"
             ) from error
         raise BenchError(
-            f"--distributed: {detail} (no Slurm, Open MPI or TPU job gives it); outside such a "
+            f"{flag}: {detail} (no Slurm, Open MPI or TPU job gives it); outside such a "
             "job give --coordinator HOST:PORT --processes N --process_id I"
         ) from error
 

@@ -1116,6 +1116,39 @@ def test_a_bad_joining_value_of_a_config_file_is_named_as_the_files(tmp_path, ca
     )
 
 
+@pytest.mark.parametrize(
+    ("error", "options", "said"),
+    [  # named --distributed, not given
+        (
+            "coordinator_address should be defined.",
+            "",
+            "distributed: true in {config!r}: coordinator_address should be defined (no Slurm, "
+            "Open MPI or TPU job gives it); outside such a job give --coordinator HOST:PORT "
+            "--processes N --process_id I",
+        ),
+        (
+            "process_id and num_processes must be nonnegative, with process_id < num_processes.",
+            "--process_id 5",
+            "--process_id 5 and distributed: true in {config!r}: process_id and num_processes "
+            "must be nonnegative, with process_id < num_processes (the job gives the rest); "
+            "give values that fit the job's, or leave them to it",
+        ),
+    ],
+)
+def test_distributed_set_by_a_config_file_is_named_as_the_files(
+    error, options, said, tmp_path, monkeypatch, capsys
+):
+    def refused(*_, **__):
+        raise ValueError(error)
+
+    monkeypatch.setattr("jax.distributed.initialize", refused)
+    config = tmp_path / "bench.yaml"
+    config.write_text("models: [mlp]\ndistributed: true\n")
+    argv = ["--config", str(config), "--dir", str(tmp_path / "b"), *options.split()]
+    assert _exit_status(_main("new"), argv) == 2
+    assert capsys.readouterr().err == f"error: {said.format(config=str(config))}\n"
+
+
 _SLURM_JOB = {"JOB_ID": "7", "NTASKS": "2", "PROCID": "0", "LOCALID": "0", "STEP_NODELIST": "n0"}
 """A Slurm job's variables (less the SLURM_ before each) for a process 0 of 2."""
 _JOB_VARIABLES = ("SLURM_", "OMPI_", "JAX_COORDINATOR")
