@@ -68,8 +68,9 @@ def join_processes(parser: ArgumentParser, args: Any) -> None:
       BenchError: ``--distributed`` outside a job that gives what is left out.
     """
     given = {name: args[name] for name in JOINING if args[name] is not None}
-    if args.join_timeout != JOIN_TIMEOUT_S:  # the default joins nothing alone
-        given["join_timeout"] = args.join_timeout
+    timeout = JOIN_TIMEOUT_S if args.join_timeout is None else args.join_timeout  # a file's null
+    if timeout != JOIN_TIMEOUT_S:  # the default joins nothing alone
+        given["join_timeout"] = timeout
     if not given and not args.distributed:
         return
     argv = getattr(parser, "argv", ())  # as a `Parser` parsed it: its --config files
@@ -89,7 +90,6 @@ def join_processes(parser: ArgumentParser, args: Any) -> None:
     if index is not None and not 0 <= index < (count or index + 1):
         top = f"{count - 1} ({shown('processes')})" if count else "N-1"
         usage_error(parser, f"{shown('process_id')}: expected an id from 0 to {top}")
-    timeout = args.join_timeout
     if not 1 <= timeout <= _MOST_SECONDS:
         usage_error(parser, f"{shown('join_timeout')}: expected 1 to {_MOST_SECONDS} seconds")
     address = given.get("coordinator")

@@ -1104,6 +1104,26 @@ def test_a_config_file_gives_the_options_joining_processes_too(options, said, tm
     )
 
 
+def test_a_config_files_null_join_timeout_waits_the_default(tmp_path, monkeypatch):
+    """Since --join_timeout's default was 300, not null, it crashed: TypeError: '<=' not
+    supported between instances of 'int' and 'NoneType'."""
+
+    def joined(*args, **options):
+        raise SystemExit(("joined", args, options))
+
+    monkeypatch.setattr("jax.distributed.initialize", joined)
+    config = tmp_path / "bench.yaml"
+    config.write_text("models: [mlp]\njoin_timeout: null\n")
+    address = f"127.0.0.1:{free_port()}"
+    joining = ["--coordinator", address, "--processes", "2", "--process_id", "0"]
+    argv = ["--config", str(config), "--dir", str(tmp_path / "b"), *joining]
+    assert _exit_status(_main("new"), argv) == (
+        "joined",
+        (address, 2, 0),
+        {"initialization_timeout": 300},
+    )
+
+
 def test_a_bad_joining_value_of_a_config_file_is_named_as_the_files(tmp_path, capsys):
     """It was named as an option the command line did not give: --coordinator 'node0'."""
     config = tmp_path / "bench.yaml"
