@@ -3,7 +3,7 @@
 import dataclasses
 import functools
 import itertools
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import jax
@@ -308,11 +308,27 @@ def _shrink_state(opt_state: Any, variables: Any, dead: Dead) -> Any:
             return None
         return fitting(found) if found else None
 
+    def fitting_parts(found: dict[str, Any], below: str = "") -> Iterator[tuple[str, _Fitting]]:
+        """The outermost sub-trees of ``found`` (``{path: shape}``) that fit variables
+        (see `fitting`): each one's path with a '/' after it ('' the whole) and fitting."""
+        fits = fitting(tuple(found.items())) if found else None
+        if fits:
+            yield below, fits
+            return
+        children: dict[str, dict[str, Any]] = {}
+        for path, shape in found.items():
+            key, inner, rest = path.partition("/")
+            if inner:
+                children.setdefault(key, {})[rest] = shape
+        for key, child in children.items():
+            yield from fitting_parts(child, f"{below}{key}/")
+
     def refuse_factored(where: str, state: optax.FactoredState) -> None:
         """Raises if ``state`` holds Adafactor's factored second moments of a leaf shrink
         narrows: its ``v_row``/``v_col`` are means over the widths, and whether a leaf is
         factored at all depends on them, so no slice of them is the narrower leaf's state.
-        The leaves are those of the variables ``state`` fits best, as a sub-tree's."""
+        The leaves are those of the variables each outermost sub-tree of ``state.v`` that
+        fits them fits best, as a sub-tree's (``tx.init((params, extra))`` holds one)."""
         rows, columns = leaf_shapes(state.v_row, "shrink"), leaf_shapes(state.v_col, "shrink")
         factored = [q for q in rows if rows[q] != (1,) or columns[q] != (1,)]
         if not factored:
@@ -321,16 +337,19 @@ def _shrink_state(opt_state: Any, variables: Any, dead: Dead) -> Any:
             q: _factored_shapes(rows[q], columns[q]) if q in factored else s
             for q, s in leaf_shapes(state.v, "shrink").items()
         }
-        for full, path in (
-            (p + q, q) for p in fitting(tuple(found.items())).best(where) for q in factored
-        ):
-            if full in dead:
+        for below, fits in fitting_parts(found):
+            inside = [q for q in factored if q.startswith(below)]
+            for full, path in (
+                (p + q[len(below) :], q) for p in fits.best(f"{where}/{below}") for q in inside
+            ):
+                if full not in dead:
+                    continue
                 raise ValueError(
                     f"{_sub_tree(where)} holds Adafactor's factored second moments "
-                    f"(v_row {rows[path]}, v_col {columns[path]}) of {full!r} {shapes[full]}, "
-                    "which shrink narrows; they are means over its widths and cannot be "
-                    "sliced: re-initialize the optimizer on the shrunk params (tx.init), or "
-                    "use optax.adafactor(..., factored=False)"
+                    f"(v_row {rows[path]}, v_col {columns[path]}) of {full!r} "
+                    f"{shapes[full]}, which shrink narrows; they are means over its widths "
+                    "and cannot be sliced: re-initialize the optimizer on the shrunk params "
+                    "(tx.init), or use optax.adafactor(..., factored=False)"
                 )
 
     states, _ = jax.tree_util.tree_flatten_with_path(

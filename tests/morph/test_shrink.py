@@ -1366,6 +1366,34 @@ def test_adafactors_factored_moments_are_refused_naming_the_optimizer(use_bias):
     assert small.opt_state[0].v["layers_0"]["kernel"].shape == (4, 3)
 
 
+@pytest.mark.parametrize(
+    "wrap",
+    [lambda p: (p, {"scale": jnp.ones(3)}), lambda p: {"model": p}],
+    ids=["(params, extra)", "{'model': params}"],
+)
+def test_adafactors_factored_moments_of_params_inside_another_tree_are_refused(wrap):
+    """An Adafactor over (params, extra) or {'model': params} came back with its v_row and
+    v_col unshrunk (v_col (3,) of 'layers_2/kernel', now (5, 3) -> (3, 3)), and the next
+    update failed broadcasting; the params inside are found as a sub-tree's are."""
+    model = nn.Sequential([nn.Dense(5, use_bias=False), nn.relu, nn.Dense(3, use_bias=False)])
+    x = jnp.ones((1, 4))
+    variables = model.init(jax.random.key(0), x)
+    groups = channel_groups(model, variables, x)
+    alive = {"layers_0": [True, False, True, True, False]}
+    factored = optax.adafactor(0.1, min_dim_size_to_factor=2).init(wrap(variables["params"]))
+    with pytest.raises(ValueError) as error:
+        shrink(variables, alive, groups, opt_state=factored)
+    assert str(error.value).startswith(
+        "opt_state sub-tree '0' holds Adafactor's factored second moments (v_row (4,), "
+        "v_col (5,)) of 'params/layers_0/kernel' (4, 5), which shrink narrows;"
+    )
+    plain = optax.adafactor(0.1, min_dim_size_to_factor=2, factored=False)
+    state = plain.init(wrap(variables["params"]))
+    small = shrink(variables, alive, groups, opt_state=state).opt_state
+    kept = shrink(variables, alive, groups).variables["params"]
+    assert jax.tree.map(np.shape, wrap(kept)) == jax.tree.map(np.shape, small[0].v)
+
+
 def _two_alike_dense_layers_the_second_narrowed():
     """Variables, groups and alive of Dense 5, 5, 3 on 4 inputs, where shrink narrows
     layers_2 and leaves layers_0 (alike in its bias) whole; an Adafactor that factors."""
