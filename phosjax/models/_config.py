@@ -329,10 +329,11 @@ class ModelConfig:
         return cls(**data)
 
 
-def checked_config(config: Any, caller: str, more: bool = False) -> ModelConfig:
+def checked_config(config: Any, caller: str, more: bool = False, keyword: str = "") -> ModelConfig:
     """``config`` if it is a `ModelConfig`; anything else (a model's name alone, which
     says neither the number of classes nor the input shape; a dict) is a TypeError
-    naming ``caller`` and what to pass (``more``: the call takes more arguments).
+    naming ``caller`` and what to pass (``more``: the call takes more arguments;
+    ``keyword``: the config is passed as that keyword argument, after others).
 
     Examples:
       >>> checked_config("resnet", "build_model")
@@ -348,8 +349,9 @@ def checked_config(config: Any, caller: str, more: bool = False) -> ModelConfig:
     mapping = " (a dict: ModelConfig.from_dict(it))" if isinstance(config, Mapping) else ""
     text = repr(config)  # a module's spans many lines: its type says enough
     shown = f"{text} ({a_type(config)})" if len(text) <= 80 and "\n" not in text else a_type(config)
+    given = f"ModelConfig({example}, num_classes=10, input_shape=(40,))"
+    call = f"..., {keyword}={given}" if keyword else f"{given}{', ...' if more else ''}"
     raise TypeError(
-        f"{caller} takes a ModelConfig, got {shown}: pass "
-        f"{caller}(ModelConfig({example}, num_classes=10, input_shape=(40,))"
-        f"{', ...' if more else ''}){mapping}."
+        f"{caller} takes a ModelConfig{f' as {keyword}=' if keyword else ''}, got {shown}: "
+        f"pass {caller}({call}){mapping}."
     )

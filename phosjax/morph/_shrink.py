@@ -14,6 +14,7 @@ import optax
 from phosjax._callables import cut_repr
 from phosjax._listing import counted
 from phosjax.models import ModelConfig
+from phosjax.models._config import checked_config
 from phosjax.morph._fit import fit_config
 from phosjax.morph._groups import (
     ChannelGroups,
@@ -455,6 +456,7 @@ def shrink(
       ValueError: ``alive`` keeps no channel of a group (a layer 0 channels wide).
       ValueError: two leaves of ``variables`` have one path (``['a']['b']`` and
         ``['a/b']``: keys holding ``/``); the message names both.
+      TypeError: ``config`` is not a `ModelConfig` (a model's name alone).
 
     References:
       Gordon et al., MorphNet, https://arxiv.org/abs/1711.06798
@@ -470,6 +472,8 @@ def shrink(
       ({'layers_0': 2}, (2, 2))
     """
     check_groups(groups, "shrink(variables, alive, groups)")
+    if config is not None:
+        checked_config(config, "shrink", keyword="config")
     widths = {
         name: int(keep.sum())
         for name, keep in zip(groups.names, groups.alive_arrays(alive), strict=True)

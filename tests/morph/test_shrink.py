@@ -885,6 +885,19 @@ def test_unsupported_ops_and_bad_alive_raise_clear_errors():
         shrink(variables, {"layers_0": [False] * 4}, groups)
 
 
+def test_a_model_name_for_shrinks_config_names_shrink_and_the_keyword():
+    """shrink(..., config="mlp") said "fit_config takes a ModelConfig ...: pass
+    fit_config(ModelConfig('mlp', ...), ...)", a call the user never made."""
+    x, variables = _zoo_init("mlp")
+    groups = channel_groups(ZOO["mlp"].build(), variables, x)
+    with pytest.raises(TypeError) as error:
+        shrink(variables, groups.full(), groups, config="mlp")
+    assert str(error.value) == (
+        "shrink takes a ModelConfig as config=, got 'mlp' (a str): pass "
+        "shrink(..., config=ModelConfig('mlp', num_classes=10, input_shape=(40,)))."
+    )
+
+
 def test_a_config_that_cannot_express_the_widths_is_an_error():
     config = ZOO["resnet"]
     x = jnp.ones((2, 8, 8, 1))
