@@ -388,8 +388,8 @@ def _shrink_state(opt_state: Any, variables: Any, dead: Dead) -> Any:
         if fits:
             return _shrink_tree(node, prefix_for(where, node, fits), dead)
         keys = where.split("/")
-        for path in ("/".join(keys[k:]) for k in range(len(keys))):
-            for full, shape in watched.get(path, []):
+        for start, end in itertools.combinations(range(len(keys) + 1), 2):
+            for full, shape in watched.get("/".join(keys[start:end]), []):
                 if np.shape(node) == shape:
                     raise ValueError(
                         f"opt_state leaf {where!r} has the shape {shape} of {full!r}, which "
@@ -398,13 +398,21 @@ def _shrink_state(opt_state: Any, variables: Any, dead: Dead) -> Any:
                         "optax.MaskedNode), so it cannot be shrunk; shrink it yourself or "
                         "re-initialize the optimizer"
                     )
-                if np.ndim(node) == len(shape) and np.size(node) > 1:  # not a (1,) placeholder
+                if np.size(node) <= 1:  # a (1,) placeholder or a scalar: nothing to cut
+                    continue
+                if end == len(keys) and np.ndim(node) == len(shape):
                     raise ValueError(
                         f"opt_state leaf {where!r} has the shape {np.shape(node)}, but "
                         f"{full!r} has {shape}: an optimizer state of other widths (another "
                         "model's, or of this one before an earlier shrink); pass the state of "
                         "these variables or re-initialize the optimizer"
                     )
+                raise ValueError(
+                    f"opt_state leaf {where!r} {np.shape(node)} is kept under {full!r} "
+                    f"{shape}, which shrink narrows, but is not shaped like it (a state per "
+                    "axis or stacked over steps, as SM3's or L-BFGS's), so it cannot be "
+                    "shrunk; re-initialize the optimizer on the shrunk params (tx.init)"
+                )
         return node
 
     return jax.tree_util.tree_map_with_path(
@@ -449,8 +457,10 @@ def shrink(
         model before a shrink); the message names the leaf, the group and both lengths.
       ValueError: an ``opt_state`` leaf has a shrunk variable's path and shape, but its
         sub-tree could not be matched to the variables (it would be left too wide), or
-        it has the path but another width (the state of another model); or a sub-tree
-        is shaped like several modules that shrink apart and is kept under none's name.
+        it has the path but another width (the state of another model), or it is kept
+        under the path in another shape (L-BFGS's memory, SM3's accumulators per axis);
+        or a sub-tree is shaped like several modules that shrink apart and is kept under
+        none's name.
       ValueError: ``opt_state`` holds Adafactor's factored second moments of a leaf
         that shrink narrows (``factored=False`` states are shrunk).
       ValueError: ``alive`` keeps no channel of a group (a layer 0 channels wide).

@@ -1361,6 +1361,38 @@ def test_the_optimizer_state_of_other_widths_is_an_error_not_returned_unshrunk()
     shrink(variables, {"layers_0": [True, False, True]}, groups, opt_state=small)
 
 
+@pytest.mark.parametrize(
+    ("optimizer", "message"),
+    [
+        (
+            optax.lbfgs(),
+            "opt_state leaf '0/diff_params_memory/layers_0/bias' (10, 5) is kept under "
+            "'params/layers_0/bias' (5,), which shrink narrows, but is not shaped like it (a "
+            "state per axis or stacked over steps, as SM3's or L-BFGS's), so it cannot be "
+            "shrunk; re-initialize the optimizer on the shrunk params (tx.init)",
+        ),
+        (
+            optax.sm3(0.1),
+            "opt_state leaf '0/mu/layers_0/bias/0' has the shape (5,) of "
+            "'params/layers_0/bias', which shrink changes, but its sub-tree is not shaped",
+        ),
+    ],
+    ids=["lbfgs", "sm3"],
+)
+def test_a_state_stacked_or_per_axis_under_a_narrowed_leaf_is_refused(optimizer, message):
+    """L-BFGS's memory (10, *shape) and SM3's accumulators per axis came back unshrunk;
+    the next update failed ("Incompatible types for broadcasting: float32[3] and
+    float32[5]", "cannot reshape array of shape (5,) into shape [3]")."""
+    model = nn.Sequential([nn.Dense(5), nn.relu, nn.Dense(3)])
+    x = jnp.ones((1, 4))
+    variables = model.init(jax.random.key(0), x)
+    groups = channel_groups(model, variables, x)
+    state = optimizer.init(variables["params"])
+    with pytest.raises(ValueError) as error:
+        shrink(variables, {"layers_0": [True, False, True, True, False]}, groups, opt_state=state)
+    assert str(error.value).startswith(message)
+
+
 @pytest.mark.parametrize("use_bias", [True, False])
 def test_adafactors_factored_moments_are_refused_naming_the_optimizer(use_bias):
     """Its v_row/v_col came back unshrunk (use_bias=False) or an error blamed the tree's
