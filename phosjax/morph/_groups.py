@@ -236,7 +236,14 @@ class ChannelGroups:
             raise KeyError(f"no channel group named {unknown}; groups: {list(self.names)}{hint}")
         arrays = []
         for group in self.groups:
-            given = np.asarray(alive.get(group.name, np.ones(group.size, bool)))
+            flags = alive.get(group.name, np.ones(group.size, bool))
+            if isinstance(flags, jax.core.Tracer):  # numpy's message named no group
+                raise TypeError(
+                    f"alive[{group.name!r}] is traced (an argument of a jax.jit-ed function): "
+                    "the channels to cut are chosen on the host, so pass concrete flags, e.g. "
+                    "close over alive instead of passing it to the jitted function"
+                )
+            given = np.asarray(flags)
             if given.shape != (group.size,):
                 raise ValueError(
                     f"alive[{group.name!r}] has shape {given.shape}; the group has "

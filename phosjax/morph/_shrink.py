@@ -146,6 +146,7 @@ def mask(
         model before a shrink); the message names the leaf, the group and both lengths.
       ValueError: two leaves of ``variables`` have one path (``['a']['b']`` and
         ``['a/b']``: keys holding ``/``); the message names both.
+      TypeError: ``alive`` is traced (an argument of a jitted function): close over it.
 
     Examples:
       >>> import jax, jax.numpy as jnp, flax.linen as nn

@@ -885,6 +885,23 @@ def test_unsupported_ops_and_bad_alive_raise_clear_errors():
         shrink(variables, {"layers_0": [False] * 4}, groups)
 
 
+def test_alive_traced_by_jit_is_refused_naming_the_group():
+    """mask inside a jitted step given alive as an argument failed in numpy's conversion
+    ("TracerArrayConversionError: The numpy.ndarray conversion method __array__() was
+    called on traced array"), naming neither alive nor the group."""
+    x = jnp.ones((1, 4))
+    variables = MLP.init(jax.random.key(0), x)
+    groups = channel_groups(MLP, variables, x)
+    masked = jax.jit(lambda v, keep: mask(v, {"layers_0": keep}, groups))
+    with pytest.raises(TypeError) as error:
+        masked(variables, jnp.array([True, False, True]))
+    assert str(error.value) == (
+        "alive['layers_0'] is traced (an argument of a jax.jit-ed function): the channels to "
+        "cut are chosen on the host, so pass concrete flags, e.g. close over alive instead of "
+        "passing it to the jitted function"
+    )
+
+
 def test_a_model_name_for_shrinks_config_names_shrink_and_the_keyword():
     """shrink(..., config="mlp") said "fit_config takes a ModelConfig ...: pass
     fit_config(ModelConfig('mlp', ...), ...)", a call the user never made."""
