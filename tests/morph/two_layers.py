@@ -29,6 +29,5 @@ def check_followed_where_zero_stays_zero(act, keeps_zero):
         assert "not zero when dead" in groups.pinned["w1:1"]
         return
     alive = {"w1": np.array([True, False, True, False])}
-    np.testing.assert_allclose(
-        apply(shrink(p, alive, groups).variables, x), apply(mask(p, alive, groups), x), atol=1e-5
-    )
+    shrunk, masked = apply(shrink(p, alive, groups).variables, x), apply(mask(p, alive, groups), x)
+    np.testing.assert_allclose(shrunk, masked, atol=1e-5, rtol=1e-5)  # sums of 2 vs 4 terms
