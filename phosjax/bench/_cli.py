@@ -50,7 +50,13 @@ from phosjax.bench._interrupt import (
 from phosjax.bench._reading import LET_READ, READ_REFUSED
 from phosjax.bench._store import NOT_WRITTEN
 from phosjax.bench._summary import command_line
-from phosjax.bench._usage import as_argument, expand_dirs, refuse_empty_dirs, usage_error
+from phosjax.bench._usage import (
+    as_argument,
+    expand_dirs,
+    home_expanded,
+    refuse_empty_dirs,
+    usage_error,
+)
 from phosjax.bench.view._bench import BenchFiles
 
 _KEY = re.compile(r'\AParser key "([^"]+)":\s*')
@@ -472,14 +478,14 @@ class Parser(ArgumentParser):
 
     def parse_args(self, args: Sequence[str] | None = None, **kwargs: Any) -> Any:  # type: ignore[override]
         """jsonargparse's `parse_args`, a ``~`` beginning ``--dir`` or ``--out`` expanded
-        (`expand_dirs`), ``--print_config``'s flags after a space joined to it
-        (`print_config_flags_joined`); an empty ``--dir`` is refused (`refuse_empty_dirs`),
-        as is a group's file (``--grid FILE``) that a config file could not be
-        (`_read_group_files`)."""
+        (`expand_dirs`; a config file's ``dir``: `home_expanded`), ``--print_config``'s
+        flags after a space joined to it (`print_config_flags_joined`); an empty ``--dir``
+        is refused (`refuse_empty_dirs`), as is a group's file (``--grid FILE``) that a
+        config file could not be (`_read_group_files`)."""
         given = sys.argv[1:] if args is None else args
         argv = self.argv = expand_dirs(print_config_flags_joined(given))
         self._read_group_files(argv)
-        return refuse_empty_dirs(self, super().parse_args(argv, **kwargs))
+        return refuse_empty_dirs(self, home_expanded(super().parse_args(argv, **kwargs)))
 
     def _read_group_files(self, argv: Sequence[str]) -> None:
         """Reads each file that ``argv`` gives a group's option (``--grid FILE``) as a
@@ -523,7 +529,7 @@ class ConfigParser(Parser):
     def dump(self, cfg: Any, *args: Any, **kwargs: Any) -> str:
         data = yaml.safe_load(super().dump(cfg, *args, **kwargs)) or {}
         config = {k: v for k, v in data.items() if k not in self.own}
-        self.check(config, {k: v for k, v in data.items() if k in self.own})
+        self.check(config, home_expanded({k: v for k, v in data.items() if k in self.own}))
         return yaml.safe_dump(config, sort_keys=False)
 
 

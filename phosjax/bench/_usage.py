@@ -137,6 +137,22 @@ def expand_dirs(argv: Sequence[str]) -> list[str]:
     return expanded
 
 
+def home_expanded(args: Any) -> Any:
+    """``args`` (a jsonargparse namespace or a dict) with a ``~`` that begins its ``dir`` or
+    ``out`` expanded to the home directory, as `expand_dirs` expands the options: a config
+    file's ``dir: ~/b``, which no shell saw, named a folder ``~`` in the working directory.
+
+    Examples:
+      >>> home_expanded({"dir": "~/b", "out": None}) == {
+      ...     "dir": os.path.join(os.path.expanduser("~"), "b"), "out": None}
+      True
+    """
+    for option in _DIRS:
+        if isinstance(value := args.get(option), str):
+            args[option] = os.path.expanduser(value)
+    return args
+
+
 def refuse_empty_dirs(parser: argparse.ArgumentParser, args: Any) -> Any:
     """``args``, parsed by ``parser``; an empty ``--dir`` or ``--out`` (which paths read
     as ``.``, the working directory) is a `usage_error` naming what to give, as the

@@ -306,6 +306,24 @@ def test_a_dir_beginning_with_a_tilde_after_an_equals_sign_is_in_the_home_direct
     assert getattr(args, option) == str(tmp_path / "b")
 
 
+@pytest.mark.parametrize(
+    ("module", "config"),
+    [("phosjax.bench.new", "models: [mlp]\n"), ("phosjax.morph.__main__", None)],
+)
+def test_a_config_files_dir_beginning_with_a_tilde_is_in_the_home_directory(
+    module, config, tmp_path, monkeypatch
+):
+    """A config file's ``dir: ~/b``, which no shell expands, named a folder '~' in the
+    working directory (``new`` trained there, writing some files under home's b)."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    if config is None:  # a morph run's config
+        config = pathlib.Path("configs/morph_mnist1d.yaml").read_text()
+    path = tmp_path / "c.yaml"
+    path.write_text(f"{config}dir: ~/b\n")
+    args = importlib.import_module(module).parser().parse_args(["--config", str(path)])
+    assert args.dir == str(tmp_path / "b")
+
+
 def test_the_viewer_serves_a_dir_beginning_with_a_tilde_from_the_home_directory(
     tmp_path, monkeypatch
 ):
