@@ -44,6 +44,7 @@ from phosjax.bench._argv import (
 from phosjax.bench._cli import (
     ConfigParser,
     add_common,
+    check_own_values,
     data_bars_hidden,
     entry_point,
     exit_process,
@@ -238,7 +239,7 @@ def _config_layers(argv: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
 
     Raises:
       BenchError: a file is a config of ``python -m phosjax.morph``, holds no mapping, or
-        sets a flag (``resume``) to other than true or false.
+        sets an own option to a value the parser would take as it is (`check_own_values`).
     """
     paths = config_files(argv)
     read: list[tuple[str, Mapping[str, Any]]] = []
@@ -253,9 +254,7 @@ def _config_layers(argv: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
             )
         if not isinstance(data, Mapping):
             raise BenchError(f"{path}: {_refused(data)}")
-        for flag in _FLAGS:  # the parser took any value: 'resume: [1]' resumed
-            if not isinstance(data.get(flag), bool | None):
-                raise BenchError(f"{path}: {flag} must be true or false, got {data[flag]!r}.")
+        check_own_values(path, data, _FLAGS)  # the parser took any: 'resume: [1]' resumed
         read.append((path, {k: v for k, v in data.items() if k not in _OWN}))
     grid_file = group_file(argv, "grid")
     if grid_file is not None and (grid := _grid_keys(grid_file)) is not None:

@@ -44,6 +44,7 @@ from phosjax.bench._argv import (
 from phosjax.bench._cli import (
     REQUIRED,
     ConfigParser,
+    check_own_values,
     data_bars_hidden,
     entry_point,
     exit_process,
@@ -151,6 +152,7 @@ def _files_config(
             )
         if not isinstance(data, Mapping):
             raise ValueError(f"{path}: {_refused(data, given)}")
+        check_own_values(path, data, ("overwrite", "no_progress"))
         read.append((path, data))
     layers = layered_configs(read, "model")
     refusal = kept_refusal(layers, lambda data: _refused(data, given), parsed)

@@ -572,6 +572,33 @@ def test_a_flag_a_config_file_sets_to_no_bool_is_refused_naming_the_file(
     assert not root.exists()
 
 
+@pytest.mark.parametrize(
+    ("line", "said"),
+    [
+        (
+            "dir: 5",
+            "dir must be a directory's path, e.g. dir: runs/NAME (quoted where YAML "
+            "reads it as another type: dir: '5'), got 5.",
+        ),
+        ("import: 5", "import must be a list of module names, e.g. import: [my_models], got 5."),
+        (
+            "import: [json, 5]",
+            "import must be a list of module names, e.g. import: [my_models], got ['json', 5].",
+        ),
+    ],
+)
+def test_a_dir_or_import_a_config_file_sets_to_another_type_is_refused_naming_the_file(
+    line, said, tmp_path, capsys, monkeypatch
+):
+    """'dir: 5' and 'import: 5' ended new with a TypeError's traceback."""
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "bench.yaml"
+    config.write_text(f"models: [mlp]\n{line}\n")
+    assert new_main(["--config", str(config)]) == 2
+    assert capsys.readouterr().err == f"error: {config}: {said}\n"
+    assert sorted(os.listdir(tmp_path)) == ["bench.yaml"]
+
+
 @pytest.mark.parametrize("print_config", [False, True])
 def test_a_models_entry_its_model_refuses_names_the_config_file_that_gave_it(
     print_config, tmp_path, capsys

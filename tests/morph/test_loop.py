@@ -1708,6 +1708,22 @@ def test_a_continued_latency_run_prices_by_the_table_it_stored_not_one_measured_
     assert pd.read_parquet(tmp_path / _loop.ITERATIONS).attrs["latency_table"] == stored
 
 
+def test_an_overwrite_a_config_file_sets_to_no_bool_is_refused_naming_the_file(
+    tmp_path, capsys, monkeypatch
+):
+    """'overwrite: "false"' (a string, so true) moved an earlier run's rows aside and
+    started over: the parser took any value of a flag from a config file."""
+    calls = []
+    monkeypatch.setattr(cli, "run", lambda *args, **kwargs: calls.append(kwargs))
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({**TINY.to_dict(), "overwrite": "false"}))
+    assert main(["--config", str(config), "--dir", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {config}: overwrite must be true or false, got 'false'.\n"
+    )
+    assert calls == []
+
+
 def test_a_run_of_another_config_is_refused_naming_what_differs_and_overwrite_keeps_it(
     tmp_path, capsys, monkeypatch
 ):
