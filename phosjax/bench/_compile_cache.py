@@ -61,9 +61,10 @@ class NotACacheError(argparse.ArgumentTypeError, ValueError):
 
 
 def cache_directory(value: object) -> str:
-    """``--compilation_cache``'s value (or ``$PHOSJAX_COMPILATION_CACHE``'s): a directory,
-    or `OFF` for the words YAML reads as false or null (``off``, ``false``, ``null``), on
-    the command line as in a config file.
+    """``--compilation_cache``'s value (or ``$PHOSJAX_COMPILATION_CACHE``'s): a directory
+    (a string: a config file's list or number is refused), or `OFF` for the words YAML
+    reads as false or null (``off``, ``false``, ``null``), on the command line as in a
+    config file.
 
     Examples:
       >>> cache_directory("~/xla"), cache_directory(False), cache_directory("OFF")
@@ -72,11 +73,15 @@ def cache_directory(value: object) -> str:
       Traceback (most recent call last):
       ...
       phosjax.bench._compile_cache.NotACacheError: '' is neither a directory nor off; ...
+      >>> cache_directory(["xla"])
+      Traceback (most recent call last):
+      ...
+      phosjax.bench._compile_cache.NotACacheError: ['xla'] is neither a directory nor off; ...
     """
     word = str(value).strip().lower()
     if value is False or value is None or word in _FALSE_OR_NULL:
         return OFF
-    if value is True or not word:
+    if not isinstance(value, str) or not word:  # a config file's [a] made a folder "['a']"
         raise NotACacheError(
             f"{value!r} is neither a directory nor {OFF}; give one, e.g. ~/xla or {OFF}"
         )

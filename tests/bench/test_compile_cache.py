@@ -300,6 +300,23 @@ def test_a_config_files_off_turns_it_off_and_an_empty_or_true_value_is_refused(t
     assert f"error: {config}: compilation_cache: True is neither a directory nor off" in said, said
 
 
+@pytest.mark.parametrize("value", ["[xla]", "5"])
+def test_a_config_files_list_or_number_is_refused_not_made_a_folder(
+    value, tmp_path, capsys, monkeypatch
+):
+    """'compilation_cache: [xla]' kept the programs in a folder named "['xla']"."""
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "bench.yaml"
+    config.write_text(f"models: [mlp]\ncompilation_cache: {value}\n")
+    with pytest.raises(SystemExit) as exit_info:
+        new.main(["--config", str(config), "--dir", str(tmp_path / "b")])
+    assert exit_info.value.code == 2
+    shown = "['xla']" if value == "[xla]" else value
+    said = capsys.readouterr().err
+    assert f"error: {config}: compilation_cache: {shown} is neither a directory nor off" in said
+    assert [path.name for path in tmp_path.iterdir()] == ["bench.yaml"]
+
+
 def test_the_words_yaml_reads_as_false_turn_it_off_on_the_command_line_too(monkeypatch):
     """They did in a config file only: ``--compilation_cache false`` (or ``OFF``, or
     ``$PHOSJAX_COMPILATION_CACHE=false``) made a folder of that name and kept programs there."""
