@@ -314,19 +314,32 @@ def _refused(data: Any) -> str | None:
 
 def _config_keys(argv: Sequence[str]) -> set[str]:
     """The bench config ``argv`` gives: ``config`` for ``--config``, and each top-level
-    key set on the command line (``--models ...``, ``--grid.steps=20``). Without any,
+    key set on the command line (``--models ...``, ``--grid.steps=20``, ``--models+
+    gru``: ignored, it continued the bench in ``--dir`` as it was). Without any,
     ``new`` continues the bench in ``--dir``, and a new ``--dir`` is an error (never the
     built-in defaults); ``data_dir`` alone continues it reading from there.
 
     Examples:
       >>> sorted(_config_keys(["--dir", "b", "--grid.steps=20", "--data_dir", "d"]))
       ['data_dir', 'grid']
+      >>> _config_keys(["--dir", "b", "--models+", "gru"])
+      {'models'}
       >>> _config_keys(["--dir", "b"])
       set()
     """
     keys = {"config", *(field.name for field in dataclasses.fields(BenchConfig))}
-    given = (name[2:].split(".", 1)[0] for name in option_names(argv))
+    given = (_set_key(name).split(".", 1)[0] for name in option_names(argv))
     return {key for key in given if key in keys}
+
+
+def _set_key(option: str) -> str:
+    """The (dotted) config key that ``option`` sets, or appends to.
+
+    Examples:
+      >>> _set_key("--grid.steps"), _set_key("--models+")
+      ('grid.steps', 'models')
+    """
+    return option[2:].removesuffix("+")
 
 
 def _refuse_defaults_for_a_bench(directory: str, config: BenchConfig, argv: Sequence[str]) -> None:
@@ -341,20 +354,20 @@ def _refuse_defaults_for_a_bench(directory: str, config: BenchConfig, argv: Sequ
     root = pathlib.Path(directory)
     if not _layout.is_bench(root):
         return
-    options = [name[2:] for name in option_names(argv)]
     top = _config_keys(argv)  # the config's top-level keys that argv sets
-    given = [key for key in options if key.split(".", 1)[0] in top]
+    given = [name for name in option_names(argv) if _set_key(name).split(".", 1)[0] in top]
+    keys = [_set_key(name) for name in given]
 
     def is_set(line: str) -> bool:
         key = line.split(":", 1)[0]
-        return any(key == g or key.startswith(f"{g}.") or g.startswith(f"{key}.") for g in given)
+        return any(key == k or key.startswith(f"{k}.") or k.startswith(f"{key}.") for k in keys)
 
     unset = [line for line in open_bench(root)[0].differences(config) if not is_set(line)]
     if not unset:
         return
     raise BenchError(
         f"{directory!r} holds a bench, but without --config the options "
-        f"({', '.join(f'--{key}' for key in given)}) set "
+        f"({', '.join(given)}) set "
         "keys of the built-in defaults, not of its stored config, which differs from them "
         f"also where no option is given ({shown_differences(unset)}). "
         f"To change only what the options set, start from the bench's config: --config "

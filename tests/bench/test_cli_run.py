@@ -302,6 +302,24 @@ def test_options_without_config_on_a_bench_name_the_defaults_they_set(
     assert {p: p.stat().st_mtime_ns for p in root.rglob("*")} == before
 
 
+def test_an_appending_option_without_config_on_a_bench_is_no_continuation(
+    cli_bench, capsys, monkeypatch
+):
+    """--dir BENCH --models+ gru was read as no config given: it continued the bench as
+    it was (here: read its results, exit 0), gru silently not added."""
+    root, _, _ = cli_bench
+    monkeypatch.setattr(_plan, "check_datasets", lambda *args: {})  # the toy data set
+    before = {p: p.stat().st_mtime_ns for p in root.rglob("*")}
+    assert new_main(["--dir", str(root), "--models+", "gru"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith(
+        f"error: {str(root)!r} holds a bench, but without --config the options (--models+) "
+        "set keys of the built-in defaults"
+    )
+    assert {p: p.stat().st_mtime_ns for p in root.rglob("*")} == before
+
+
 def test_print_config_of_options_without_dir_prints_the_defaults_with_them(capsys, monkeypatch):
     """No --dir, no bench to continue: it said 'error: expected str, bytes or os.PathLike
     object, not NoneType'."""
