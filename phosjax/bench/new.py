@@ -360,7 +360,8 @@ def _refuse_defaults_for_a_bench(directory: str, config: BenchConfig, argv: Sequ
 
     def is_set(line: str) -> bool:
         key = line.split(":", 1)[0]
-        return any(key == k or key.startswith(f"{k}.") or k.startswith(f"{key}.") for k in keys)
+        within = lambda k: (f"{k}.", f"{k}[")  # a key of it, an item of its list
+        return any(key == k or key.startswith(within(k)) or k.startswith(f"{key}.") for k in keys)
 
     unset = [line for line in open_bench(root)[0].differences(config) if not is_set(line)]
     if not unset:

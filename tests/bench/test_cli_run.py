@@ -302,6 +302,20 @@ def test_options_without_config_on_a_bench_name_the_defaults_they_set(
     assert {p: p.stat().st_mtime_ns for p in root.rglob("*")} == before
 
 
+def test_a_list_option_without_config_on_a_bench_is_not_named_among_the_keys_none_set(
+    cli_bench, capsys, monkeypatch
+):
+    """--dir BENCH --datasets digits listed 'datasets[0]: 'toy' -> 'digits'' among the
+    differences "where no option is given": an item of the list it set."""
+    root, _, _ = cli_bench
+    monkeypatch.setattr(_plan, "check_datasets", lambda *args: {})  # no data read
+    assert new_main(["--dir", str(root), "--datasets", "digits"]) == 2
+    err = capsys.readouterr().err
+    assert "the options (--datasets) set keys of the built-in defaults" in err
+    unset = err.split("stored -> given: ")[1].split("). To change")[0]
+    assert "grid.steps: 12 -> 1000" in unset and "datasets" not in unset
+
+
 def test_an_appending_option_without_config_on_a_bench_is_no_continuation(
     cli_bench, capsys, monkeypatch
 ):
