@@ -920,8 +920,8 @@ def _earlier(
         )
     if differences:
         raise refused(
-            f"another config ran them ({listing(differences, sep='; ')}); the same config "
-            "continues it"
+            f"another config ran them ({listing(differences, sep='; ')}), and only that "
+            "config continues them"
         )
     if not finished:
         raise refused(f"their last row ({rows[-1]['kind']!r}) ends no iteration")

@@ -1212,7 +1212,7 @@ def test_the_benchmark_refuses_the_rows_of_a_run_of_another_config_or_start_mode
         f"error: --dir {tmp_path}: {str(tmp_path / 'morph' / 'iterations.parquet')!r} holds "
         "the rows of an earlier run that cannot be continued: another config ran them "
         "(model.width: [16, 16, 16] there, [32, 32, 32] here; steps: 300 there, 1500 here; "
-        "the data set: 'mnist1d_shuffled:1.0.0' there, 'mnist1d:1.0.0' here); "
+        "the data set: 'mnist1d_shuffled:1.0.0' there, 'mnist1d:1.0.0' here), and only "
     )
 
 
@@ -1739,8 +1739,8 @@ def test_a_run_of_another_config_is_refused_naming_what_differs_and_overwrite_ke
         _loop.run(other, tmp_path, progress=False)
     assert str(error.value) == (
         f"{str(rows)!r} holds the rows of an earlier run that cannot be continued: another "
-        "config ran them (model.width: [16, 16] there, [16, 8] here; steps: 4 there, 5 here); "
-        "the same config continues it; choose another directory, or pass --overwrite (in "
+        "config ran them (model.width: [16, 16] there, [16, 8] here; steps: 4 there, 5 here), "
+        "and only that config continues them; choose another directory, or pass --overwrite (in "
         "Python: run(..., overwrite=True)) to move them and their states aside and start over"
     )
     assert (rows.read_bytes(), state.read_bytes()) == before
