@@ -35,8 +35,9 @@ def option_for(given: str, known: Sequence[str]) -> str | None:
 
 def near_options(message: str, known: Sequence[str]) -> str:
     """``message`` with, after an ``unrecognized arguments:`` one, the option nearest each
-    misspelt one: the one it abbreviates, else the most alike by name (the ``--`` that
-    every option shares makes any two short ones look alike: ``--bogus``, ``--host``).
+    misspelt one (``-dir`` too, with one dash): the one it abbreviates, else the most
+    alike by name (the ``--`` that every option shares makes any two short ones look
+    alike: ``--bogus``, ``--host``).
 
     Examples:
       >>> near_options("unrecognized arguments: --dirr x", ["--dir", "--port"])
@@ -45,6 +46,8 @@ def near_options(message: str, known: Sequence[str]) -> str:
       'unrecognized arguments: --eval 5 (did you mean --eval_every?)'
       >>> near_options("unrecognized arguments: --bogus 1", ["--host", "--port"])
       'unrecognized arguments: --bogus 1'
+      >>> near_options("unrecognized arguments: -dir my-bench -1", ["--dir", "--port"])
+      'unrecognized arguments: -dir my-bench -1 (did you mean --dir?)'
       >>> near_options("argument --port: bad", ["--port"])
       'argument --port: bad'
 
@@ -57,7 +60,7 @@ def near_options(message: str, known: Sequence[str]) -> str:
     option = option_for(given[0], known) if given else None
     hints = [f"{option} {given[0]}"] if option is not None else []
     names = {option.lstrip("-"): option for option in known}
-    for misspelt in re.findall(r"--[\w.+-]+", message):
+    for misspelt in re.findall(r"(?<![\w-])--?[A-Za-z][\w.+-]*", message):  # -dir too
         longer = [option for option in known if option.startswith(misspelt)]
         alike = [names[name] for name in nearest(misspelt.lstrip("-"), names)]
         hints += longer[:1] if len(longer) == 1 else alike[:1]

@@ -63,14 +63,17 @@ def test_help_says_the_chunk_steps_where_nothing_is_evaluated_or_saved_on_the_wa
     ) in " ".join(capsys.readouterr().out.split())
 
 
+@pytest.mark.parametrize("misspelt", ["--dirr", "-dir"])  # -dir: no option was named
 @pytest.mark.parametrize("command", COMMANDS)
-def test_a_misspelt_option_is_the_error_with_the_nearest_option(command, tmp_path, capsys):
-    args = ["--dirr", str(tmp_path / "b")] + (["--mlflow", "x"] if command == "export" else [])
+def test_a_misspelt_option_is_the_error_with_the_nearest_option(
+    command, misspelt, tmp_path, capsys
+):
+    args = [misspelt, str(tmp_path / "b")] + (["--mlflow", "x"] if command == "export" else [])
     with pytest.raises(SystemExit) as exit_info:
         _main(command)(args)
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == (
-        f"error: unrecognized arguments: --dirr {tmp_path / 'b'} (did you mean --dir?); "
+        f"error: unrecognized arguments: {misspelt} {tmp_path / 'b'} (did you mean --dir?); "
         f"python -m phosjax.bench.{command} --help lists the options.\n"
     )
     assert not (tmp_path / "b").exists()
