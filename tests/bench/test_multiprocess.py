@@ -1,6 +1,7 @@
 """Two local processes under ``jax.distributed`` share a bench: resume, idle shares,
 configs that differ, and a process that fails."""
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -41,12 +42,12 @@ def cached_in(compiled: Path) -> dict[str, str]:
 
 
 def launch(
-    compiled: Path, roots: Path | list[Path], changes: list[dict], **env: str
+    compiled: Path, roots: Path | list[Path], changes: list[dict | list[dict]], **env: str
 ) -> list[tuple[int, str]]:
-    """Runs one worker per entry of ``changes`` (its config's changes) on ``roots`` (one
-    bench, or several run one after the other by the same workers), with ``env`` in their
-    environment (see `tests.bench.multiprocess_worker`) and the cache ``compiled``; their
-    exit codes and logs."""
+    """Runs one worker per entry of ``changes`` (its config's changes, or a list of one per
+    root) on ``roots`` (one bench, or several run one after the other by the same workers),
+    with ``env`` in their environment (see `tests.bench.multiprocess_worker`) and the cache
+    ``compiled``; their exit codes and logs."""
     roots = [roots] if isinstance(roots, Path) else roots
     env |= cached_in(compiled)
     args = [[os.pathsep.join(map(str, roots)), json.dumps(c)] for c in changes]
@@ -63,39 +64,63 @@ def frame(root: Path) -> pd.DataFrame:
     return results.sort_values(["cell_id", "step", "split"], ignore_index=True)
 
 
-def test_killed_mid_group_then_resumed_matches_an_uninterrupted_run(tmp_path, compiled):
-    killed, whole = tmp_path / "killed", tmp_path / "whole"
-    outcomes = launch(compiled, killed, [SPLIT, SPLIT], STOP_AFTER_SAVE="6")
-    assert [code for code, _ in outcomes] == [3, 3], outcomes
-    saved = sorted(p.parent.suffix for p in (killed / _layout.CHECKPOINTS).glob("*/*"))
-    assert saved == [".p0of2", ".p1of2"]  # each process its own
-    assert frame(killed).step.max() == 6
-    # the same command, then (in the same processes: one launch less) an uninterrupted run
-    succeeded(launch(compiled, [killed, whole], [SPLIT, SPLIT]))
-    resumed = frame(killed)
-    assert not resumed.duplicated(["cell_id", "step", "split"]).any()
-    assert set(resumed.cell_id) == set(pd.read_parquet(killed / _layout.CELLS).cell_id)
-    pd.testing.assert_frame_equal(resumed, frame(whole))
+@dataclasses.dataclass
+class Resumed:
+    """What `resumed` ran: the outcomes of the two processes killed mid-group, the
+    checkpoints they left and the last step of their rows; the outcomes of the same
+    command and the runs after it, in the benches ``killed``, ``whole`` and ``one_cell``."""
+
+    root: Path
+    killed: list[tuple[int, str]]
+    saved: list[str]
+    rows_to: int
+    outcomes: list[tuple[int, str]]
+
+
+@pytest.fixture(scope="module")
+def resumed(tmp_path_factory, compiled) -> Resumed:
+    """`SPLIT` killed mid-group, then the same command, then in the same processes (each
+    launch costs seconds) an uninterrupted run of it and, last, a bench of one cell
+    (process 1 without cells), its saves slow (process 0's take 3 s more)."""
+    root = tmp_path_factory.mktemp("resumed")
+    killed = launch(compiled, root / "killed", [SPLIT, SPLIT], STOP_AFTER_SAVE="6")
+    saved = sorted(p.parent.suffix for p in (root / "killed" / _layout.CHECKPOINTS).glob("*/*"))
+    rows_to = frame(root / "killed").step.max()
+    roots = [root / name for name in ("killed", "whole", "one_cell")]
+    each = [SPLIT, SPLIT, {"models": MLP, "seeds": 1}]
+    env = {"SHUTDOWN_TIMEOUT_S": "2", "SLOW_SAVE_S": "1.5"}
+    outcomes = launch(compiled, roots, [each, each], **env)
+    return Resumed(root, killed, saved, rows_to, outcomes)
+
+
+def test_killed_mid_group_then_resumed_matches_an_uninterrupted_run(resumed):
+    assert [code for code, _ in resumed.killed] == [3, 3], resumed.killed
+    assert resumed.saved == [".p0of2", ".p1of2"]  # each process its own
+    assert resumed.rows_to == 6
+    succeeded(resumed.outcomes)
+    killed = resumed.root / "killed"
+    again = frame(killed)
+    assert not again.duplicated(["cell_id", "step", "split"]).any()
+    assert set(again.cell_id) == set(pd.read_parquet(killed / _layout.CELLS).cell_id)
+    pd.testing.assert_frame_equal(again, frame(resumed.root / "whole"))
     assert list(killed.rglob(".tmp*")) == []
 
 
-def test_a_process_without_cells_waits_for_the_other_so_their_shutdown_does_not_fail(
-    tmp_path, compiled
-):
-    """Nor does it hold the other up: all its rows, one status (one pair of processes
-    checks both; each pair costs seconds)."""
-    one_cell = {"models": MLP, "seeds": 1}  # process 1: no cell; process 0: 3 s of saves
-    outcomes = launch(
-        compiled, tmp_path, [one_cell, one_cell], SHUTDOWN_TIMEOUT_S="2", SLOW_SAVE_S="1.5"
-    )
-    succeeded(outcomes)  # process 1 at the shutdown barrier 3 s early: both aborted
-    printed = [[row for row in log.splitlines() if row.startswith("rows ")] for _, log in outcomes]
-    assert printed == [["rows 14"], ["rows 14"]]  # gloo may print after it
+def test_a_process_without_cells_waits_for_the_other_so_their_shutdown_does_not_fail(resumed):
+    """Nor does it hold the other up: all its rows, one status (`resumed`'s last run:
+    process 1 has no cell there; process 0 has 3 s of saves)."""
+    succeeded(resumed.outcomes)  # process 1 at the shutdown barrier 3 s early: both aborted
+    printed = [
+        [r for r in log.splitlines() if r.startswith("rows ")] for _, log in resumed.outcomes
+    ]
+    assert printed == [["rows 28", "rows 28", "rows 14"]] * 2  # gloo may print after them
     said = ["process 0 of 2 trained its share", "process 1 of 2 had no cells to train"]
-    for done, (_, log) in zip(said, outcomes, strict=True):  # lest a peer that died leave it silent
-        assert f"{done}; waiting for the others" in log, log
-    assert len(frame(tmp_path)) == 14  # 12 train rows and 2 test rows of the one cell
-    assert [p.name for p in tmp_path.glob("status*")] == ["status.p0of2.json"]
+    for done, (_, log) in zip(said, resumed.outcomes, strict=True):
+        last_run = log.split("rows 28\n")[-1]  # lest a peer that died leave it silent
+        assert f"{done}; waiting for the others" in last_run, log
+    one_cell = resumed.root / "one_cell"
+    assert len(frame(one_cell)) == 14  # 12 train rows and 2 test rows of the one cell
+    assert [p.name for p in one_cell.glob("status*")] == ["status.p0of2.json"]
 
 
 def test_a_process_whose_training_fails_stops_the_other_once_it_is_done(tmp_path, compiled):
