@@ -90,7 +90,8 @@ def _data_dirs(data_dir: str | os.PathLike | None) -> list[pathlib.Path]:
 
 def _resolve(data_dir: str | os.PathLike | None) -> pathlib.Path:
     """`data_dir` (else `default_data_dir()`) as a path; raises when it is not a path, is
-    empty, or when it, or the nearest of its parents that exists, is not a folder.
+    empty, or when it, or the nearest of its parents that exists, is not a folder (a file,
+    or a link to nothing).
 
     Examples:
         >>> import tempfile
@@ -110,9 +111,15 @@ def _resolve(data_dir: str | os.PathLike | None) -> pathlib.Path:
             f"the default data dir ({default_data_dir()})"
         )
     path = pathlib.Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
-    existing = next((folder for folder in (path, *path.parents) if folder.exists()), None)
+    existing = next((folder for folder in (path, *path.parents) if os.path.lexists(folder)), None)
+    what = "data_dir" if data_dir is not None else f"the default data dir (${DATA_DIR_ENV})"
+    if existing is not None and not existing.exists():  # a link to nothing: lexists alone
+        raise ValueError(
+            f"{what} {str(path)!r} is not a folder: {str(existing)!r} is a link to "
+            f"{os.readlink(existing)!r}, which does not exist (a drive not mounted, a folder "
+            "moved or deleted); make or mount that folder, or give a data dir elsewhere"
+        )
     if existing is not None and not existing.is_dir():
-        what = "data_dir" if data_dir is not None else f"the default data dir (${DATA_DIR_ENV})"
         raise ValueError(
             f"{what} {str(path)!r} is not a folder: {str(existing)!r} is a file; TFDS data sets "
             "live in a folder, so give the path of one, new (it is made) or existing"

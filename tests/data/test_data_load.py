@@ -987,6 +987,24 @@ def test_a_data_dir_that_is_a_file_asks_for_a_folder(tmp_path, name, below):
             check(name, data_dir=data_dir)
 
 
+@pytest.mark.parametrize("below", ["", "sub/dir"])
+@pytest.mark.parametrize("name", ["digits", "tiny_images"])
+def test_a_data_dir_linked_to_nothing_names_the_link_not_a_permission(tmp_path, name, below):
+    """A data dir linked to a drive not mounted read as a PermissionError, "(File exists:
+    ...); pass a data_dir you can write to", or as a data set prepared nowhere."""
+    link = tmp_path / "tfds"
+    link.symlink_to(tmp_path / "unmounted")
+    data_dir = link / below if below else link
+    for check in (load, check_loadable, lambda _, data_dir: prepared_names(data_dir)):
+        with pytest.raises(
+            ValueError,
+            match=rf"data_dir '{data_dir}' is not a folder: '{link}' is a link to "
+            rf"'{tmp_path / 'unmounted'}', which does not exist \(a drive not mounted",
+        ):
+            check(name, data_dir=data_dir)
+    assert sorted(tmp_path.iterdir()) == [link]
+
+
 def test_a_default_data_dir_that_is_a_file_names_the_variable(tmp_path, monkeypatch):
     file = tmp_path / "a_file"
     file.write_text("")
