@@ -992,11 +992,12 @@ def _prepared_variants(root: pathlib.Path) -> list[str]:
         ['digits:1.0.0', 'mnist1d/cfg:1.0.0']
     """
     variants = set()
-    for info in root.glob("*/**/dataset_info.json"):
-        # <root>/name[/config]/<version>/dataset_info.json; skips TFDS's "incomplete.*" dirs,
-        # <root>/<version>/dataset_info.json, where root is a data set's own folder, and
-        # a data dir deeper inside root (a/b/name/<version>: no name load reads).
-        if _VERSION.fullmatch(info.parent.name) and len(info.relative_to(root).parts) in (3, 4):
+    # <root>/name[/config]/<version>/dataset_info.json, each level a folder or a link to one
+    # (`**` follows no link, and walks every file under root: downloads/extracted too);
+    # skips TFDS's "incomplete.*" dirs and a data dir deeper inside root (a/b/name/<version>:
+    # no name load reads).
+    for info in [*root.glob("*/*/dataset_info.json"), *root.glob("*/*/*/dataset_info.json")]:
+        if _VERSION.fullmatch(info.parent.name):
             variants.add("/".join(info.relative_to(root).parts[:-2]) + f":{info.parent.name}")
     return sorted(variants)
 

@@ -883,6 +883,21 @@ def test_a_data_dir_deeper_inside_a_data_dir_lists_no_name(toys_dir, tmp_path):
     )
 
 
+def test_a_version_folder_that_is_a_link_is_listed_as_prepared(toys_dir, tmp_path):
+    """A data set whose version folder links to another disk loaded, but prepared_names
+    said [] (a `**` glob follows no link), and asking another version said 'unknown data
+    set' rather than listing the prepared one."""
+    (tmp_path / "toy_weighted").mkdir()
+    (tmp_path / "toy_weighted/1.0.0").symlink_to(toys_dir / "toy_weighted/1.0.0")
+    assert prepared_names(tmp_path) == ["toy_weighted"]
+    assert load("toy_weighted", data_dir=tmp_path).num_train == 5
+    with pytest.raises(
+        ValueError,
+        match=r"the prepared versions of 'toy_weighted' are toy_weighted:1\.0\.0\. Load one",
+    ):
+        load("toy_weighted:2.0.0", data_dir=tmp_path)
+
+
 def test_an_unfinished_preparation_deeper_inside_a_data_set_s_folder_is_not_its(
     tmp_path, monkeypatch
 ):
