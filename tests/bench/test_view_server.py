@@ -633,6 +633,7 @@ CUT_SHORT = '{"cut short": '
         (_layout.STATUS, "/api/bench", CUT_SHORT),
         (_layout.STATUS, "/api/bench", "[]"),
         (_layout.STATUS, "/api/cells", '{"groups": {"g": {"cells": 5}}}'),
+        (_layout.STATUS, "/api/cells", '{"groups": {"g": {"cells": [["a"]]}}}'),  # no ids
         (f"{_layout.BLURBS}/m-mlp.json", "/api/blurb/m-mlp", CUT_SHORT),
         (f"{_layout.BLURBS}/m-mlp.json", "/api/blurb/m-mlp", "{}"),  # JSON, but no blurb
         (f"{_layout.BLURBS}/m-mlp.json", "/api/blurb/m-mlp", '{"root": [], "backend": "cpu"}'),
