@@ -1341,6 +1341,23 @@ def test_a_host_that_cannot_be_bound_is_refused(written, capsys):
     assert HOST_HINT in str(refused.value)
 
 
+@pytest.mark.parametrize(
+    ("host", "instead"),
+    [
+        ("127.0.0.1:8080", "--host 127.0.0.1 --port 8080"),
+        ("[::1]:8080", "--host ::1 --port 8080"),
+        ("http://localhost", "--host 127.0.0.1 (this machine only)"),
+    ],
+)
+def test_a_host_holding_a_port_is_refused_saying_to_give_it_apart(written, capsys, host, instead):
+    """``--host 127.0.0.1:8080`` was refused as an unknown IPv6 address, 'cannot serve on
+    [127.0.0.1:8080]:1337: Name or service not known', naming no port."""
+    assert main(["--dir", str(written.root), "--host", host, "--port", "0"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: cannot serve on host {host!r}: no address but an IPv6 ")
+    assert instead in error
+
+
 def test_a_port_kept_for_root_is_refused_saying_so(written, monkeypatch):
     """A port below 1024 bound by another user said 'Permission denied' alone."""
 

@@ -173,6 +173,33 @@ def _bind_hint(error: OSError, port: int) -> str:
     return ""
 
 
+def _colon_misplaced(host: str) -> str | None:
+    """Why ``host`` (without brackets) is no address to bind where it holds a ``:`` but
+    is no IPv6 address (a port or a URL's scheme with it: the socket said the name was
+    not known, shown as an IPv6 address), and what to give instead; None otherwise.
+
+    Examples:
+      >>> print(_colon_misplaced("127.0.0.1:8080"))
+      no address but an IPv6 one holds ':'; give the port apart: --host 127.0.0.1 --port 8080
+      >>> _colon_misplaced("::1") is None, _colon_misplaced("localhost") is None
+      (True, True)
+    """
+    if ":" not in host:
+        return None
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        name, _, port = host.rpartition(":")
+        instead = (
+            f"give the port apart: --host {_unbracketed(name)} --port {port}"
+            if name and port.isdigit()
+            else "give the address alone: --host 127.0.0.1 (this machine only) or --host "
+            "0.0.0.0 (everyone who can reach it)"
+        )
+        return f"no address but an IPv6 one holds ':'; {instead}"
+    return None
+
+
 def _check_arguments(directory: Any, host: Any, port: Any) -> None:
     """Raises a `TypeError` naming the argument of `make_server` of the wrong type (the
     socket's own errors name none; ``port=True``, an int, would bind port 1)."""
@@ -227,6 +254,9 @@ class ViewerServer(http.server.ThreadingHTTPServer):
         self._lost = False  # the bench read so far is gone (`bench`)
         not_started(self.directory)  # NotABenchError where no bench can start there
         host = _unbracketed(host)
+        misplaced = _colon_misplaced(host)
+        if misplaced is not None:
+            raise CannotServeError(f"cannot serve on host {host!r}: {misplaced}.")
         self.local_only = _is_loopback(host)
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         shown = f"[{host}]" if ":" in host else host
@@ -333,8 +363,8 @@ def make_server(
         folder inside a bench, one holding benches or files no bench writes, one it
         cannot list, one under a file, a link to nothing: see `not_started`).
       PortInUseError: the port is taken.
-      CannotServeError: the address cannot be bound (say, an unknown host name, or a
-        port outside 0 to 65535).
+      CannotServeError: the address cannot be bound (say, an unknown host name, one
+        with a port, ``localhost:8080``, or a port outside 0 to 65535).
       TypeError: an argument of the wrong type (``port="8080"``), named.
       ValueError: ``host`` is empty (or blank, or ``[]``).
 
