@@ -543,6 +543,35 @@ def test_a_part_dropped_by_a_resume_while_read_is_read_again(tmp_path, monkeypat
     )
 
 
+@pytest.mark.parametrize("path", ["/api/cells", "/api/results?columns=loss"])
+def test_parts_dropped_by_resumes_at_each_read_are_read_again(tmp_path, monkeypatch, path):
+    """The processes of a bench resumed together each drop their group's later parts: a
+    second part gone as the request read the bench again failed it with 500
+    (``FileNotFoundError``)."""
+    bench = write_bench(tmp_path / "example", blurb_json())
+    results, later = bench.root / _layout.RESULTS, []
+    for group in ("g-mlp", "g-choice"):
+        whole = pd.read_parquet(results / f"part-{group}-000000000.parquet")
+        whole[whole.step < 160].to_parquet(results / f"part-{group}-000000000.parquet", index=False)
+        later.append(results / f"part-{group}-000000160.parquet")
+        whole[whole.step >= 160].to_parquet(later[-1], index=False)
+    with serving(bench.root) as server:
+        part_files = _layout.part_files
+
+        def list_then_drop(folder):
+            found = part_files(folder)
+            if later:
+                later.pop(0).unlink()  # a process's resume, right after the viewer listed them
+            return found
+
+        monkeypatch.setattr(_layout, "part_files", list_then_drop)
+        status, _, body = get(server, path)
+        assert status == 200, body[:300]
+        assert not later
+        monkeypatch.setattr(_layout, "part_files", part_files)
+        assert json.loads(body) == get_json(server, path)  # as a request after the drops
+
+
 def test_the_version_changes_with_the_files_the_page_shows_alone(tmp_path):
     """`/api/version`, which the page polls to refresh: a new part, a rewritten status or
     a run known to have stopped change it; a writer's hidden temporary and a checkpoint

@@ -55,6 +55,9 @@ _MODEL_FOLDERS = {"blurb": _layout.BLURBS, "graph": _layout.GRAPHS}
 """The folder of each kind of a model's route."""
 _QUERY_PARAMETERS = {"/api/results": ("columns", "cells", "max_points")}
 """The query parameters each endpoint takes (the others take none)."""
+_READS = 4
+"""How many times a request reads the bench while files it found vanish before it reads
+them (`_Handler._json`)."""
 _MAX_DIGITS = 18
 """The most digits an integer query parameter may have (more is no count of anything)."""
 
@@ -528,13 +531,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _json(self, build: Callable[[BenchFiles], Any]) -> None:
         """Sends ``build`` of a `BenchFiles.snapshot` of the bench, built again from a new
-        one where a file it found vanished before it was read (a resume dropped a part)."""
-        try:
-            content = build(self.server.bench.snapshot())
-        except Exception as error:
-            if not vanished(error):
-                raise
-            content = build(self.server.bench.snapshot())
+        one where a file it found vanished before it was read (a resume dropped a part),
+        up to `_READS` times in all (the processes of a bench resumed together each drop
+        their group's parts)."""
+        for left in reversed(range(_READS)):
+            try:
+                content = build(self.server.bench.snapshot())
+                break
+            except Exception as error:
+                if not left or not vanished(error):
+                    raise
         self._send(200, _api.encode(content), "application/json")
 
     def _route(self, path: str, query: str) -> None:
