@@ -2410,6 +2410,24 @@ def test_a_part_whose_rows_lack_a_key_is_named(tmp_path, lacking):
             assert (status, json.loads(body)["error"][: len(want)]) == (500, want), path
 
 
+@pytest.mark.parametrize("key", ["cell_id", "step", "split"])
+def test_a_part_with_a_row_lacking_a_key_is_named(tmp_path, key):
+    """A part file edited by hand, one row's ``split`` (or ``cell_id``) null, failed
+    /api/cells with 'ArrowInvalid: Needed to copy 1 chunks with 1 nulls, but
+    zero_copy_only was True', naming no file; a null ``step`` was read as if whole."""
+    written = write_bench(tmp_path / "example", blurb_json())
+    part = written.root / _layout.RESULTS / "part-g-choice-000000000.parquet"
+    rows = pq.read_table(part)
+    column = rows[key].to_pylist()
+    rows = rows.set_column(rows.schema.get_field_index(key), key, pa.array([None, *column[1:]]))
+    pq.write_table(rows, part)
+    want = f"cannot read results/{part.name}: 1 of its rows have no {key} (every part of the"
+    with serving(written.root) as server:
+        for path in ("/api/cells", "/api/results?columns=loss"):
+            status, _, body = get(server, path)
+            assert (status, json.loads(body)["error"][: len(want)]) == (500, want), path
+
+
 def test_a_part_rewritten_with_pandas_is_read_with_the_others(tmp_path):
     """phosjax writes text columns as ``string``, pandas 3 as ``large_string``: a part
     rewritten with pandas (rows dropped by hand) failed every request with "column

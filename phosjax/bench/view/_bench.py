@@ -738,7 +738,8 @@ class BenchFiles:
         recorded = [_layout.DIVERGED] if _layout.DIVERGED in schema.names else []
         filter_ = None if cells is None else pads.field("cell_id").isin(cells)
         read = [*_KEYS, *recorded, *columns]
-        table = self._scanned(parts, lambda: read_parquets(parts, schema, read, filter_))
+        scan = lambda: read_parquets(parts, schema, read, filter_, _PART)
+        table = _keyed(self._scanned(parts, scan), parts)
         frame = table.to_pandas(types_mapper=_nullable_floats)
         return frame.sort_values(_KEYS, kind="stable").reset_index(drop=True)
 
@@ -937,7 +938,34 @@ class _Ends:
 
 
 _PART = "__part_index__"
-"""The column `_series_ends` reads the index of each row's part file into."""
+"""The column a read of the rows reads the index of each row's part file into."""
+
+
+def _keyed(table: pa.Table, paths: Sequence[pathlib.Path]) -> pa.Table:
+    """``table`` (rows of the part files ``paths``, `_PART` the index of each row's) without
+    `_PART`; where a row has no value of one of `_KEYS` (a part edited by hand), a
+    `BrokenFileError` naming its part, the column and what to do (the reads order and
+    group the rows by them: a null failed them with ``ArrowInvalid: ... zero_copy_only``).
+
+    Examples:
+      >>> rows = pa.table({"cell_id": ["a", None], "step": [1, 2], "split": ["test"] * 2})
+      >>> rows = rows.append_column(_PART, pa.array([0, 0]))
+      >>> _keyed(rows, [pathlib.Path("part-g-000000000.parquet")])
+      Traceback (most recent call last):
+      phosjax.bench._errors.BrokenFileError: cannot read results/part-g-000000000.parquet: 1
+      of its rows have no cell_id (every part of the results gives each row its cell_id,
+      step and split); phosjax writes it whole, ...
+    """
+    for key in _KEYS:
+        missing = pc.is_null(table[key])
+        if pc.any(missing).as_py():
+            relative = f"{_layout.RESULTS}/{paths[table[_PART].filter(missing)[0].as_py()].name}"
+            raise BrokenFileError(
+                f"cannot read {relative}: {pc.sum(missing).as_py()} of its rows have no {key} "
+                f"(every part of the results gives each row its cell_id, step and split); "
+                f"{hint(relative)}"
+            )
+    return table.drop_columns([_PART])
 
 
 def _series_ends(
@@ -951,7 +979,7 @@ def _series_ends(
     columns = list(dict.fromkeys([*_KEYS, *recorded, *numeric]))
     table = read_parquets(paths, schema, columns, index=_PART).combine_chunks()
     part = table[_PART].to_numpy()
-    table = table.drop_columns([_PART])
+    table = _keyed(table, paths)
     codes = lambda name: pc.dictionary_encode(table[name]).combine_chunks().indices.to_numpy()
     series = np.stack([part, codes("cell_id"), codes("split")]) if len(table) else np.zeros((3, 0))
     # By series, then step, then as written (the last of a step's rows is its last).
