@@ -583,15 +583,18 @@ def refuse_unknown_options(parser: ArgumentParser, argv: Sequence[str]) -> None:
         usage_error(parser, f"unrecognized arguments: {' '.join(unknown)}")
 
 
-def check_own_values(path: str, data: Mapping[str, Any], flags: Iterable[str]) -> None:
+def check_own_values(
+    path: str, data: Mapping[str, Any], flags: Iterable[str], imports: bool = False
+) -> None:
     """Raises a `BenchError` naming the config file ``path`` where its ``data`` sets one
     of the command's own options to a value the parser takes as it is: one of ``flags``
     to other than true or false (``overwrite: 'false'`` overwrote), ``dir`` to other than
-    a path (``dir: 5``: a traceback), ``import`` to other than a list of module names.
+    a path (``dir: 5``: a traceback), ``import`` (``imports``: the command takes it) to
+    other than a list of module names.
 
     Examples:
       >>> check_own_values("a.yaml", {"dir": "runs/a", "import": ["m"], "resume": None}, ["resume"])
-      >>> check_own_values("a.yaml", {"import": "m"}, [])
+      >>> check_own_values("a.yaml", {"import": "m"}, [], imports=True)
       Traceback (most recent call last):
       ...
       phosjax.bench._errors.BenchError: a.yaml: import must be a list of module names, e.g. \
@@ -605,7 +608,7 @@ import: [my_models], got 'm'.
             f"{path}: dir must be a directory's path, e.g. dir: runs/NAME (quoted where YAML "
             f"reads it as another type: dir: '5'), got {data['dir']!r}."
         )
-    modules = [] if data.get("import") is None else data["import"]
+    modules = [] if data.get("import") is None or not imports else data["import"]
     if not isinstance(modules, list) or not all(isinstance(m, str) for m in modules):
         raise BenchError(
             f"{path}: import must be a list of module names, e.g. import: [my_models], "

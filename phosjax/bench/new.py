@@ -254,7 +254,9 @@ def _config_layers(argv: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
             )
         if not isinstance(data, Mapping):
             raise BenchError(f"{path}: {_refused(data)}")
-        check_own_values(path, data, _FLAGS)  # the parser took any: 'resume: [1]' resumed
+        check_own_values(
+            path, data, _FLAGS, imports=True
+        )  # the parser took any: 'resume: [1]' resumed
         read.append((path, {k: v for k, v in data.items() if k not in _OWN}))
     grid_file = group_file(argv, "grid")
     if grid_file is not None and (grid := _grid_keys(grid_file)) is not None:

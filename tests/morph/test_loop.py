@@ -1724,6 +1724,20 @@ def test_an_overwrite_a_config_file_sets_to_no_bool_is_refused_naming_the_file(
     assert calls == []
 
 
+def test_an_import_in_a_config_file_is_refused_as_no_field_of_a_morph_run(
+    tmp_path, capsys, monkeypatch
+):
+    """'import: 5' said "import must be a list of module names, e.g. import: [my_models]",
+    a key morph does not take (a list was then refused as no field)."""
+    monkeypatch.setattr(cli, "run", lambda *args, **kwargs: pytest.fail("it ran"))
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({**TINY.to_dict(), "import": 5}))
+    assert main(["--config", str(config), "--dir", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err.startswith(
+        f"error: {config}: MorphConfig has no field 'import'. Its fields: model, dataset,"
+    )
+
+
 def test_a_run_of_another_config_is_refused_naming_what_differs_and_overwrite_keeps_it(
     tmp_path, capsys, monkeypatch
 ):
