@@ -317,9 +317,9 @@ def _refused(data: Any) -> str | None:
 def _config_keys(argv: Sequence[str]) -> set[str]:
     """The bench config ``argv`` gives: ``config`` for ``--config``, and each top-level
     key set on the command line (``--models ...``, ``--grid.steps=20``, ``--models+
-    gru``: ignored, it continued the bench in ``--dir`` as it was). Without any,
-    ``new`` continues the bench in ``--dir``, and a new ``--dir`` is an error (never the
-    built-in defaults); ``data_dir`` alone continues it reading from there.
+    gru``, which appends to it). Without any, ``new`` continues the bench in ``--dir``,
+    and a new ``--dir`` is an error (never the built-in defaults); ``data_dir`` alone
+    continues it reading from there.
 
     Examples:
       >>> sorted(_config_keys(["--dir", "b", "--grid.steps=20", "--data_dir", "d"]))
