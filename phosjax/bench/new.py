@@ -357,7 +357,8 @@ def _refuse_defaults_for_a_bench(directory: str, config: BenchConfig, argv: Sequ
     if not _layout.is_bench(root):
         return
     top = _config_keys(argv)  # the config's top-level keys that argv sets
-    given = [name for name in option_names(argv) if _set_key(name).split(".", 1)[0] in top]
+    names = dict.fromkeys(option_names(argv))  # each once: --models+ a --models+ b
+    given = [name for name in names if _set_key(name).split(".", 1)[0] in top]
     keys = [_set_key(name) for name in given]
 
     def is_set(line: str) -> bool:

@@ -316,15 +316,17 @@ def test_a_list_option_without_config_on_a_bench_is_not_named_among_the_keys_non
     assert "grid.steps: 12 -> 1000" in unset and "datasets" not in unset
 
 
+@pytest.mark.parametrize("models", [["gru"], ["gru", "--models+", "cnn1d"]])
 def test_an_appending_option_without_config_on_a_bench_is_no_continuation(
-    cli_bench, capsys, monkeypatch
+    models, cli_bench, capsys, monkeypatch
 ):
     """--dir BENCH --models+ gru was read as no config given: it continued the bench as
-    it was (here: read its results, exit 0), gru silently not added."""
+    it was (here: read its results, exit 0), gru silently not added; given twice, the
+    error named it twice ('the options (--models+, --models+)')."""
     root, _, _ = cli_bench
     monkeypatch.setattr(_plan, "check_datasets", lambda *args: {})  # the toy data set
     before = {p: p.stat().st_mtime_ns for p in root.rglob("*")}
-    assert new_main(["--dir", str(root), "--models+", "gru"]) == 2
+    assert new_main(["--dir", str(root), "--models+", *models]) == 2
     out, err = capsys.readouterr()
     assert out == ""
     assert err.startswith(
