@@ -11,14 +11,19 @@ from jsonargparse import ArgumentParser
 from phosjax._listing import counted
 from phosjax.bench._cli import Parser, entry_point, exit_process, finished_cells
 from phosjax.bench._directory import open_bench
+from phosjax.bench._errors import BrokenFileError
 from phosjax.bench._summary import dir_command, profile_text
 from phosjax.bench.view._bench import BenchFiles
 
 
 def timed_strategies(directory: str) -> bool:
     """Whether ``auto`` timed the strategies of a group of the bench in ``directory`` (its
-    status entry's ``timings``)."""
-    groups = BenchFiles(directory).status()["groups"].values()
+    status entry's ``timings``); False where its status cannot be read: the profile needs
+    none of it, and `finished_cells` names the file after it."""
+    try:
+        groups = BenchFiles(directory).status()["groups"].values()
+    except BrokenFileError:
+        return False
     return any(group.get("timings") for group in groups)
 
 

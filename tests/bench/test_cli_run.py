@@ -194,6 +194,19 @@ def test_profile_counts_autos_timing_of_the_strategies_in_the_rest_of_train(
     assert f"{rest}, and auto's timing of the strategies " in line, line
 
 
+def test_profile_of_a_bench_whose_status_is_cut_short_prints_the_profile_then_the_error(
+    cli_bench, tmp_path, capsys
+):
+    """Reading the status for auto's timings first, it printed the error alone."""
+    root = tmp_path / "bench"
+    shutil.copytree(cli_bench[0], root)
+    (root / _layout.STATUS).write_text('{"groups": ')
+    assert profile_main(["--dir", str(root)]) == 2
+    out, err = capsys.readouterr()
+    assert out.startswith(f"bench {root}: 1 run took ")
+    assert err.startswith("error: cannot read status.json: JSONDecodeError: ")
+
+
 def test_profile_of_a_bench_with_unfinished_cells_says_how_many_are_finished(
     cli_bench, tmp_path, capsys
 ):
