@@ -28,6 +28,12 @@ def _exit_status(main, argv):
         return exit_info.code
 
 
+def _joined(*args, **options):
+    """`jax.distributed.initialize` stopping the command with what it was given, which
+    `_exit_status` returns."""
+    raise SystemExit(("joined", args, options))
+
+
 @pytest.mark.parametrize("module", [*(f"phosjax.bench.{c}" for c in COMMANDS), "phosjax.morph"])
 def test_a_dir_beginning_with_a_dash_is_said_how_to_write(module, capsys):
     """``--dir -x`` got argparse's bare "expected one argument"."""
@@ -1128,11 +1134,7 @@ def test_a_config_file_gives_the_options_joining_processes_too(options, said, tm
 def test_a_config_files_null_join_timeout_waits_the_default(tmp_path, monkeypatch):
     """Since --join_timeout's default was 300, not null, it crashed: TypeError: '<=' not
     supported between instances of 'int' and 'NoneType'."""
-
-    def joined(*args, **options):
-        raise SystemExit(("joined", args, options))
-
-    monkeypatch.setattr("jax.distributed.initialize", joined)
+    monkeypatch.setattr("jax.distributed.initialize", _joined)
     config = tmp_path / "bench.yaml"
     config.write_text("models: [mlp]\njoin_timeout: null\n")
     address = f"127.0.0.1:{free_port()}"
@@ -1274,12 +1276,9 @@ def test_a_coordinator_host_name_known_only_once_its_host_starts_is_waited_for(
             raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
         return real_getaddrinfo("127.0.0.1", *rest, **options)
 
-    def joined(*args, **options):
-        raise SystemExit(("joined", args, options))
-
     real_getaddrinfo = socket.getaddrinfo
     monkeypatch.setattr(socket, "getaddrinfo", name_made_at_the_third_lookup)
-    monkeypatch.setattr("jax.distributed.initialize", joined)
+    monkeypatch.setattr("jax.distributed.initialize", _joined)
     with socket.socket() as coordinator:
         coordinator.bind(("127.0.0.1", 0))
         coordinator.listen()
@@ -1299,11 +1298,7 @@ def test_process_0_told_to_listen_elsewhere_joins_though_the_coordinators_port_i
 ):
     """JAX_COORDINATOR_BIND_ADDRESS (behind a proxy holding the port) was refused as the
     port held, which jax.distributed does not listen on then."""
-
-    def joined(*args, **options):
-        raise SystemExit(("joined", args, options))
-
-    monkeypatch.setattr("jax.distributed.initialize", joined)
+    monkeypatch.setattr("jax.distributed.initialize", _joined)
     monkeypatch.setenv("JAX_COORDINATOR_BIND_ADDRESS", f"[::]:{free_port()}")
     with socket.socket() as proxy:
         proxy.bind(("127.0.0.1", 0))
@@ -1318,10 +1313,7 @@ def test_process_0_told_to_listen_elsewhere_joins_though_the_coordinators_port_i
 
 
 def test_an_ipv6_coordinator_in_brackets_is_joined(tmp_path, monkeypatch):
-    def joined(*args, **options):
-        raise SystemExit(("joined", args, options))
-
-    monkeypatch.setattr("jax.distributed.initialize", joined)
+    monkeypatch.setattr("jax.distributed.initialize", _joined)
     address = f"[::1]:{free_port()}"
     joining = ["--coordinator", address, "--processes", "2", "--process_id", "0"]
     assert _exit_status(_main("new"), ["--dir", str(tmp_path / "b"), *joining]) == (
