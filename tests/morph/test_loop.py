@@ -1294,20 +1294,25 @@ def test_a_model_with_bfloat16_logits_is_trained_on_a_float32_loss(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "scale, overflow", [(1e20, np.isnan), (1e15, np.isposinf)], ids=["nan", "inf"]
+    "layer, overflow", [("blocks_0", np.isnan), ("head", np.isposinf)], ids=["nan", "inf"]
 )
 def test_the_test_accuracy_of_finite_variables_whose_logits_overflow_is_nan_not_argmaxs(
-    scale, overflow
+    layer, overflow
 ):
     """Params finite (the loop's divergence check passes them) but so large that every
-    example's logits hold NaN, or +inf and no NaN (1e15: 0.469 then, as with NaN): argmax
-    would count right the labels of the NaN's (the first +inf's) class."""
+    example's logits hold NaN, or +inf and no NaN: argmax would count right the labels of
+    the NaN's (the first +inf's) class. Scaled alone, terms of both signs overflowed to +inf
+    on one CPU and NaN on another; the kernel of ``layer`` is non-negative, so its inputs
+    (ReLU's) sum to +inf on any, which the head's weights of both signs make NaN."""
     data = random_dataset("toy", (8,), 3)
     model = ModelConfig("mlp", 3, (8,), width=8).build()
     variables = model.init(jax.random.key(0), data.x_test[:1])
-    huge = jax.tree.map(lambda a: a * scale, variables)
+    huge = jax.tree.map(lambda a: a * 1e15, variables)
+    dense = huge["params"][layer] if layer == "head" else huge["params"][layer]["Dense_0"]
+    dense["kernel"] = jnp.abs(dense["kernel"]) * 1e15
     logits = np.asarray(model.apply(huge, data.x_test))
     assert overflow(logits).any(-1).all() and np.mean(np.argmax(logits, -1) == data.y_test) > 0
+    assert np.isnan(logits).any() == (layer != "head")
     assert math.isnan(_loop._test_accuracy(model, huge, data))
     logits = np.asarray(model.apply(variables, data.x_test))
     plain = np.mean(np.argmax(logits, -1) == data.y_test)
