@@ -783,6 +783,9 @@ def plan(
 ) -> Plan:
     """Every cell of ``config``, grouped as the engine trains them, with stable ids.
 
+    Its models entries are checked on the shapes its data sets' metadata declares before
+    any is loaded: a refused entry does not wait for a built-in data set to be prepared.
+
     Args:
       config: the bench.
       datasets: data sets by name, instead of loading them (tests).
@@ -823,10 +826,12 @@ def plan(
     entries = config.model_entries()
     check_models(entries)
     if datasets is None:
+        names, data_dir = config.datasets, config.data_dir
+        features, splits = config.dataset_features, config.dataset_splits
+        declared = check_datasets(names, data_dir, features, splits)
+        check_model_sizes(config, declared)  # before a built-in data set is prepared
         with clock.apart("data") if clock else contextlib.nullcontext():
-            datasets = load_datasets(
-                config.datasets, config.data_dir, config.dataset_features, config.dataset_splits
-            )
+            datasets = load_datasets(names, data_dir, features, splits)
     datasets = given_datasets(config.datasets, datasets)
     axes = config.grid.axes()
     _check_batch_sizes(axes["batch_size"], datasets)

@@ -68,6 +68,7 @@ def cli_bench(tmp_path_factory) -> tuple[pathlib.Path, str, str]:
     root = tmp / "bench"
     out, err = io.StringIO(), io.StringIO()
     with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_plan, "check_datasets", lambda *args: {})  # the toy data set
         patch.setattr(
             _plan, "load_datasets", lambda names, data_dir, features, splits: {"toy": toy_data()}
         )
@@ -264,6 +265,7 @@ def test_results_that_cannot_be_listed_say_to_let_this_user_read_them(
     write their rows."""
     root = tmp_path / "bench"
     shutil.copytree(cli_bench[0], root)
+    monkeypatch.setattr(_plan, "check_datasets", lambda *args: {})  # the toy data set
     monkeypatch.setattr(
         _plan, "load_datasets", lambda names, data_dir, features, splits: {"toy": toy_data()}
     )
@@ -688,6 +690,7 @@ def test_a_knob_value_out_of_its_range_is_one_error_line_and_nothing_written(
     tmp_path, capsys, monkeypatch
 ):
     """A grid temperature of 0 planned and trained cells with NaN outputs."""
+    monkeypatch.setattr(_plan, "check_datasets", lambda *args: {})  # the toy data set
     monkeypatch.setattr(
         _plan, "load_datasets", lambda names, data_dir, features, splits: {"toy": toy_data()}
     )
@@ -1351,6 +1354,7 @@ def test_ctrl_c_mid_training_closes_the_bar_before_its_line(tmp_path, capsys, mo
         on_progress(4)
         raise KeyboardInterrupt
 
+    monkeypatch.setattr(_plan, "check_datasets", lambda *args: {})  # the toy data set
     monkeypatch.setattr(
         _plan, "load_datasets", lambda names, data_dir, features, splits: {"toy": toy_data()}
     )

@@ -177,6 +177,7 @@ def test_new_run_by_two_processes_joined_by_its_options_writes_the_rows_of_one_p
         "status.p0of2.json",
         "status.p1of2.json",
     ]  # each process trained a cell
+    monkeypatch.setattr(_plan, "check_datasets", lambda *args: {})  # the toy data set
     monkeypatch.setattr(_plan, "load_datasets", lambda *_: {"toy": toy_data()})
     assert new_main([*given, "--dir", str(tmp_path / "alone")]) == 0
     pd.testing.assert_frame_equal(frame(tmp_path / "shared"), frame(tmp_path / "alone"))

@@ -426,6 +426,20 @@ def test_every_name_is_checked_before_any_loads(toys_dir, monkeypatch, name, mat
         load_datasets(["toy_configs", name], toys_dir)
 
 
+def test_a_models_entry_refused_on_a_built_in_data_set_is_refused_before_it_is_prepared(
+    tmp_path,
+):
+    """A width mlp refuses on mnist1d waited for mnist1d to be prepared (6 s, its lines on
+    stderr first) before it was refused; mnist1d's metadata declares the shape it is
+    refused on, so nothing is prepared."""
+    data_dir = tmp_path / "data"
+    entry = {"name": "mlp", "width": ["a", "b"]}
+    config = tiny_config(models=[entry], datasets=["mnist1d"], data_dir=str(data_dir))
+    with pytest.raises(BenchError, match=r"^model 'mlp' on 'mnist1d': width must be an int >= 1"):
+        plan(config)
+    assert not data_dir.exists()
+
+
 @pytest.mark.parametrize(
     ("kind", "message"),
     [

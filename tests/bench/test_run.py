@@ -1555,6 +1555,7 @@ def test_add_models_of_no_new_cell_loads_the_data_sets_once(bench, toy, tmp_path
         group["finished"] = False  # as a kill leaves it
     (copy / _layout.STATUS).write_text(json.dumps(status))
     loads = []
+    monkeypatch.setattr(_plan, "check_datasets", lambda *args: {})  # the toy data set
     monkeypatch.setattr(_plan, "load_datasets", lambda names, *_: loads.append(names) or toy)
     add_models_to(copy, [{"name": "mlp", "width": 8, "depth": 1}], progress=False)
     assert loads == [["toy"]]

@@ -5,4 +5,5 @@ in another process cannot patch it: the bench's data sets are ``toy``
 from phosjax.bench import _plan
 from tests.bench.runner_tiny import toy_data
 
+_plan.check_datasets = lambda *args: {}  # type: ignore[assignment]
 _plan.load_datasets = lambda names, data_dir, features, splits: {"toy": toy_data()}  # type: ignore[assignment]
