@@ -172,7 +172,7 @@ def test_plain_flax_cnn_shrunk_equals_masked_with_its_optimizer_state():
     small = shrink(variables, alive, groups)
     masked_out = jax.jit(model.apply)(mask(variables, alive, groups), x)
     small_out = jax.jit(PlainCNN(widths=(4, 3)).apply)(small.variables, x)
-    np.testing.assert_allclose(small_out, masked_out, atol=1e-5)
+    np.testing.assert_allclose(small_out, masked_out, atol=1e-5, rtol=1e-5)
 
 
 class LiftedMLP(nn.Module):
@@ -294,7 +294,7 @@ def test_pooled_flipped_and_stacked_channels_shrunk_equals_masked():
     assert small.variables["params"]["head"]["kernel"].shape == (2 * 6 * 6 * 3, 4)
     masked_out = jax.jit(model.apply)(mask(variables, alive, groups), x)
     small_out = jax.jit(PooledCNN(widths=(4, 3)).apply)(small.variables, x)
-    np.testing.assert_allclose(small_out, masked_out, atol=1e-5)
+    np.testing.assert_allclose(small_out, masked_out, atol=1e-5, rtol=1e-5)
 
 
 CUT_KERNELS = {  # name: (what the model does to its (rows, 4) kernel to get (5, 4), rows)
@@ -1548,7 +1548,7 @@ def test_shrink_and_mask_take_variables_or_params_whatever_was_traced(traced, gi
     assert not np.allclose(masked_out, SEQ.apply(variables, x), atol=1e-3)
     small_model = nn.Sequential([nn.Dense(4), nn.relu, nn.Dense(3)])
     small_out = small_model.apply(as_variables(small.variables), x)
-    np.testing.assert_allclose(small_out, masked_out, atol=1e-5)
+    np.testing.assert_allclose(small_out, masked_out, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("traced", ["variables", "params"])
