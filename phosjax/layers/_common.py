@@ -733,6 +733,19 @@ def check_shape(y: Any, expected: tuple[int, ...], what: str) -> None:
         raise ValueError(f"{what} {expected}, but returned {returned(y)}.")
 
 
+def concrete_number(value: Any) -> Any:
+    """``value`` as a Python number when it is a concrete 0-d numpy or JAX array (an
+    element of ``jnp.linspace``, say), else as it is: a size or rate given so is the
+    number it holds, not an error saying it is no number.
+
+    Examples:
+      >>> concrete_number(jnp.float32(0.5)), concrete_number(np.array(2)), concrete_number("2")
+      (0.5, 2, '2')
+    """
+    held = isinstance(value, np.ndarray | jax.Array) and not isinstance(value, jax.core.Tracer)
+    return value.item() if held and value.ndim == 0 else value
+
+
 def checked_size(module: nn.Module, name: str, default: int | None = None) -> int:
     """``module``'s size attribute ``name`` (a width, a head count), or ``default`` when it
     is ``None``.
@@ -741,7 +754,7 @@ def checked_size(module: nn.Module, name: str, default: int | None = None) -> in
       ValueError: naming the attribute when it is no int >= 1 (a width of 0 read as
         ``width or default`` would silently be the default).
     """
-    size = getattr(module, name)
+    size = concrete_number(getattr(module, name))
     size = default if size is None else size
     if not isinstance(size, numbers.Integral) or isinstance(size, bool) or size < 1:
         owner = type(module).__name__
@@ -756,7 +769,7 @@ def checked_rate(module: nn.Module, name: str) -> float:
       ValueError: naming the attribute when it is no number in ``[0, 1)`` (Flax's
         `Dropout` takes a rate of 1 or more, or a negative one, without a word).
     """
-    rate = getattr(module, name)
+    rate = concrete_number(getattr(module, name))
     if not isinstance(rate, numbers.Real) or isinstance(rate, bool) or not 0 <= float(rate) < 1:
         owner = type(module).__name__
         raise ValueError(f"{owner} {name} must be a number in [0, 1), got {cut_repr(rate)}")

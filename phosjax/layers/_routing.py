@@ -14,6 +14,7 @@ from phosjax.layers._common import (
     at_least_float32,
     checked_size,
     compute_dtype,
+    concrete_number,
     input_width,
     real_tokens,
     token_mean,
@@ -90,11 +91,11 @@ class MixtureOfExperts(CheckedFields):
     @nn.compact
     def __call__(self, x: jax.Array, *, mask: Any = None) -> jax.Array:
         experts = checked_size(self, "num_experts")
-        top_k = self.top_k
+        top_k = concrete_number(self.top_k)
         if (
             not isinstance(top_k, numbers.Integral)
             or isinstance(top_k, bool)
-            or not 1 <= top_k <= experts
+            or not 1 <= int(top_k) <= experts
         ):
             raise ValueError(
                 f"MixtureOfExperts top_k must be an int in [1, num_experts={experts}], "
@@ -118,7 +119,7 @@ class MixtureOfExperts(CheckedFields):
         chosen = jax.nn.one_hot(chosen_index, experts, dtype=probs.dtype).sum(-2)
         gates = probs * chosen
 
-        load = tag(self, "expert_load", token_mean(chosen, real) / self.top_k)
+        load = tag(self, "expert_load", token_mean(chosen, real) / top_k)
         mean_prob = token_mean(probs, real)
         balance = tag(self, "balance", experts * jnp.sum(load * mean_prob))
         weight = knob(

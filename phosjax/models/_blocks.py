@@ -79,15 +79,14 @@ class Layer(CheckedFields):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         features = checked_size(self, "features")
-        checked_size(self, "kernel_size")
-        checked_size(self, "stride")
+        kernel_size, stride = checked_size(self, "kernel_size"), checked_size(self, "stride")
         input_width(self, x)
         dtypes = {"dtype": self.dtype, "param_dtype": self.param_dtype}
         if x.ndim == 2:
             h = nn.Dense(features, **dtypes)(x)
         else:
-            stride = _window(2 if self.downsample else self.stride, x)
-            h = nn.Conv(features, _window(self.kernel_size, x), stride, **dtypes)(x)
+            strides = _window(2 if self.downsample else stride, x)
+            h = nn.Conv(features, _window(kernel_size, x), strides, **dtypes)(x)
         return nn.relu(tag(self, "pre_act", h))
 
 

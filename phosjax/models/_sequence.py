@@ -73,14 +73,14 @@ class Patches(CheckedFields):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         checked_size(self, "features")
-        checked_size(self, "patch_size")
+        patch_size = checked_size(self, "patch_size")
         input_width(self, x, "batch, length, channels")
-        if x.shape[1] < self.patch_size:
+        if x.shape[1] < patch_size:
             raise ValueError(
                 f"Patches: a sequence of length {x.shape[1]} is shorter than patch_size "
-                f"{self.patch_size}."
+                f"{patch_size}."
             )
-        size = (self.patch_size,)
+        size = (patch_size,)
         embed = nn.Conv(
             self.features,
             size,

@@ -1141,6 +1141,27 @@ def test_bad_configuration_raises_a_clear_error(layer, shape, match):
         jax.eval_shape(layer.init, jax.random.key(0), jnp.ones(shape))
 
 
+@pytest.mark.parametrize(
+    ("given", "plain", "shape", "train"),
+    [
+        (L.DropPath(jnp.float32(0.5)), L.DropPath(0.5), (4, 3), (True,)),
+        (
+            L.TransformerBlock(jnp.int32(2), dropout_rate=jnp.float32(0.5)),
+            L.TransformerBlock(2, dropout_rate=0.5),
+            (2, 3, 4),
+            (True,),
+        ),
+        (L.MixtureOfExperts(2, top_k=jnp.int32(2)), L.MixtureOfExperts(2, 2), (2, 4), ()),
+    ],
+)
+def test_a_size_or_rate_given_as_a_0d_array_is_the_number_it_holds(key, given, plain, shape, train):
+    """An element of ``jnp.linspace`` was 'rate must be a number in [0, 1), got Array(0.5)'."""
+    x, rngs = jax.random.normal(key, shape), {"params": key, "dropout": key}
+    variables = plain.init(rngs, x)
+    expected = plain.apply(variables, x, *train, rngs=rngs)
+    np.testing.assert_array_equal(given.apply(variables, x, *train, rngs=rngs), expected)
+
+
 KNOBS = [  # (layer, its input's shape, its knob's path, the range it takes)
     (L.Choice([nn.Dense(3), nn.Dense(3)]), (2, 3), "T", "> 0"),
     (L.LipschitzDense(3), (2, 3), "bound", "> 0"),

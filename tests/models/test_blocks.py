@@ -128,6 +128,19 @@ def test_a_block_size_below_one_is_an_error_naming_it(block, shape, message):
         jax.eval_shape(block.init, jax.random.key(0), jnp.ones(shape))
 
 
+@pytest.mark.parametrize(
+    ("given", "plain"),
+    [
+        (Layer(jnp.int32(3), kernel_size=jnp.int32(3), stride=jnp.int32(2)), Layer(3, 3, 2)),
+        (Patches(jnp.int32(3), patch_size=jnp.int32(2)), Patches(3, patch_size=2)),
+    ],
+)
+def test_a_block_size_given_as_a_0d_array_is_the_number_it_holds(rbg_key, given, plain):
+    x = jax.random.normal(rbg_key, (2, 8, 2))
+    variables = plain.init(rbg_key, x)
+    np.testing.assert_array_equal(given.apply(variables, x), plain.apply(variables, x))
+
+
 @pytest.mark.parametrize("shape", [(2, 40), (2, 8, 32, 1)])  # no channel axis; an image
 @pytest.mark.parametrize("block", [GRUBlock(3), Patches(8, patch_size=4)])
 def test_a_sequence_block_given_another_layout_says_so(block, shape):
