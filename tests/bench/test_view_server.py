@@ -2428,6 +2428,25 @@ def test_a_part_with_a_row_lacking_a_key_is_named(tmp_path, key):
             assert (status, json.loads(body)["error"][: len(want)]) == (500, want), path
 
 
+def test_rows_lacking_a_key_in_two_parts_are_counted_in_the_part_named(tmp_path):
+    """A null ``cell_id`` in one row of a part and two of another said '3 of its rows'
+    of the part it named, counting the rows of both."""
+    written = write_bench(tmp_path / "example", blurb_json())
+    counts = {"g-choice": 1, "g-mlp": 2}
+    for group, count in counts.items():
+        part = written.root / _layout.RESULTS / f"part-{group}-000000000.parquet"
+        rows = pq.read_table(part)
+        column = [None] * count + rows["cell_id"].to_pylist()[count:]
+        index = rows.schema.get_field_index("cell_id")
+        pq.write_table(rows.set_column(index, "cell_id", pa.array(column, pa.string())), part)
+    said = [f"results/part-{g}-000000000.parquet: {n} of its rows " for g, n in counts.items()]
+    with serving(written.root) as server:
+        for path in ("/api/cells", "/api/results?columns=loss"):
+            status, _, body = get(server, path)
+            error = json.loads(body)["error"]
+            assert status == 500 and any(error.startswith(f"cannot read {s}") for s in said)
+
+
 def test_a_part_rewritten_with_pandas_is_read_with_the_others(tmp_path):
     """phosjax writes text columns as ``string``, pandas 3 as ``large_string``: a part
     rewritten with pandas (rows dropped by hand) failed every request with "column

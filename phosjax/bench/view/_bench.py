@@ -948,20 +948,21 @@ def _keyed(table: pa.Table, paths: Sequence[pathlib.Path]) -> pa.Table:
     group the rows by them: a null failed them with ``ArrowInvalid: ... zero_copy_only``).
 
     Examples:
-      >>> rows = pa.table({"cell_id": ["a", None], "step": [1, 2], "split": ["test"] * 2})
-      >>> rows = rows.append_column(_PART, pa.array([0, 0]))
-      >>> _keyed(rows, [pathlib.Path("part-g-000000000.parquet")])
+      >>> rows = pa.table({"cell_id": [None, None], "step": [1, 2], "split": ["test"] * 2})
+      >>> rows = rows.append_column(_PART, pa.array([0, 1]))  # a row of each part
+      >>> _keyed(rows, [pathlib.Path(f"part-{g}-000000000.parquet") for g in "gh"])
       Traceback (most recent call last):
       phosjax.bench._errors.BrokenFileError: cannot read results/part-g-000000000.parquet: 1
       of its rows have no cell_id (every part of the results gives each row its cell_id,
       step and split); phosjax writes it whole, ...
     """
     for key in _KEYS:
-        missing = pc.is_null(table[key])
-        if pc.any(missing).as_py():
-            relative = f"{_layout.RESULTS}/{paths[table[_PART].filter(missing)[0].as_py()].name}"
+        if table[key].null_count:
+            parts = table[_PART].filter(pc.is_null(table[key]))  # of each row lacking it
+            relative = f"{_layout.RESULTS}/{paths[parts[0].as_py()].name}"
+            count = pc.sum(pc.equal(parts, parts[0])).as_py()
             raise BrokenFileError(
-                f"cannot read {relative}: {pc.sum(missing).as_py()} of its rows have no {key} "
+                f"cannot read {relative}: {count} of its rows have no {key} "
                 f"(every part of the results gives each row its cell_id, step and split); "
                 f"{hint(relative)}"
             )
