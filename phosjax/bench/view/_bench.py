@@ -959,13 +959,8 @@ def _keyed(table: pa.Table, paths: Sequence[pathlib.Path]) -> pa.Table:
     for key in _KEYS:
         if table[key].null_count:
             parts = table[_PART].filter(pc.is_null(table[key]))  # of each row lacking it
-            relative = f"{_layout.RESULTS}/{paths[parts[0].as_py()].name}"
             count = pc.sum(pc.equal(parts, parts[0])).as_py()
-            raise BrokenFileError(
-                f"cannot read {relative}: {count} of its rows have no {key} "
-                f"(every part of the results gives each row its cell_id, step and split); "
-                f"{hint(relative)}"
-            )
+            raise _keyless(paths[parts[0].as_py()], f"{count} of its rows", [key])
     return table.drop_columns([_PART])
 
 
@@ -1037,11 +1032,17 @@ def _check_keys(schema: pa.Schema, part: pathlib.Path) -> None:
     """
     lacking = [k for k in _KEYS if k not in schema.names or pat.is_null(schema.field(k).type)]
     if lacking:
-        relative = f"{_layout.RESULTS}/{part.name}"
-        raise BrokenFileError(
-            f"cannot read {relative}: its rows have no {', '.join(lacking)} (every part of "
-            f"the results gives each row its cell_id, step and split); {hint(relative)}"
-        )
+        raise _keyless(part, "its rows", lacking)
+
+
+def _keyless(part: pathlib.Path, rows: str, keys: list[str]) -> BrokenFileError:
+    """The error of the part file ``part`` whose ``rows`` (``"its rows"``, or how many)
+    have no value of ``keys`` (of `_KEYS`), naming it and what to do."""
+    relative = f"{_layout.RESULTS}/{part.name}"
+    return BrokenFileError(
+        f"cannot read {relative}: {rows} have no {', '.join(keys)} (every part of the "
+        f"results gives each row its cell_id, step and split); {hint(relative)}"
+    )
 
 
 def _unified(
