@@ -5,7 +5,13 @@ import sys
 
 from phosjax.bench._usage import ArgParser, usage_error
 from phosjax.bench.view._bench import NotABenchError
-from phosjax.bench.view._server import CannotServeError, PortInUseError, empty_host, serve
+from phosjax.bench.view._server import (
+    ADDRESSES,
+    CannotServeError,
+    PortInUseError,
+    empty_host,
+    serve,
+)
 
 
 def _port(text: str) -> int:
@@ -38,8 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     if empty_host(args.host):
         usage_error(
             parser,
-            f"--host {args.host!r} is empty; give the address to bind, e.g. --host 127.0.0.1 "
-            "(this machine only) or --host 0.0.0.0 (everyone who can reach it)",
+            f"--host {args.host!r} is empty; give the address to bind, e.g. {ADDRESSES}",
         )
     try:
         serve(args.dir, args.port, args.host)

@@ -58,6 +58,8 @@ _QUERY_PARAMETERS = {"/api/results": ("columns", "cells", "max_points")}
 _READS = 4
 """How many times a request reads the bench while files it found vanish before it reads
 them (`_Handler._json`)."""
+ADDRESSES = "--host 127.0.0.1 (this machine only) or --host 0.0.0.0 (everyone who can reach it)"
+"""The addresses to give where the one given cannot be bound (or is none)."""
 _MAX_DIGITS = 18
 """The most digits an integer query parameter may have (more is no count of anything)."""
 
@@ -167,10 +169,7 @@ def _bind_hint(error: OSError, port: int) -> str:
       ''
     """
     if isinstance(error, socket.gaierror) or error.errno == errno.EADDRNOTAVAIL:
-        return (
-            "; give an address of this machine: --host 127.0.0.1 (this machine only) or "
-            "--host 0.0.0.0 (everyone who can reach it)"
-        )
+        return f"; give an address of this machine: {ADDRESSES}"
     if error.errno == errno.EACCES and 0 < port < 1024:
         return "; a port below 1024 needs root: try --port 1337, or --port 0 (any free one)"
     return ""
@@ -196,8 +195,7 @@ def _colon_misplaced(host: str) -> str | None:
         instead = (
             f"give the port apart: --host {_unbracketed(name)} --port {port}"
             if name and port.isdigit()
-            else "give the address alone: --host 127.0.0.1 (this machine only) or --host "
-            "0.0.0.0 (everyone who can reach it)"
+            else f"give the address alone: {ADDRESSES}"
         )
         return f"no address but an IPv6 one holds ':'; {instead}"
     return None
