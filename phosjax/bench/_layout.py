@@ -329,6 +329,18 @@ def format_not_read(where: str, found: Any, then: str = "") -> str | None:
     return f"{where} holds a bench of format {found!r}; {reads}. {advice}"
 
 
+def group_status(group: Any) -> bool:
+    """Whether ``group`` is a group's entry of a status file: an object whose ``cells``
+    (absent: none) is a list of cell ids (the run and the viewer key cells by them).
+
+    Examples:
+      >>> group_status({"cells": ["a"]}), group_status({}), group_status({"cells": [[]]})
+      (True, True, False)
+    """
+    cells = group.get("cells", []) if isinstance(group, dict) else None
+    return isinstance(cells, list) and all(isinstance(cell, str) for cell in cells)
+
+
 PROCESS_SUFFIX = r"\.p(\d+)of(\d+)"
 """What `process_suffix` adds for process ``i`` of ``n``, as a regular expression (its
 groups: ``i``, ``n``)."""

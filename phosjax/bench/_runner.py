@@ -323,7 +323,7 @@ def _status(root: pathlib.Path, process: tuple[int, int]) -> dict[str, Any]:
 
     Raises:
       BenchError: it cannot be read, or holds no ``{"groups": {group_id: {"cells":
-        [...], ...}}}`` (its ``cells`` a list, where there).
+        [...], ...}}}`` (its ``cells`` a list of cell ids, where there).
     """
     path = _per_process(root / _layout.STATUS, process)
     if not path.is_file():
@@ -331,7 +331,7 @@ def _status(root: pathlib.Path, process: tuple[int, int]) -> dict[str, Any]:
     status = read_bench_json(path, STATUS_HINT)
     groups = status.get("groups")
     entries = groups.values() if isinstance(groups, dict) else [None]
-    if not all(isinstance(g, dict) and isinstance(g.get("cells", []), list) for g in entries):
+    if not all(map(_layout.group_status, entries)):
         raise BenchError(
             f'{str(path)!r} does not hold the {{"groups": {{group_id: {{"cells": [...], '
             f"...}}}}}} object phosjax writes there; {STATUS_HINT}"

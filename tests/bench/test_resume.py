@@ -756,10 +756,12 @@ def test_a_status_of_another_shape_is_named_not_a_key_error(tmp_path, toy, text)
         run(config, tmp_path, datasets=toy, progress=False)
 
 
-def test_a_status_entry_whose_cells_are_no_list_is_named_not_a_type_error(tmp_path):
+@pytest.mark.parametrize("cells", ["5", '[["a"]]'])
+def test_a_status_entry_whose_cells_are_no_list_is_named_not_a_type_error(tmp_path, cells):
     """'cells': 5 (edited by hand): a finished bench run again raised a bare TypeError,
-    "'int' object is not iterable", naming no file."""
-    (tmp_path / _layout.STATUS).write_text('{"groups": {"mlp-1": {"cells": 5}}}')
+    "'int' object is not iterable", naming no file; 'cells': [["a"]], a list of no cell
+    ids, "unhashable type: 'list'"."""
+    (tmp_path / _layout.STATUS).write_text(f'{{"groups": {{"mlp-1": {{"cells": {cells}}}}}}}')
     message = rf"'{tmp_path / _layout.STATUS}' does not hold the .*\"cells\": \[.*or delete it"
     with pytest.raises(BenchError, match=message):
         _runner._status(tmp_path, (0, 1))

@@ -233,18 +233,6 @@ def digest(value: Any) -> str:
     return hashlib.sha256(repr(value).encode()).hexdigest()[:16]
 
 
-def _a_group_status(group: Any) -> bool:
-    """Whether ``group`` is a group's entry of a status file: an object whose ``cells``
-    (absent: none) is a list of cell ids (`BenchFiles.progress` keys its cells by them).
-
-    Examples:
-      >>> _a_group_status({"cells": ["a"]}), _a_group_status({}), _a_group_status({"cells": [[]]})
-      (True, True, False)
-    """
-    cells = group.get("cells", []) if isinstance(group, dict) else None
-    return isinstance(cells, list) and all(isinstance(cell, str) for cell in cells)
-
-
 class BenchFiles:
     """Read access to one bench directory; every path is checked to stay inside it.
 
@@ -408,7 +396,7 @@ class BenchFiles:
         for relative in self.per_process(_layout.STATUS):
             data = self.json(relative)
             found = data.get("groups", {}) if isinstance(data, dict) else None
-            if not isinstance(found, dict) or not all(map(_a_group_status, found.values())):
+            if not isinstance(found, dict) or not all(map(_layout.group_status, found.values())):
                 raise BrokenFileError(
                     f"cannot read {relative}: it does not hold a status "
                     '({"groups": {group_id: {"steps": ..., "cells": [cell_id, ...]}}}); '
