@@ -1376,6 +1376,7 @@ def test_a_host_that_cannot_be_bound_is_refused(written, capsys):
         ("127.0.0.1:8080", "--host 127.0.0.1 --port 8080"),
         ("[::1]:8080", "--host ::1 --port 8080"),
         ("http://localhost", "--host 127.0.0.1 (this machine only)"),
+        ("http://localhost:8080", "--host localhost --port 8080"),
     ],
 )
 def test_a_host_holding_a_port_is_refused_saying_to_give_it_apart(written, capsys, host, instead):

@@ -183,6 +183,8 @@ def _colon_misplaced(host: str) -> str | None:
     Examples:
       >>> print(_colon_misplaced("127.0.0.1:8080"))
       no address but an IPv6 one holds ':'; give the port apart: --host 127.0.0.1 --port 8080
+      >>> print(_colon_misplaced("http://localhost:8080"))
+      no address but an IPv6 one holds ':'; give the port apart: --host localhost --port 8080
       >>> _colon_misplaced("::1") is None, _colon_misplaced("localhost") is None
       (True, True)
     """
@@ -191,7 +193,7 @@ def _colon_misplaced(host: str) -> str | None:
     try:
         ipaddress.ip_address(host)
     except ValueError:
-        name, _, port = host.rpartition(":")
+        name, _, port = host.split("://")[-1].rpartition(":")  # without a URL's scheme
         instead = (
             f"give the port apart: --host {_unbracketed(name)} --port {port}"
             if name and port.isdigit()
