@@ -1,7 +1,8 @@
 """`numbers_as_array`: a nested list of scalars as the one array a model reads
 (`numbers_read_together`: the groups of numbers read as one array each, with its dtype);
 `in_type_of`: an array in the dtype and weak type of a value it stands in for
-(`zeros_in_type_of`: zeros so typed)."""
+(`zeros_in_type_of`: zeros so typed); `concrete_number`: the Python number a numpy scalar or a
+concrete 0-d array holds."""
 
 import contextlib
 from typing import Any
@@ -12,6 +13,23 @@ import numpy as np
 
 _SCALARS = (jax.Array, np.ndarray, np.number, np.bool_, bool, int, float, complex)
 """What `jax.jit` traces as a 0-d array, in a list of an input's scalars."""
+
+
+def concrete_number(value: Any) -> Any:
+    """``value`` as the Python number it holds when it is a numpy scalar or a concrete 0-d
+    numpy or JAX array (an element of ``jnp.linspace``, say), else as it is (a traced
+    value too): a size, rate or seed given so is that number.
+
+    Examples:
+      >>> concrete_number(jnp.float32(0.5)), concrete_number(np.int64(2)), concrete_number("2")
+      (0.5, 2, '2')
+      >>> concrete_number(np.array([2])), jax.jit(lambda v: jnp.ndim(concrete_number(v)))(1.0)
+      (array([2]), Array(0, dtype=int32, weak_type=True))
+    """
+    if isinstance(value, np.generic):
+        return value.item()
+    held = isinstance(value, np.ndarray | jax.Array) and not isinstance(value, jax.core.Tracer)
+    return value.item() if held and value.ndim == 0 else value
 
 
 def numbers_as_array(value: Any) -> Any:

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from phosjax._callables import cut_repr
+from phosjax.core._numbers import concrete_number
 
 
 def static_int_at_least(name: str, value: Any, least: int = 1) -> int:
@@ -74,12 +75,7 @@ def _number(value: Any) -> Any:
       >>> _number(np.int64(3)), _number(jnp.int32(3)), _number(np.float32(1.5)), _number("a")
       (3, 3, 1.5, 'a')
     """
-    if isinstance(value, np.generic) or (
-        isinstance(value, np.ndarray | jax.Array)
-        and not isinstance(value, jax.core.Tracer)
-        and np.ndim(value) == 0
-    ):
-        value = np.asarray(value).item()
+    value = concrete_number(value)
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         return int(value)
     return value

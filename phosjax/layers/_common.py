@@ -18,6 +18,7 @@ import numpy as np
 from phosjax._callables import a_type, callable_name, cut_repr
 from phosjax._nearest import one_edit_apart
 from phosjax.core._module_check import refuse_module_class
+from phosjax.core._numbers import concrete_number
 
 TRAIN_FLAGS = ("train", "training", "is_training", "deterministic", "use_running_average")
 """The call parameters that take the train flag: ``train``, ``training`` and
@@ -731,19 +732,6 @@ def check_shape(y: Any, expected: tuple[int, ...], what: str) -> None:
     """
     if getattr(y, "shape", None) != expected:
         raise ValueError(f"{what} {expected}, but returned {returned(y)}.")
-
-
-def concrete_number(value: Any) -> Any:
-    """``value`` as a Python number when it is a concrete 0-d numpy or JAX array (an
-    element of ``jnp.linspace``, say), else as it is: a size or rate given so is the
-    number it holds, not an error saying it is no number.
-
-    Examples:
-      >>> concrete_number(jnp.float32(0.5)), concrete_number(np.array(2)), concrete_number("2")
-      (0.5, 2, '2')
-    """
-    held = isinstance(value, np.ndarray | jax.Array) and not isinstance(value, jax.core.Tracer)
-    return value.item() if held and value.ndim == 0 else value
 
 
 def checked_size(module: nn.Module, name: str, default: int | None = None) -> int:

@@ -9,12 +9,12 @@ import jax.numpy as jnp
 
 from phosjax._callables import cut_repr
 from phosjax.core import Range, aux_loss, knob, tag
+from phosjax.core._numbers import concrete_number
 from phosjax.layers._common import (
     CheckedFields,
     at_least_float32,
     checked_size,
     compute_dtype,
-    concrete_number,
     input_width,
     real_tokens,
     token_mean,

@@ -12,6 +12,7 @@ import numpy as np
 
 from phosjax._callables import a_type, cut_repr
 from phosjax._nearest import fields_checked, no_field
+from phosjax.core._numbers import concrete_number
 from phosjax.data._checks import shape_sizes
 
 Width = int | tuple[int, ...]
@@ -60,8 +61,7 @@ def _plain(value: Any) -> Any:
       >>> _plain(np.int64(3)), _plain(jnp.int32(3)), _plain(jnp.float32(3))
       (3, 3, 3.0)
     """
-    if _held(value) and value.ndim == 0:
-        value = value.item()
+    value = concrete_number(value)
     return int(value) if is_int(value) else value
 
 

@@ -40,6 +40,7 @@ from phosjax.bench._store import move_aside, remove_stale_temporaries, write_byt
 from phosjax.bench._summary import command_line
 from phosjax.bench._usage import as_argument
 from phosjax.core import AUX_LOSS, aux_total
+from phosjax.core._numbers import concrete_number
 from phosjax.data import ArrayDataset, batch_indices, check_batch_size, load
 from phosjax.data._checks import static_int_at_least
 from phosjax.data._load import (
@@ -496,19 +497,6 @@ def check_morphable(config: MorphConfig, model: ModelConfig, *, priced: bool = T
         ) from error
 
 
-def _python_scalar(value: Any) -> Any:
-    """``value`` as Python's number where it is numpy's or jax's scalar (``np.int64(3)``,
-    ``jnp.array(0.1)``), as `jax.random.key` and optax take them; else as it is.
-
-    Examples:
-      >>> _python_scalar(np.int64(3)), _python_scalar(jnp.array(2)), _python_scalar([1])
-      (3, 2, [1])
-    """
-    if isinstance(value, np.generic | np.ndarray | jax.Array) and np.ndim(value) == 0:
-        return value.item()
-    return value
-
-
 def train(
     config: ModelConfig,
     data: ArrayDataset,
@@ -554,10 +542,10 @@ def train(
     for name, value in (("steps", steps), ("learning_rate", learning_rate), ("strength", strength)):
         if name == "learning_rate" and callable(value):  # an optax schedule, as adam takes
             continue
-        problem = _number_error(name, _python_scalar(value), owner="train: ")
+        problem = _number_error(name, concrete_number(value), owner="train: ")
         if problem:  # a negative steps trained nothing, a NaN rate trained NaNs, silently
             raise ValueError(problem)
-    whole = _python_scalar(seed)  # np.int64(0), jnp.array(0): seeds as jax.random.key takes
+    whole = concrete_number(seed)  # np.int64(0), jnp.array(0): seeds as jax.random.key takes
     if not isinstance(whole, int) or isinstance(whole, bool):
         raise TypeError(f"train: seed={seed!r}: expected an integer")
     problem = _mismatch(config, data, batch_size, owner="train: ")
