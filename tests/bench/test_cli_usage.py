@@ -34,6 +34,17 @@ def _joined(*args, **options):
     raise SystemExit(("joined", args, options))
 
 
+def _joins_as_process_0(address, argv):
+    """``new`` run with ``argv`` and the options joining process 0 of 2 at ``address`` calls
+    `jax.distributed.initialize` with them, waiting the default 300 s (`_joined`)."""
+    joining = ["--coordinator", address, "--processes", "2", "--process_id", "0"]
+    assert _exit_status(_main("new"), [*argv, *joining]) == (
+        "joined",
+        (address, 2, 0),
+        {"initialization_timeout": 300},
+    )
+
+
 @pytest.mark.parametrize("module", [*(f"phosjax.bench.{c}" for c in COMMANDS), "phosjax.morph"])
 def test_a_dir_beginning_with_a_dash_is_said_how_to_write(module, capsys):
     """``--dir -x`` got argparse's bare "expected one argument"."""
@@ -1138,13 +1149,7 @@ def test_a_config_files_null_join_timeout_waits_the_default(tmp_path, monkeypatc
     config = tmp_path / "bench.yaml"
     config.write_text("models: [mlp]\njoin_timeout: null\n")
     address = f"127.0.0.1:{free_port()}"
-    joining = ["--coordinator", address, "--processes", "2", "--process_id", "0"]
-    argv = ["--config", str(config), "--dir", str(tmp_path / "b"), *joining]
-    assert _exit_status(_main("new"), argv) == (
-        "joined",
-        (address, 2, 0),
-        {"initialization_timeout": 300},
-    )
+    _joins_as_process_0(address, ["--config", str(config), "--dir", str(tmp_path / "b")])
 
 
 def test_a_bad_joining_value_of_a_config_file_is_named_as_the_files(tmp_path, capsys):
@@ -1304,23 +1309,13 @@ def test_process_0_told_to_listen_elsewhere_joins_though_the_coordinators_port_i
         proxy.bind(("127.0.0.1", 0))
         proxy.listen()
         address = f"node0:{proxy.getsockname()[1]}"
-        joining = ["--coordinator", address, "--processes", "2", "--process_id", "0"]
-        assert _exit_status(_main("new"), ["--dir", str(tmp_path / "b"), *joining]) == (
-            "joined",
-            (address, 2, 0),
-            {"initialization_timeout": 300},
-        )
+        _joins_as_process_0(address, ["--dir", str(tmp_path / "b")])
 
 
 def test_an_ipv6_coordinator_in_brackets_is_joined(tmp_path, monkeypatch):
     monkeypatch.setattr("jax.distributed.initialize", _joined)
     address = f"[::1]:{free_port()}"
-    joining = ["--coordinator", address, "--processes", "2", "--process_id", "0"]
-    assert _exit_status(_main("new"), ["--dir", str(tmp_path / "b"), *joining]) == (
-        "joined",
-        (address, 2, 0),
-        {"initialization_timeout": 300},
-    )
+    _joins_as_process_0(address, ["--dir", str(tmp_path / "b")])
 
 
 def test_a_coordinator_host_never_known_is_named_once_the_wait_is_up(tmp_path, monkeypatch, capsys):
