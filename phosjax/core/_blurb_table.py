@@ -52,6 +52,13 @@ def _output(spec: "ArraySpec") -> str:
 
 
 def _number(value: Json) -> str:
+    """``value`` short: numbers to 3 significant digits, an array of more than 3 by its
+    size and mean (of bools: the fraction true), bools as ``True``/``False``.
+
+    Examples:
+      >>> _number(2.0), _number([True, False]), _number([0.5, 1.25, 2, 3])
+      ('2', '[True,False]', '[4: mean 1.69]')
+    """
     if isinstance(value, bool | str) or value is None:
         return str(value)
     if isinstance(value, int | float):
@@ -63,7 +70,7 @@ def _number(value: Json) -> str:
     if array.dtype.kind not in "biuf":
         return str(value)
     if array.size <= 3:
-        return "[" + ",".join(f"{v:.3g}" for v in array.ravel().tolist()) + "]"
+        return "[" + ",".join(map(_number, array.ravel().tolist())) + "]"
     return f"[{array.size}: mean {array.mean():.3g}]"
 
 

@@ -143,6 +143,13 @@ def test_table_reads_a_value_rounding_up_to_the_next_unit_in_it(two_level):
     assert Blurb(root, "cpu").table().splitlines()[1].split()[4:6] == ["1K", "0.2µs"]
 
 
+def test_table_shows_a_bool_array_as_true_and_false(two_level):
+    """A 2-member ensemble's bool knob and a bool note read '[1,1]' and '[1,0]'."""
+    knob = _blurb.KnobValue([True, True], True, "")
+    root = dataclasses.replace(two_level.root, knobs={"on": knob}, notes={"mask": [True, False]})
+    assert "on=[True,True] mask=[True,False]" in Blurb(root, "cpu").table()
+
+
 class Projections(nn.Module):
     """Sibling modules whose paths differ only past the table's module column."""
 
