@@ -52,16 +52,16 @@ def _output(spec: "ArraySpec") -> str:
 
 
 def _number(value: Json) -> str:
-    """``value`` short: numbers to 3 significant digits, an array of more than 3 by its
-    size and mean (of bools: the fraction true), bools as ``True``/``False``.
+    """``value`` short: ints whole, floats to 3 significant digits, an array of more than
+    3 by its size and mean (of bools: the fraction true), bools as ``True``/``False``.
 
     Examples:
-      >>> _number(2.0), _number([True, False]), _number([0.5, 1.25, 2, 3])
-      ('2', '[True,False]', '[4: mean 1.69]')
+      >>> _number(2.0), _number(1234), _number([True, False]), _number([0.5, 1.25, 2, 3])
+      ('2', '1234', '[True,False]', '[4: mean 1.69]')
     """
-    if isinstance(value, bool | str) or value is None:
+    if isinstance(value, bool | int | str) or value is None:
         return str(value)
-    if isinstance(value, int | float):
+    if isinstance(value, float):
         return f"{value:.3g}"
     try:
         array = np.asarray(value)

@@ -150,6 +150,13 @@ def test_table_shows_a_bool_array_as_true_and_false(two_level):
     assert "on=[True,True] mask=[True,False]" in Blurb(root, "cpu").table()
 
 
+def test_table_shows_an_int_knob_whole(two_level):
+    """An int knob of 1234 read 'steps=1.23e+03', the value 1230 in float notation."""
+    knob = _blurb.KnobValue([1234, 5], 1234, "")
+    root = dataclasses.replace(two_level.root, knobs={"steps": knob})
+    assert "steps=[1234,5]" in Blurb(root, "cpu").table()
+
+
 class Projections(nn.Module):
     """Sibling modules whose paths differ only past the table's module column."""
 
