@@ -456,6 +456,16 @@ def test_set_knobs_checks_a_value_against_the_declared_range():
     assert float(px.set_knobs(variables, {"p": 0.0}, declared=declared)["knobs"]["p"]) == 0.0
 
 
+def test_set_knobs_checks_a_value_as_the_knob_s_dtype_holds_it():
+    """0.9999999999 is < 1 and was set, but float32 holds it as 1.0: out of range, the model
+    raised when it ran, or read NaN under jit (a bench cell diverged)."""
+    variables = px.core.with_knobs(Bounded(), {}, X)
+    message = r"^0\.9999999999 held as float32: knob 'p' must be a finite number >= 0 and < 1, "
+    message += r"got 1\.0\.$"
+    with pytest.raises(ValueError, match=message):
+        px.set_knobs(variables, {"p": 0.9999999999}, declared=px.knobs(Bounded(), X))
+
+
 @pytest.mark.parametrize("value", ["hot", None])
 def test_a_value_that_is_no_number_for_a_knob_with_a_range_names_the_knob(value):
     # the range's check came first and raised numpy's bare "could not convert ... to float"
