@@ -485,9 +485,9 @@ def _set_knobs(
     return {**variables, KNOBS: unflatten(flat)}
 
 
-def _check_as_held(declaration: Knob, value: Any, dtype: Any) -> None:
+def _check_as_held(declaration: Knob, value: Any, dtype: Any = None) -> None:
     """Checks a concrete ``value`` against its knob's range, and as the knob's ``dtype``
-    holds it: 0.999 is below 1, but a bfloat16 knob holds it as 1.0.
+    (None: its default's) holds it: 0.999 is below 1, but a bfloat16 knob holds it as 1.0.
 
     Examples:
       >>> _check_as_held(Knob("p", 0.5, "", Range(lt=1)), 0.999, jnp.bfloat16)
@@ -495,7 +495,11 @@ def _check_as_held(declaration: Knob, value: Any, dtype: Any) -> None:
       ValueError: 0.999 held as bfloat16: knob 'p' must be a finite number < 1, got 1.0.
     """
     declaration.check(value)
-    held = np.asarray(value).astype(dtype)  # numpy: jnp is staged under jit
+    dtype = jnp.result_type(declaration.default) if dtype is None else dtype
+    if declaration.valid is None or not jnp.issubdtype(dtype, jnp.floating):
+        return  # an int or bool knob holds a value exactly, or refuses it (`holds_exactly`)
+    with np.errstate(over="ignore"):  # 1e300 as float32: inf, which the range refuses
+        held = np.asarray(value).astype(dtype)  # numpy: jnp is staged under jit
     declaration.check(held, where=f"{_number_shown(value)} held as {np.dtype(dtype).name}: ")
 
 

@@ -686,10 +686,15 @@ def test_a_models_entry_refused_on_a_data_set_of_another_file_names_both_files(t
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize(
+    ("value", "shown", "why"),
+    [("-2.0", "-2.0", ""), ("1.0e-50", "1e-50", "1e-50 held as float32: ")],  # float32: 0
+)
 def test_a_knob_value_out_of_its_range_is_one_error_line_and_nothing_written(
-    tmp_path, capsys, monkeypatch
+    tmp_path, capsys, monkeypatch, value, shown, why
 ):
-    """A grid temperature of 0 planned and trained cells with NaN outputs."""
+    """A grid temperature of 0 (or one that float32 holds as 0) planned and trained cells
+    with NaN outputs."""
     monkeypatch.setattr(_plan, "check_datasets", lambda *args: {})  # the toy data set
     monkeypatch.setattr(
         _plan, "load_datasets", lambda names, data_dir, features, splits: {"toy": toy_data()}
@@ -697,14 +702,15 @@ def test_a_knob_value_out_of_its_range_is_one_error_line_and_nothing_written(
     config, root = tmp_path / "bench.yaml", tmp_path / "bench"
     config.write_text(
         CONFIG.replace("{name: mlp, width: 6}", "{name: choicenet, width: 6, depth: 1}").replace(
-            "learning_rate: [0.01, 0.003]", "knobs: {'**/T': [1.0, -2.0]}"
+            "learning_rate: [0.01, 0.003]", f"knobs: {{'**/T': [1.0, {value}]}}"
         )
     )
     assert new_main(["--config", str(config), "--dir", str(root), "--no_progress"]) == 2
     err = capsys.readouterr().err
+    held = "0.0" if why else shown
     assert err.startswith(
-        "error: grid.knobs['**/T'] = -2.0 for model 'choicenet' on 'toy': knob 'blocks_0/T' "
-        "must be a finite number > 0, got -2.0."
+        f"error: grid.knobs['**/T'] = {shown} for model 'choicenet' on 'toy': {why}knob "
+        f"'blocks_0/T' must be a finite number > 0, got {held}."
     ), err
     assert "Traceback" not in err
     assert not root.exists()

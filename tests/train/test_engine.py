@@ -1181,6 +1181,14 @@ def test_a_knob_value_out_of_its_range_is_refused_naming_the_cell(toy):
         init_group(group, toy)
 
 
+def test_a_knob_value_its_dtype_holds_out_of_range_is_refused(toy):
+    """1e-50 > 0 passed, but float32 holds it as 0.0: the cell trained with NaN logits."""
+    tiny = HParams(batch_size=16, steps=2, knobs={"T": 1e-50})
+    [group] = plan_groups([Cell(Builds(_Tempered()), "toy", tiny, 0)])
+    with pytest.raises(ValueError, match=r"1e-50 held as float32: knob 'T' .* got 0\.0\.$"):
+        init_group(group, toy)
+
+
 @pytest.mark.parametrize(
     "wrong, error, message",
     [
