@@ -53,13 +53,18 @@ def _output(spec: "ArraySpec") -> str:
 
 def _number(value: Json) -> str:
     """``value`` short: ints whole, floats to 3 significant digits, an array of more than
-    3 by its size and mean (of bools: the fraction true), bools as ``True``/``False``.
+    3 by its size and mean (of bools: the fraction true), bools as ``True``/``False``, a
+    str on one line.
 
     Examples:
       >>> _number(2.0), _number(1234), _number([True, False]), _number([0.5, 1.25, 2, 3])
       ('2', '1234', '[True,False]', '[4: mean 1.69]')
+      >>> _number("Dense(\\n  features=3)")
+      'Dense( features=3)'
     """
-    if isinstance(value, bool | int | str) or value is None:
+    if isinstance(value, str):  # a line break would start a row that names no module
+        return " ".join(value.split())
+    if isinstance(value, bool | int) or value is None:
         return str(value)
     if isinstance(value, float):
         return f"{value:.3g}"

@@ -157,6 +157,15 @@ def test_table_shows_an_int_knob_whole(two_level):
     assert "steps=[1234,5]" in Blurb(root, "cpu").table()
 
 
+def test_table_shows_a_multiline_note_on_its_module_s_row(two_level):
+    """A note 'Dense(\\n  features=3)' broke the row: '  features=3)' read as a module."""
+    root = dataclasses.replace(two_level.root, notes={"cfg": "Dense(\n  features=3)"})
+    summary = Blurb(root, "cpu")
+    lines = summary.table().splitlines()
+    assert lines[1].endswith("cfg=Dense( features=3)")
+    assert len(lines) == 2 + len(summary.modules())  # the header, a row each, the backend
+
+
 class Projections(nn.Module):
     """Sibling modules whose paths differ only past the table's module column."""
 
