@@ -49,7 +49,7 @@ from phosjax.core import (
     matches,
     select,
 )
-from phosjax.core._knobs import _check_as_held
+from phosjax.core._knobs import check_as_held
 from phosjax.core._selectors import dropped_hint, value_per_path, what_was_meant
 from phosjax.data import ArrayDataset, check_batch_size, load
 from phosjax.data._load import (
@@ -717,7 +717,7 @@ def _check_knob_ranges(
     for selector, value in values.items():
         for knob in (k for path, k in declared.items() if matches(selector, path)):
             try:
-                _check_as_held(knob, value)
+                check_as_held(knob, value)
             except ValueError as error:
                 raise BenchError(
                     f"grid.knobs[{selector!r}] = {value} for model {model!r} on {dataset!r}: "

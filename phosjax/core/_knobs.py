@@ -480,17 +480,17 @@ def _set_knobs(
     for path, value in chosen.items():
         refilled = _refill(path, jnp.asarray(flat[path]), value)  # first: names a non-number
         if path in declared and not isinstance(value, jax.core.Tracer):
-            _check_as_held(declared[path], value, refilled.dtype)
+            check_as_held(declared[path], value, refilled.dtype)
         flat[path] = refilled
     return {**variables, KNOBS: unflatten(flat)}
 
 
-def _check_as_held(declaration: Knob, value: Any, dtype: Any = None) -> None:
+def check_as_held(declaration: Knob, value: Any, dtype: Any = None) -> None:
     """Checks a concrete ``value`` against its knob's range, and as the knob's ``dtype``
     (None: its default's) holds it: 0.999 is below 1, but a bfloat16 knob holds it as 1.0.
 
     Examples:
-      >>> _check_as_held(Knob("p", 0.5, "", Range(lt=1)), 0.999, jnp.bfloat16)
+      >>> check_as_held(Knob("p", 0.5, "", Range(lt=1)), 0.999, jnp.bfloat16)
       Traceback (most recent call last):
       ValueError: 0.999 held as bfloat16: knob 'p' must be a finite number < 1, got 1.0.
     """

@@ -16,7 +16,7 @@ from phosjax._callables import REPR_LIMIT, a_type
 from phosjax._compile import jit_run_once
 from phosjax._listing import counted, listing
 from phosjax.core import KNOBS, Knob, SelectorError, flatten, select, set_knobs
-from phosjax.core._knobs import _check_as_held, _trace_init, holds_exactly, what_holds
+from phosjax.core._knobs import _trace_init, check_as_held, holds_exactly, what_holds
 from phosjax.core._numbers import in_type_of
 from phosjax.core._selectors import value_per_path
 from phosjax.models._registry import checked_build
@@ -449,7 +449,7 @@ def _check_knob_ranges(group: Group, data: Any) -> None:
         for path, selector in chosen.items():
             value = dict(cell.hparams.knobs)[selector]
             try:
-                _check_as_held(declared[path], value)
+                check_as_held(declared[path], value)
             except ValueError as error:
                 raise ValueError(
                     f"init_group: cell {index} (HParams knobs {selector!r}): {error}"
