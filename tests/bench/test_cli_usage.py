@@ -34,15 +34,16 @@ def _joined(*args, **options):
     raise SystemExit(("joined", args, options))
 
 
-def _joins_as_process_0(address, argv):
-    """``new`` run with ``argv`` and the options joining process 0 of 2 at ``address`` calls
-    `jax.distributed.initialize` with them, waiting the default 300 s (`_joined`)."""
+def _join_as_process_0(address, argv):
+    """What ``new`` run with ``argv`` and the options joining process 0 of 2 at ``address``
+    ends with: under `_joined`, what it called `jax.distributed.initialize` with."""
     joining = ["--coordinator", address, "--processes", "2", "--process_id", "0"]
-    assert _exit_status(_main("new"), [*argv, *joining]) == (
-        "joined",
-        (address, 2, 0),
-        {"initialization_timeout": 300},
-    )
+    return _exit_status(_main("new"), [*argv, *joining])
+
+
+def _joined_as_process_0(address):
+    """`_joined`'s record of process 0 of 2 joining ``address``, waiting the default 300 s."""
+    return ("joined", (address, 2, 0), {"initialization_timeout": 300})
 
 
 @pytest.mark.parametrize("module", [*(f"phosjax.bench.{c}" for c in COMMANDS), "phosjax.morph"])
@@ -1149,7 +1150,8 @@ def test_a_config_files_null_join_timeout_waits_the_default(tmp_path, monkeypatc
     config = tmp_path / "bench.yaml"
     config.write_text("models: [mlp]\njoin_timeout: null\n")
     address = f"127.0.0.1:{free_port()}"
-    _joins_as_process_0(address, ["--config", str(config), "--dir", str(tmp_path / "b")])
+    argv = ["--config", str(config), "--dir", str(tmp_path / "b")]
+    assert _join_as_process_0(address, argv) == _joined_as_process_0(address)
 
 
 def test_a_bad_joining_value_of_a_config_file_is_named_as_the_files(tmp_path, capsys):
@@ -1309,13 +1311,15 @@ def test_process_0_told_to_listen_elsewhere_joins_though_the_coordinators_port_i
         proxy.bind(("127.0.0.1", 0))
         proxy.listen()
         address = f"node0:{proxy.getsockname()[1]}"
-        _joins_as_process_0(address, ["--dir", str(tmp_path / "b")])
+        argv = ["--dir", str(tmp_path / "b")]
+        assert _join_as_process_0(address, argv) == _joined_as_process_0(address)
 
 
 def test_an_ipv6_coordinator_in_brackets_is_joined(tmp_path, monkeypatch):
     monkeypatch.setattr("jax.distributed.initialize", _joined)
     address = f"[::1]:{free_port()}"
-    _joins_as_process_0(address, ["--dir", str(tmp_path / "b")])
+    argv = ["--dir", str(tmp_path / "b")]
+    assert _join_as_process_0(address, argv) == _joined_as_process_0(address)
 
 
 def test_a_coordinator_host_never_known_is_named_once_the_wait_is_up(tmp_path, monkeypatch, capsys):
