@@ -137,7 +137,8 @@ def _listed(shown: Sequence[str]) -> str:
       "--processes 2 --process_id 0 and coordinator: n:1 in 'b.yaml'"
     """
     typed = [text for text in shown if text.startswith("--")]
-    return " and ".join([" ".join(typed)][: len(typed)] + [t for t in shown if t not in typed])
+    command_line = [" ".join(typed)] if typed else []
+    return " and ".join(command_line + [text for text in shown if text not in typed])
 
 
 def _address_problem(address: str) -> str | None:
