@@ -38,3 +38,16 @@ def test_trace_time_times_a_models_step_and_init_traces_and_phosjaxs_share(monke
     name, step_s, init_s, share = row.split()
     assert name == "mlp" and float(step_s) > 0 and float(init_s) > 0
     assert share.endswith("%") and 0 < float(share[:-1]) < 100
+
+
+def test_view_many_groups_times_two_cells_curves_on_a_plan_grown_by_the_groups_asked(
+    monkeypatch, capsys
+):
+    """Two lines: the two cells' curves on 4 groups and on the grown plan, then the cells
+    of every group listed against those of the groups asked, each with its ratio."""
+    monkeypatch.setattr(sys, "argv", ["view_many_groups.py", "--groups", "3"])
+    load_benchmark("view_many_groups").main()
+    curves, listing = capsys.readouterr().out.splitlines()
+    assert curves.startswith("curves of 2 cells read again: 4 groups ") and " 7 groups " in curves
+    assert listing.startswith("listing the cells on 7 groups: of every group ")
+    assert curves.endswith("x)") and listing.endswith("x")
