@@ -51,3 +51,13 @@ def test_view_many_groups_times_two_cells_curves_on_a_plan_grown_by_the_groups_a
     assert curves.startswith("curves of 2 cells read again: 4 groups ") and " 7 groups " in curves
     assert listing.startswith("listing the cells on 7 groups: of every group ")
     assert curves.endswith("x)") and listing.endswith("x")
+
+
+def test_dataset_copy_times_writable_arrays_copied_and_read_only_ones_kept(monkeypatch, capsys):
+    """The arrays' size, then a time per dataset made of writable arrays and of read-only."""
+    monkeypatch.setattr(sys, "argv", ["dataset_copy.py", "--train", "5", "--repeats", "2"])
+    load_benchmark("dataset_copy").main()
+    size, copied, kept = capsys.readouterr().out.splitlines()
+    assert size == "0 MiB of arrays, 2 datasets each way:"
+    assert copied.startswith("writable (copied): ") and kept.startswith("read-only (kept): ")
+    assert [len(line.split(", ")) for line in (copied, kept)] == [2, 2]
