@@ -48,6 +48,8 @@ def near_options(message: str, known: Sequence[str]) -> str:
       'unrecognized arguments: --bogus 1'
       >>> near_options("unrecognized arguments: -dir my-bench -1", ["--dir", "--port"])
       'unrecognized arguments: -dir my-bench -1 (did you mean --dir?)'
+      >>> near_options("unrecognized arguments: --dirr /tmp/-port", ["--dir", "--port"])
+      'unrecognized arguments: --dirr /tmp/-port (did you mean --dir?)'
       >>> near_options("argument --port: bad", ["--port"])
       'argument --port: bad'
 
@@ -60,11 +62,23 @@ def near_options(message: str, known: Sequence[str]) -> str:
     option = option_for(given[0], known) if given else None
     hints = [f"{option} {given[0]}"] if option is not None else []
     names = {option.lstrip("-"): option for option in known}
-    for misspelt in re.findall(r"(?<![\w-])--?[A-Za-z][\w.+-]*", message):  # -dir too
+    for misspelt in _options_in(given):
         longer = [option for option in known if option.startswith(misspelt)]
         alike = [names[name] for name in nearest(misspelt.lstrip("-"), names)]
         hints += longer[:1] if len(longer) == 1 else alike[:1]
     return message + "".join(f" (did you mean {hint}?)" for hint in hints)
+
+
+def _options_in(given: Sequence[str]) -> list[str]:
+    """The arguments of ``given`` that are options (``-dir`` too, with one dash), without
+    an ``=value``; a value, as a path that holds ``/-port``, is none.
+
+    Examples:
+      >>> _options_in(["--dirr", "/tmp/-port", "-dir=runs/-b", "-1", "x"])
+      ['--dirr', '-dir']
+    """
+    options = (arg.partition("=")[0] for arg in given)
+    return [option for option in options if re.fullmatch(r"--?[A-Za-z][\w.+-]*", option)]
 
 
 def dash_dir_hint(message: str) -> str:

@@ -97,6 +97,16 @@ def test_a_misspelt_option_is_the_error_with_the_nearest_option(
     assert not (tmp_path / "b").exists()
 
 
+@pytest.mark.parametrize("given", [["--dirr", "x/-port"], ["--dirr=x/-port"], ["-dir", "-port/x"]])
+def test_a_value_is_no_misspelt_option(given, capsys):
+    """'view --dirr /tmp/-port' was also asked 'did you mean --port?' of its path."""
+    assert _exit_status(_main("view"), given) == 2
+    assert capsys.readouterr().err == (
+        f"error: unrecognized arguments: {' '.join(given)} (did you mean --dir?); "
+        "python -m phosjax.bench.view --help lists the options.\n"
+    )
+
+
 @pytest.mark.parametrize(
     ("command", "given", "said"),
     [
