@@ -31,7 +31,9 @@ DATA_DIR_ENV = "PHOSJAX_DATA_DIR"
 TFDS_DATA_DIR_ENV = "TFDS_DATA_DIR"
 _VERSION = re.compile(r"\d+\.\d+\.\d+")
 _NO_INFO = "it has no dataset_info.json"
-_METADATA = ("dataset_info.json", "features.json")
+_METADATA = {"dataset_info.json": "version", "features.json": "pythonClassName"}
+"""The metadata files of a prepared folder, each a JSON object holding this key as every
+TFDS writes it."""
 
 
 def default_data_dir() -> pathlib.Path:
@@ -899,22 +901,27 @@ def _damaged_folder(name: str, dataset: str, data_dir: pathlib.Path) -> str | No
 
 
 def _metadata_problem(folder: pathlib.Path) -> str | None:
-    """Why the metadata files of the prepared `folder` are damaged (one is missing or not
-    JSON); None if they are not.
+    """Why the metadata files of the prepared `folder` are damaged (one is missing, not
+    JSON, or no object holding its key: `_METADATA`); None if they are not.
 
     Examples:
         >>> import tempfile
         >>> with tempfile.TemporaryDirectory() as tmp:
         ...     print(_metadata_problem(pathlib.Path(tmp)))
+        ...     _ = (pathlib.Path(tmp) / "dataset_info.json").write_text("{}")
+        ...     print(_metadata_problem(pathlib.Path(tmp)))
         it has no dataset_info.json
+        its dataset_info.json holds no 'version', which every TFDS writes there
     """
-    for file in _METADATA:
+    for file, key in _METADATA.items():
         try:
-            json.loads((folder / file).read_bytes())
+            metadata = json.loads((folder / file).read_bytes())
         except FileNotFoundError:
             return f"it has no {file}"
         except ValueError as error:
             return f"its {file} is not JSON: {error}"
+        if not isinstance(metadata, dict) or key not in metadata:
+            return f"its {file} holds no {key!r}, which every TFDS writes there"
     return None
 
 

@@ -733,11 +733,14 @@ def _unreadable(why: str) -> str:
         ),
         (lambda folder: (folder / "features.json").write_text(""), _damaged("its features")),
         (lambda folder: (folder / "features.json").unlink(), _damaged(r"it has no features\.json")),
-        (
+        (  # it was said to be of a newer TFDS, to upgrade first
             lambda folder: (folder / "dataset_info.json").write_text("{}"),
-            _unreadable("Invalid version ''"),
+            _damaged(r"its dataset_info\.json holds no 'version', which every TFDS writes there"),
         ),
-        (lambda folder: (folder / "features.json").write_text("[]"), _unreadable("")),
+        (
+            lambda folder: (folder / "features.json").write_text("[]"),
+            _damaged(r"its features\.json holds no 'pythonClassName'"),
+        ),
         (  # as a newer TFDS may write: it was said to be damaged, to delete, and not to
             lambda folder: (folder / "features.json").write_text(
                 (folder / "features.json").read_text().replace("tensor_feature.", "new_feature.")
@@ -749,8 +752,8 @@ def _unreadable(why: str) -> str:
         "cut_info",
         "empty_features",
         "no_features",
-        "info_not_tfds",
-        "features_not_tfds",
+        "info_emptied",
+        "features_no_object",
         "features_of_a_newer_tfds",
     ],
 )
@@ -770,10 +773,11 @@ def test_unreadable_metadata_is_named_not_another_version(toys_dir, tmp_path, da
 def test_unreadable_metadata_says_tfds_s_error_once(toys_dir, tmp_path):
     # It ended in " (TFDS: <the same error>)", the error twice.
     shutil.copytree(toys_dir / "toy_weighted", tmp_path / "toy_weighted")
-    (tmp_path / "toy_weighted" / "1.0.0" / "dataset_info.json").write_text("{}")
+    features = tmp_path / "toy_weighted" / "1.0.0" / "features.json"
+    features.write_text(features.read_text().replace("tensor_feature.", "new_feature."))
     with pytest.raises(ValueError) as raised:
         check_loadable("toy_weighted", data_dir=tmp_path)
-    assert str(raised.value).count("Invalid version ''") == 1
+    assert str(raised.value).count("Unrecognized FeatureConnector type") == 1
 
 
 @pytest.mark.parametrize("asked", ["toy_weighted", "toy_configs/small"])
@@ -1082,10 +1086,10 @@ def test_a_data_set_prepared_in_tfds_data_dir_loads_by_name_after_phosjax_dir(
         ),
         (
             lambda folder: (folder / "dataset_info.json").write_text("{}"),
-            "in {folder} has metadata this TFDS",
+            r"is incomplete or damaged in {folder} \(its dataset_info\.json holds no 'version'",
         ),
     ],
-    ids=["no_info", "empty_features", "info_not_tfds"],
+    ids=["no_info", "empty_features", "info_emptied"],
 )
 def test_a_damaged_copy_in_phosjax_dir_is_named_not_passed_over_for_tfds_dir(
     no_data_dir_set, tmp_path, monkeypatch, damage, said
