@@ -485,17 +485,18 @@ def _refuse_another_spelling(
     Examples:
         >>> _refuse_another_spelling("MNIST1D:1.0.0", "mnis_t1_d")
         Traceback (most recent call last):
-        ValueError: data set name 'MNIST1D:1.0.0' spells its data set 'MNIST1D', which TFDS ...
+        ValueError: data set name 'MNIST1D:1.0.0' is not spelled as TFDS names the data set:
+        write 'mnist1d:1.0.0' (lower-case snake_case; results name a data set as written, so
+        'MNIST1D' and 'mnist1d' would be reported as two)
     """
     spelled = re.split("[/:]", name, maxsplit=1)[0]
     if spelled == dataset:
         return
     right = _right_spelling(spelled, dataset, _known_names(data_dirs))
     raise ValueError(
-        f"data set name {name!r} spells its data set {spelled!r}, which TFDS reads as "
-        f"{dataset!r}; write {right + name[len(spelled) :]!r}: data set names are lower-case "
-        f"snake_case as TFDS names them, one spelling per data set (results name a data set "
-        f"as written: {spelled!r} and {right!r} would be reported as two)"
+        f"data set name {name!r} is not spelled as TFDS names the data set: write "
+        f"{right + name[len(spelled) :]!r} (lower-case snake_case; results name a data set as "
+        f"written, so {spelled!r} and {right!r} would be reported as two)"
     )
 
 

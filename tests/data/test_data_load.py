@@ -1233,30 +1233,29 @@ def test_a_name_with_a_namespace_is_malformed_not_looked_up(toys_dir, name, mean
 
 
 @pytest.mark.parametrize(
-    ("name", "spelled", "dataset", "right"),
+    ("name", "spelled", "right"),
     [
-        ("Digits", "Digits", "digits", "digits"),
-        ("MNIST1D:1.0.0", "MNIST1D", "mnis_t1_d", "mnist1d"),  # built in: lower-cased
-        ("TOY_CONFIGS", "TOY_CONFIGS", "toy_configs", "toy_configs"),
-        ("CIFAR10:3.0.2", "CIFAR10", "cifa_r10", "cifar10"),  # in capitals: lower-cased
-        ("ToyConfigs/small", "ToyConfigs", "toy_configs", "toy_configs"),  # its class's name
-        ("Toy_Configs/small", "Toy_Configs", "toy__configs", "toy_configs"),  # not toy__configs
-        ("Mnist_1D", "Mnist_1D", "mnist_1_d", "mnist1d"),  # the built-in name, not mnist_1_d
+        ("Digits", "Digits", "digits"),
+        ("MNIST1D:1.0.0", "MNIST1D", "mnist1d"),  # built in: lower-cased
+        ("TOY_CONFIGS", "TOY_CONFIGS", "toy_configs"),
+        ("CIFAR10:3.0.2", "CIFAR10", "cifar10"),  # in capitals: lower-cased
+        ("ToyConfigs/small", "ToyConfigs", "toy_configs"),  # its class's name
+        ("Toy_Configs/small", "Toy_Configs", "toy_configs"),  # not toy__configs
+        ("Mnist_1D", "Mnist_1D", "mnist1d"),  # the built-in name, not mnist_1_d
         # the name prepared in the data dir, not toy_uint_8_tensor
-        ("Toy_Uint_8_Tensor", "Toy_Uint_8_Tensor", "toy__uint_8__tensor", "toy_uint8_tensor"),
+        ("Toy_Uint_8_Tensor", "Toy_Uint_8_Tensor", "toy_uint8_tensor"),
     ],
 )
 def test_a_name_spelled_otherwise_than_tfds_names_it_is_refused_naming_the_spelling(
-    toys_dir, name, spelled, dataset, right
+    toys_dir, name, spelled, right
 ):
     written = right + name[len(spelled) :]
     for check in (load, check_loadable):
         with pytest.raises(
             ValueError,
-            match=rf"^data set name '{name}' spells its data set '{spelled}', which TFDS reads "
-            rf"as '{dataset}'; write '{written}': data set names are lower-case snake_case as "
-            rf"TFDS names them, one spelling per data set \(results name a data set as "
-            rf"written: '{spelled}' and '{right}' would be reported as two\)$",
+            match=rf"^data set name '{name}' is not spelled as TFDS names the data set: write "
+            rf"'{written}' \(lower-case snake_case; results name a data set as written, so "
+            rf"'{spelled}' and '{right}' would be reported as two\)$",
         ):
             check(name, data_dir=toys_dir)
     assert "digits" not in prepared_names(toys_dir)
