@@ -25,10 +25,12 @@ def split_top(text: str) -> list[str]:
     return [*parts, text[start:].strip()]
 
 
-def comma_names(option: str, text: str, example: str = "mlp,cnn1d") -> list[str]:
+def comma_names(
+    option: str, text: str, example: str = "mlp,cnn1d", noun: str = "name"
+) -> list[str]:
     """The names of ``option``'s value ``text``: one, or several joined by commas (outside
     brackets: ``digits[:10%]`` is one), spaces around each dropped; ``example``, names
-    as ``option`` takes them, shows what is right in its error.
+    as ``option`` takes them, shows what is right in its error, which calls each a ``noun``.
 
     Examples:
       >>> comma_names("--models", "mlp, cnn1d"), comma_names("--datasets", "digits[:10%]")
@@ -37,6 +39,10 @@ def comma_names(option: str, text: str, example: str = "mlp,cnn1d") -> list[str]
       Traceback (most recent call last):
       ...
       phosjax.bench._errors.BenchError: --models 'mlp,' holds an empty name (before, ...
+      >>> comma_names("--sizes", "1,,8", "1,8", noun="size")
+      Traceback (most recent call last):
+      ...
+      phosjax.bench._errors.BenchError: --sizes '1,,8' holds an empty size (before, ...
 
     Raises:
       BenchError: naming ``option`` and ``text`` where a name is empty (``mlp,``).
@@ -44,8 +50,8 @@ def comma_names(option: str, text: str, example: str = "mlp,cnn1d") -> list[str]
     names = split_top(text)
     if not all(names):
         raise BenchError(
-            f"{option} {text!r} holds an empty name (before, between or after its commas); "
-            f"give names joined by commas, e.g. {option} {example}"
+            f"{option} {text!r} holds an empty {noun} (before, between or after its commas); "
+            f"give {noun}s joined by commas, e.g. {option} {example}"
         )
     return names
 

@@ -122,9 +122,10 @@ def parser() -> ArgumentParser:
     return parser
 
 
-def _names(option: str, text: str, example: str) -> tuple[str, ...]:
+def _names(option: str, text: str, example: str, noun: str = "name") -> tuple[str, ...]:
     """The items of a comma-separated option, bracketed or not (``new`` writes a list
-    ``[a, b]``); none for an empty value; an empty item is an error (`comma_names`).
+    ``[a, b]``); none for an empty value; an empty item, a ``noun``, is an error
+    (`comma_names`).
 
     Examples:
       >>> _names("--models", "mlp,cnn1d", "mlp,cnn1d"), _names("--sizes", " [1, 8] ", "1,8")
@@ -137,7 +138,7 @@ def _names(option: str, text: str, example: str) -> tuple[str, ...]:
     text = text.strip()
     if text.startswith("[") and text.endswith("]"):
         text = text[1:-1]
-    return tuple(comma_names(option, text, example)) if text.strip() else ()
+    return tuple(comma_names(option, text, example, noun)) if text.strip() else ()
 
 
 def config_from_args(args: Any) -> SpeedConfig:
@@ -150,7 +151,7 @@ def config_from_args(args: Any) -> SpeedConfig:
     get = args.__getitem__
     base = QUICK if get("quick") else DEFAULTS
     values = {key: base[key] if get(key) is None else get(key) for key in base}
-    given_sizes = _names("--sizes", str(values["sizes"]), "1,8,64")
+    given_sizes = _names("--sizes", str(values["sizes"]), "1,8,64", "size")
     sizes = []
     for size in given_sizes:
         try:

@@ -89,8 +89,12 @@ def test_quick_run_writes_parquet_table_and_plot(tmp_path, capsys):
             "error: --models 'mlp,,cnn1d' holds an empty name (before, between or after its "
             "commas); give names joined by commas, e.g. --models mlp,cnn1d\n",
         ),
-        (["--sizes", "1,8,"], "error: --sizes '1,8,' holds an empty name (before, between or "),
-        (["--sizes", ","], "error: --sizes ',' holds an empty name"),
+        (  # sizes were called names: "holds an empty name ...; give names joined by commas"
+            ["--sizes", "1,,8"],
+            "error: --sizes '1,,8' holds an empty size (before, between or after its commas); "
+            "give sizes joined by commas, e.g. --sizes 1,8,64\n",
+        ),
+        (["--sizes", ","], "error: --sizes ',' holds an empty size"),
         (["--models", "mlp,mlp"], "--models: repeat ['mlp']; give each model once"),
         (["--methods", ""], "--methods: empty; give at least one method"),
         (["--methods", "vmap,"], "e.g. --methods vmap,engine\n"),
