@@ -33,6 +33,7 @@ from phosjax.bench._argv import (
 )
 from phosjax.bench._config import BenchError, colon_hint
 from phosjax.bench._directory import why_no_bench_starts
+from phosjax.bench._errors import BrokenFileError
 from phosjax.bench._interrupt import (
     BROKEN_PIPE,
     INTERRUPTED,
@@ -47,7 +48,7 @@ from phosjax.bench._interrupt import (
     stopped_line,
     stops_ignored,
 )
-from phosjax.bench._reading import LET_READ, READ_REFUSED
+from phosjax.bench._reading import LET_READ, READ_REFUSED, in_dir
 from phosjax.bench._store import NOT_WRITTEN
 from phosjax.bench._summary import command_line
 from phosjax.bench._usage import (
@@ -909,7 +910,7 @@ def entry_point(
                     sys.stdout.flush()  # a full disk said here, not as a traceback at exit
                     return status
             except BenchError as error:
-                print(f"error: {error}", file=sys.stderr)
+                print(f"error: {_in_given_dir(error, args)}", file=sys.stderr)
                 return 2
             except BrokenPipeError:  # its reader left (`| head`, tee gone): a stop, as one
                 # while a group trains (`_interrupt._output_gone`) and as SIGPIPE ends cat
@@ -951,6 +952,15 @@ def entry_point(
         return wrapped
 
     return wrap
+
+
+def _in_given_dir(error: BenchError, args: Sequence[str]) -> str:
+    """``error``'s message; a damaged file's with the ``--dir`` that ``args`` give for its
+    hint's ``DIR`` (`in_dir`)."""
+    directory = dir_option(args)
+    if isinstance(error, BrokenFileError) and directory is not None:
+        return in_dir(str(error), directory)
+    return str(error)
 
 
 def _stdout_dropped() -> None:

@@ -10,6 +10,7 @@ import contextlib
 import errno
 import pathlib
 import re
+import shlex
 import threading
 from collections.abc import Callable, Sequence
 from typing import TypeVar
@@ -20,6 +21,7 @@ import pyarrow.dataset as pads
 
 from phosjax.bench import _layout
 from phosjax.bench._errors import BrokenFileError
+from phosjax.bench._usage import as_argument
 
 UNREADABLE = (OSError, ValueError, pa.ArrowException)
 """What reading a damaged, vanished or foreign file raises: the OS's errors, the
@@ -140,6 +142,17 @@ def part_hint(name: str) -> str:
         "and continue the bench (python -m phosjax.bench.new --dir DIR). Else "
         f"{lost}"
     )
+
+
+def in_dir(message: str, directory: str) -> str:
+    """``message``, a `BrokenFileError`'s, with its hint's placeholder ``DIR`` (the bench
+    directory) written as the bench ``directory`` is in a command line.
+
+    Examples:
+      >>> in_dir("continue it (python -m phosjax.bench.new --dir DIR)", "runs/my b")
+      "continue it (python -m phosjax.bench.new --dir 'runs/my b')"
+    """
+    return re.sub(r"\bDIR\b", lambda _: shlex.quote(as_argument(directory)), message)
 
 
 def hint(relative: str) -> str:

@@ -208,6 +208,23 @@ def test_profile_of_a_bench_whose_status_is_cut_short_prints_the_profile_then_th
     assert err.startswith("error: cannot read status.json: JSONDecodeError: ")
 
 
+def test_profile_of_a_bench_whose_plan_is_cut_short_says_the_given_dir_to_continue(
+    cli_bench, tmp_path, capsys
+):
+    """It said to continue the bench with 'python -m phosjax.bench.new --dir DIR'."""
+    root = tmp_path / "my bench"
+    shutil.copytree(cli_bench[0], root)
+    (root / _layout.CELLS).write_bytes((root / _layout.CELLS).read_bytes()[:50])
+    assert profile_main(["--dir", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot read cells.parquet: ")
+    assert err.endswith(
+        "; phosjax writes it whole, so something else changed it; delete it, then continue "
+        f"the bench (python -m phosjax.bench.new --dir {shlex.quote(str(root))}), which "
+        "writes it again.\n"
+    )
+
+
 def test_profile_of_a_bench_with_unfinished_cells_says_how_many_are_finished(
     cli_bench, tmp_path, capsys
 ):
