@@ -37,8 +37,9 @@ MARKER_HINT = (
 )
 STATUS_HINT = (
     f"{WRITTEN_WHOLE}; restore it from a backup, or delete it: the next run finds each group's "
-    "progress in its checkpoints (an unfinished group whose strategy `auto` chose then "
-    "times the strategies again)."
+    "progress in its checkpoints, but not the strategy `auto` chose for a group and its "
+    "timings, which only this file keeps: an unfinished group times the strategies again, a "
+    "finished one is recorded as trained by `auto`, its choice and timings lost."
 )
 PROFILE_HINT = (
     f"{WRITTEN_WHOLE}; restore it from a backup, or delete it: it holds only the profile, which "

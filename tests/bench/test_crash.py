@@ -87,7 +87,13 @@ def test_a_start_killed_between_the_writes_of_its_metadata_is_started_again(
 @pytest.mark.parametrize(
     ("damaged", "then"),
     [
-        ("status.json", "delete it: the next run finds each group's progress in its checkpoints"),
+        (  # it said what deleting costs an unfinished group alone (timing again)
+            "status.json",
+            "delete it: the next run finds each group's progress in its checkpoints, but not the "
+            "strategy `auto` chose for a group and its timings, which only this file keeps: an "
+            "unfinished group times the strategies again, a finished one is recorded as trained "
+            "by `auto`, its choice and timings lost.",
+        ),
         ("cells.parquet", "delete it, then continue the bench"),
         ("blurbs/mlp-1a2b.json", "delete it, then continue the bench"),
         # a finished bench holding the blurb writes no graph: 'delete it' alone left none
