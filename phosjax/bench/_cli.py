@@ -38,6 +38,7 @@ from phosjax.bench._interrupt import (
     BROKEN_PIPE,
     INTERRUPTED,
     STOP_SIGNALS,
+    UnreadAtEnd,
     ctrl_c_kept,
     exit_status,
     is_terminal,
@@ -47,6 +48,7 @@ from phosjax.bench._interrupt import (
     stopped_by,
     stopped_line,
     stops_ignored,
+    unread_at_end,
 )
 from phosjax.bench._reading import LET_READ, READ_REFUSED, in_dir
 from phosjax.bench._store import NOT_WRITTEN
@@ -886,7 +888,8 @@ def entry_point(
     returns `INTERRUPTED`; a stop signal (SIGTERM: ``interrupted by SIGTERM:
     <interrupted>``) returns its `exit_status`, and so does a write to stdout or stderr
     whose reader left (``| head``: SIGPIPE's, 141), as one while a group trains does; a
-    command that ``reads_only`` (changes nothing) stops so without a line, as ``cat``.
+    command that ``reads_only`` (changes nothing), or whose work was done (its last output
+    unread: `UnreadAtEnd`), stops so without a line, as ``cat``.
     A `SystemError` raised from a stop (C code that the stop reached) is that stop.
 
     Examples:
@@ -907,20 +910,23 @@ def entry_point(
             try:
                 with ctrl_c_kept():
                     status = main(args) or 0
-                    sys.stdout.flush()  # a full disk said here, not as a traceback at exit
+                    with unread_at_end():  # its work done
+                        sys.stdout.flush()  # a full disk said here, not as a traceback at exit
                     return status
             except BenchError as error:
                 print(f"error: {_in_given_dir(error, args)}", file=sys.stderr)
                 return 2
-            except BrokenPipeError:  # its reader left (`| head`, tee gone): a stop, as one
-                # while a group trains (`_interrupt._output_gone`) and as SIGPIPE ends cat
+            except BrokenPipeError as error:  # its reader left (`| head`, tee gone): a stop,
+                # as one while a group trains (`_interrupt._output_gone`), as SIGPIPE ends cat
                 if not output_reader_left():
                     raise  # another pipe (a data loader's): not to be hidden
                 if BROKEN_PIPE is None:  # Windows: no SIGPIPE, no status of its own
                     _stdout_dropped()
                     return 1
                 silence_gone(_output_fds())  # its output is not written again at exit
-                return exit_status(BROKEN_PIPE) if reads_only else stopped(BROKEN_PIPE, args)
+                if reads_only or isinstance(error, UnreadAtEnd):  # nothing cut short
+                    return exit_status(BROKEN_PIPE)
+                return stopped(BROKEN_PIPE, args)
             except OSError as error:  # after BrokenPipeError, one of them
                 allows = NOT_WRITTEN.get(error.errno or 0)
                 if allows is None:

@@ -329,6 +329,25 @@ BROKEN_PIPE = getattr(signal, "SIGPIPE", None)
 141. Windows has none."""
 
 
+class UnreadAtEnd(BrokenPipeError):
+    """A command's last output, printed once its work was done, that no one read: its
+    reader left (``| head``); the command ends as ``cat`` does, with no line, not as stopped."""
+
+
+@contextlib.contextmanager
+def unread_at_end() -> Iterator[None]:
+    """Raises a `BrokenPipeError` of what it holds, a command's last output, as `UnreadAtEnd`.
+
+    Examples:
+      >>> with contextlib.suppress(UnreadAtEnd), unread_at_end():
+      ...     raise BrokenPipeError(32, "Broken pipe")
+    """
+    try:
+        yield
+    except BrokenPipeError as error:
+        raise UnreadAtEnd(*error.args) from error
+
+
 def _output_gone() -> bool:
     """Whether a write to stdout or stderr that raised `BrokenPipeError` (its reader gone)
     is taken as written: while a group trains (`held_to_chunk_end`), the outputs no one reads

@@ -38,6 +38,7 @@ from phosjax.bench._directory import (
     write_meta,
 )
 from phosjax.bench._imports import import_for_bench, planned_models
+from phosjax.bench._interrupt import unread_at_end
 from phosjax.bench._plan import (
     DataShape,
     Plan,
@@ -676,7 +677,8 @@ def _results(
             file=sys.stderr,
         )
     if progress:
-        print(summary_text(str(root), results, hparam_columns))
+        with unread_at_end():  # the bench trained: nothing left to cut short
+            print(summary_text(str(root), results, hparam_columns))
     return results
 
 

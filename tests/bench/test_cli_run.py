@@ -428,6 +428,30 @@ def test_a_finished_bench_run_again_shows_no_empty_progress_bar(cli_bench, capsy
     assert f"bench {root}:" in out
 
 
+@pytest.mark.parametrize("buffering", [1, -1], ids=["raised_printing", "raised_flushing"])
+def test_a_finished_bench_whose_summary_no_one_reads_ends_quietly(
+    cli_bench, tmp_path, capsys, monkeypatch, buffering
+):
+    """``new --dir DIR | head`` on a finished bench said 'interrupted by SIGPIPE: ... keeps
+    4 of 4 cells finished; nothing is left to train' once head left, though nothing was
+    cut short; it ends as ``cat`` does: SIGPIPE's status, no line, the bench as it was."""
+    root = tmp_path / "bench"
+    shutil.copytree(cli_bench[0], root)
+    monkeypatch.setattr(
+        _plan, "load_datasets", lambda names, data_dir, features, splits: {"toy": toy_data()}
+    )
+    parts = [f"{_layout.RESULTS}/{name}" for name in os.listdir(root / _layout.RESULTS)]
+    before = {name: (root / name).read_bytes() for name in [_layout.CELLS, _layout.STATUS, *parts]}
+    read, write = os.pipe()
+    os.close(read)  # as head, gone
+    capsys.readouterr()
+    with os.fdopen(write, "w", buffering) as stdout:  # on the null device once stopped
+        monkeypatch.setattr(sys, "stdout", stdout)
+        assert new_main(["--dir", str(root)]) == 141
+    assert capsys.readouterr().err == ""
+    assert {name: (root / name).read_bytes() for name in before} == before
+
+
 def _writes_refused(path, mode="r", *args, **kwargs):
     """`open`, refusing to write as a folder's permissions refuse others than root."""
     if mode != "r":
