@@ -620,7 +620,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         exported = export_mlflow(args.dir, args.mlflow, args.experiment, not args.no_progress)
-    except (NotABenchError, BrokenFileError) as error:
+    except NotABenchError as error:  # a BrokenFileError is said by `entry_point`
         print(f"error: {error}", file=sys.stderr)
         return 2
     except OutsideBenchError as error:  # the viewer's refusal, read as export's

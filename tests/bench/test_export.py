@@ -10,6 +10,7 @@ import math
 import os
 import pathlib
 import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -546,6 +547,18 @@ def test_a_damaged_bench_file_is_an_error_naming_it_and_nothing_is_exported(
     assert mlflow.tracking.MlflowClient(store).get_experiment_by_name("example") is None
 
 
+def test_a_damaged_cells_file_says_the_given_dir_to_continue(written, store, tmp_path, capsys):
+    """export printed its errors itself, with 'python -m phosjax.bench.new --dir DIR' in it."""
+    root = tmp_path / "my example"
+    shutil.copytree(written.root, root)
+    (root / _layout.CELLS).write_bytes((root / _layout.CELLS).read_bytes()[:20])
+    assert main(["--dir", str(root), "--mlflow", store]) == 2
+    assert capsys.readouterr().err.endswith(
+        f"continue the bench (python -m phosjax.bench.new --dir {shlex.quote(str(root))}), "
+        "which writes it again.\n"
+    )
+
+
 @pytest.mark.parametrize("marker", ["[]", "[1]"])
 def test_a_bench_json_holding_no_object_is_an_error_and_nothing_is_exported(
     written, store, tmp_path, capsys, marker
@@ -577,7 +590,7 @@ def test_a_bench_json_without_its_creation_time_is_an_error_and_nothing_is_expor
     assert capsys.readouterr().err == (
         f"error: cannot read bench.json: its 'created' is {created!r}, not the bench's "
         "creation time, which tells its MLflow runs from another bench's; continue the bench "
-        "once (python -m phosjax.bench.new --dir DIR), which records one, then export it.\n"
+        f"once (python -m phosjax.bench.new --dir {root}), which records one, then export it.\n"
     )
     assert mlflow.tracking.MlflowClient(store).get_experiment_by_name("example") is None
 
