@@ -1475,6 +1475,24 @@ def test_a_morph_rows_nan_accuracy_is_sent_as_nan_not_as_nothing_recorded(tmp_pa
     assert [r["params"] for r in table["rows"]] == [rows[0]["params"]] * 2
 
 
+def test_a_null_of_a_nullable_morph_column_is_sent_as_null_not_as_nan(tmp_path):
+    """A column added with pandas to a morph file holds its missing values as nulls
+    (``Float64``'s NA, ``double[pyarrow]``'s null): they were sent as ``"nan"``, a NaN
+    measured; a NaN and an infinity of the same column still are sent as measured."""
+    written = write_bench(tmp_path / "morphing", blurb_json())
+    arrow = pd.Series(pa.array([0.5, None, math.nan, math.inf]), dtype=pd.ArrowDtype(pa.float64()))
+    frame = pd.DataFrame(
+        {"masked": pd.array([0.5, None, None, 1.0], dtype="Float64"), "arrow": arrow}
+    )
+    frame["plain"] = [0.5, math.nan, -math.inf, 1.0]
+    frame.to_parquet(written.root / _layout.MORPH / "added.parquet")
+    with serving(written.root) as server:
+        rows = get_json(server, "/api/morph")["files"]["added.parquet"]["rows"]
+    assert [r["masked"] for r in rows] == [0.5, None, None, 1.0]
+    assert [r["arrow"] for r in rows] == [0.5, None, "nan", "inf"]
+    assert [r["plain"] for r in rows] == [0.5, "nan", "-inf", 1.0]
+
+
 def _dead_pid() -> int:
     """The pid of a process that has ended (and been reaped): no process has it now."""
     process = subprocess.Popen(["true"])

@@ -173,21 +173,26 @@ def _records(
     """``{"columns", "rows"}`` of ``frame``; ``with_attrs``: its ``attrs`` too, if any;
     ``measured``: its floats are all measured, so a NaN or infinity is a value, sent as
     `nonfinite_marks` sends it (``"nan"``: a diverged model's accuracy), not as a null
-    (nothing recorded: a morph run records every value of its rows).
+    (nothing recorded: a morph run records every value of its rows); the null of a
+    nullable column (``Float64``, ``double[pyarrow]``: columns added with pandas) is one.
 
     Examples:
       >>> frame = pd.DataFrame({"kind": ["start"], "accuracy": [np.nan]})
       >>> _records(frame)["rows"], _records(frame, measured=True)["rows"]
       ([{'kind': 'start', 'accuracy': nan}], [{'kind': 'start', 'accuracy': 'nan'}])
+      >>> frame["accuracy"] = pd.array([None], dtype="Float64")
+      >>> _records(frame, measured=True)["rows"]
+      [{'kind': 'start', 'accuracy': None}]
     """
     if frame is None:
         return None
     if measured:
         floats = frame.select_dtypes("floating").columns
-        values = frame[floats].to_numpy(dtype=float)
-        every = np.ones(values.shape, dtype=bool)
+        values = frame[floats].to_numpy(dtype=float, na_value=np.nan)
+        nullable = [not isinstance(frame[c].dtype, np.dtype) for c in floats]
+        null = frame[floats].isna().to_numpy() & nullable  # a NumPy float's NaN: measured
         frame = frame.astype(dict.fromkeys(floats, object))
-        frame[floats] = _marks(values, started=every, diverged=~every)
+        frame[floats] = _marks(values, started=~null, diverged=np.zeros_like(null))
     records = {"columns": list(frame.columns), "rows": frame.to_dict("records")}
     return records | {"attrs": frame.attrs} if with_attrs and frame.attrs else records
 
