@@ -1486,8 +1486,11 @@ def test_a_null_of_a_nullable_morph_column_is_sent_as_null_not_as_nan(tmp_path):
     )
     frame["plain"] = [0.5, math.nan, -math.inf, 1.0]
     frame.to_parquet(written.root / _layout.MORPH / "added.parquet")
+    pd.DataFrame({"kind": ["start"]}).to_parquet(written.root / _layout.MORPH / "kinds.parquet")
     with serving(written.root) as server:
-        rows = get_json(server, "/api/morph")["files"]["added.parquet"]["rows"]
+        files = get_json(server, "/api/morph")["files"]
+    assert files["kinds.parquet"]["rows"] == [{"kind": "start"}]  # no float column
+    rows = files["added.parquet"]["rows"]
     assert [r["masked"] for r in rows] == [0.5, None, None, 1.0]
     assert [r["arrow"] for r in rows] == [0.5, None, "nan", "inf"]
     assert [r["plain"] for r in rows] == [0.5, "nan", "-inf", 1.0]

@@ -189,8 +189,8 @@ def _records(
     if measured:
         floats = frame.select_dtypes("floating").columns
         values = frame[floats].to_numpy(dtype=float, na_value=np.nan)
-        nullable = [not isinstance(frame[c].dtype, np.dtype) for c in floats]
-        null = frame[floats].isna().to_numpy() & nullable  # a NumPy float's NaN: measured
+        nullable = np.array([not isinstance(d, np.dtype) for d in frame[floats].dtypes], bool)
+        null = frame[floats].isna().to_numpy(dtype=bool) & nullable  # NumPy's NaN: measured
         frame = frame.astype(dict.fromkeys(floats, object))
         frame[floats] = _marks(values, started=~null, diverged=np.zeros_like(null))
     records = {"columns": list(frame.columns), "rows": frame.to_dict("records")}
