@@ -2,6 +2,7 @@
 
 import contextlib
 import datetime
+import decimal
 import errno
 import http.client
 import json
@@ -1494,6 +1495,30 @@ def test_a_null_of_a_nullable_morph_column_is_sent_as_null_not_as_nan(tmp_path):
     assert [r["masked"] for r in rows] == [0.5, None, None, 1.0]
     assert [r["arrow"] for r in rows] == [0.5, None, "nan", "inf"]
     assert [r["plain"] for r in rows] == [0.5, "nan", "-inf", 1.0]
+
+
+def test_columns_of_types_json_lacks_added_to_the_plan_or_morph_are_sent_as_text(tmp_path):
+    """Columns a user adds with pandas to the plan or a morph file, of bytes, dates,
+    Decimals or durations, failed the whole endpoint (500, ``TypeError: Object of type
+    bytes is not JSON serializable``); each value is sent as its text, bytes decoded."""
+    written = write_bench(tmp_path / "added", blurb_json())
+    added = {
+        "raw": b"ab\xff",
+        "day": datetime.date(2026, 1, 2),
+        "price": decimal.Decimal("1.50"),
+        "wait": pd.Timedelta(seconds=3),
+    }
+    cells = written.cells.assign(**{k: [v] * len(written.cells) for k, v in added.items()})
+    cells.to_parquet(written.root / _layout.CELLS)
+    pd.DataFrame({"kind": ["start"], "raw": [b"\x00ab"]}).to_parquet(
+        written.root / _layout.MORPH / "raw.parquet"
+    )
+    with serving(written.root) as server:
+        rows = get_json(server, "/api/cells")["rows"]
+        morph = get_json(server, "/api/morph")["files"]["raw.parquet"]
+    sent = {"raw": "ab\\xff", "day": "2026-01-02", "price": "1.50", "wait": "0 days 00:00:03"}
+    assert [{k: r["cell"][k] for k in added} for r in rows] == [sent] * len(cells)
+    assert morph["rows"] == [{"kind": "start", "raw": "\x00ab"}]
 
 
 def _dead_pid() -> int:

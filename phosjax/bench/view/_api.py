@@ -33,11 +33,16 @@ class NotFound(LookupError):
 
 
 def plain(value: Any) -> Any:
-    """``value`` as JSON-ready Python: numpy scalars unwrapped, NaN and infinities as None.
+    """``value`` as JSON-ready Python: numpy scalars unwrapped, NaN and infinities as None,
+    bytes decoded (undecodable bytes escaped), and values JSON has no type for (a date,
+    a Decimal: columns a user adds to a bench's files) as their text.
 
     Examples:
       >>> plain({"a": np.float32(0.5), "b": [np.nan, np.int64(3)], "c": (1.0, math.inf)})
       {'a': 0.5, 'b': [None, 3], 'c': [1.0, None]}
+      >>> import datetime, decimal
+      >>> plain([b"ab\\xff", datetime.date(2026, 1, 2), decimal.Decimal("1.50")])
+      ['ab\\\\xff', '2026-01-02', '1.50']
     """
     if type(value) in _JSON_SCALARS:  # most values: skip the checks below
         return value
@@ -55,7 +60,11 @@ def plain(value: Any) -> Any:
         return value.isoformat()
     if value is pd.NA or value is pd.NaT:
         return None
-    return value
+    if value is None or isinstance(value, str | int | float):  # subclasses too
+        return value
+    if isinstance(value, bytes):
+        return value.decode(errors="backslashreplace")
+    return str(value)
 
 
 def encode(value: Any) -> bytes:
