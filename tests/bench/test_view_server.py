@@ -428,6 +428,18 @@ def test_methods_other_than_get_are_not_allowed(server, method):
     assert response.getheader("Connection") == "close"  # its body unread: not a request
 
 
+def test_a_request_line_too_long_is_refused_saying_the_limit_and_what_to_ask(server):
+    """A request of more cell ids than the server reads was refused with 414 saying only
+    ``Request-URI Too Long``: neither the limit nor what to ask instead."""
+    status, headers, body = get(server, "/api/results?columns=loss&cells=" + "a," * 40_000)
+    assert (status, headers["Connection"]) == (414, "close")
+    assert json.loads(body)["error"] == (
+        "Request line longer than 64 KiB (65,536 bytes), the most the viewer reads: ask for "
+        "fewer cells or columns in each request, in several requests, or leave cells= out "
+        "for every cell."
+    )
+
+
 def test_head_answers_the_headers_of_get(server):
     host, port = server.server_address[:2]
     connection = http.client.HTTPConnection(str(host), int(port), timeout=10)

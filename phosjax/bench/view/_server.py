@@ -60,6 +60,8 @@ _READS = 4
 them (`_Handler._json`)."""
 ADDRESSES = "--host 127.0.0.1 (this machine only) or --host 0.0.0.0 (everyone who can reach it)"
 """The addresses to give where the one given cannot be bound (or is none)."""
+_MAX_REQUEST_LINE = 65536
+"""The longest request line (method, path and query) `http.server` reads: 414 past it."""
 _MAX_DIGITS = 18
 """The most digits an integer query parameter may have (more is no count of anything)."""
 
@@ -478,13 +480,21 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """http.server's own refusals as JSON: a method the viewer has no handler for (it
-        only reads) is not allowed, 405; a bad request line, 400. The connection closes:
-        the request's body, unread, must not be taken for the next request."""
+        only reads) is not allowed, 405; a bad request line, 400; one too long, 414, saying
+        the limit and what to ask instead. The connection closes: the request's body,
+        unread, must not be taken for the next request."""
         del explain
         headers = {"Connection": "close"}
         if code == HTTPStatus.NOT_IMPLEMENTED:
             code, headers["Allow"] = HTTPStatus.METHOD_NOT_ALLOWED, "GET, HEAD"
             message = f"Method {self.command} not allowed: the viewer only reads (GET)."
+        if code == HTTPStatus.REQUEST_URI_TOO_LONG:
+            message = (
+                f"Request line longer than {_MAX_REQUEST_LINE // 1024} KiB "
+                f"({_MAX_REQUEST_LINE:,} bytes), the most the viewer reads: ask for fewer "
+                "cells or columns in each request, in several requests, or leave cells= out "
+                "for every cell."
+            )
         self._error(code, message or HTTPStatus(code).phrase, headers)
 
     def _host_allowed(self) -> bool:
