@@ -2239,6 +2239,25 @@ def test_seeds_stopped_at_different_steps_are_compared_at_the_last_step_all_reac
     assert final[seeds[1]] != at_150[seeds[1]]  # its last values: at step 300
 
 
+def test_hyperparameters_of_lists_or_dicts_are_sent_and_their_seeds_compared(tmp_path):
+    """A plan holding a list or a dict hyperparameter (columns added by hand) failed
+    /api/cells with 500 (``TypeError: unhashable type: 'dict'``, grouping the cells
+    alike but for their seeds); their values are sent, and seeds alike compared."""
+    bench = write_bench(tmp_path / "example", blurb_json())
+    n = len(bench.cells)
+    cells = bench.cells.assign(schedule=[[1, 2]] * n, adam=[{"b1": 0.9}] * n, none=[None] * n)
+    cells.to_parquet(bench.root / _layout.CELLS)
+    crashed = bench.cells.iloc[0]
+    stop_at(bench, crashed.cell_id, 150)
+    with serving(bench.root) as server:
+        rows = get_json(server, "/api/cells")["rows"]
+    sent = [{k: r["cell"][k] for k in ("schedule", "adam", "none")} for r in rows]
+    assert sent == [{"schedule": [1, 2], "adam": {"b1": 0.9}, "none": None}] * n
+    alike = (bench.cells.model == crashed.model) & (bench.cells.lr == crashed.lr)
+    compared = {r["cell"]["cell_id"]: r["common"]["test"]["step"] for r in rows if "common" in r}
+    assert compared == dict.fromkeys(bench.cells.loc[alike, "cell_id"], 150)
+
+
 def test_seeds_a_filter_leaves_are_compared_at_the_last_step_they_all_reached(tmp_path):
     """Three seeds stopped at steps 150, 200 and 300: the leaderboard sent each one's
     values at step 150 alone, the last all three reached, so that the page compared the

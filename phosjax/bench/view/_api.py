@@ -411,7 +411,7 @@ def _at_common_steps(
         return {}
     ends = last.groupby(_SERIES, sort=False)["step"].max().rename("end").reset_index()
     config = [c for c in cells.columns if c not in _SEEDS_OF]
-    ends = ends.merge(cells[["cell_id", *config]], on="cell_id")
+    ends = ends.merge(_groupable(cells[["cell_id", *config]]), on="cell_id")
     ends["config"] = ends.groupby([*config, "split"], dropna=False).ngroup()
     by_config = ends.groupby("config")["end"]
     uneven = ends[by_config.transform("max") > by_config.transform("min")]
@@ -440,6 +440,27 @@ def _at_common_steps(
             step = min(entry["at"], key=int)
             entry.update(step=int(step), final=entry["at"][step])
     return found
+
+
+def _groupable(plan: pd.DataFrame) -> pd.DataFrame:
+    """``plan`` with each value pandas cannot group by (a list or a dict of a column added
+    by hand: Parquet reads a list as an array) as its text.
+
+    Examples:
+      >>> _groupable(pd.DataFrame({"widths": [np.array([1, 2]), "3"]}))["widths"].tolist()
+      ['array([1, 2])', '3']
+    """
+    mixed = [c for c in plan if plan[c].dtype == object]  # not a column of str, say
+    return plan.assign(**{str(c): plan[c].map(_hashable) for c in mixed})
+
+
+def _hashable(value: Any) -> Any:
+    """``value``, or its text where it cannot be hashed."""
+    try:
+        hash(value)
+    except TypeError:
+        return repr(value)
+    return value
 
 
 def _check_known(
