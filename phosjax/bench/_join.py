@@ -4,7 +4,6 @@ checked and joined before anything uses a jax backend (`join_processes`)."""
 
 import contextlib
 import errno
-import ipaddress
 import os
 import socket
 import time
@@ -13,6 +12,7 @@ from typing import Any
 
 from jsonargparse import ArgumentParser
 
+from phosjax._addresses import ip_address
 from phosjax.bench._cli import flag_set_by, setting_file, usage_error
 from phosjax.bench._config import BenchError
 
@@ -156,20 +156,11 @@ def _address_problem(address: str) -> str | None:
     """
     host, _, port = address.rpartition(":")
     bare = ":" in host and not (host.startswith("[") and host.endswith("]"))
-    if bare and _is_ip(host):
+    if bare and ip_address(host) is not None:
         return "expected an IPv6 address in brackets before the port, e.g. [::1]:1234"
     if bare or not (host and port.isdigit() and 0 < int(port) < 2**16):
         return "expected HOST:PORT, process 0's host and a free port on it, e.g. node0:1234"
     return None
-
-
-def _is_ip(host: str) -> bool:
-    """Whether ``host`` is an IP address (``::1``), not a name."""
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def _reach_coordinator(option: str, address: str, index: int, timeout: int) -> None:

@@ -9,7 +9,6 @@ rebinding).
 
 import errno
 import http.server
-import ipaddress
 import numbers
 import pathlib
 import re
@@ -20,6 +19,7 @@ from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
+from phosjax._addresses import ip_address
 from phosjax._callables import a_type, cut_repr
 from phosjax._nearest import did_you_mean, nearest
 from phosjax.bench import _layout
@@ -104,10 +104,8 @@ def _is_loopback(host: str) -> bool:
       >>> _is_loopback("127.0.0.2"), _is_loopback("::1"), _is_loopback("example.com")
       (True, True, False)
     """
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
+    address = ip_address(host)
+    return host == "localhost" if address is None else address.is_loopback
 
 
 def _is_everywhere(host: str) -> bool:
@@ -118,10 +116,8 @@ def _is_everywhere(host: str) -> bool:
       >>> _is_everywhere("0.0.0.0"), _is_everywhere("::"), _is_everywhere("localhost")
       (True, True, False)
     """
-    try:
-        return ipaddress.ip_address(host).is_unspecified
-    except ValueError:
-        return False
+    address = ip_address(host)
+    return address is not None and address.is_unspecified
 
 
 def _unbracketed(host: str) -> str:
@@ -190,19 +186,15 @@ def _colon_misplaced(host: str) -> str | None:
       >>> _colon_misplaced("::1") is None, _colon_misplaced("localhost") is None
       (True, True)
     """
-    if ":" not in host:
+    if ":" not in host or ip_address(host) is not None:
         return None
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        name, _, port = host.split("://")[-1].rpartition(":")  # without a URL's scheme
-        instead = (
-            f"give the port apart: --host {_unbracketed(name)} --port {port}"
-            if name and port.isdigit()
-            else f"give the address alone: {ADDRESSES}"
-        )
-        return f"no address but an IPv6 one holds ':'; {instead}"
-    return None
+    name, _, port = host.split("://")[-1].rpartition(":")  # without a URL's scheme
+    instead = (
+        f"give the port apart: --host {_unbracketed(name)} --port {port}"
+        if name and port.isdigit()
+        else f"give the address alone: {ADDRESSES}"
+    )
+    return f"no address but an IPv6 one holds ':'; {instead}"
 
 
 def _check_arguments(directory: Any, host: Any, port: Any) -> None:
