@@ -974,7 +974,25 @@ def test_paths_that_climb_out_are_refused(server, path):
 def test_absolute_paths_are_refused_with_403(server, path):
     """docs/viewer.md: paths that climb out (``..``, absolute paths, symlinks out): 403."""
     status, _, body = get(server, path)
-    assert status == 403 and b"climbs out of the bench" in body, (path, status, body)
+    assert status == 403 and b"holds '//': an absolute path out of the bench" in body, body
+
+
+@pytest.mark.parametrize(
+    ("path", "why"),
+    [
+        ("/api//cells", "holds '//': an absolute path out of the bench, or an empty part (meant "
+         "'/api/cells'?)"),
+        ("/static/app.js%00", "holds '\\x00', which no path the viewer answers holds"),
+        ("/static/..%5Capp.js", "holds '\\\\', which no path the viewer answers holds"),
+        ("/static/%2e%2e/app.js", "climbs out of the bench"),
+    ],
+)  # fmt: skip
+def test_a_path_refused_is_refused_saying_what_in_it_is_wrong(server, path, why):
+    """A double slash in a path (an URL joined as ``base + "/" + "api/cells"``) was refused
+    saying the path ``climbs out of the bench``, as a NUL or a backslash was."""
+    status, _, body = get(server, path)
+    decoded = urllib.parse.unquote(path)
+    assert (status, json.loads(body)["error"]) == (403, f"Refused: {decoded!r} {why}.")
 
 
 def test_symlinks_out_of_the_bench_are_refused(server):

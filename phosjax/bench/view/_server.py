@@ -442,6 +442,31 @@ def _failure(error: Exception) -> str:
     return f"{type(error).__name__}: {error}" + (f"; {LET_READ}" if refused else "")
 
 
+def _refused(path: str) -> str | None:
+    """Why the decoded ``path`` is refused (403), None where it is not: a part ``..``
+    climbs out of the bench; ``//`` starts an absolute path after a route's prefix
+    (``/static//etc/passwd``, ``%2F`` encoded), or is a typo; a backslash or a NUL is in
+    no path the viewer answers.
+
+    Examples:
+      >>> print(_refused("/static/../../secret.json"))
+      climbs out of the bench
+      >>> print(_refused("/api//cells"))
+      holds '//': an absolute path out of the bench, or an empty part (meant '/api/cells'?)
+      >>> print(_refused("/static/app.js\\x00"))
+      holds '\\x00', which no path the viewer answers holds
+      >>> _refused("/api/cells") is None
+      True
+    """
+    if ".." in path.split("/"):
+        return "climbs out of the bench"
+    if "//" in path:
+        meant = re.sub("/+", "/", path)
+        return f"holds '//': an absolute path out of the bench, or an empty part (meant {meant!r}?)"
+    odd = next((text for text in ("\\", "\x00") if text in path), None)
+    return None if odd is None else f"holds {odd!r}, which no path the viewer answers holds"
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     server: ViewerServer
     server_version = "phosjax-viewer"
@@ -511,9 +536,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 "localhost and loopback addresses (use an SSH tunnel, or start it with "
                 "--host 0.0.0.0).",
             )
-        # "//": an absolute name after a route's prefix (/static//etc/passwd, %2F encoded)
-        if ".." in path.split("/") or "\\" in path or "\x00" in path or "//" in path:
-            return self._error(403, f"Refused: {path!r} climbs out of the bench.")
+        refused = _refused(path)
+        if refused is not None:
+            return self._error(403, f"Refused: {path!r} {refused}.")
         try:
             self._route(path, split.query)
         except OutsideBenchError as error:
