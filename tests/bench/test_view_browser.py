@@ -2136,6 +2136,25 @@ def test_the_text_search_matches_a_value_as_written_and_as_shown(tmp_path, page)
             assert sorted(page.run(f"({SEARCH})({json.dumps(text)})")) == small, text
 
 
+def test_a_setting_of_a_list_or_an_object_reads_as_json_in_the_filters(tmp_path, page):
+    """A plan's column of objects added by hand (an optimizer's settings) read
+    ``[object Object]`` for each value in its filter menu, two settings alike."""
+    written = write_bench(tmp_path / "objects", blurb_json())
+    half = len(written.cells) // 2
+    adam = [{"b1": 0.9}] * half + [{"b1": 0.5}] * half
+    written.cells.assign(adam=adam, schedule=[[1, 2]] * half + [[1, 3]] * half).to_parquet(
+        written.root / _layout.CELLS
+    )
+    options = "[...document.querySelector('#filters select[data-column=\"{}\"]').options]"
+    with serving(written.root) as server:
+        page.open(server.url)
+        entries = {
+            c: page.run(f"{options.format(c)}.map((o) => o.text)") for c in ("adam", "schedule")
+        }
+    assert sorted(entries["adam"]) == ["all", '{"b1":0.5}', '{"b1":0.9}']
+    assert entries["schedule"] == ["all", "[1,2]", "[1,3]"]
+
+
 def test_a_setting_reads_alike_in_the_table_the_filters_and_the_legend(tmp_path, page):
     """A learning rate of 3e-4 read 3.00e-4 and a million steps 1.00e+6 in the table, the
     filter menus, the legends, the tooltips and the hyperparameter plot's axis: a setting

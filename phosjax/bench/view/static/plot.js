@@ -12,9 +12,11 @@ export function svg(tag, attrs = {}, parent = null) {
 
 // A value as text: `digits` significant digits (whole below a million), below 1e-3 and
 // from a million up in exponent form, three significant digits there up to `digits` 4,
-// one more for each digit past it (the axes' labels: `tickLabels`).
+// one more for each digit past it (the axes' labels: `tickLabels`); a list or an object (a
+// setting of a plan's column added by hand) as JSON, not "[object Object]".
 export function format(value, digits = 4) {
   if (value === null || value === undefined) return "–";
+  if (typeof value === "object") return JSON.stringify(value);
   if (typeof value !== "number") return String(value);
   if (!Number.isFinite(value)) return Number.isNaN(value) ? "NaN" : value > 0 ? "inf" : "-inf";
   if (Number.isInteger(value) && Math.abs(value) < 1e6) return String(value);
