@@ -301,8 +301,9 @@ class BenchFiles:
 
     def named(self, folder: str, name: str, suffix: str) -> pathlib.Path:
         """``folder/<name><suffix>`` for a plain file name (`_layout.PLAIN_NAME`: one
-        that any model the runner takes gives, ``my net-1a2b`` too)."""
-        if not _layout.PLAIN_NAME.fullmatch(name):
+        that any model the runner takes gives, ``my net-1a2b`` too); a ``name`` that is no
+        str (a model id left null in a plan edited by hand) names no file either."""
+        if not isinstance(name, str) or not _layout.PLAIN_NAME.fullmatch(name):
             raise OutsideBenchError(f"{name!r} is not a plain file name.")
         return self.path(f"{folder}/{name}{suffix}")
 
