@@ -2506,6 +2506,30 @@ def test_a_plan_holding_a_cell_twice_is_named(tmp_path):
             assert (status, json.loads(body)["error"][: len(want)]) == (500, want), path
 
 
+@pytest.mark.parametrize(
+    ("text", "wrong"),
+    [
+        ('{"pool": "max"', "are no JSON (Expecting ',' delimiter: line 1 column 15 (char 14))"),
+        ('["max"]', "hold a list, not the JSON object phosjax writes"),
+    ],
+)
+def test_a_plan_holding_options_that_are_no_json_object_is_named(tmp_path, text, wrong):
+    """A cell's options edited by hand into no JSON object failed the leaderboard with
+    ``JSONDecodeError: Expecting ',' delimiter: ...`` or ``AttributeError: 'list' object
+    has no attribute 'get'``, naming neither the file nor the cell."""
+    written = write_bench(tmp_path / "edited", blurb_json())
+    options = [text, *['{"pool": "mean"}'] * (len(written.cells) - 1)]
+    written.cells.assign(options=options).to_parquet(written.root / _layout.CELLS)
+    with serving(written.root) as server:
+        status, _, body = get(server, "/api/cells")
+    cell_id = written.cells.cell_id[0]
+    assert (status, json.loads(body)["error"]) == (
+        500,
+        f"cannot read cells.parquet: the options of cell {cell_id!r} {wrong}; "
+        f"{_reading.hint(_layout.CELLS)}",
+    )
+
+
 def test_a_plan_giving_a_cell_no_group_is_named_by_the_curves_of_that_cell(tmp_path):
     """A cells.parquet giving a cell a null group_id (written by hand) failed the curves
     asked of that cell with 'KeyError: nan', naming nothing. They name the plan and the

@@ -359,7 +359,10 @@ def leaderboard(bench: BenchFiles) -> dict[str, Any]:
     common = _at_common_steps(bench, cells, results, final, metrics)
     progress = bench.progress()
     not_started = {"steps": None, "finished": False, "stopped": bench.all_stopped()}
-    options = options_that_vary(cells) if "options" in cells else [None] * len(cells)
+    options = [None] * len(cells)
+    if "options" in cells:
+        _check_options(cells)
+        options = options_that_vary(cells)
     recorded = set()  # the cells whose last rows record diverged
     if _layout.DIVERGED in results:
         recorded = set(results.loc[results[_layout.DIVERGED].notna(), "cell_id"])
@@ -384,6 +387,36 @@ def leaderboard(bench: BenchFiles) -> dict[str, Any]:
         "splits": sorted(results["split"].unique().tolist()) if len(results) else [],
         "rows": rows,
     }
+
+
+def _check_options(cells: pd.DataFrame) -> None:
+    """Raises a `BrokenFileError` naming the first cell of the plan whose ``options`` (the
+    text `options_that_vary` parses; null: none) hold no JSON object, which failed the
+    leaderboard naming neither the file nor the cell (a plan edited by hand).
+
+    Examples:
+      >>> _check_options(pd.DataFrame({"cell_id": ["a", "b"], "options": ['{"k": 1}', "[1]"]}))
+      Traceback (most recent call last):
+      phosjax.bench._errors.BrokenFileError: cannot read cells.parquet: the options of cell
+      'b' hold a list, not the JSON object phosjax writes; phosjax writes it whole, so ...
+    """
+    read: set[str] = set()
+    for cell_id, text in zip(cells["cell_id"], cells["options"], strict=True):
+        if not isinstance(text, str) or text in read:
+            continue
+        read.add(text)
+        try:
+            options = json.loads(text)
+        except ValueError as error:
+            wrong = f"are no JSON ({error})"
+        else:
+            if isinstance(options, dict):
+                continue
+            wrong = f"hold {_reading.json_kind(options)}, not the JSON object phosjax writes"
+        raise BrokenFileError(
+            f"cannot read {_layout.CELLS}: the options of cell {cell_id!r} {wrong}; "
+            f"{_reading.hint(_layout.CELLS)}"
+        )
 
 
 _SEEDS_OF = ("cell_id", "group_id", "seed")
