@@ -452,6 +452,27 @@ def test_a_request_line_too_long_is_refused_saying_the_limit_and_what_to_ask(ser
     )
 
 
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ({f"X-{i}": "1" for i in range(101)}, "Too many headers: got more than 100 headers"),
+        ({"Cookie": "a" * 70_000}, "Line too long: got more than 65536 bytes when reading "
+         "header line"),
+    ],
+)  # fmt: skip
+def test_headers_too_many_or_too_long_are_refused_saying_the_limit(server, headers, message):
+    """They were refused with 431 saying only ``Too many headers`` or ``Line too long``."""
+    host, port = server.server_address[:2]
+    connection = http.client.HTTPConnection(str(host), int(port), timeout=10)
+    try:
+        connection.request("GET", "/api/bench", headers=headers)
+        response = connection.getresponse()
+        body = response.read()
+    finally:
+        connection.close()
+    assert (response.status, json.loads(body)) == (431, {"error": message})
+
+
 def test_head_answers_the_headers_of_get(server):
     host, port = server.server_address[:2]
     connection = http.client.HTTPConnection(str(host), int(port), timeout=10)

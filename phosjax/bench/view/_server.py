@@ -498,10 +498,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """http.server's own refusals as JSON: a method the viewer has no handler for (it
         only reads) is not allowed, 405; a bad request line, 400; one too long, 414, saying
-        the limit and what to ask instead. The connection closes: the request's body,
-        unread, must not be taken for the next request."""
-        del explain
+        the limit and what to ask instead; headers too long or too many, 431, with the limit
+        (``explain``). The connection closes: the request's body, unread, must not be taken
+        for the next request."""
         headers = {"Connection": "close"}
+        if message and explain:  # 431's: "got more than 100 headers"
+            message = f"{message}: {explain}"
         if code == HTTPStatus.NOT_IMPLEMENTED:
             code, headers["Allow"] = HTTPStatus.METHOD_NOT_ALLOWED, "GET, HEAD"
             message = f"Method {self.command} not allowed: the viewer only reads (GET)."
