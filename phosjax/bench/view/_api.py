@@ -359,7 +359,7 @@ def leaderboard(bench: BenchFiles) -> dict[str, Any]:
     common = _at_common_steps(bench, cells, results, final, metrics)
     progress = bench.progress()
     not_started = {"steps": None, "finished": False, "stopped": bench.all_stopped()}
-    options = [None] * len(cells)
+    options: list[str | None] = [None] * len(cells)
     if "options" in cells:
         _check_options(cells)
         options = options_that_vary(cells)
