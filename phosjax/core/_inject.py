@@ -254,7 +254,8 @@ def _checked_call(where: str, value: Any, expected: Any) -> Any:
 
 def _how_to_give(given: jax.Array, want: Any) -> str:
     """A sentence saying how to give the tagged ``want``'s shape and dtype, else ``""``:
-    for a ``given`` value whose shape broadcasts to it (a scalar), as the tagged value is
+    for a ``given`` value of its shape in another dtype (bfloat16 for float32), which is
+    not cast; for one whose shape broadcasts to it (a scalar), as the tagged value is
     replaced whole (unlike a knob's value, which `set_knobs` broadcasts); for a raw key
     (``jax.random.PRNGKey``'s uint32 pair) where a typed one is tagged, or the other way
     round, where its data has that shape (and, a raw one, the default implementation's,
@@ -266,6 +267,8 @@ def _how_to_give(given: jax.Array, want: Any) -> str:
       ' An injected value is not broadcast: give jnp.full((2, 3), value, jnp.float32).'
       >>> _how_to_give(jnp.zeros(4), jax.ShapeDtypeStruct((2, 3), jnp.float32))
       ''
+      >>> _how_to_give(jnp.zeros(3, jnp.bfloat16), jax.ShapeDtypeStruct((3,), jnp.float32))
+      ' An injected value is not cast: give value.astype(jnp.float32).'
       >>> key = jax.random.key(0)
       >>> _how_to_give(key, jax.ShapeDtypeStruct((2,), key.dtype))
       ' An injected value is not broadcast: give jnp.broadcast_to(value, (2,)).'
@@ -285,16 +288,16 @@ def _how_to_give(given: jax.Array, want: Any) -> str:
         return " A raw key is no typed one: give jax.random.wrap_key_data(value)."
     if given_key and want.dtype == jnp.uint32 and want.shape == data_of(given):  # no ids
         return " A typed key is no raw one: give jax.random.key_data(value)."
-    if given.shape == want.shape or not broadcasts(given.shape, want.shape):
+    if given_key != want_key:  # a key for numbers or numbers for a key: no fix
         return ""
-    if given_key != want_key:  # a key for numbers or numbers for a key: broadcast, no fix
+    name = None if want_key else jnp.dtype(want.dtype).name  # key<fry>: no jnp.key<fry>
+    if given.shape == want.shape:  # another dtype (bfloat16 for float32)
+        return f" An injected value is not cast: give value.astype(jnp.{name})." if name else ""
+    if not broadcasts(given.shape, want.shape):
         return ""
-    if want_key:  # key<fry>: no jnp.key<fry>
+    if name is None:
         return f" An injected value is not broadcast: give jnp.broadcast_to(value, {want.shape})."
-    return (
-        " An injected value is not broadcast: give "
-        f"jnp.full({want.shape}, value, jnp.{jnp.dtype(want.dtype).name})."
-    )
+    return f" An injected value is not broadcast: give jnp.full({want.shape}, value, jnp.{name})."
 
 
 def inject(

@@ -944,6 +944,20 @@ def test_inject_wrong_dtype_names_both():
         px.inject(Stack(), init("plain"), X, {"blocks_1/pre_act": bad})
 
 
+def test_inject_of_a_bfloat16_value_for_a_float32_tag_is_told_to_cast_it():
+    # it named both dtypes alone, no way out said
+    value = jnp.ones((2, WIDTH), jnp.bfloat16)
+    with pytest.raises(ValueError) as info:
+        px.inject(Stack(), init("plain"), X, {"blocks_1/pre_act": value})
+    assert str(info.value) == (
+        f"Injected value for 'blocks_1/pre_act' has shape (2, {WIDTH}) and dtype bfloat16, but "
+        f"the tagged value there has shape (2, {WIDTH}) and dtype float32. An injected value "
+        "is not cast: give value.astype(jnp.float32)."
+    )
+    cast = {"blocks_1/pre_act": value.astype(jnp.float32)}  # as the refusal says
+    assert px.inject(Stack(), init("plain"), X, cast).dtype == jnp.float32
+
+
 class Shared(nn.Module):
     @nn.compact
     def __call__(self, x):
