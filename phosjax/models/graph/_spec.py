@@ -162,17 +162,22 @@ def as_selectors(
     value: str | Iterable[str], what: str, example: str, kind: str = "node", default: str = ""
 ) -> list[str]:
     """`as_names` of selectors, of which there must be one at least (an empty list would
-    select nothing, silently); ``default`` ends the error, saying what else to give.
+    select nothing, silently), none of them ``""``; ``default`` ends the error, saying
+    what else to give.
 
     Examples:
       >>> as_selectors([], "train_only's selectors", "adapter/**", "parameter")
       Traceback (most recent call last):
       phosjax.models.graph._spec.GraphError: train_only's selectors is empty ([]), so it ...
+      >>> as_selectors("", "outputs", "logits")
+      Traceback (most recent call last):
+      phosjax.models.graph._spec.GraphError: outputs names '', which selects no node; give ...
     """
     names = as_names(value, what, example, kind)
-    if not names:
+    if not names or "" in names:
+        empty = "names '', which" if names else f"is empty ({value!r}), so it"
         raise GraphError(
-            f"{what} is empty ({value!r}), so it selects no {kind}; give a {kind} selector, "
+            f"{what} {empty} selects no {kind}; give a {kind} selector, "
             f"such as {example!r} or '**' for every {kind}{default}."
         )
     return names

@@ -621,6 +621,23 @@ def test_empty_outputs_are_an_error_not_an_empty_result(model_and_variables):
         extract(model, variables, outputs=())
 
 
+@pytest.mark.parametrize("outputs", ["", ["head", ""]])
+def test_an_empty_selector_in_outputs_is_named_as_outputs(model_and_variables, outputs):
+    """It was the core's "ValueError: A selector must be a non-empty string, got ''.",
+    naming neither extract's outputs nor what they take."""
+    model, variables, x = model_and_variables
+    message = (
+        "names '', which selects no node; give a node selector, such as 'head' or '**' for "
+        "every node (or None, the default: the graph's outputs)."
+    )
+    with pytest.raises(GraphError) as info:
+        extract(model, variables, outputs=outputs)
+    assert str(info.value) == f"extract's outputs {message}"
+    with pytest.raises(GraphError) as info:
+        model.apply(variables, x, outputs=outputs)
+    assert str(info.value) == f"outputs {message}"
+
+
 def test_outputs_naming_a_group_say_it_is_one_and_how_to_select_its_nodes(model_and_variables):
     """It was 'matched no node among 7; nearest: ...', as for a typo."""
     model, variables, x = model_and_variables
