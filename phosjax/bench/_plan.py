@@ -65,7 +65,7 @@ from phosjax.models import ModelConfig, model_spec, registered_models
 from phosjax.morph import UnsupportedOpError, channel_groups
 from phosjax.train import Cell, HParams, plan_groups
 from phosjax.train._state import _traced_knobs
-from phosjax.train._step import evaluation_apply, training_apply, training_mutable
+from phosjax.train._step import evaluation_apply, on_hint, training_apply, training_mutable
 
 _LATER_HPARAMS = ("compute_dtype", "lr_schedule", "warmup_steps")
 """HParams fields added after benches existed: in a cell's id only when not at their default,
@@ -641,10 +641,11 @@ def _applies(entry: RegularizerEntry, model: ModelConfig) -> str | None:
     """None when ``entry`` applies to ``model``, else why not."""
     if entry.kind != "morph":
         what = "param" if entry.on == "params" else "activation (tagged value)"
+        paths = penalized_paths(model)
         try:
-            select(penalized_paths(model)[entry.on], entry.selector, what=what)
+            select(paths[entry.on], entry.selector, what=what)
         except SelectorError as error:
-            return str(error)
+            return f"{error}{on_hint(entry.selector, entry.on, paths)}"
         return None
     names = morph_groups(model)
     if isinstance(names, str):

@@ -30,6 +30,8 @@ from phosjax.core import (
     aux_total,
     flatten,
     regularize,
+    select,
+    tag_shapes,
 )
 from phosjax.core._knobs import what_holds
 from phosjax.core._module_check import check_module
@@ -253,6 +255,38 @@ def _penalty(kind: str, on: str) -> Callable[..., jax.Array]:
         return reduce(elementwise(value if on == "params" else jnp.where(off, 0, value)))
 
     return penalty
+
+
+ON_WHAT = {"params": "param", "activations": "tagged value"}
+"""What a `Regularizer`'s selector matches by its ``on``, as a selector's error names it."""
+
+
+def on_hint(selector: str, on: str, paths: Mapping[str, Iterable[str]]) -> str:
+    """`` It matches param 'a/kernel', not a tagged value: give on='params'.`` where
+    ``selector``, which matched nothing ``on`` one side, matches a path of the other
+    (``paths``: by ``on``); ``""`` where it matches none.
+
+    Examples:
+      >>> on_hint("**/pre_act", "params", {"params": ["a/kernel"], "activations": ["a/pre_act"]})
+      " It matches tagged value 'a/pre_act', not a param: give on='activations'."
+    """
+    for other in (name for name in paths if name != on):
+        found = select(paths[other], selector, allow_empty=True)
+        if found:
+            what = f"{ON_WHAT[other]} {found[0]!r}, not a {ON_WHAT[on]}"
+            return f" It matches {what}: give on={other!r}."
+    return ""
+
+
+def other_on_hint(selector: str, on: str, model: nn.Module, variables: Any, x: Any) -> str:
+    """`on_hint` for a regularizer of ``model`` (its ``variables``; ``x``, the batch): the
+    params' paths, and those of the values it tags in an evaluation (traced abstractly;
+    a train step collects its tags only where some regularizer is on them)."""
+    paths = {
+        "params": flatten(nn.meta.unbox(variables["params"])),
+        "activations": tag_shapes(model, variables, x, train=False),
+    }
+    return on_hint(selector, on, paths)
 
 
 def _morph_penalty(model: nn.Module, reg: Regularizer) -> Callable[[Any, jax.Array], jax.Array]:
@@ -680,7 +714,9 @@ def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> Tra
                     value = regularize(tree, selector, functools.partial(fn, off=off), what=what)
             except SelectorError as error:  # its selector and what kept
                 kind = f"{hp.regularizers[i].kind} on {on}"
-                error.args = (f"HParams regularizers[{i}] ({kind}): {error}",)
+                variables = {"params": params, **state.collections}
+                hint = "" if i in morph else other_on_hint(selector, on, model, variables, x)
+                error.args = (f"HParams regularizers[{i}] ({kind}): {error}{hint}",)
                 raise
             reg = reg + jnp.where(off, 0.0, strength * value)
         loss = task + aux + reg

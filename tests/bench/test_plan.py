@@ -713,6 +713,14 @@ def test_an_l1_l2_selector_that_matches_nothing_is_an_error_before_training(toy,
         plan(config, toy)
 
 
+def test_an_l2_selector_of_a_tagged_value_on_params_is_told_to_give_on_activations(toy):
+    """It named the nearest params alone, though on='params' is the default."""
+    entry = {"kind": "l2", "selector": "**/pre_act"}
+    config = tiny_config(models=[{"name": "mlp", "width": 8}], grid=small(regularizers=[entry]))
+    with pytest.raises(BenchError, match=r"not a param: give on='activations'\.\)\.$"):
+        plan(config, toy)
+
+
 def test_cell_ids_ignore_later_hparams_at_their_default():
     # Benches planned before HParams.compute_dtype existed keep their cell ids (and resume).
     from phosjax.bench._plan import _hparams_identity

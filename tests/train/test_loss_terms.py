@@ -167,3 +167,30 @@ def test_a_model_drawing_from_another_rng_stream_is_told_to_draw_from_dropout(to
     cell = Cell(Builds(_Noisy()), "toy", HParams(batch_size=16, steps=1), 0)
     with pytest.raises(ValueError, match=r"the rng stream 'noise', but training gives a model"):
         train_grid([cell], datasets={"toy": toy}, strategy="sequential")
+
+
+@pytest.mark.parametrize(
+    "regularizer, message",
+    [
+        (  # on="params", the default, for a tagged value
+            Regularizer("**/pre_act_1", "l2", 1e-2),
+            r"^HParams regularizers\[0\] \(l2 on params\): Selector '\*\*/pre_act_1' "
+            r"matched no param among 8; nearest: .*\. It matches tagged value 'pre_act_1', "
+            r"not a param: give on='activations'\.\n",
+        ),
+        (
+            Regularizer("**/head_0/kernel", "l1", 1e-2, on="activations"),
+            r"^HParams regularizers\[0\] \(l1 on activations\): Selector '\*\*/head_0/kernel' "
+            r"matched no tagged value among 2; nearest: .*\. It matches param 'head_0/kernel', "
+            r"not a tagged value: give on='params'\.\n",
+        ),
+    ],
+)
+def test_a_regularizer_selecting_the_other_side_is_told_which_on_to_give(toy, regularizer, message):
+    """It listed the nearest params (tagged values) alone, though the selector matched a
+    tagged value (a param): on='params' is the default."""
+    cell = Cell(
+        Tiny(rich=True), "toy", HParams(batch_size=16, steps=1, regularizers=(regularizer,))
+    )
+    with pytest.raises(px.SelectorError, match=message):
+        train_grid([cell], datasets={"toy": toy}, strategy="sequential")
