@@ -246,13 +246,16 @@ def _penalty(kind: str, on: str) -> Callable[..., jax.Array]:
     ``off`` (strength 0) it is the penalty of zeros: an infinite activation, which may
     leave the loss finite (``tanh(inf)``), then reaches no gradient (the strength's 0 alone
     would give 0 * inf, NaN). An infinite param makes the loss non-finite anyway: params
-    are not selected, which would cost a pass over them each step."""
+    are not selected, which would cost a pass over them each step. A tagged value that is
+    a pytree (a pair) is averaged over the entries of all its arrays."""
     elementwise = jnp.abs if kind == "l1" else jnp.square
-    reduce = jnp.sum if on == "params" else jnp.mean
 
-    def penalty(value: jax.Array, off: jax.Array) -> jax.Array:
-        value = value.astype(summing_dtype(value.dtype))
-        return reduce(elementwise(value if on == "params" else jnp.where(off, 0, value)))
+    def penalty(value: Any, off: jax.Array) -> jax.Array:
+        leaves = [leaf.astype(summing_dtype(leaf.dtype)) for leaf in jax.tree.leaves(value)]
+        if on == "activations":
+            leaves = [jnp.where(off, 0, leaf) for leaf in leaves]
+        total = functools.reduce(jnp.add, [jnp.sum(elementwise(leaf)) for leaf in leaves])
+        return total if on == "params" else total / sum(leaf.size for leaf in leaves)
 
     return penalty
 

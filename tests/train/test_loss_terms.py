@@ -16,7 +16,9 @@ from phosjax.train import (
     Cell,
     HParams,
     Regularizer,
+    device_arrays,
     init_group,
+    make_train_step,
     plan_groups,
     run_group,
     train_grid,
@@ -194,3 +196,26 @@ def test_a_regularizer_selecting_the_other_side_is_told_which_on_to_give(toy, re
     )
     with pytest.raises(px.SelectorError, match=message):
         train_grid([cell], datasets={"toy": toy}, strategy="sequential")
+
+
+class _TagsAPair(nn.Module):
+    @nn.compact
+    def __call__(self, x, train=False):
+        h = nn.Dense(3)(x)
+        px.tag(self, "pair", (h, 2 * h))
+        return h
+
+
+def test_a_regularizer_on_a_tagged_pair_averages_over_the_entries_of_both(toy):
+    """It raised AttributeError: 'tuple' object has no attribute 'astype'."""
+    regularizers = (Regularizer("pair", "l2", 0.5, "activations"),)
+    hp = HParams(batch_size=16, steps=1, regularizers=regularizers)
+    [group] = plan_groups([Cell(Builds(_TagsAPair()), "toy", hp)])
+    cell = jax.tree.map(lambda a: a[0], init_group(group, toy))
+    arrays = device_arrays(toy)
+    x, y = arrays["x_train"][:16], arrays["y_train"][:16]
+    _, metrics = jax.jit(make_train_step(_TagsAPair(), group.hparams))(cell, arrays, (x, y))
+    _, found = px.probe(_TagsAPair(), {"params": cell.params}, x, "pair")
+    h, twice = found["pair"]
+    expected = 0.5 * (jnp.square(h).sum() + jnp.square(twice).sum()) / (2 * h.size)
+    np.testing.assert_allclose(metrics["regularizer"], expected, rtol=1e-6)
