@@ -31,10 +31,11 @@ from phosjax.core import (
     flatten,
     regularize,
     select,
-    tag_shapes,
 )
+from phosjax.core._apply import tag_call_shapes
 from phosjax.core._knobs import what_holds
 from phosjax.core._module_check import check_module
+from phosjax.core._selectors import dropped_hint
 from phosjax.data import batch_indices
 from phosjax.morph import channel_groups, morph_regularizer
 from phosjax.train._config import HParams, Regularizer, int_at_least
@@ -281,15 +282,17 @@ def on_hint(selector: str, on: str, paths: Mapping[str, Iterable[str]]) -> str:
     return ""
 
 
-def other_on_hint(selector: str, on: str, model: nn.Module, variables: Any, x: Any) -> str:
-    """`on_hint` for a regularizer of ``model`` (its ``variables``; ``x``, the batch): the
-    params' paths, and those of the values it tags in an evaluation (traced abstractly;
-    a train step collects its tags only where some regularizer is on them)."""
-    paths = {
-        "params": flatten(nn.meta.unbox(variables["params"])),
-        "activations": tag_shapes(model, variables, x, train=False),
-    }
-    return on_hint(selector, on, paths)
+def selector_hint(selector: str, on: str, model: nn.Module, variables: Any, x: Any) -> str:
+    """What a regularizer's ``selector``, which matched nothing ``on`` its side of
+    ``model`` (its ``variables``; ``x``, the batch), was meant to match, traced abstractly
+    in an evaluation (a train step collects its tags only where a regularizer is on them):
+    a tagged value that a lifted transform dropped (`dropped_hint`), or the other side's
+    path (`on_hint`); ``""`` where it cannot tell."""
+    calls, _, dropped = tag_call_shapes(model, variables, x, train=False)
+    what = ON_WHAT["activations"]
+    lost = dropped_hint(selector, dropped or (), what) if on == "activations" else ""
+    paths = {"params": flatten(nn.meta.unbox(variables["params"])), "activations": calls}
+    return lost or on_hint(selector, on, paths)
 
 
 def _morph_penalty(model: nn.Module, reg: Regularizer) -> Callable[[Any, jax.Array], jax.Array]:
@@ -718,7 +721,7 @@ def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> Tra
             except SelectorError as error:  # its selector and what kept
                 kind = f"{hp.regularizers[i].kind} on {on}"
                 variables = {"params": params, **state.collections}
-                hint = "" if i in morph else other_on_hint(selector, on, model, variables, x)
+                hint = "" if i in morph else selector_hint(selector, on, model, variables, x)
                 error.args = (f"HParams regularizers[{i}] ({kind}): {error}{hint}",)
                 raise
             reg = reg + jnp.where(off, 0.0, strength * value)

@@ -198,6 +198,44 @@ def test_a_regularizer_selecting_the_other_side_is_told_which_on_to_give(toy, re
         train_grid([cell], datasets={"toy": toy}, strategy="sequential")
 
 
+class _Member(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return px.tag(self, "h", nn.Dense(3)(x))
+
+
+class _Members(nn.Module):
+    """Tags ``inp``, and its members ``members/h``, which nn.vmap drops: its variable_axes
+    omit ``intermediates``."""
+
+    @nn.compact
+    def __call__(self, x, train=False):
+        x = px.tag(self, "inp", nn.Dense(4)(x))
+        members = nn.vmap(
+            _Member,
+            variable_axes={"params": 0},
+            split_rngs={"params": True},
+            in_axes=None,
+            axis_size=2,
+        )
+        return members(name="members")(x).mean(0)
+
+
+def test_a_regularizer_of_a_tag_a_lifted_transform_dropped_is_told_how_to_keep_it(toy):
+    """It said only "matched no tagged value among 1; nearest: 'inp'", as of a typo."""
+    regularizers = (Regularizer("members/h", "l2", 1.0, on="activations"),)
+    cell = Cell(
+        Builds(_Members()), "toy", HParams(batch_size=16, steps=1, regularizers=regularizers)
+    )
+    message = (
+        r"^HParams regularizers\[0\] \(l2 on activations\): Selector 'members/h' matched no "
+        r"tagged value among 1; nearest: 'inp'\. It matches 'members/h', which a lifted "
+        r"transform dropped: .* variable_axes=px\.scan_axes\(params=0\)\.\n"
+    )
+    with pytest.raises(px.SelectorError, match=message):
+        train_grid([cell], datasets={"toy": toy}, strategy="sequential")
+
+
 class _TagsAPair(nn.Module):
     @nn.compact
     def __call__(self, x, train=False):
