@@ -80,16 +80,26 @@ def _flat_injections(
     whether a value there is tagged by several calls (each call then finds its own
     through ``intermediates``)."""
     calls, sown, dropped = tag_call_shapes(model, variables, x, **kwargs)
-    chosen = value_per_path(
-        values, lambda s: select_tags(calls, sown, s, dropped), what="tagged value"
-    )
-    flat = {path: _checked(path, value, calls[path]) for path, value in chosen.items()}
+    selected_by: dict[str, str] = {}
+
+    def find(selector: str) -> list[str]:
+        paths = select_tags(calls, sown, selector, dropped)
+        selected_by.update(dict.fromkeys(paths, selector))
+        return paths
+
+    chosen = value_per_path(values, find, what="tagged value")
+    flat = {
+        path: _checked(path, value, calls[path], selected_by[path])
+        for path, value in chosen.items()
+    }
     return flat, any(len(calls[path]) > 1 for path in flat)
 
 
-def _checked(path: str, value: Any, calls: tuple[Any, ...]) -> Any:
+def _checked(path: str, value: Any, calls: tuple[Any, ...], selector: str) -> Any:
     """``value`` as arrays, once it has the structure, shapes and dtypes tagged at ``path``;
-    for a value tagged by several calls, a `Calls` of one such value per call.
+    for a value tagged by several calls, a `Calls` of one such value per call. The errors
+    name ``path``, and the ``selector`` that matched it where that is another (``"**"``
+    may match more than was meant).
 
     Raises:
       TypeError: the tagged value holds no array (a str: `check_tagged_arrays`).
@@ -97,8 +107,9 @@ def _checked(path: str, value: Any, calls: tuple[Any, ...]) -> Any:
         and ``value`` is no tuple of one value per call.
     """
     check_tagged_arrays("inject", path, calls)
+    where = repr(path) if selector == path else f"{path!r} (selected by {selector!r})"
     if len(calls) == 1:
-        return _checked_call(repr(path), value, calls[0])
+        return _checked_call(where, value, calls[0])
     if not (isinstance(value, tuple) and len(value) == len(calls)):
         given = (
             f"a tuple of {len(value)}"
@@ -108,12 +119,12 @@ def _checked(path: str, value: Any, calls: tuple[Any, ...]) -> Any:
             else a_type(value)
         )
         raise ValueError(
-            f"Cannot inject {path!r}: it is tagged {len(calls)} times (by a module called "
+            f"Cannot inject {where}: it is tagged {len(calls)} times (by a module called "
             f"several times, or by one name tagged again in a call), so it takes a tuple of "
             f"{len(calls)} values, one per call of tag (as px.probe returns them), got {given}."
         )
     checked = [
-        _checked_call(f"{path!r} (call {i + 1} of {len(calls)})", item, expected)
+        _checked_call(f"{where} (call {i + 1} of {len(calls)})", item, expected)
         for i, (item, expected) in enumerate(zip(value, calls, strict=True))
     ]
     return functools.reduce(add_call, checked, Calls())  # one value per call, to `tag`

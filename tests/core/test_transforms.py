@@ -1034,6 +1034,20 @@ class TagsTwice(nn.Module):
         return px.tag(self, "h", x) + px.tag(self, "h", 3 * x)
 
 
+def test_inject_refusing_a_value_names_the_selector_that_matched_the_tagged_value():
+    """It named the path alone ('d'), which a selector matching more than meant ('*' for
+    'pair') does not show."""
+    pair = (V, 3 * V)
+    with pytest.raises(ValueError) as info:
+        px.inject(Pytrees(), {}, V, {"*": pair})
+    assert str(info.value) == (
+        "Injected value for 'd' (selected by '*') has structure PyTreeDef((*, *)), but the "
+        "tagged value there has structure PyTreeDef({'a': *, 'b': *})."
+    )
+    with pytest.raises(ValueError, match=r"^Cannot inject 'h' \(selected by '\*'\): it is"):
+        px.inject(TagsTwice(), {}, jnp.ones(2), {"*": jnp.zeros(2)})
+
+
 def test_inject_of_a_name_tagged_twice_in_one_call_says_so_and_takes_a_value_per_tag():
     # it said "tagged by 2 calls of one module", which a module called once is not
     with pytest.raises(ValueError, match=r"^Cannot inject 'h': it is tagged 2 times \(by a "):
