@@ -282,13 +282,17 @@ def on_hint(selector: str, on: str, paths: Mapping[str, Iterable[str]]) -> str:
     return ""
 
 
-def selector_hint(selector: str, on: str, model: nn.Module, variables: Any, x: Any) -> str:
+def selector_hint(
+    selector: str, on: str, model: nn.Module, variables: Any, x: Any, rng: jax.Array
+) -> str:
     """What a regularizer's ``selector``, which matched nothing ``on`` its side of
-    ``model`` (its ``variables``; ``x``, the batch), was meant to match, traced abstractly
-    in an evaluation (a train step collects its tags only where a regularizer is on them):
-    a tagged value that a lifted transform dropped (`dropped_hint`), or the other side's
-    path (`on_hint`); ``""`` where it cannot tell."""
-    calls, _, dropped = tag_call_shapes(model, variables, x, train=False)
+    ``model`` (its ``variables``), was meant to match, traced abstractly as a train step
+    applies it to ``x`` with ``rng`` (a step collects the tags only where a regularizer
+    is on them): a tagged value that a lifted transform dropped (`dropped_hint`), or the
+    other side's path (`on_hint`); ``""`` where it cannot tell."""
+    mutable = training_mutable(variables)
+    applied = {"train": True, "rngs": {"dropout": rng}, "mutable": mutable}
+    calls, _, dropped = tag_call_shapes(model, variables, x, **applied)
     what = ON_WHAT["activations"]
     lost = dropped_hint(selector, dropped or (), what) if on == "activations" else ""
     paths = {"params": flatten(nn.meta.unbox(variables["params"])), "activations": calls}
@@ -721,7 +725,7 @@ def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> Tra
             except SelectorError as error:  # its selector and what kept
                 kind = f"{hp.regularizers[i].kind} on {on}"
                 variables = {"params": params, **state.collections}
-                hint = "" if i in morph else selector_hint(selector, on, model, variables, x)
+                hint = "" if i in morph else selector_hint(selector, on, model, variables, x, rng)
                 error.args = (f"HParams regularizers[{i}] ({kind}): {error}{hint}",)
                 raise
             reg = reg + jnp.where(off, 0.0, strength * value)

@@ -23,7 +23,7 @@ from phosjax.train import (
     run_group,
     train_grid,
 )
-from tests.train.tiny import Builds, Tiny
+from tests.train.tiny import Builds, NormsAlways, Tiny
 
 TOL = {"rtol": 2e-5, "atol": 2e-6}
 STRENGTHS = [(1e-2, 3e-2), (1e-1, 0.0)]  # (L1 on a kernel, L2 on a tagged value) per cell
@@ -232,6 +232,18 @@ def test_a_regularizer_of_a_tag_a_lifted_transform_dropped_is_told_how_to_keep_i
         r"tagged value among 1; nearest: 'inp'\. It matches 'members/h', which a lifted "
         r"transform dropped: .* variable_axes=px\.scan_axes\(params=0\)\.\n"
     )
+    with pytest.raises(px.SelectorError, match=message):
+        train_grid([cell], datasets={"toy": toy}, strategy="sequential")
+
+
+def test_a_regularizer_selecting_a_param_of_a_model_norming_in_evaluation_is_told_so(toy):
+    """The hint was traced in an evaluation, where NormsAlways writes its batch_stats:
+    Flax's ModifyScopeVariableError hid the selector's error."""
+    regularizers = (Regularizer("**/kernel", "l2", 1.0, on="activations"),)
+    cell = Cell(
+        Builds(NormsAlways()), "toy", HParams(batch_size=16, steps=1, regularizers=regularizers)
+    )
+    message = r"It matches param 'Dense_0/kernel', not a tagged value: give on='params'\.\n"
     with pytest.raises(px.SelectorError, match=message):
         train_grid([cell], datasets={"toy": toy}, strategy="sequential")
 
