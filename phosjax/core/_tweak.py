@@ -15,6 +15,7 @@ from phosjax.core._apply import (
 from phosjax.core._collections import KNOBS
 from phosjax.core._knobs import _set_knobs, _with_knobs_declared, init_kwargs
 from phosjax.core._module_check import check_module
+from phosjax.core._paths import flatten
 from phosjax.core._selectors import SelectorError, check_values, select
 
 
@@ -61,7 +62,7 @@ def tweak(
     check_values(values, "knob")  # first: a bare value is no selector
     with naming_apply_errors(model, variables, "tweak", kwargs.get("method")) as variables:
         full, declared, dropped = _with_knobs_declared(model, variables, x, **init_kwargs(kwargs))
-        with _naming_tags(model, variables, x, kwargs):
+        with _naming_params_and_tags(model, variables, x, kwargs):
             tweaked = _set_knobs(full, values, declared, dropped)
         out = model.apply(tweaked, x, **kwargs)
     if not hands_back_every_collection(kwargs.get("mutable", False)) or KNOBS not in out[1]:
@@ -71,16 +72,23 @@ def tweak(
 
 
 @contextlib.contextmanager
-def _naming_tags(
+def _naming_params_and_tags(
     model: nn.Module, variables: Mapping[str, Any], x: Any, kwargs: Mapping[str, Any]
 ) -> Iterator[None]:
-    """Within it, a selector of knobs that matched none, but matches a value ``model``
-    tags, says so (the `SelectorError` gains a sentence)."""
+    """Within it, a selector of knobs that matched none, but matches a param of
+    ``variables`` or a value ``model`` tags, says so (the `SelectorError` gains a
+    sentence)."""
     try:
         yield
     except SelectorError as error:
         if error.what != "knob" or error.selector is None:
             raise
+        params = select(flatten(variables.get("params", {})), error.selector, allow_empty=True)
+        if params:
+            hint = (
+                f" It matches param {params[0]!r}, which is no knob: variables['params'] holds it."
+            )
+            raise SelectorError(f"{error}{hint}") from None
         applied = {k: v for k, v in kwargs.items() if k != "mutable"}
         try:
             shapes = tag_shapes(model, variables, x, **applied)

@@ -364,6 +364,16 @@ def test_tweak_of_a_tagged_value_says_it_is_no_knob():
         px.tweak(Gained(), {}, X, {"h": 0.0})
 
 
+def test_tweak_of_a_param_says_it_is_no_knob():
+    """It listed the nearest knobs alone, as if 'blocks_0/dense/kernel' were a typo."""
+    with pytest.raises(px.SelectorError) as info:
+        px.tweak(Stack(), init("plain"), X, {"blocks_0/*/kernel": 0.0})
+    assert str(info.value).endswith(
+        ". It matches param 'blocks_0/dense/kernel', which is no knob: variables['params'] "
+        "holds it."
+    )
+
+
 def test_set_knobs_on_variables_without_knobs_says_how_to_add_them():
     params_only = {"params": init("plain")["params"]}
     with pytest.raises(px.SelectorError, match=r"'\*\*/T' .* no 'knobs' collection.*with_knobs"):
