@@ -9,6 +9,7 @@ per program: equal blocks share it). Switch ``flops`` and ``measure_latency`` of
 cheap structural summary.
 """
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -16,7 +17,7 @@ import math
 import numbers
 import statistics
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -37,12 +38,20 @@ from phosjax.core._arrays_apart import arrays_apart
 from phosjax.core._blurb_table import table
 from phosjax.core._collections import AUX_LOSS, BLURB, KNOBS, PATH_WEIGHTS
 from phosjax.core._knobs import _declarations, init_kwargs, is_traced, knobs
+from phosjax.core._losses import check_aux_losses_kept
 from phosjax.core._module_check import check_module
 from phosjax.core._numbers import numbers_as_array
+from phosjax.core._path_weights import check_path_weights_kept, path_weights_opened
 from phosjax.core._paths import SEP, flatten, keys_joined
 from phosjax.core._record import applied_apart, apply_depth
 from phosjax.core._selectors import SelectorError, select
-from phosjax.core._tags import constant_notes, with_arrays
+from phosjax.core._tags import (
+    aux_losses_raised,
+    check_notes_kept,
+    constant_notes,
+    notes_written,
+    with_arrays,
+)
 
 _PARAMS = "params"
 Json = Any
@@ -589,13 +598,19 @@ def _capture(
         (out, state), collected = apply_collecting(model, variables, x, collect=collect, **kwargs)
         return collected, _output_specs(out), state.get(KNOBS, {})
 
-    with nn.intercept_methods(intercept), _declarations() as declared, constant_notes() as notes:
+    with (
+        nn.intercept_methods(intercept),
+        _declarations() as declared,
+        constant_notes() as notes,
+        _written_in_records() as written,
+    ):
         given = {} if init is not None else variables  # init's: made in the program
         # the arrays of apply_kwargs traced too: a constant input's work would be folded
         traced, put_back = arrays_apart(apply_kwargs, scalars=False)  # a flag: concrete
         collected, outputs, knob_tree = jit_keeping_constants(
             lambda variables, x, traced: run(variables, x, put_back(traced)), given, x, traced
         )
+    _check_records_kept(written, collected)
     # A default made by jax is a tracer here: init computes it (once, for all of them).
     made_by_jax = any(isinstance(knob.default, jax.core.Tracer) for knob in declared.values())
     defaults = knobs(model, x, **init_kwargs(apply_kwargs)) if made_by_jax else {}
@@ -623,6 +638,24 @@ def _capture(
             knob.valid.short() if knob.valid is not None else None,
         )
     return {path: calls[path] for path in entered if path in calls}, recorded, outputs
+
+
+@contextlib.contextmanager
+def _written_in_records() -> Iterator[dict[str, dict[str, None]]]:
+    """Within it, the paths of the notes, aux losses and path weights a call writes, by
+    collection, kept or dropped (`notes_written`, `aux_losses_raised`, `path_weights_opened`)."""
+    with notes_written() as noted, aux_losses_raised() as raised, path_weights_opened() as opened:
+        yield {BLURB: noted, AUX_LOSS: raised, PATH_WEIGHTS: opened}
+
+
+def _check_records_kept(
+    written: Mapping[str, dict[str, None]], collected: Mapping[str, Any]
+) -> None:
+    """Raises where a lifted transform dropped a note, aux loss or path weight written
+    (`_written_in_records`) from what the call ``collected``: its summary would lack it."""
+    check_notes_kept(written[BLURB], collected[BLURB])
+    check_aux_losses_kept(written[AUX_LOSS], collected[AUX_LOSS])
+    check_path_weights_kept(written[PATH_WEIGHTS], collected[PATH_WEIGHTS])
 
 
 def blurb(
@@ -662,7 +695,10 @@ def blurb(
       TypeError: ``variables`` are no collections (None; the params alone:
         `naming_params_alone`); an argument is traced (under ``jax.jit``): blurb runs
         outside JAX's transformations.
-      ValueError: ``repeats`` is no int >= 1.
+      ValueError: ``repeats`` is no int >= 1; or a lifted transform (``nn.vmap``,
+        ``nn.scan``) whose ``variable_axes`` omit ``blurb``, ``aux_loss`` or
+        ``path_weights`` dropped a note's arrays, an aux loss or a path weight recorded
+        inside it, which the blurb would lack (`scan_axes` lists every collection).
 
     Examples:
       >>> import flax.linen as nn, jax, jax.numpy as jnp, phosjax as px

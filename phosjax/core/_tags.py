@@ -7,7 +7,7 @@ mutable), and none of them stores anything while a model is initialized, so
 
 import contextlib
 import contextvars
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import flax.linen as nn
@@ -24,7 +24,7 @@ from phosjax.core._path_weights import (
     scale_by_path_weight,
 )
 from phosjax.core._paths import check_path, module_path
-from phosjax.core._record import Calls, collecting, record, taking
+from phosjax.core._record import Calls, check_recorded, collecting, record, taking
 
 _SEEN: contextvars.ContextVar[dict[str, dict[str, None]] | None] = contextvars.ContextVar(
     "phosjax_tags_seen", default=None
@@ -355,10 +355,44 @@ def note(module: nn.Module, name: str, value: Any) -> None:
         )
     constants = taking(_CONSTANT_NOTES)
     if constants is None or not _holds_constants(value):
-        record(module, BLURB, name, value)
+        _record_note(module, name, value)
         return
     arrays, constant = _split_note(value) if _holds_arrays(value) else (None, value)
     if not module.is_initializing():
         constants.setdefault(module_path(module, name), constant)
     if arrays is not None:
-        record(module, BLURB, name, arrays)
+        _record_note(module, name, arrays)
+
+
+def _record_note(module: nn.Module, name: str, arrays: Any) -> None:
+    """`record` of a note's ``arrays`` in ``blurb``, its path kept for `notes_written`."""
+    record(module, BLURB, name, arrays)
+    written = taking(_WRITTEN)
+    if written is not None and not module.is_initializing():
+        written.setdefault(module_path(module, name))
+
+
+_WRITTEN: contextvars.ContextVar[dict[str, None] | None] = contextvars.ContextVar(
+    "phosjax_notes_written", default=None
+)
+
+
+def notes_written() -> contextlib.AbstractContextManager[dict[str, None]]:
+    """Within it, `note` keeps the path of each note whose arrays it records outside
+    ``init`` (what `constant_notes` keeps is no array, and is never dropped), whether or
+    not they were recorded: one missing from the ``blurb`` collection the call returns
+    was dropped by a lifted transform (`check_notes_kept`)."""
+    return collecting(_WRITTEN)
+
+
+def check_notes_kept(written: Iterable[str], notes: Mapping[str, Any]) -> None:
+    """Raises unless every note in ``written`` (their paths, as `notes_written` kept them
+    during a call) is in ``notes``, the ``blurb`` collection that call returned: a lifted
+    transform whose ``variable_axes`` omit ``blurb`` drops the arrays noted inside it.
+
+    Examples:
+      >>> check_notes_kept(["members/mean"], {})
+      Traceback (most recent call last):
+      ValueError: note 'members/mean' was written but not recorded: ... omit 'blurb' ...
+    """
+    check_recorded(BLURB, written, notes, "note {!r} was written", "blurb cannot show its arrays")

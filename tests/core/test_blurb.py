@@ -566,6 +566,43 @@ def test_notes_aux_losses_path_weights_and_knobs_sit_under_their_module(key):
     assert Blurb.from_json(summary.to_json()) == summary
 
 
+class WeightedMembers(nn.Module):
+    """Two members of `Weighted` under nn.vmap, whose variable_axes leave out ``omitted``."""
+
+    omitted: str
+
+    @nn.compact
+    def __call__(self, x):
+        axes = {k: v for k, v in px.scan_axes().items() if k != self.omitted}
+        members = nn.vmap(Weighted, variable_axes=axes, axis_size=2, in_axes=None, out_axes=0)
+        return members(name="members")(x)
+
+
+@pytest.mark.parametrize(
+    "omitted, said",
+    [
+        ("blurb", "note 'members/positive' was written but not recorded"),
+        ("aux_loss", "aux loss 'members/l1' was raised but not recorded"),
+        ("path_weights", "path weight 'members/branch' was opened but not recorded"),
+    ],
+)
+def test_what_a_lifted_transform_drops_is_named_with_the_variable_axes_to_give(omitted, said):
+    """The blurb showed no such note, aux loss or path weight, silently."""
+    x, model = jnp.ones((3, 2)), WeightedMembers(omitted)
+    with pytest.raises(ValueError, match=said) as error:
+        blurb(model, model.init(jax.random.key(0), x), x, flops=False, measure_latency=False)
+    assert f"variable_axes omit {omitted!r}" in str(error.value)
+    assert "px.scan_axes(params=0)" in str(error.value)
+
+
+def test_what_a_lifted_transform_keeps_is_shown_for_every_member():
+    x, model = jnp.ones((3, 2)), WeightedMembers("")
+    members = blurb(model, model.init(jax.random.key(0), x), x, flops=False, measure_latency=False)
+    assert members["members"].path_weights == {"branch": [0.25, 0.25]}
+    assert members["members"].aux_losses == {"l1": [0.25, 0.25]}
+    assert members["members"].notes == {"positive": [1.0, 1.0]}
+
+
 def test_a_blurb_of_an_init_is_the_blurb_of_its_variables_in_one_program(key):
     # notes and aux losses read the random dense params; the knob is set by the init
     x = jax.random.normal(key, (3, 2))
