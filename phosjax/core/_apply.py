@@ -9,10 +9,11 @@ from typing import Any
 import flax.errors
 import flax.linen as nn
 import jax
+from flax.core import FrozenDict
 from flax.core.scope import DenyList, in_filter, union_filters
 from jax.extend.core import valid_jaxtype
 
-from phosjax._callables import cut_repr, shown
+from phosjax._callables import a_type, cut_repr, shown
 from phosjax.core._arrays_apart import arrays_apart
 from phosjax.core._collections import INTERMEDIATES, KNOBS
 from phosjax.core._module_check import check_module
@@ -84,7 +85,12 @@ def params_alone_text(variables: Mapping[str, Any], error: Exception, caller: st
       "kernel" in scope "/Dense_0".)
       >>> params_alone_text({"params": {}}, error, "f") is None
       True
+
+    Where ``variables`` hold ``"params"`` and Flax refused them all the same (a collection
+    is no dict: ``{"params": 3}``), it names that collection (`_no_collection_text`).
     """
+    if "params" in variables and isinstance(error, PARAMS_AS_VARIABLES):
+        return _no_collection_text(variables, caller)
     reads = next((found for r in _READS if (found := r.search(str(error)))), None)
     if "params" in variables or not (reads or isinstance(error, PARAMS_AS_VARIABLES)):
         return None
@@ -98,6 +104,33 @@ def params_alone_text(variables: Mapping[str, Any], error: Exception, caller: st
         "model.init returns, "
         f"{{'params': params, ...}} (Flax: {str(error).split(' (https')[0]})"
     )
+
+
+def _no_collection_text(variables: Mapping[str, Any], caller: str) -> str | None:
+    """What ``caller`` says of the first collection of ``variables`` that Flax refuses
+    (`PARAMS_AS_VARIABLES`, which names none): no dict of strs to values; None where
+    there is none.
+
+    Examples:
+      >>> print(_no_collection_text({"params": 3}, "blurb"))
+      blurb: variables['params'] must be a collection as model.init makes it, a dict of
+      module and variable names (strs) to values ({'Dense_0': {'kernel': ...}}), got an int.
+      >>> print(_no_collection_text({"params": {}, "knobs": {0: 1.0}}, "blurb"))
+      blurb: variables['knobs'] must be a collection as model.init makes it, a dict of
+      module and variable names (strs) to values ({'Dense_0': {'kernel': ...}}), got the
+      key 0 (an int).
+    """
+    for name, tree in variables.items():
+        is_dict = isinstance(tree, dict | FrozenDict)
+        key = next((k for k in tree if not isinstance(k, str)), None) if is_dict else None
+        if not is_dict or key is not None:
+            return (
+                f"{caller}: variables[{name!r}] must be a collection as model.init makes it, "
+                "a dict of module and variable names (strs) to values ({'Dense_0': "
+                f"{{'kernel': ...}}}}), got "
+                f"{shown(tree) if not is_dict else f'the key {cut_repr(key)} ({a_type(key)})'}."
+            )
+    return None
 
 
 @contextlib.contextmanager

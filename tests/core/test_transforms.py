@@ -1604,6 +1604,26 @@ def test_variables_that_are_no_mapping_name_the_transform_and_what_init_returns(
         run("plain", variables, X)
 
 
+@pytest.mark.parametrize("transform", [*TRANSFORMS, *MORE_TRANSFORMS])
+@pytest.mark.parametrize(
+    ("collections", "said"),
+    [
+        ({"params": 3}, r"variables\['params'\] .*, got an int\.$"),
+        ({"stats": {0: 1.0}}, r"variables\['stats'\] .*, got the key 0 \(an int\)\.$"),
+    ],
+)
+def test_a_collection_that_is_no_dict_of_names_is_named(transform, collections, said):
+    """Flax said only that "Each collection should be a dictionary with string keys",
+    and phosjax that the 'params' hold the modules 'int': another model's?"""
+    run = TRANSFORMS.get(transform) or MORE_TRANSFORMS[transform]
+    variables = {**init("plain"), **collections}
+    with pytest.raises(TypeError, match=rf"^{transform}: {said}") as error:
+        run("plain", variables, X)
+    assert "must be a collection as model.init makes it, a dict of module and variable" in str(
+        error.value
+    )
+
+
 class Gained(nn.Module):
     @nn.compact
     def __call__(self, x):
