@@ -20,15 +20,23 @@ def _fit(text: str, width: int, align: str) -> str:
     return f"{text:{align}{width}}"
 
 
+_PATH_ROOM = 12
+"""How many characters of a module's path its row keeps however deep it is: the indent
+stops growing there (at depth 15 it filled the column, and every row read ``…``)."""
+
+
 def _fit_path(depth: int, path: str, width: int) -> str:
-    """``path`` indented by ``depth``, cut on the left where too long: the end of a path
-    (``…/branch_1/dense``) tells it from its siblings, which share its start.
+    """``path`` indented by ``depth`` (at most as far as leaves `_PATH_ROOM`), cut on the
+    left where too long: the end of a path (``…/branch_1/dense``) tells it from its
+    siblings, which share its start.
 
     Examples:
       >>> _fit_path(2, "blocks_1/choice/branch_0/dense", 20)
       '    …/branch_0/dense'
+      >>> _fit_path(16, "/".join(f"n{i}" for i in range(16, 0, -1)), 20)
+      '        …n4/n3/n2/n1'
     """
-    indent = "  " * depth
+    indent = "  " * min(depth, max(width - _PATH_ROOM, 0) // 2)
     room = max(width - len(indent), 2)
     return indent + (path if len(path) <= room else "…" + path[len(path) - room + 1 :])
 

@@ -183,6 +183,31 @@ def test_table_cuts_a_long_path_on_the_left_so_siblings_differ():
     assert rows == ["  …_name_long_name_long_name_0", "  …_name_long_name_long_name_1"]
 
 
+class Nest(nn.Module):
+    """``depth`` modules, each inside the one before, around a Dense named ``leaf``."""
+
+    depth: int
+
+    @nn.compact
+    def __call__(self, x):
+        if not self.depth:
+            return nn.Dense(2, name="leaf")(x)
+        return Nest(self.depth - 1, name=f"n{self.depth}")(x)
+
+
+def test_table_keeps_the_end_of_the_path_of_a_module_nested_deep():
+    """The indent grew with the depth: from depth 15 on, the module column read '…'."""
+    x = jnp.ones((1, 3))
+    summary = blurb(Nest(17), Nest(17).init(jax.random.key(0), x), x, flops=False,
+                    measure_latency=False)  # fmt: skip
+    cells = [line[:30].strip() for line in summary.table().splitlines()[2:-1]]
+    assert cells[-2:] == ["…n4/n3/n2/n1", "…/n2/n1/leaf"]
+    paths = list(summary.modules())[1:]  # the top module's row is "(top)"
+    assert all(
+        cell.endswith(path.rsplit("/", 1)[-1]) for cell, path in zip(cells, paths, strict=True)
+    )
+
+
 class HalfAndFull(nn.Module):
     """A bfloat16 layer, a float32 one, and an integer output."""
 
