@@ -543,27 +543,35 @@ def _notes(recorded: dict[str, Any], constants: dict[str, Any]) -> dict[str, Any
     return merged
 
 
-def _capture(
+@dataclasses.dataclass
+class _Trace:
+    """What one traced call of the model recorded (`_trace`)."""
+
+    calls: dict[str, list[_Call]]  # in the order the first calls began
+    touched: set[str]  # the paths of the modules any method of which ran
+    declared: dict[str, Any]  # the knobs declared, by path
+    notes: dict[str, Any]  # the notes `constant_notes` kept
+    written: dict[str, dict[str, None]]  # `_written_in_records`
+    collected: dict[str, Any]  # the blurb, aux_loss and path_weights collections
+    outputs: dict[str, ArraySpec]  # of the model's output
+    knob_tree: Any  # the knobs collection the call handed back
+
+
+def _trace(
     model: nn.Module,
     variables: Mapping[str, Any],
     x: Any,
-    init: Callable[[], Mapping[str, Any]] | None = None,
-    **apply_kwargs: Any,
-) -> tuple[dict[str, list[_Call]], dict[str, dict[str, dict[str, Json]]], dict[str, ArraySpec]]:
+    init: Callable[[], Mapping[str, Any]] | None,
+    apply_kwargs: dict[str, Any],
+    inline_jit: bool,
+) -> _Trace:
     """Runs the model once, jitted, recording every module's first ``__call__`` (every
-    call of a module whose class sets ``blurb_sums_calls``). With ``init``, the variables
-    are ``init()`` computed in that program (``variables``: their shapes), so that XLA
-    drops what no recorded value reads (a random init of params: most of its compile).
-
-    Returns:
-      ``({path: [_Call]}`` in the order the first calls began, ``{module path: {kind:
-      {name: value}}}`` with the kinds ``notes``, ``aux_losses``, ``path_weights`` and
-      ``knobs``, the specs of the model's output``)``: the output of ``model.apply``, the
-      method it runs on the top module ``__call__`` or another (``method=``).
-    """
+    call of a module whose class sets ``blurb_sums_calls``); with ``inline_jit``, nn.jit
+    inlined (`jax.disable_jit`), so that a trace nn.jit would reuse runs its Python."""
     persistent = set(variables)
     entered: dict[str, None] = {}
     calls: dict[str, list[_Call]] = {}
+    touched: set[str] = set()
     depth = apply_depth()
     initializing = False  # init's calls are no calls on x (a graph group's would count twice)
 
@@ -572,6 +580,7 @@ def _capture(
         if initializing or unbound or applied_apart(depth):  # or a model applied inside
             return next_fun(*args, **kwargs)
         path = SEP.join(context.module.path)
+        touched.add(path)
         if context.method_name == "__call__":
             entered.setdefault(path)
         out = next_fun(*args, **kwargs)
@@ -595,7 +604,10 @@ def _capture(
         # knobs mutable, as in init: those a lifted transform drops are not stored
         mutable = union_filters(apply_kwargs.get("mutable", False), [KNOBS])
         kwargs = {**apply_kwargs, "mutable": mutable}
-        (out, state), collected = apply_collecting(model, variables, x, collect=collect, **kwargs)
+        with jax.disable_jit(inline_jit):
+            (out, state), collected = apply_collecting(
+                model, variables, x, collect=collect, **kwargs
+            )
         return collected, _output_specs(out), state.get(KNOBS, {})
 
     with (
@@ -610,14 +622,55 @@ def _capture(
         collected, outputs, knob_tree = jit_keeping_constants(
             lambda variables, x, traced: run(variables, x, put_back(traced)), given, x, traced
         )
-    _check_records_kept(written, collected)
+    calls = {path: calls[path] for path in entered if path in calls}
+    return _Trace(calls, touched, declared, notes, written, collected, outputs, knob_tree)
+
+
+def _untouched(variables: Mapping[str, Any], touched: set[str]) -> bool:
+    """Whether a module holding ``variables`` ran no method of its own: a trace that
+    nn.jit reused (from an earlier call, or from a sibling block of the same fields: it
+    fingerprints no name) runs no Python, so no call of it was recorded (or a module the
+    call leaves out, which an inlined trace leaves out too)."""
+    return any(
+        _split(path)[0] not in touched
+        for tree in nn.meta.unbox(variables).values()
+        for path in flatten(tree, unwrap=False)
+    )
+
+
+def _capture(
+    model: nn.Module,
+    variables: Mapping[str, Any],
+    x: Any,
+    init: Callable[[], Mapping[str, Any]] | None = None,
+    **apply_kwargs: Any,
+) -> tuple[dict[str, list[_Call]], dict[str, dict[str, dict[str, Json]]], dict[str, ArraySpec]]:
+    """Runs the model once, jitted (`_trace`), recording every module's first call; where
+    a module holding variables ran none (`_untouched`), once more with nn.jit inlined,
+    where it can be (inlining unrolls every scan, and one of length 0 fails). With
+    ``init``, the variables are ``init()`` computed in that program (``variables``: their
+    shapes), so that XLA drops what no recorded value reads (a random init of params:
+    most of its compile).
+
+    Returns:
+      ``({path: [_Call]}`` in the order the first calls began, ``{module path: {kind:
+      {name: value}}}`` with the kinds ``notes``, ``aux_losses``, ``path_weights`` and
+      ``knobs``, the specs of the model's output``)``: the output of ``model.apply``, the
+      method it runs on the top module ``__call__`` or another (``method=``).
+    """
+    trace = _trace(model, variables, x, init, apply_kwargs, inline_jit=False)
+    if _untouched(variables, trace.touched):
+        with contextlib.suppress(Exception):  # only the inlining failed: the model ran
+            trace = _trace(model, variables, x, init, apply_kwargs, inline_jit=True)
+    collected = trace.collected
+    _check_records_kept(trace.written, collected)
     # A default made by jax is a tracer here: init computes it (once, for all of them).
-    made_by_jax = any(isinstance(knob.default, jax.core.Tracer) for knob in declared.values())
+    made_by_jax = any(isinstance(knob.default, jax.core.Tracer) for knob in trace.declared.values())
     defaults = knobs(model, x, **init_kwargs(apply_kwargs)) if made_by_jax else {}
 
     recorded: dict[str, dict[str, dict[str, Json]]] = {}
     found = {
-        "notes": _notes(flatten(collected[BLURB]), notes),
+        "notes": _notes(flatten(collected[BLURB]), trace.notes),
         "aux_losses": flatten(collected[AUX_LOSS]),
         "path_weights": flatten(collected[PATH_WEIGHTS]),
     }
@@ -625,8 +678,8 @@ def _capture(
         for path, value in values.items():
             module, leaf = _split(path)
             recorded.setdefault(module, {}).setdefault(kind, {})[leaf] = _plain(value)
-    knob_values = flatten(knob_tree)
-    for path, knob in declared.items():
+    knob_values = flatten(trace.knob_tree)
+    for path, knob in trace.declared.items():
         if path not in knob_values:
             continue  # dropped by a lifted transform: it reads its default, none can be set
         module, leaf = _split(path)
@@ -637,7 +690,7 @@ def _capture(
             knob.doc,
             knob.valid.short() if knob.valid is not None else None,
         )
-    return {path: calls[path] for path in entered if path in calls}, recorded, outputs
+    return trace.calls, recorded, trace.outputs
 
 
 @contextlib.contextmanager

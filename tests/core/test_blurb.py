@@ -812,6 +812,37 @@ def test_a_remat_block_with_a_scalar_knob_is_summarized(key):
     assert Blurb.from_json(summary.to_json()) == summary
 
 
+class Described3(nn.Module):
+    """A Dense of 3 features with a knob and a note that holds no array."""
+
+    @nn.compact
+    def __call__(self, x):
+        px.note(self, "kind", "dense")
+        return nn.Dense(3, name="dense")(x) * px.knob(self, "gain", 2.0, doc="gain")
+
+
+class JittedSiblings(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        jitted = nn.jit(Described3)
+        return jitted(name="b")(jitted(name="a")(x))
+
+
+def test_a_block_whose_nn_jit_trace_its_sibling_made_is_summarized_as_that_sibling(key):
+    """nn.jit reused a's trace for b, which ran no Python: b's row had no type, no output,
+    no knob and no note that holds no array."""
+    x = jnp.ones((BATCH, 3))
+    summary = blurb(JittedSiblings(), JittedSiblings().init(key, x), x, flops=False,
+                    measure_latency=False)  # fmt: skip
+    assert [child.path for child in summary.root.children] == ["a", "b"]
+    for path in ["a", "b"]:
+        assert summary[path].type == "Described3"
+        assert summary[path].outputs == {"": ArraySpec((BATCH, 3), "float32")}
+        assert summary[path].knobs == {"gain": KnobValue(2.0, 2.0, "gain")}
+        assert summary[path].notes == {"kind": "dense"}
+        assert summary[f"{path}/dense"].type == "Dense"
+
+
 class Child(nn.Module):
     layer: nn.Module
 
