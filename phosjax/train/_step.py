@@ -32,10 +32,12 @@ from phosjax.core import (
     regularize,
     select,
 )
-from phosjax.core._apply import tag_call_shapes
+from phosjax.core._apply import dropped_tags, tag_call_shapes
 from phosjax.core._knobs import what_holds
 from phosjax.core._module_check import check_module
+from phosjax.core._record import check_recorded
 from phosjax.core._selectors import dropped_hint
+from phosjax.core._tags import tags_seen
 from phosjax.data import batch_indices
 from phosjax.morph import channel_groups, morph_regularizer
 from phosjax.train._config import HParams, Regularizer, int_at_least
@@ -540,6 +542,34 @@ def collection_write_error(model: nn.Module, error: Exception, training: bool) -
     )
 
 
+def check_penalized_tags_kept(
+    regularizers: Iterable[Regularizer],
+    seen: Mapping[str, Mapping[str, None]],
+    activations: Mapping[str, Any],
+) -> None:
+    """Raises where a regularizer on activations matches a tagged value that a lifted
+    transform dropped: tagged (`tags_seen` kept it: ``seen``) but not in ``activations``,
+    the ``intermediates`` the call returned (`dropped_tags`); the penalty would leave it
+    out, silently.
+
+    Examples:
+      >>> seen = {"intermediates": {"h": None, "members/h": None}}
+      >>> regularizers = [Regularizer("**/h", "l2", 1e-3, on="activations")]
+      >>> check_penalized_tags_kept(regularizers, seen, {"h": (1.0,)})
+      Traceback (most recent call last):
+      ValueError: tagged value 'members/h' was tagged but not recorded: ... omit
+      'intermediates' dropped it, so HParams regularizers[0] ('**/h') would not penalize
+      it. ...
+    """
+    dropped = dropped_tags(seen, flatten(activations, unwrap=False)) or []
+    for i, regularizer in enumerate(regularizers):
+        if regularizer.on == "activations":
+            lost = select(dropped, regularizer.selector, allow_empty=True)
+            what, penalty = "tagged value {!r} was tagged", f"regularizers[{i}]"
+            unpenalized = f"HParams {penalty} ({regularizer.selector!r}) would not penalize it"
+            check_recorded(INTERMEDIATES, lost, activations, what, unpenalized)
+
+
 def training_apply(
     model: nn.Module,
     apply: Callable[..., Any],
@@ -704,13 +734,15 @@ def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> Tra
         params: Any, state: GroupState, x: jax.Array, y: jax.Array, rng: jax.Array
     ) -> tuple[jax.Array, tuple[dict[str, Any], Metrics]]:
         mutable = training_mutable(state.collections, *collect)
-        logits, written = training_apply(
-            model, apply, {"params": params, **state.collections}, x, rng, mutable
-        )
+        with tags_seen() as seen:
+            logits, written = training_apply(
+                model, apply, {"params": params, **state.collections}, x, rng, mutable
+            )
         written = dict(written)
         task = jnp.mean(_cross_entropy(logits, y, state.hparams["label_smoothing"]))
         aux, aux_by_name = aux_total(written.pop(AUX_LOSS, {}))
         activations = written.pop(INTERMEDIATES, {})
+        check_penalized_tags_kept(hp.regularizers, seen, activations)
         path_weights = flatten(written.pop(PATH_WEIGHTS, {}), unwrap=False)
         reg = jnp.zeros(())
         for i, (selector, on, fn) in enumerate(penalties):

@@ -1701,6 +1701,38 @@ class _EnsembleConfig:
         return _Ensemble(self.axes, self.weighted)
 
 
+class _TaggedMember(nn.Module):
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return px.tag(self, "h", nn.Dense(3)(x))
+
+
+class _TaggedEnsemble(nn.Module):
+    """Two `_TaggedMember` under nn.vmap, whose variable_axes are ``axes``, and their
+    mean tagged ``h`` too."""
+
+    axes: tuple[tuple[str, int], ...]
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        members = nn.vmap(_TaggedMember, variable_axes=dict(self.axes),
+                          split_rngs={"params": True}, in_axes=None, axis_size=2)  # fmt: skip
+        return px.tag(self, "h", members(name="members")(x).mean(0))
+
+
+def test_a_regularizer_on_a_tagged_value_a_lifted_transform_drops_is_refused(toy):
+    """'**/h' penalized the ensemble's mean alone, the members' values dropped, silently."""
+    on_h = Regularizer("**/h", "l2", 1.0, on="activations")
+    hp = HParams(batch_size=16, steps=1, regularizers=(on_h,))
+    [group] = plan_groups([Cell(Builds(_TaggedEnsemble((("params", 0),))), "toy", hp, 0)])
+    with pytest.raises(
+        ValueError,
+        match=r"^tagged value 'members/h' was tagged but not recorded: .* variable_axes omit "
+        r"'intermediates' .* HParams regularizers\[0\] \('\*\*/h'\) would not penalize it",
+    ):
+        run_group(group, init_group(group, toy), toy)
+
+
 def test_an_aux_loss_a_lifted_transform_drops_is_refused_naming_it_and_the_fix(toy):
     hp = HParams(batch_size=16, steps=2)
     dropped = _EnsembleConfig((("params", 0),))
