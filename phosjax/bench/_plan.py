@@ -9,8 +9,9 @@ split, knob selectors that match no knob of any model, knob values out of the ra
 matched knob declares (`phosjax.core.Range`), two knob selectors that match one knob of a
 model, regularizers that apply to no model
 (a selector that matches none of any model's params, tagged values or channel groups) and
-models whose aux losses or path weights a lifted transform drops (as the train step refuses
-them) are errors.
+models whose aux losses or path weights a lifted transform drops, or whose tagged values
+it drops where a regularizer on activations matches them (as the train step refuses
+them), are errors.
 """
 
 import contextlib
@@ -49,8 +50,11 @@ from phosjax.core import (
     matches,
     select,
 )
+from phosjax.core._apply import dropped_tags
 from phosjax.core._knobs import check_as_held
+from phosjax.core._record import check_recorded
 from phosjax.core._selectors import dropped_hint, value_per_path, what_was_meant
+from phosjax.core._tags import tags_seen
 from phosjax.data import ArrayDataset, check_batch_size, load
 from phosjax.data._load import (
     MissingFeaturesError,
@@ -587,7 +591,8 @@ def _traced_step(config: ModelConfig) -> dict[str, tuple[str, ...]]:
     """What a train step of the model writes, traced abstractly (nothing is computed)
     with its evaluation (a model failing only there fails when planned): the paths of its
     ``params`` and of the ``activations`` it sows, and the ``metrics`` it reports besides
-    the base ones (``aux/<name>``, ``path_weight/<path>``)."""
+    the base ones (``aux/<name>``, ``path_weight/<path>``), and the paths of the tagged
+    values a lifted transform ``dropped`` (`dropped_tags`), which no regularizer sees."""
     model = config.build()
     x = jnp.zeros((2, *config.input_shape), jnp.float32)
     key = jax.random.key(0)
@@ -595,7 +600,10 @@ def _traced_step(config: ModelConfig) -> dict[str, tuple[str, ...]]:
     def trace() -> tuple[Any, Any, dict[str, Any]]:
         variables = model.init(key, x)
         mutable = training_mutable(variables, AUX_LOSS, PATH_WEIGHTS, INTERMEDIATES)
-        _, out = training_apply(model, model.apply, variables, x, key, mutable)
+        with tags_seen() as seen:
+            _, out = training_apply(model, model.apply, variables, x, key, mutable)
+        recorded = flatten(out.get(INTERMEDIATES, {}), unwrap=False)
+        dropped.extend(dropped_tags(seen, recorded) or [])
         evaluation_apply(model, model.apply, variables, x)  # no rng, nothing written
         _, aux = aux_total(out.get(AUX_LOSS, {}))
         weights = flatten(out.get(PATH_WEIGHTS, {}), unwrap=False)
@@ -605,11 +613,13 @@ def _traced_step(config: ModelConfig) -> dict[str, tuple[str, ...]]:
         }
         return variables["params"], out.get(INTERMEDIATES, {}), metrics
 
+    dropped: list[str] = []
     params, activations, metrics = jax.eval_shape(trace)
     return {
         "params": tuple(flatten(params)),
         "activations": tuple(flatten(activations)),
         "metrics": tuple(sorted(metrics)),
+        "dropped": tuple(dropped),
     }
 
 
@@ -635,6 +645,22 @@ def morph_groups(config: ModelConfig) -> tuple[str, ...] | str:
         return channel_groups(model, jax.eval_shape(init), x, train=False).names
     except UnsupportedOpError as error:
         return str(error)
+
+
+def _check_penalized_kept(
+    entry: RegularizerEntry, model: ModelConfig, name: str, dataset: str
+) -> None:
+    """Raises a `BenchError` naming the model (``name``) and ``dataset`` where ``entry``, a
+    regularizer on activations, matches a tagged value of ``model`` that a lifted
+    transform dropped, which the train step refuses (`check_penalized_tags_kept`)."""
+    if entry.on != "activations":
+        return
+    lost = select(_traced_step(model)["dropped"], entry.selector, allow_empty=True)
+    unpenalized = f"the regularizer {entry.column()!r} would not penalize it"
+    try:
+        check_recorded(INTERMEDIATES, lost, {}, "tagged value {!r} was tagged", unpenalized)
+    except ValueError as error:
+        raise BenchError(_model_on(name, dataset, error)) from None
 
 
 def _applies(entry: RegularizerEntry, model: ModelConfig) -> str | None:
@@ -863,6 +889,7 @@ def plan(
             for reg, column in zip(reg_entries, reg_columns, strict=True):
                 reason = _applies(reg, model)
                 if reason is None:
+                    _check_penalized_kept(reg, model, entry.name, dataset)
                     strengths[column] = reg.regularizer(values[column])
                     applied.add(column)
                 else:

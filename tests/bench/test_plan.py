@@ -69,6 +69,31 @@ class _Members(nn.Module):
 if LIFTED not in registered_models():
     register_model(LIFTED, build=lambda config: _Members(config.num_classes))
 
+TAGS_LIFTED = "test_plan_tags_lifted"
+"""A registered model whose members (nn.vmap without an intermediates axis) drop a tag."""
+
+
+class _TaggedMember(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return px.tag(self, "h", nn.Dense(3)(x))
+
+
+class _TaggedMembers(nn.Module):
+    num_classes: int
+
+    @nn.compact
+    def __call__(self, x, train=False):
+        members = nn.vmap(
+            _TaggedMember, variable_axes={"params": 0}, split_rngs={"params": True}, axis_size=2
+        )
+        mean = members(name="members")(jnp.stack([x, x])).mean(0)
+        return px.tag(self, "h", mean)[..., : self.num_classes]
+
+
+if TAGS_LIFTED not in registered_models():
+    register_model(TAGS_LIFTED, build=lambda config: _TaggedMembers(config.num_classes))
+
 DROPS_AT_EVALUATION = "test_plan_drops_at_evaluation"
 """A registered model whose dropout ignores the train flag: its evaluation has no rng."""
 
@@ -517,6 +542,18 @@ def test_a_model_whose_path_weight_a_lifted_transform_drops_is_an_error_at_plann
         BenchError,
         match=rf"^model '{LIFTED}' on 'toy': path weight 'members/branch' was opened but not "
         r"recorded.*px.scan_axes\(params=0\)",
+    ):
+        plan(config, toy)
+
+
+def test_a_regularizer_on_a_tag_a_lifted_transform_drops_is_an_error_at_planning(toy):
+    """Planned (it matched the top 'h'), the bench failed once its group came to train."""
+    on_h = [{"selector": "**/h", "kind": "l2", "on": "activations", "strength": 0.1}]
+    config = tiny_config(models=[TAGS_LIFTED], grid=small(regularizers=on_h))
+    with pytest.raises(
+        BenchError,
+        match=rf"^model '{TAGS_LIFTED}' on 'toy': tagged value 'members/h' was tagged but not "
+        r"recorded.*omit 'intermediates'.*the regularizer 'reg/l2/\*\*/h' would not penalize it",
     ):
         plan(config, toy)
 
