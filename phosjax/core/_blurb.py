@@ -751,7 +751,8 @@ def blurb(
       ValueError: ``repeats`` is no int >= 1; or a lifted transform (``nn.vmap``,
         ``nn.scan``) whose ``variable_axes`` omit ``blurb``, ``aux_loss`` or
         ``path_weights`` dropped a note's arrays, an aux loss or a path weight recorded
-        inside it, which the blurb would lack (`scan_axes` lists every collection).
+        inside it, which the blurb would lack (`scan_axes` lists every collection); or
+        a module or variable name holds ``/``, by which blurb joins paths.
 
     Examples:
       >>> import flax.linen as nn, jax, jax.numpy as jnp, phosjax as px
@@ -813,6 +814,7 @@ def _summary(
             f"repeats must be at least 1, a whole number of calls, got {cut_repr(repeats)}."
         )
     variables = checked_variables(variables, "blurb")
+    _check_no_separator_in_names(variables)
     _check_not_traced({"variables": variables, "x": x, **apply_kwargs})
     x = numbers_as_array(x)  # as model.apply reads it, not one traced scalar per number
     mutable = apply_kwargs.pop("mutable", _state_collections(variables))
@@ -882,6 +884,34 @@ def _summary(
         )
 
     return Blurb(build(""), _platform(variables, x))
+
+
+def _check_no_separator_in_names(variables: Mapping[str, Any]) -> None:
+    """Raises a ValueError naming the first module or variable of ``variables`` whose name
+    holds ``/`` (Flax takes ``name="a/b"``): blurb joins path segments with it, so ``a/b``
+    would read as the submodule ``b`` of ``a``, its params counted in ``a``'s.
+
+    Examples:
+      >>> _check_no_separator_in_names({"params": {"a": {}, "a/b": {"kernel": 0}}})
+      Traceback (most recent call last):
+      ValueError: blurb: variables['params'] hold the name 'a/b' (in the top module), which
+      holds '/': ...
+    """
+
+    def walk(collection: str, where: tuple[str, ...], tree: Any) -> None:
+        for key, child in tree.items() if isinstance(tree, Mapping) else ():
+            if SEP in str(key):
+                raise ValueError(
+                    f"blurb: variables[{collection!r}] hold the name {key!r} (in "
+                    f"{SEP.join(where) or 'the top module'}), which holds {SEP!r}: blurb "
+                    f"joins path segments with {SEP!r}, so it would read as the path "
+                    f"{SEP.join((*where, str(key)))!r}, its params counted in its first part's. "
+                    f"Rename that module or variable (its name= or dict key) without {SEP!r}."
+                )
+            walk(collection, (*where, str(key)), child)
+
+    for collection, tree in variables.items():
+        walk(collection, (), tree)
 
 
 def _check_not_traced(arguments: Mapping[str, Any]) -> None:

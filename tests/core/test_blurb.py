@@ -208,6 +208,26 @@ def test_table_keeps_the_end_of_the_path_of_a_module_nested_deep():
     )
 
 
+class Slashed(nn.Module):
+    """A Dense named ``a/b`` beside one named ``a``, as Flax allows."""
+
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(2, name="a/b")(nn.Dense(3, name="a")(x))
+
+
+def test_a_module_whose_name_holds_the_separator_is_refused_naming_it():
+    """'a/b' was summarized as a submodule of 'a', whose params read 20 instead of 12."""
+    x = jnp.ones((1, 3))
+    variables = Slashed().init(jax.random.key(0), x)
+    with pytest.raises(
+        ValueError,
+        match=r"^blurb: variables\['params'\] hold the name 'a/b' \(in the top module\), "
+        r"which holds '/'.* Rename that module or variable \(its name= or dict key\)",
+    ):
+        blurb(Slashed(), variables, x, flops=False, measure_latency=False)
+
+
 class HalfAndFull(nn.Module):
     """A bfloat16 layer, a float32 one, and an integer output."""
 
