@@ -165,7 +165,8 @@ def check_process(process: tuple[int, int]) -> None:
 def _write_blurbs(root: pathlib.Path, plan_: Plan, flops: bool) -> None:
     """Writes ``blurbs/<model_id>.json`` of each model, and ``graphs/<model_id>.json`` of
     each that draws its graph (a `phosjax.models.graph.GraphModel`, or a module with the
-    same ``to_json(x)``); files already there are kept."""
+    same ``to_json(x)``); files already there are kept. A model `blurb` refuses (a note
+    that a lifted transform dropped) is a `BenchError` naming it."""
     for model_id, config in plan_.models().items():
         blurb_path = root / _layout.BLURBS / f"{model_id}.json"
         graph_path = root / _layout.GRAPHS / f"{model_id}.json"
@@ -174,7 +175,10 @@ def _write_blurbs(root: pathlib.Path, plan_: Plan, flops: bool) -> None:
         if not blurb_path.is_file():
             # init in the blurb's program: params no recorded value reads are never made
             init = functools.partial(model.init, jax.random.key(0), x)
-            summary = blurb_of_init(model, init, x, measure_latency=False, flops=flops)
+            try:
+                summary = blurb_of_init(model, init, x, measure_latency=False, flops=flops)
+            except ValueError as error:  # a note a lifted transform dropped, a name with '/'
+                raise BenchError(f"The blurb of model {model_id!r}: {error}") from error
             write_text(blurb_path, summary.to_json())
         if hasattr(model, "to_json") and not graph_path.is_file():
             write_text(graph_path, model.to_json(x))

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+import phosjax as px
 from phosjax.bench import (
     BenchConfig,
     BenchError,
@@ -2538,6 +2539,44 @@ def test_what_may_fail_in_one_process_alone_runs_where_every_process_hears_of_it
         "restored_step": [True, True],
         "_write_blurbs": [True, True],
     }
+
+
+NOTES_LIFTED = "test_run_notes_lifted"
+"""A registered model whose members (nn.vmap without a blurb axis) drop a note."""
+
+
+class _NotingMember(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        h = nn.Dense(3)(x)
+        px.note(self, "mean", h.mean())
+        return h
+
+
+class _NotingMembers(nn.Module):
+    num_classes: int
+
+    @nn.compact
+    def __call__(self, x, train=False):
+        members = nn.vmap(
+            _NotingMember, variable_axes={"params": 0}, split_rngs={"params": True}, axis_size=2
+        )
+        return members(name="members")(jnp.stack([x, x])).mean(0)[..., : self.num_classes]
+
+
+if NOTES_LIFTED not in registered_models():
+    register_model(NOTES_LIFTED, build=lambda config: _NotingMembers(config.num_classes))
+
+
+def test_a_model_whose_blurb_is_refused_is_named(tmp_path, toy):
+    """blurb refuses a note a lifted transform dropped; the bench stopped on its ValueError,
+    which names the note's path alone."""
+    planned = plan(tiny_config(models=[NOTES_LIFTED], seeds=1), toy)
+    with pytest.raises(
+        BenchError,
+        match=rf"^The blurb of model '{NOTES_LIFTED}-\w+': note 'members/mean' was written but",
+    ):
+        _runner._write_blurbs(tmp_path, planned, flops=False)
 
 
 def test_a_models_blurb_compiles_one_program_with_its_init(tmp_path, toy):
