@@ -36,7 +36,6 @@ from phosjax.core._apply import dropped_tags, tag_call_shapes
 from phosjax.core._knobs import what_holds
 from phosjax.core._module_check import check_module
 from phosjax.core._record import check_recorded
-from phosjax.core._selectors import dropped_hint
 from phosjax.core._tags import tags_seen
 from phosjax.data import batch_indices
 from phosjax.morph import channel_groups, morph_regularizer
@@ -290,15 +289,14 @@ def selector_hint(
     """What a regularizer's ``selector``, which matched nothing ``on`` its side of
     ``model`` (its ``variables``), was meant to match, traced abstractly as a train step
     applies it to ``x`` with ``rng`` (a step collects the tags only where a regularizer
-    is on them): a tagged value that a lifted transform dropped (`dropped_hint`), or the
-    other side's path (`on_hint`); ``""`` where it cannot tell."""
+    is on them): the other side's path (`on_hint`); ``""`` where it cannot tell. (A
+    tagged value that a lifted transform dropped is refused before, by
+    `check_penalized_tags_kept`.)"""
     mutable = training_mutable(variables)
     applied = {"train": True, "rngs": {"dropout": rng}, "mutable": mutable}
-    calls, _, dropped = tag_call_shapes(model, variables, x, **applied)
-    what = ON_WHAT["activations"]
-    lost = dropped_hint(selector, dropped or (), what) if on == "activations" else ""
+    calls, _, _ = tag_call_shapes(model, variables, x, **applied)
     paths = {"params": flatten(nn.meta.unbox(variables["params"])), "activations": calls}
-    return lost or on_hint(selector, on, paths)
+    return on_hint(selector, on, paths)
 
 
 def _morph_penalty(model: nn.Module, reg: Regularizer) -> Callable[[Any, jax.Array], jax.Array]:
