@@ -244,6 +244,23 @@ def _factored_shapes(row: tuple[int, ...], column: tuple[int, ...]) -> frozenset
     return frozenset(shapes)
 
 
+def _kept_under(keys: list[str]) -> Iterator[tuple[str, bool]]:
+    """The paths an optimizer state's leaf at ``keys`` may be kept under: a run of its
+    keys, or two runs in order (a module's path, then a leaf's below it: a state kept per
+    module, ``Dense_0/0/mu/bias``); each with whether it ends at the leaf's end.
+
+    Examples:
+      >>> [p for p, end in _kept_under(["a", "0", "b"]) if end]
+      ['a/b', 'a/0/b', '0/b', 'b']
+    """
+    spans = list(itertools.combinations(range(len(keys) + 1), 2))
+    for start, end in spans:
+        yield "/".join(keys[start:end]), end == len(keys)
+        for after, last in spans:
+            if after > end:
+                yield "/".join(keys[start:end] + keys[after:last]), last == len(keys)
+
+
 def _sub_tree(where: str) -> str:
     """How messages name the optimizer state's sub-tree at path ``where`` ('' the whole)."""
     return f"opt_state sub-tree {where!r}" if where else "opt_state"
@@ -388,9 +405,8 @@ def _shrink_state(opt_state: Any, variables: Any, dead: Dead) -> Any:
         fits = prefixes_of(node)
         if fits:
             return _shrink_tree(node, prefix_for(where, node, fits), dead)
-        keys = where.split("/")
-        for start, end in itertools.combinations(range(len(keys) + 1), 2):
-            for full, shape in watched.get("/".join(keys[start:end]), []):
+        for path, at_end in _kept_under(where.split("/")):
+            for full, shape in watched.get(path, []):
                 if np.shape(node) == shape:
                     raise ValueError(
                         f"opt_state leaf {where!r} has the shape {shape} of {full!r}, which "
@@ -401,7 +417,7 @@ def _shrink_state(opt_state: Any, variables: Any, dead: Dead) -> Any:
                     )
                 if np.size(node) <= 1:  # a (1,) placeholder or a scalar: nothing to cut
                     continue
-                if end == len(keys) and np.ndim(node) == len(shape):
+                if at_end and np.ndim(node) == len(shape):
                     raise ValueError(
                         f"opt_state leaf {where!r} has the shape {np.shape(node)}, but "
                         f"{full!r} has {shape}: an optimizer state of other widths (another "

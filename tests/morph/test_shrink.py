@@ -1410,6 +1410,50 @@ def test_a_state_stacked_or_per_axis_under_a_narrowed_leaf_is_refused(optimizer,
     assert str(error.value).startswith(message)
 
 
+@pytest.mark.parametrize(
+    ("optimizer", "message"),
+    [
+        (
+            optax.lbfgs(),
+            "opt_state leaf 'layers_0/0/diff_params_memory/bias' (10, 5) is kept under "
+            "'params/layers_0/bias' (5,), which shrink narrows, but is not shaped like it",
+        ),
+        (
+            optax.sm3(0.1),
+            "opt_state leaf 'layers_0/0/mu/bias/0' has the shape (5,) of "
+            "'params/layers_0/bias', which shrink changes, but its sub-tree is not shaped",
+        ),
+    ],
+    ids=["lbfgs", "sm3"],
+)
+def test_a_state_stacked_or_per_axis_kept_per_module_is_refused(optimizer, message):
+    """Kept per module ({k: tx.init(params[k])}), L-BFGS's memory and SM3's accumulators
+    came back unshrunk, the module's path and the leaf's apart in the state's path; the
+    next update failed ("Incompatible types for broadcasting: float32[3] and float32[5]",
+    "cannot reshape array of shape (5,) into shape [3]")."""
+    model = nn.Sequential([nn.Dense(5), nn.relu, nn.Dense(3)])
+    x = jnp.ones((1, 4))
+    variables = model.init(jax.random.key(0), x)
+    groups = channel_groups(model, variables, x)
+    state = {k: optimizer.init(p) for k, p in variables["params"].items()}
+    with pytest.raises(ValueError) as error:
+        shrink(variables, {"layers_0": [True, False, True, True, False]}, groups, opt_state=state)
+    assert str(error.value).startswith(message)
+
+
+def test_a_state_of_other_widths_kept_per_module_is_refused():
+    """A per-module Adam state of another model (bias (5,) where the variables have (3,))
+    came back as given, where the same state as one tree is refused."""
+    x = jnp.ones((1, 4))
+    variables = MLP.init(jax.random.key(0), x)
+    groups = channel_groups(MLP, variables, x)
+    other = nn.Sequential([nn.Dense(5), nn.relu, nn.Dense(2)]).init(jax.random.key(0), x)
+    state = {k: optax.adam(0.1).init(p) for k, p in other["params"].items()}
+    match = r"'layers_0/0/mu/bias' has the shape \(5,\), but 'params/layers_0/bias' has \(3,\)"
+    with pytest.raises(ValueError, match=match):
+        shrink(variables, {"layers_0": [True, False, True]}, groups, opt_state=state)
+
+
 @pytest.mark.parametrize("use_bias", [True, False])
 def test_adafactors_factored_moments_are_refused_naming_the_optimizer(use_bias):
     """Its v_row/v_col came back unshrunk (use_bias=False) or an error blamed the tree's
