@@ -142,6 +142,9 @@ class ChannelGroups:
         (contractions: 2 per multiply-add), likewise, in all its runs (an op in a loop's
         body runs once per step: ``runs`` is the product of the loops' lengths, but for a
         loop over the examples, which runs once for one example).
+      unread: the paths of the leaves of collections other than ``params`` that the
+        traced call never reads (a statistic only training updates): which of their axes
+        hold channels is unknown.
 
     Examples:
       >>> import jax, jax.numpy as jnp, flax.linen as nn
@@ -161,6 +164,7 @@ class ChannelGroups:
     pinned: Mapping[str, str]
     params: tuple[tuple[Monomial, ...], ...]
     flops: tuple[tuple[str, tuple[Monomial, ...], int], ...]
+    unread: tuple[str, ...] = ()
 
     def __repr__(self) -> str:  # the dataclass's printed every member, leaf and polynomial
         sizes = cut_repr({group.name: group.size for group in self.groups}, 200)
@@ -740,6 +744,12 @@ def traced_groups(
         )
         for name, op, steps in facts.ops
     )
+    # flax checks a param's shape where a call reads it, not another collection's variable
+    unread = tuple(
+        paths[leaf]
+        for leaf in facts.unread
+        if collections and not paths[leaf].startswith("params/")
+    )
     return ChannelGroups(
         tuple(groups),
         paths,
@@ -747,4 +757,5 @@ def traced_groups(
         pinned,
         params,
         flops,
+        unread,
     )

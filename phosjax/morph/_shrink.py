@@ -20,6 +20,7 @@ from phosjax.morph._groups import (
     ChannelGroups,
     check_groups,
     key_path,
+    leaf_path,
     leaf_paths,
     leaf_shapes,
     member_leaf,
@@ -437,6 +438,30 @@ def _shrink_state(opt_state: Any, variables: Any, dead: Dead) -> Any:
     )
 
 
+def _refuse_unread(groups: ChannelGroups, variables: Any, widths: dict[str, int]) -> None:
+    """Raises if a leaf of ``variables`` in `ChannelGroups.unread` has an axis as long as
+    a group that shrink narrows (to ``widths``): it may hold the group's channels, and
+    left whole it would not fit the shrunk model (an unread param, flax refuses itself)."""
+    narrowed = {g.size: g.name for g in reversed(groups.groups) if widths[g.name] < g.size}
+    paths = leaf_paths(variables, "shrink")
+    for unread in groups.unread:
+        try:
+            path = leaf_path(unread, paths)
+        except KeyError:  # not given (a statistic, where shrink is given the params)
+            continue
+        shape = np.shape(paths[path])
+        for axis, name in ((a, narrowed[n]) for a, n in enumerate(shape) if n in narrowed):
+            raise ValueError(
+                f"shrink: the traced call never reads the variable {path!r} {shape} (say, "
+                "a statistic only training updates), so which of its axes hold channels is "
+                f"unknown, and its axis {axis} is as "
+                f"long as group {name!r}, which shrink narrows to {widths[name]} channels: "
+                "left whole, it would not fit the shrunk model. Leave it out of the "
+                "variables given to shrink (and initialize it anew for the shrunk model), "
+                "or trace the groups with a call that reads it"
+            )
+
+
 def shrink(
     variables: Any,
     alive: Mapping[str, Any],
@@ -481,6 +506,10 @@ def shrink(
       ValueError: ``opt_state`` holds Adafactor's factored second moments of a leaf
         that shrink narrows (``factored=False`` states are shrunk).
       ValueError: ``alive`` keeps no channel of a group (a layer 0 channels wide).
+      ValueError: a leaf of a collection other than ``params`` that the traced call
+        never reads (a statistic only training updates) has an axis as long as a group
+        that shrink narrows: it may hold the group's channels, and which axis does is
+        unknown.
       ValueError: two leaves of ``variables`` have one path (``['a']['b']`` and
         ``['a/b']``: keys holding ``/``); the message names both.
       TypeError: ``config`` is not a `ModelConfig` (a model's name alone).
@@ -512,6 +541,7 @@ def shrink(
             "0 channels wide; keep at least one per group (alive_channels and expressible "
             "keep each group's best one)"
         )
+    _refuse_unread(groups, variables, widths)
     dead = _dead(groups, alive, variables, "shrink")
     new_variables = _shrink_tree(variables, "", dead)
     new_opt_state = None if opt_state is None else _shrink_state(opt_state, variables, dead)

@@ -239,6 +239,8 @@ class Trace:
     how they are used after it, say as a kernel's output channels, is not recorded."""
     input_labels: list[list[int]] = dataclasses.field(default_factory=list)
     """The labels of each input's axes (the leaves of ``args``)."""
+    unread: list[int] = dataclasses.field(default_factory=list)
+    """The leaves that nothing the outputs need reads (a statistic only training updates)."""
 
 
 def _operand_kind(name: str, index: int, operands: int) -> str:
@@ -361,15 +363,16 @@ def _stacked(src: list[Sources] | None) -> list[Sources] | None:
     return None if src is None else [NO_SOURCE, *src]
 
 
-def _live(jaxpr: Any) -> list[bool]:
-    """For each equation of ``jaxpr``, whether the outputs need it (XLA drops the others)."""
+def _needed(jaxpr: Any) -> tuple[list[bool], set[Any]]:
+    """For each equation of ``jaxpr``, whether the outputs need it (XLA drops the others);
+    and the variables they need (the inputs among them are the ones read)."""
     needed = {v for v in jaxpr.outvars if not isinstance(v, jcore.Literal)}
     live = []
     for eqn in reversed(jaxpr.eqns):
         live.append(any(v in needed for v in eqn.outvars))
         if live[-1]:
             needed.update(v for v in eqn.invars if not isinstance(v, jcore.Literal))
-    return live[::-1]
+    return live[::-1], needed
 
 
 def _taps_off_inserted_zeros(eqn: Any) -> int:
@@ -1158,7 +1161,7 @@ class _Walker:
                 return self.constant(atom.val)
             return env[atom]
 
-        for eqn, live in zip(jaxpr.eqns, _live(jaxpr), strict=True):
+        for eqn, live in zip(jaxpr.eqns, _needed(jaxpr)[0], strict=True):
             if not live:  # nothing uses it (nn.RNN's unused random_seed): no channel flows
                 continue
             args = [read(a) for a in eqn.invars]
@@ -1302,6 +1305,7 @@ def trace(
     ``zeroing``: the leaf axes `mask` zeroes (``None``: decided at each use, a first pass).
     """
     closed = jax.make_jaxpr(apply_fn)(leaves, *args)
+    needed = _needed(closed.jaxpr)[1]
     walker = _Walker(len(leaves), zeroing)
     leaf_labels = [[walker.labels.new(n) for n in np.shape(leaf)] for leaf in leaves]
     ins: list[Value | None] = [walker.leaf(k, labels) for k, labels in enumerate(leaf_labels)]
@@ -1326,4 +1330,5 @@ def trace(
         walker.unsafe,
         walker.reshaped,
         input_labels,
+        [k for k, v in enumerate(closed.jaxpr.invars[: len(leaves)]) if v not in needed],
     )

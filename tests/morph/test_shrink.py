@@ -1154,6 +1154,47 @@ def test_masked_and_partitioned_optimizer_states_are_shrunk(optimizer):
     jax.tree.map(np.testing.assert_allclose, small_updates, shrunk(full_updates))
 
 
+class RunningMean(nn.Module):
+    """Dense, relu, Dense, with a running mean of the hidden layer that only training
+    updates (the call in inference never reads it)."""
+
+    width: int = 4
+
+    @nn.compact
+    def __call__(self, x, train=False):
+        h = nn.relu(nn.Dense(self.width)(x))
+        mean = self.variable("stats", "mean", jnp.zeros, (self.width,))
+        if train:
+            mean.value = 0.9 * mean.value + 0.1 * h.mean(0)
+        return nn.Dense(2)(h)
+
+
+def test_a_variable_the_traced_call_never_reads_as_long_as_a_narrowed_group_is_refused():
+    """A running mean only training updates came back whole, (4,) beside Dense_0 shrunk to
+    3 channels; training the shrunk model failed in its update ("add got incompatible
+    shapes for broadcasting: (4,), (3,)")."""
+    x = jnp.ones((3, 5))
+    variables = RunningMean().init(jax.random.key(0), x)
+    groups = channel_groups(RunningMean(), variables, x)
+    assert groups.unread == ("stats/mean",)
+    alive = {"Dense_0": [True, False, True, True]}
+    with pytest.raises(ValueError) as error:
+        shrink(variables, alive, groups)
+    assert str(error.value) == (
+        "shrink: the traced call never reads the variable 'stats/mean' (4,) (say, a "
+        "statistic only training updates), so which of its axes hold channels is unknown, "
+        "and its axis 0 is as long as group 'Dense_0', which shrink narrows to 3 channels: "
+        "left whole, it would not fit the shrunk model. Leave it out of the variables given "
+        "to shrink (and initialize it anew for the shrunk model), or trace the groups with a "
+        "call that reads it"
+    )
+    small = shrink({"params": variables["params"]}, alive, groups).variables
+    stats = RunningMean(3).init(jax.random.key(0), x)["stats"]
+    _, new = RunningMean(3).apply({**small, "stats": stats}, x, train=True, mutable="stats")
+    assert new["stats"]["mean"].shape == (3,)
+    assert shrink(variables, {}, groups).variables["stats"]["mean"].shape == (4,)
+
+
 def _two_branches(nested):
     """Params of two same-shaped branches ``a`` and ``b`` (under ``block`` if ``nested``)
     read by ``out``; their apply; alive channels that cut ``a`` and ``b`` apart."""
