@@ -16,6 +16,7 @@ until what its carry holds no longer changes (see `_Walker.scan`).
 
 import copy
 import dataclasses
+import os
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
@@ -257,10 +258,16 @@ def _operand_kind(name: str, index: int, operands: int) -> str:
 
 def _place(eqn: Any) -> str:
     """Where user code runs ``eqn`` (``file:line (function)``); empty inside a function jax
-    compiled (``jnp.sort``, ``jnp.linalg.norm``), whose lines are all jax's."""
+    compiled (``jnp.sort``, ``jnp.linalg.norm``), whose lines are all jax's. Where they are
+    all a library's (a Flax layer's), the innermost line is morph's own call of the model:
+    the Flax module is named instead (``module Sequential/layers_2``)."""
     try:
         from jax._src import source_info_util
 
+        frame = source_info_util.user_frame(eqn.source_info.traceback)
+        if frame is not None and os.path.dirname(frame.file_name) == os.path.dirname(__file__):
+            stack = str(eqn.source_info.name_stack)
+            return f"module {stack}" if stack else ""
         return source_info_util.summarize(eqn.source_info)
     except Exception:  # the location is a courtesy; the primitive name is what matters
         return "?"

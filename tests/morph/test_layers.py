@@ -294,3 +294,15 @@ def test_a_grouped_convolution_pins_its_channels_saying_which_convolutions_prune
         "only feature_group_count=1 and a depthwise convolution (feature_group_count = its "
         "input and output features) prune"
     )
+
+
+def test_a_pin_inside_a_flax_layer_names_the_layer_s_module_not_morph_s_own_line():
+    """Where the op is all a Flax layer's code, the reason named morph's own call of the
+    model as its place: "conv_general_dilated (.../phosjax/morph/_groups.py:<line>
+    (traced_groups.<locals>.run))"."""
+    model = nn.Sequential([nn.Conv(4, (1,)), nn.Conv(4, (1,), feature_group_count=2)])
+    x = jnp.ones((1, 2, 4))
+    groups = channel_groups(model, model.init(jax.random.key(0), x), x)
+    assert groups.pinned["params/layers_0/kernel:2"].startswith(
+        "conv_general_dilated (module Sequential/layers_1) is a grouped convolution"
+    )
