@@ -38,7 +38,10 @@ def one_edit_apart(word: str, name: str) -> bool:
 
 
 def _initials(name: str) -> str:
-    return "".join(part[:1] for part in name.split("_")) if "_" in name else ""
+    """The initials of the last ``.``-separated key of ``name``, after the keys before it:
+    ``grid.lr`` of ``grid.learning_rate``."""
+    head, dot, key = name.rpartition(".")
+    return head + dot + "".join(part[:1] for part in key.split("_")) if "_" in key else ""
 
 
 def nearest(word: str, known: Iterable[str], cutoff: float = 0.6) -> list[str]:
@@ -47,8 +50,8 @@ def nearest(word: str, known: Iterable[str], cutoff: float = 0.6) -> list[str]:
     name of two letters one of which differs (``dz`` and ``dx``), which the ratio of
     ``cutoff`` never finds (1 letter of 2 in common is 0.5); a one-letter one is near none.
     A word that spells the initials of a name's ``_``-joined parts is nearest it (``lr``,
-    ``learning_rate``), unless a name is the word in another case, nearest of all (``LR``,
-    ``lr``).
+    ``learning_rate``; ``grid.lr``, ``grid.learning_rate``), unless a name is the word in
+    another case, nearest of all (``LR``, ``lr``).
 
     Examples:
       >>> nearest("--dirr", ["--dir", "--dirs", "--port"]), nearest("zzz", ["mlp"])
@@ -59,6 +62,8 @@ def nearest(word: str, known: Iterable[str], cutoff: float = 0.6) -> list[str]:
       (['dx'], [])
       >>> nearest("lr", ["lr_schedule", "learning_rate"]), nearest("LR", ["learning_rate", "lr"])
       (['learning_rate'], ['lr', 'learning_rate'])
+      >>> nearest("grid.wd", ["grid", "grid.width", "grid.weight_decay"])
+      ['grid.weight_decay', 'grid.width', 'grid']
       >>> nearest("mpl", ["mlp", "mlp"])
       ['mlp']
     """

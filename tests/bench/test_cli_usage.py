@@ -138,6 +138,18 @@ def test_a_misspelt_option_is_the_error_before_a_config_files_refused_value(tmp_
     )
 
 
+def test_a_grid_key_written_by_its_initials_is_pointed_at_that_key(tmp_path, capsys):
+    """``--grid.lr 0.1`` was told ``did you mean --grid?`` (and ``--grid.wd`` the width),
+    where a config file's ``grid: {lr: 0.1}`` and morph's ``--lr`` name learning_rate."""
+    argv = ["--grid.lr", "0.1", "--grid.wd", "0", "--dir", str(tmp_path / "b")]
+    assert _exit_status(_main("new"), argv) == 2
+    assert capsys.readouterr().err == (
+        "error: unrecognized arguments: --grid.lr 0.1 --grid.wd 0 (did you mean "
+        "--grid.learning_rate?) (did you mean --grid.weight_decay?); "
+        "python -m phosjax.bench.new --help lists the options.\n"
+    )
+
+
 @pytest.mark.parametrize(
     ("module", "options", "key", "value"),
     [
