@@ -68,7 +68,7 @@ from phosjax.bench._store import (
     write_json,
     write_text,
 )
-from phosjax.bench._summary import summary_text
+from phosjax.bench._summary import dir_command, summary_text
 from phosjax.bench._train import GroupJob, restored_step, train_group
 from phosjax.core._blurb import blurb_of_init
 from phosjax.data import ArrayDataset
@@ -814,7 +814,8 @@ def add_models_to(
       ...         add_models_to(directory, ["logreg"], datasets={"toy": data}, progress=False)
       ...     except BenchError as error:
       ...         print(error)
-      the bench already has every model named, ['logreg'], and is finished.
+      the bench already has every model named, ['logreg'], and is finished;
+      python -m phosjax.bench.new --dir ... reads its results.
     """
     clock = RunClock()
     if isinstance(models, str | Mapping):  # its letters, or its keys, are no models
@@ -882,7 +883,8 @@ def add_models_to(
         unfinished = len(_unfinished(mine, status))
     if not sum(map(int, gather(str(unfinished)))):  # in any process
         raise BenchError(
-            f"the bench already has every model named, {list(models)}, and is finished."
+            f"the bench already has every model named, {list(models)}, and is finished; "
+            f"{dir_command('phosjax.bench.new', directory)} reads its results."
             if named
             else "no model was registered since the bench was made (and the bench is "
             "finished); import the module that registers yours with --import, or name "

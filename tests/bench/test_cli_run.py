@@ -1349,14 +1349,15 @@ def test_ctrl_c_of_add_models_once_every_cell_is_finished_says_what_the_same_com
     cli_bench, tmp_path, capsys, monkeypatch
 ):
     """Stopped as it wrote its summary, every model it added trained, it said 'the same
-    command continues it', which then refused: the bench has every model named."""
+    command continues it', which then refused: the bench has every model named (and the
+    refusal named no command that reads the results)."""
     root = tmp_path / "my b"
     shutil.copytree(cli_bench[0], root)
     argv = ["--dir", str(root), "--models", "{name: mlp, width: 6}", "--no_progress"]
-    assert add_models_main(argv) == 2  # what the same command does
+    assert add_models_main(argv) == 2  # what the same command does, and what reads it
     assert capsys.readouterr().err == (
         "error: the bench already has every model named, [{'name': 'mlp', 'width': 6}], and "
-        "is finished.\n"
+        f"is finished; python -m phosjax.bench.new --dir '{root}' reads its results.\n"
     )
 
     monkeypatch.setattr("phosjax.bench.add_models.add_models_to", _interrupted)
