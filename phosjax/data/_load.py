@@ -31,9 +31,9 @@ DATA_DIR_ENV = "PHOSJAX_DATA_DIR"
 TFDS_DATA_DIR_ENV = "TFDS_DATA_DIR"
 _VERSION = re.compile(r"\d+\.\d+\.\d+")
 _NO_INFO = "it has no dataset_info.json"
-_METADATA = {"dataset_info.json": "version", "features.json": "pythonClassName"}
-"""The metadata files of a prepared folder, each a JSON object holding this key as every
-TFDS writes it."""
+_METADATA = {"dataset_info.json": ("version",), "features.json": ("pythonClassName", "type")}
+"""The metadata files of a prepared folder, each a JSON object holding one of these keys as
+every TFDS writes it (a features.json of ``type`` and ``content``: an older TFDS's, still read)."""
 
 
 def default_data_dir() -> pathlib.Path:
@@ -903,7 +903,7 @@ def _damaged_folder(name: str, dataset: str, data_dir: pathlib.Path) -> str | No
 
 def _metadata_problem(folder: pathlib.Path) -> str | None:
     """Why the metadata files of the prepared `folder` are damaged (one is missing, not
-    JSON, or no object holding its key: `_METADATA`); None if they are not.
+    JSON, or no object holding one of its keys: `_METADATA`); None if they are not.
 
     Examples:
         >>> import tempfile
@@ -914,15 +914,16 @@ def _metadata_problem(folder: pathlib.Path) -> str | None:
         it has no dataset_info.json
         its dataset_info.json holds no 'version', which every TFDS writes there
     """
-    for file, key in _METADATA.items():
+    for file, keys in _METADATA.items():
         try:
             metadata = json.loads((folder / file).read_bytes())
         except FileNotFoundError:
             return f"it has no {file}"
         except ValueError as error:
             return f"its {file} is not JSON: {error}"
-        if not isinstance(metadata, dict) or key not in metadata:
-            return f"its {file} holds no {key!r}, which every TFDS writes there"
+        if not isinstance(metadata, dict) or metadata.keys().isdisjoint(keys):
+            named = " or ".join(map(repr, keys))
+            return f"its {file} holds no {named}, which every TFDS writes there"
     return None
 
 

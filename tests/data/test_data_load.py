@@ -3,6 +3,7 @@
 import copy
 import dataclasses
 import importlib
+import json
 import pickle
 import pkgutil
 import re
@@ -768,6 +769,41 @@ def test_unreadable_metadata_is_named_not_another_version(toys_dir, tmp_path, da
             r"prepare it again: `tfds build toy_weighted ",
         ):
             check("toy_weighted", data_dir=tmp_path)
+
+
+_LEGACY_FEATURES = {  # as a TFDS before its features' protos wrote them: TFDS reads it still
+    "type": "tensorflow_datasets.core.features.features_dict.FeaturesDict",
+    "content": {
+        **{
+            name: {
+                "type": "tensorflow_datasets.core.features.feature.Tensor",
+                "content": {"shape": shape, "dtype": "float32"},
+            }
+            for name, shape in (("w", []), ("x", [2]))
+        },
+        "y": {
+            "type": "tensorflow_datasets.core.features.class_label_feature.ClassLabel",
+            "content": {"num_classes": 4},
+        },
+    },
+}
+
+
+def test_a_folder_an_older_tfds_prepared_is_not_named_damaged(toys_dir, tmp_path):
+    """A features.json of ``type`` and ``content`` (an older TFDS's) was named damaged, to
+    be deleted ("holds no 'pythonClassName'"), where another version was the damaged one."""
+    root = tmp_path / "toy_weighted"
+    shutil.copytree(toys_dir / "toy_weighted", root)
+    shutil.copytree(root / "1.0.0", root / "2.0.0")
+    (root / "2.0.0" / "dataset_info.json").write_text("{}")
+    (root / "1.0.0" / "features.json").write_text(json.dumps(_LEGACY_FEATURES))
+    assert check_loadable("toy_weighted:1.0.0", data_dir=tmp_path) is None
+    with pytest.raises(ValueError) as raised:
+        check_loadable("toy_weighted", data_dir=tmp_path)
+    assert str(raised.value).startswith(
+        f"data set 'toy_weighted' is incomplete or damaged in {root / '2.0.0'} (its "
+        "dataset_info.json holds no 'version', which every TFDS writes there); delete that folder"
+    )
 
 
 def test_unreadable_metadata_says_tfds_s_error_once(toys_dir, tmp_path):
