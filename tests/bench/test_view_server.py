@@ -1096,7 +1096,8 @@ def test_an_unknown_model_is_not_found_naming_the_benchs_models(server, kind):
 def test_a_plan_edited_to_leave_a_model_id_null_is_shown_without_its_files(tmp_path):
     """A cell of a plan edited by hand with its model_id left null failed /api/bench with
     500 (``TypeError: expected string or bytes-like object, got 'float'``) and an unknown
-    model's blurb with another (``'float' object has no attribute 'casefold'``)."""
+    model's blurb with another (``'float' object has no attribute 'casefold'``); a model's
+    name asked for got its null id offered (``Did you mean nan or 'm-mlp'``)."""
     written = write_bench(tmp_path / "edited", blurb_json())
     written.cells.assign(model_id=[None, *written.cells.model_id[1:]]).to_parquet(
         written.root / _layout.CELLS
@@ -1104,6 +1105,7 @@ def test_a_plan_edited_to_leave_a_model_id_null_is_shown_without_its_files(tmp_p
     with serving(written.root) as server:
         models = get_json(server, "/api/bench")["models"]
         status, _, body = get(server, "/api/blurb/m-mlpp")
+        by_name = json.loads(get(server, "/api/blurb/mlp")[2])["error"]
     assert models[0] == {"model_id": None, "model": "mlp", "has_blurb": False, "has_graph": False}
     assert {m["model_id"]: m["has_blurb"] for m in models[1:]} == dict.fromkeys(
         MODELS.values(), True
@@ -1113,6 +1115,7 @@ def test_a_plan_edited_to_leave_a_model_id_null_is_shown_without_its_files(tmp_p
         "The bench has no model 'm-mlpp'; it has 2: ['m-mlp', 'm-choice'] (models in /api/bench)."
         " Did you mean 'm-mlp'?",
     )
+    assert by_name.endswith("(models in /api/bench). Did you mean 'm-mlp', of model 'mlp'?")
 
 
 @pytest.mark.parametrize("model_id", [".", ".hidden", "..."])

@@ -839,8 +839,8 @@ def model_file(bench: BenchFiles, folder: str, model_id: str) -> Any:
     # '.', '.hidden': no model's id (`_layout.PLAIN_NAME`), not a path out of the bench
     plain = _layout.PLAIN_NAME.fullmatch(model_id)
     if not plain or not _has_model_file(bench, folder, model_id):
-        cells = bench.cells()
-        models = cells["model_id"].dropna().unique().tolist()  # null: a plan edited by hand
+        cells = bench.cells().dropna(subset="model_id")  # null: a plan edited by hand
+        models = cells["model_id"].unique().tolist()
         if model_id in models:
             raise NotFound(f"The bench has no {folder}/{model_id}.json.")
         has = f"{len(models)}: {listed(models)}" if models else "none yet"
