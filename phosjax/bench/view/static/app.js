@@ -613,12 +613,15 @@ function rank(value) {
   return nonfinite(value) ? 1 : 0;
 }
 
-// Numbers by value, text in natural order (widths "25,50" before "100"), missing values last.
+// Numbers by value, text in natural order (widths "25,50" before "100"), a list or an object
+// (a plan's column added by hand) by its JSON, not as "[object Object]", missing values last.
 function compare(a, b) {
   if (a === b) return 0;
   if (a === null || a === undefined) return 1;
   if (b === null || b === undefined) return -1;
-  return typeof a === "number" && typeof b === "number" ? a - b : String(a).localeCompare(String(b), undefined, { numeric: true });
+  if (typeof a === "number" && typeof b === "number") return a - b;
+  const text = (value) => (typeof value === "object" ? JSON.stringify(value) : String(value));
+  return text(a).localeCompare(text(b), undefined, { numeric: true });
 }
 
 // `tableRows` in the table's order: by the sort column (`renderBoard` picks it). The plots
