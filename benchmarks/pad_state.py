@@ -56,7 +56,9 @@ def main() -> None:
 
     def group_state(cells: int) -> tuple[Executor, object]:
         [group] = plan_groups([Cell(config, data.name, hp, seed) for seed in range(cells)])
-        return Executor("vmap", cells, jax.devices()), init_group(group, data)
+        return Executor("vmap", cells, jax.devices()), jax.block_until_ready(
+            init_group(group, data)
+        )
 
     for cells, when in [(6, "first"), (7, "new shape"), (6, "again"), (7, "again")]:
         executor, state = group_state(cells)
