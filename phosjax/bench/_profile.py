@@ -280,12 +280,23 @@ class RunClock:
         self._last += seconds  # the phase running leaves it out
 
     def rows(self, process: tuple[int, int] = (0, 1)) -> list[dict[str, Any]]:
-        """The ``profile/phases`` rows (steps null; ``peak_bytes`` at the lap's end) of
-        the laps ended since the last call, of group ``(bench)`` (process ``i`` of
-        ``n > 1``: ``(bench).p<i>of<n>``)."""
+        """The ``profile/phases`` rows (steps null; ``peak_bytes`` at the lap's end;
+        ``program_bytes`` NaN: a file of these alone has every column) of the laps ended
+        since the last call, of group ``(bench)`` (process ``i`` of ``n > 1``:
+        ``(bench).p<i>of<n>``)."""
         group_id = BENCH + process_suffix(process)
+        nan = float("nan")
         rows = [
-            phase_row(group_id, phase, seconds, 1, (None, None), total_s=seconds, peak_bytes=peak)
+            phase_row(
+                group_id,
+                phase,
+                seconds,
+                1,
+                (None, None),
+                total_s=seconds,
+                peak_bytes=peak,
+                program_bytes=nan,
+            )
             for phase, seconds, peak in self._laps
         ]
         self._laps.clear()

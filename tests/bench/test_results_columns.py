@@ -1,4 +1,4 @@
-"""The columns of a real bench's results against those docs/results.md lists."""
+"""The columns of a real bench's results and profile against those docs/results.md lists."""
 
 import pathlib
 import re
@@ -8,9 +8,10 @@ import jax
 import jax.numpy as jnp
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 import phosjax as px
-from phosjax.bench import BenchConfig, _layout, run
+from phosjax.bench import BenchConfig, _layout, _train, run
 from phosjax.models import register_model, registered_models
 
 DOCS = pathlib.Path(__file__).parents[2] / "docs" / "results.md"
@@ -42,10 +43,10 @@ if MODEL not in registered_models():  # registered before any bench records the 
     register_model(MODEL, EveryMetricBlock, width=8)
 
 
-def documented_columns() -> dict[str, pa.DataType]:
-    """``{column (a regex: <...> matches any text): Arrow type}`` of docs/results.md's
-    table of columns."""
-    section = DOCS.read_text().split("## Columns\n", 1)[1].split("\n## ", 1)[0]
+def documented_columns(heading: str = "Columns") -> dict[str, pa.DataType]:
+    """``{column (a regex: <...> matches any text): Arrow type}`` of the first table under
+    docs/results.md's ``heading``."""
+    section = DOCS.read_text().split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
     columns = {}
     for row in re.findall(r"^\| (`.+?) \| (\w+) \|", section, flags=re.MULTILINE):
         for name in re.findall(r"`([^`]+)`", row[0]):
@@ -86,3 +87,26 @@ def test_a_real_benchs_columns_are_those_docs_results_md_lists(tmp_path, toy):
     assert cells.names == schema.names[: schema.get_field_index("step")]
     assert cells.names[-2:] == ["knob/**/T", "reg/l2/**/kernel"]
     assert all(cells.field(f).type == schema.field(f).type for f in cells.names)
+
+
+def test_a_run_stopped_in_its_first_groups_init_leaves_every_documented_phases_column(
+    tmp_path, toy, monkeypatch
+):
+    """profile/phases holds the run's own rows before any group's: those alone have every
+    column the docs list (program_bytes was missing), in its type."""
+
+    class Stopped(Exception):
+        pass
+
+    def stopped(*args: object) -> None:
+        raise Stopped
+
+    monkeypatch.setattr(_train, "init_group", stopped)
+    config = {"models": ["logreg"], "datasets": ["toy"], "grid": {"steps": 2, "batch_size": 16}}
+    with pytest.raises(Stopped):
+        run(BenchConfig.from_dict(config), tmp_path, datasets=toy, progress=False)
+    schema = pq.read_schema(tmp_path / _layout.PHASES)
+    assert pq.read_table(tmp_path / _layout.PHASES).column("group_id").unique().to_pylist() == [
+        _layout.BENCH
+    ]
+    assert {f.name: f.type for f in schema} == documented_columns("Profile")
