@@ -17,7 +17,7 @@ import pathlib
 import re
 import shlex
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import jax
@@ -662,6 +662,7 @@ def write_meta(
     processes: int,
     imports: Sequence[str] = (),
     cells: pa.Table | None = None,
+    versions: Mapping[str, str] | None = None,
 ) -> None:
     """Writes ``bench.json``, ``config.yaml`` and ``env.json`` (this run's environment;
     those of earlier runs that differ are kept in its ``earlier`` list), and ``cells``
@@ -678,7 +679,9 @@ def write_meta(
     before), for later commands to import again, and the folder each came from in
     ``import_folders`` (`import_folder`; a module not imported now keeps its earlier one).
     A new bench records the split of its cells between processes, `_layout.SPLIT_PLAN`;
-    one made before it was recorded keeps none (`recorded_split`)."""
+    one made before it was recorded keeps none (`recorded_split`). ``versions``: the full
+    TFDS name each data set was read at (`_layout.DATASETS_KEY`); None keeps those recorded
+    (data sets given in Python record none)."""
     marker_path = root / _layout.MARKER
     created = None
     marker: dict[str, Any] = {_layout.SPLIT_KEY: _layout.SPLIT_PLAN}
@@ -691,6 +694,7 @@ def write_meta(
     found = marker.get(_layout.IMPORT_FOLDERS_KEY)
     found = found if isinstance(found, dict) else {}
     folders = {m: f for m in modules if (f := import_folder(m) or found.get(m))}
+    versions = marker.get(_layout.DATASETS_KEY) if versions is None else versions
     # env.json first: what a start killed after it left is known by it (`_foreign`)
     write_json(root / _layout.ENV, _with_earlier(environment(), root / _layout.ENV))
     write_text(root / _layout.CONFIG, yaml.safe_dump(config.to_dict(), sort_keys=False))
@@ -705,6 +709,7 @@ def write_meta(
             "registered_models": registered,
             "processes": processes,
             **({_layout.SPLIT_KEY: split} if split else {}),
+            **({_layout.DATASETS_KEY: versions} if versions else {}),
             **({_layout.IMPORTS_KEY: modules} if modules else {}),
             **({_layout.IMPORT_FOLDERS_KEY: folders} if folders else {}),
         },

@@ -70,6 +70,9 @@ IMPORTS_KEY = "imports"
 """The key of ``bench.json`` that records the modules registering the bench's models."""
 IMPORT_FOLDERS_KEY = "import_folders"
 """The key of ``bench.json`` that records where each of its ``imports`` was imported from."""
+DATASETS_KEY = "datasets"
+"""The key of ``bench.json`` that records the full TFDS name, with its version, of each data
+set the bench's cells trained on (`phosjax.bench._plan.dataset_versions`)."""
 SPLIT_KEY = "split"
 """The key of ``bench.json`` that records how the processes sharing the bench split its
 cells (`phosjax.bench._runner.jobs`): `SPLIT_PLAN`, written by new benches, or absent, as in

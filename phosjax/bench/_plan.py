@@ -278,6 +278,21 @@ def load_datasets(
         raise BenchError(str(error)) from error
 
 
+def dataset_versions(config: BenchConfig) -> dict[str, str]:
+    """The full TFDS name, ``name[/config]:version``, that each of ``config``'s data sets
+    reads (`phosjax.data`'s `resolved_name`: a name without a version reads its code's,
+    else the newest prepared).
+
+    Examples:
+      >>> import tempfile
+      >>> with tempfile.TemporaryDirectory() as tmp:
+      ...     dataset_versions(BenchConfig.from_dict(
+      ...         {"models": ["mlp"], "datasets": ["digits"], "data_dir": tmp}))
+      {'digits': 'digits:1.0.0'}
+    """
+    return {name: resolved_name(name, data_dir=config.data_dir) for name in config.datasets}
+
+
 class DataShape(Protocol):
     """What a models entry's config reads of a data set (an `ArrayDataset` has it)."""
 

@@ -47,6 +47,7 @@ from phosjax.bench._plan import (
     check_distinct_datasets,
     check_model_sizes,
     check_models,
+    dataset_versions,
     former_cell_ids,
     given_datasets,
     plan,
@@ -323,6 +324,29 @@ def _check_unchanged(root: pathlib.Path, seen: str | None) -> None:
         )
 
 
+def _checked_versions(root: pathlib.Path, config: BenchConfig) -> dict[str, str]:
+    """The full TFDS name, with its version, that each of ``config``'s data sets reads
+    (`dataset_versions`); raises `BenchError` where the bench in ``root`` recorded another
+    (a newer version prepared since): its cells trained on that one, and its results would
+    mix the two."""
+    versions = dataset_versions(config)
+    marker = read_bench_json(root / _layout.MARKER) if _layout.is_bench(root) else {}
+    recorded = marker.get(_layout.DATASETS_KEY)
+    recorded = recorded if isinstance(recorded, dict) else {}
+    changed = [name for name, now in versions.items() if recorded.get(name, now) != now]
+    if not changed:
+        return versions
+    name = changed[0]
+    was, now = recorded[name], versions[name]
+    raise BenchError(
+        f"data set {name!r} now reads {now}, but the bench in {str(root)!r} trained its cells "
+        f"on {was} ({_layout.MARKER} records it): continued, its results would mix the two. "
+        f"Continue it where {name!r} reads {was}: give a data dir (--data_dir) where {was} "
+        f"is the newest version of {name!r}, or move {now} out of its data dir; or train "
+        f"{now} in a new bench (datasets: [{now}])."
+    )
+
+
 def _status(root: pathlib.Path, process: tuple[int, int]) -> dict[str, Any]:
     """This process's ``status.json`` (no group yet before its first).
 
@@ -382,6 +406,10 @@ def _execute(
     if hparams is not None:  # nothing to train: no plan, no data set loaded
         return _read_finished(config, root, datasets, process, progress, seen, imports, hparams)
     plan_ = planned or _planned(root, config, datasets, clock)[0]
+    versions = None  # data sets given in Python: no TFDS version to record
+    if datasets is None:
+        check = lambda: _checked_versions(root, config)
+        versions = in_every_process(check, "check the versions of the bench's data sets")
     clock.lap("plan")
     with contextlib.ExitStack() as lock:  # one run at a time writes the bench
 
@@ -392,7 +420,7 @@ def _execute(
         in_every_process(lock_unchanged, "lock the bench")
         agree_on_folder(root, process)
         remove_stale_temporaries(root)  # what a run (new, add_models) killed mid-write left
-        return _write_and_train(config, root, process, progress, plan_, clock, imports)
+        return _write_and_train(config, root, process, progress, plan_, clock, imports, versions)
 
 
 def _read_finished(
@@ -506,9 +534,11 @@ def _write_and_train(
     plan_: Plan,
     clock: RunClock,
     imports: Sequence[str],
+    versions: Mapping[str, str] | None,
 ) -> pd.DataFrame:
     """`_execute`'s writing, once this process holds its lock of the bench; ``clock``
-    times its phases, written to ``profile/phases`` when this process trains a group."""
+    times its phases, written to ``profile/phases`` when this process trains a group;
+    ``versions``: its data sets' (`_checked_versions`), recorded in ``bench.json``."""
 
     def read_parts() -> tuple[dict[pathlib.Path, pa.Schema], pa.Schema]:
         """The parts' schemas, each read once, and the columns new parts keep (those of
@@ -524,7 +554,7 @@ def _write_and_train(
             _check_keeps_cells(root, plan_)
             cells = pd.DataFrame([c.row for c in plan_.cells])
             table = as_table(cells, cells_schema(plan_.hparam_columns))
-            write_meta(root, config, registered_models(), process[1], imports, table)
+            write_meta(root, config, registered_models(), process[1], imports, table, versions)
             # before the others drop the parts they train again
             widen_parts(root, schema, cells, held)
 

@@ -13,7 +13,16 @@ import sys
 import pytest
 import yaml
 
-from phosjax.bench import BenchConfig, BenchError, _imports, _layout, _plan, add_models_to, run
+from phosjax.bench import (
+    BenchConfig,
+    BenchError,
+    _imports,
+    _layout,
+    _plan,
+    _runner,
+    add_models_to,
+    run,
+)
 from phosjax.bench.add_models import main as add_models_main
 from phosjax.bench.new import main as new_main
 from phosjax.bench.new import parser as new_parser
@@ -53,6 +62,7 @@ def made(tmp_path, monkeypatch) -> tuple[pathlib.Path, pathlib.Path]:
     monkeypatch.setattr(
         _plan, "load_datasets", lambda names, data_dir, features, splits: {"toy": toy_data()}
     )
+    monkeypatch.setattr(_runner, "dataset_versions", lambda config: {})  # no TFDS one
     monkeypatch.setattr(_plan, "check_datasets", lambda *args: {})  # --print_config's
     source = tmp_path / "src"
     source.mkdir()

@@ -72,6 +72,7 @@ def cli_bench(tmp_path_factory) -> tuple[pathlib.Path, str, str]:
         patch.setattr(
             _plan, "load_datasets", lambda names, data_dir, features, splits: {"toy": toy_data()}
         )
+        patch.setattr(_runner, "dataset_versions", lambda config: {})  # no TFDS one
         # Every chunk shows, however close together chunks end on a slow machine.
         patch.setattr(_runner, "TrainingBar", functools.partial(_runner.TrainingBar, mininterval=0))
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -286,6 +287,7 @@ def test_results_that_cannot_be_listed_say_to_let_this_user_read_them(
     monkeypatch.setattr(
         _plan, "load_datasets", lambda names, data_dir, features, splits: {"toy": toy_data()}
     )
+    monkeypatch.setattr(_runner, "dataset_versions", lambda config: {})  # no TFDS one
     listing_refused(monkeypatch, root / "results")
     capsys.readouterr()
     argv = ["--dir", str(root), *models, "--no_progress"]
@@ -402,6 +404,7 @@ def test_resume_with_another_config_says_it_keeps_the_stored_one(
     monkeypatch.setattr(
         _plan, "load_datasets", lambda names, data_dir, features, splits: {"toy": toy_data()}
     )
+    monkeypatch.setattr(_runner, "dataset_versions", lambda config: {})  # no TFDS one
     other = tmp_path / "other.yaml"
     other.write_text(CONFIG.replace("seeds: 2", "seeds: 3"))
     stored = (root / _layout.CONFIG).read_text()
@@ -421,6 +424,7 @@ def test_a_finished_bench_run_again_shows_no_empty_progress_bar(cli_bench, capsy
     monkeypatch.setattr(
         _plan, "load_datasets", lambda names, data_dir, features, splits: {"toy": toy_data()}
     )
+    monkeypatch.setattr(_runner, "dataset_versions", lambda config: {})  # no TFDS one
     capsys.readouterr()
     assert new_main(["--dir", str(root)]) == 0
     out, err = capsys.readouterr()
@@ -440,6 +444,7 @@ def test_a_finished_bench_whose_summary_no_one_reads_ends_quietly(
     monkeypatch.setattr(
         _plan, "load_datasets", lambda names, data_dir, features, splits: {"toy": toy_data()}
     )
+    monkeypatch.setattr(_runner, "dataset_versions", lambda config: {})  # no TFDS one
     parts = [f"{_layout.RESULTS}/{name}" for name in os.listdir(root / _layout.RESULTS)]
     before = {name: (root / name).read_bytes() for name in [_layout.CELLS, _layout.STATUS, *parts]}
     read, write = os.pipe()
@@ -470,6 +475,7 @@ def test_a_finished_bench_in_a_read_only_folder_prints_its_summary(
     monkeypatch.setattr(
         _plan, "load_datasets", lambda names, data_dir, features, splits: {"toy": toy_data()}
     )
+    monkeypatch.setattr(_runner, "dataset_versions", lambda config: {})  # no TFDS one
     if os.geteuid() == 0:  # root writes whatever the permissions say
         monkeypatch.setattr(_directory, "open", _writes_refused, raising=False)
     before = {path: path.stat().st_mtime_ns for path in root.rglob("*")}
@@ -505,6 +511,7 @@ def test_a_finished_bench_that_cannot_write_its_metadata_prints_its_summary(
     monkeypatch.setattr(
         _plan, "load_datasets", lambda names, data_dir, features, splits: {"toy": toy_data()}
     )
+    monkeypatch.setattr(_runner, "dataset_versions", lambda config: {})  # no TFDS one
     monkeypatch.setattr(module, name, refusing, raising=False)
     files = lambda: {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
     before = files()
@@ -740,6 +747,7 @@ def test_a_knob_value_out_of_its_range_is_one_error_line_and_nothing_written(
     monkeypatch.setattr(
         _plan, "load_datasets", lambda names, data_dir, features, splits: {"toy": toy_data()}
     )
+    monkeypatch.setattr(_runner, "dataset_versions", lambda config: {})  # no TFDS one
     config, root = tmp_path / "bench.yaml", tmp_path / "bench"
     config.write_text(
         CONFIG.replace("{name: mlp, width: 6}", "{name: choicenet, width: 6, depth: 1}").replace(
@@ -794,6 +802,7 @@ def test_no_config_on_a_bench_continues_it_under_its_stored_config(cli_bench, mo
     monkeypatch.setattr(
         _plan, "load_datasets", lambda names, data_dir, features, splits: {"toy": toy_data()}
     )
+    monkeypatch.setattr(_runner, "dataset_versions", lambda config: {})  # no TFDS one
     stored = (root / _layout.CONFIG).read_text()
     rows = len(pd.read_parquet(root / _layout.RESULTS))
     assert new_main(["--dir", str(root), "--no_progress"]) == 0
@@ -1406,6 +1415,7 @@ def test_ctrl_c_mid_training_closes_the_bar_before_its_line(tmp_path, capsys, mo
     monkeypatch.setattr(
         _plan, "load_datasets", lambda names, data_dir, features, splits: {"toy": toy_data()}
     )
+    monkeypatch.setattr(_runner, "dataset_versions", lambda config: {})  # no TFDS one
     monkeypatch.setattr(_runner, "train_group", interrupted_after_a_chunk)
     config = tmp_path / "bench.yaml"
     config.write_text(CONFIG)
@@ -1449,6 +1459,7 @@ def test_data_dir_alone_continues_the_bench_reading_from_there(cli_bench, tmp_pa
         return {"toy": toy_data()}
 
     monkeypatch.setattr(_plan, "load_datasets", load)
+    monkeypatch.setattr(_runner, "dataset_versions", lambda config: {})  # no TFDS one
     checked_in = []
     monkeypatch.setattr(_runner, "check_datasets", lambda *a: checked_in.append(a[1]) or {})
     rows = len(pd.read_parquet(root / _layout.RESULTS))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from phosjax.bench import _layout, _plan
+from phosjax.bench import _layout, _plan, _runner
 from phosjax.bench.new import main as new_main
 from tests.bench.runner_tiny import tiny_config, toy_data
 from tests.processes import launch as launch_workers
@@ -179,5 +179,6 @@ def test_new_run_by_two_processes_joined_by_its_options_writes_the_rows_of_one_p
     ]  # each process trained a cell
     monkeypatch.setattr(_plan, "check_datasets", lambda *args: {})  # the toy data set
     monkeypatch.setattr(_plan, "load_datasets", lambda *_: {"toy": toy_data()})
+    monkeypatch.setattr(_runner, "dataset_versions", lambda config: {})  # no TFDS one
     assert new_main([*given, "--dir", str(tmp_path / "alone")]) == 0
     pd.testing.assert_frame_equal(frame(tmp_path / "shared"), frame(tmp_path / "alone"))

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
+import types
 
 import flax
 import flax.linen as nn
@@ -77,6 +78,7 @@ from phosjax.train import Cell, Chunk, GroupState, HParams, init_group, plan_gro
 from phosjax.train._grid import chunk_frame
 from tests.bench.runner_tiny import Killed, killed_after_save, tiny_config
 from tests.compiles import compiles_seen
+from tests.data import tfds_toys
 
 NOT_STEP_TIME = lambda frame: frame.drop(columns="step_time_s")
 
@@ -441,6 +443,46 @@ def test_a_bench_naming_one_data_set_twice_continues(tmp_path, monkeypatch, forc
     monkeypatch.setattr(_runner, "_execute", lambda config, *args: config.datasets)
     assert run(config, tmp_path, force=force) == ["digits", "digits:1.0.0"]
     assert run(None, tmp_path, resume=True) == ["digits", "digits:1.0.0"]
+
+
+def _prepare_versioned(version: str, data_dir: pathlib.Path) -> None:
+    """Prepares ``toy_versions`` (`tfds_toys.ToyIntLabels`' examples) at ``version``."""
+    versioned = types.new_class(
+        "ToyVersions",
+        (tfds_toys.ToyIntLabels,),
+        {"skip_registration": True},
+        lambda body: body.update(VERSION=tfds_toys.tfds.core.Version(version)),
+    )
+    tfds_toys.prepare(versioned, data_dir)
+
+
+def test_a_bench_records_its_data_sets_versions_and_is_not_continued_on_another(tmp_path):
+    """Once a newer version was prepared beside the one its cells trained on, a bench
+    trained the models added to it on the newer one, its results mixing the two, and no
+    file said which version any cell read."""
+    data_dir, root = tmp_path / "data", tmp_path / "bench"
+    _prepare_versioned("1.0.0", data_dir)
+    grid = {"steps": 2, "batch_size": 4, "learning_rate": 0.01}
+    mlp = {"name": "mlp", "width": 8}
+    config = tiny_config(datasets=["toy_versions"], data_dir=str(data_dir), models=[mlp], grid=grid)
+    run(config, root, progress=False)
+    marker = json.loads((root / _layout.MARKER).read_text())
+    assert marker["datasets"] == {"toy_versions": "toy_versions:1.0.0"}
+    _prepare_versioned("1.0.1", data_dir)
+    with pytest.raises(BenchError) as raised:
+        add_models_to(root, ["logreg"], progress=False)
+    assert str(raised.value) == (
+        f"data set 'toy_versions' now reads toy_versions:1.0.1, but the bench in {str(root)!r} "
+        "trained its cells on toy_versions:1.0.0 (bench.json records it): continued, its "
+        "results would mix the two. Continue it where 'toy_versions' reads toy_versions:1.0.0: "
+        "give a data dir (--data_dir) where toy_versions:1.0.0 is the newest version of "
+        "'toy_versions', or move toy_versions:1.0.1 out of its data dir; or train "
+        "toy_versions:1.0.1 in a new bench (datasets: [toy_versions:1.0.1])."
+    )
+    assert set(pd.read_parquet(root / _layout.CELLS).model) == {"mlp"}
+    shutil.rmtree(data_dir / "toy_versions" / "1.0.1")  # done as it says
+    assert set(add_models_to(root, ["logreg"], progress=False).model) == {"mlp", "logreg"}
+    assert json.loads((root / _layout.MARKER).read_text())["datasets"] == marker["datasets"]
 
 
 def test_a_data_dir_beginning_with_a_tilde_is_the_home_folders(bench, toy, tmp_path, monkeypatch):
@@ -1558,6 +1600,7 @@ def test_add_models_of_no_new_cell_loads_the_data_sets_once(bench, toy, tmp_path
     loads = []
     monkeypatch.setattr(_plan, "check_datasets", lambda *args: {})  # the toy data set
     monkeypatch.setattr(_plan, "load_datasets", lambda names, *_: loads.append(names) or toy)
+    monkeypatch.setattr(_runner, "dataset_versions", lambda config: {})  # no TFDS one
     add_models_to(copy, [{"name": "mlp", "width": 8, "depth": 1}], progress=False)
     assert loads == [["toy"]]
     phases = pd.read_parquet(copy / _layout.PHASES)
