@@ -1181,16 +1181,24 @@ def _suggested_features(known: tfds.features.FeaturesDict) -> str:
 
 def _suggested_pair(known: tfds.features.FeaturesDict) -> tuple[str, str] | None:
     """Features of `known` that `load` can read as (input, label) (a ClassLabel and a
-    non-scalar input first); None if it has none."""
+    non-scalar input first, then by name: TFDS reads a prepared data set's features in an
+    order that changes from one process to the next); None if it has none.
+
+    Examples:
+        >>> import tensorflow_datasets as tfds
+        >>> x, y = tfds.features.Tensor(shape=(2,), dtype=np.float32), np.int64
+        >>> _suggested_pair(tfds.features.FeaturesDict({"b": x, "a": x, "y": y}))
+        ('a', 'y')
+    """
     import tensorflow_datasets as tfds
 
     labels = sorted(
         (key for key, feature in known.items() if _is_label(feature)),
-        key=lambda key: not isinstance(known[key], tfds.features.ClassLabel),
+        key=lambda key: (not isinstance(known[key], tfds.features.ClassLabel), key),
     )
     inputs = sorted(
         (key for key, feature in known.items() if key not in labels and _is_input(feature)),
-        key=lambda key: known[key].shape == (),
+        key=lambda key: (known[key].shape == (), key),
     )
     return (inputs[0], labels[0]) if inputs and labels else None
 

@@ -196,6 +196,16 @@ def test_an_unsupported_feature_names_features_that_can_be_read(toys_dir):
     )
 
 
+def test_the_features_suggested_do_not_depend_on_the_order_tfds_reads_them_in():
+    # TFDS reads a prepared data set's features in an order that changes from one process
+    # to the next: the same command suggested features=('b', 'y') in one, ('a', 'y') in another.
+    F = tfds.features
+    x, y = F.Tensor(shape=(2,), dtype=np.float32), np.int64
+    orders = [{"b": x, "a": x, "z": y, "y": y}, {"a": x, "b": x, "y": y, "z": y}]
+    said = {str(MissingFeaturesError("toy", "image", F.FeaturesDict(o))) for o in orders}
+    assert [message.split("; e.g. ")[1] for message in said] == ["features=('a', 'y')"]
+
+
 def test_features_pick_the_input_and_label_of_a_data_set_without_supervised_keys(toys_dir):
     for check in (load, check_loadable):
         with pytest.raises(
