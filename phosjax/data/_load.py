@@ -1047,11 +1047,8 @@ def _keys(
 def _supervised_keys(name: str, info: tfds.core.DatasetInfo) -> tuple[str, str]:
     """The input and label keys: the first two supervised keys (a third, weights, is ignored)."""
     keys = info.supervised_keys or ("image", "label")
-    if not all(isinstance(key, str) for key in keys[:2]):
-        raise ValueError(
-            f"data set {name!r} has supervised_keys {keys!r}; load needs one input feature and "
-            "one label feature, each named by a string"
-        )
+    if not all(isinstance(key, str) for key in keys[:2]):  # several inputs: a dict of them
+        raise MissingFeaturesError(name, None, info.features, supervised_keys=keys)
     return keys[0], keys[1]
 
 
@@ -1123,8 +1120,10 @@ class NoSuchFeatureError(_FeaturesError):
 
 class MissingFeaturesError(_FeaturesError):
     """Data set ``name`` lacks the feature ``missing`` that `load` reads when no
-    ``features`` are given (a supervised key, else ``image`` or ``label``); ``known``: its
-    features, sorted; ``suggested``: an (input, label) pair of them `load` can read, or None.
+    ``features`` are given (a supervised key, else ``image`` or ``label``), or (``missing``
+    None) its ``supervised_keys`` name no one input and one label feature (several inputs);
+    ``known``: its features, sorted; ``suggested``: an (input, label) pair of them `load`
+    can read, or None.
 
     Examples:
         >>> import tensorflow_datasets as tfds
@@ -1133,15 +1132,30 @@ class MissingFeaturesError(_FeaturesError):
         data set 'toy' has no feature 'image' (features: ['x', 'y']); load needs an input and a
         class label (features=(input, label), supervised_keys, or 'image' and 'label'); e.g.
         features=('x', 'y')
+        >>> keys = ({"x": "x", "z": "z"}, "y")
+        >>> print(MissingFeaturesError("toy", None, known, supervised_keys=keys).problem)
+        has supervised_keys ({'x': 'x', 'z': 'z'}, 'y'), not one input and one label feature
     """
 
-    def __init__(self, name: str, missing: str, known: tfds.features.FeaturesDict):
+    def __init__(
+        self,
+        name: str,
+        missing: str | None,
+        known: tfds.features.FeaturesDict,
+        supervised_keys: tuple[Any, ...] | None = None,
+    ):
         self.name, self.missing, self.known = name, missing, sorted(known.keys())
         self.suggested = _suggested_pair(known)
+        self.problem = (
+            f"has no feature {missing!r}"
+            if supervised_keys is None
+            else f"has supervised_keys {cut_repr(supervised_keys)}, not one input and one label "
+            "feature"
+        )
         super().__init__(
-            f"data set {name!r} has no feature {missing!r} (features: {self.known}); load needs "
-            "an input and a class label (features=(input, label), supervised_keys, or 'image' "
-            f"and 'label'){_suggested_features(known)}"
+            f"data set {name!r} {self.problem} (features: {self.known}); load needs an input and "
+            "a class label (features=(input, label), supervised_keys, or 'image' and 'label')"
+            f"{_suggested_features(known)}"
         )
 
     def told_by(self, reader: str, field: str, example: str) -> str:
@@ -1158,7 +1172,7 @@ class MissingFeaturesError(_FeaturesError):
             the input and the label, e.g. {toy: [x, y]}
         """
         return (
-            f"data set {self.name!r} has no feature {self.missing!r} (features: {self.known}); "
+            f"data set {self.name!r} {self.problem} (features: {self.known}); "
             f"{reader} reads its supervised_keys, else 'image' and 'label', unless {field} names "
             f"the input and the label, e.g. {example}"
         )

@@ -318,6 +318,7 @@ def toys_dir(tmp_path_factory):
     tfds_toys.prepare(tfds_toys.ToyRegression, data_dir)
     tfds_toys.prepare(tfds_toys.ToyNamedFeatures, data_dir)
     tfds_toys.prepare(tfds_toys.ToyTrainOnly, data_dir)
+    tfds_toys.prepare(tfds_toys.ToySeveralInputs, data_dir)
     return str(data_dir)
 
 
@@ -335,6 +336,22 @@ def test_dataset_features_pick_the_input_and_label_a_bench_reads(toys_dir):
     planned = plan(tiny_config(**named, dataset_features=features))
     data = planned.datasets["toy_named_features"]
     assert (data.input_shape, data.num_classes) == ((2,), 3)
+
+
+def test_supervised_keys_naming_several_inputs_say_which_dataset_features_to_write(toys_dir):
+    # It said load's "load needs one input feature and one label feature, each named by a
+    # string", naming no dataset_features entry.
+    named = {"datasets": ["toy_several_inputs"], "data_dir": toys_dir, "grid": {"batch_size": 4}}
+    with pytest.raises(BenchError) as raised:
+        plan(tiny_config(**named))
+    assert str(raised.value).endswith(
+        "not one input and one label feature (features: ['a', 'b', 'label']); a bench reads its "
+        "supervised_keys, else 'image' and 'label', unless its dataset_features entry names the "
+        "input and the label, e.g. dataset_features: {toy_several_inputs: [a, label]}"
+    )
+    features = {"toy_several_inputs": ["b", "label"]}
+    data = plan(tiny_config(**named, dataset_features=features)).datasets["toy_several_inputs"]
+    assert (data.input_shape, data.num_classes) == ((3,), 2)
 
 
 @pytest.mark.parametrize(

@@ -138,6 +138,7 @@ def toys_dir(tmp_path_factory):
         tfds_toys.ToyValidationAndTest,
         tfds_toys.ToyNamedFeatures,
         tfds_toys.ToyTrainOnly,
+        tfds_toys.ToySeveralInputs,
     ):
         tfds_toys.prepare(builder, data_dir)
     tfds_toys.prepare(tfds_toys.ToyConfigs, data_dir, config="small")
@@ -194,6 +195,22 @@ def test_an_unsupported_feature_names_features_that_can_be_read(toys_dir):
     assert str(raised.value).endswith(
         "; of its features, 'x' and 'y' can be read as the input and the label"
     )
+
+
+def test_supervised_keys_naming_several_inputs_say_to_name_the_features(toys_dir):
+    # It said "load needs one input feature and one label feature, each named by a string",
+    # not that features= names them, nor which, and a bench no dataset_features entry.
+    for check in (load, check_loadable):
+        with pytest.raises(MissingFeaturesError) as raised:
+            check("toy_several_inputs", data_dir=toys_dir)
+        assert str(raised.value) == (
+            "data set 'toy_several_inputs' has supervised_keys ({'a': 'a', 'b': 'b'}, 'label'), "
+            "not one input and one label feature (features: ['a', 'b', 'label']); load needs an "
+            "input and a class label (features=(input, label), supervised_keys, or 'image' and "
+            "'label'); e.g. features=('a', 'label')"
+        )
+    data = load("toy_several_inputs", data_dir=toys_dir, features=("b", "label"))
+    assert data.input_shape == (3,) and data.x_train[:, 0].tolist() == data.x_train[:, 2].tolist()
 
 
 def test_the_features_suggested_do_not_depend_on_the_order_tfds_reads_them_in():

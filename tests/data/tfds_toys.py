@@ -57,6 +57,24 @@ class ToyNamedFeatures(_Toy, skip_registration=True):
         return {"pixels": _vector(index), "digit": index % 3}
 
 
+class ToySeveralInputs(_Toy, skip_registration=True):
+    """Two inputs, which its supervised keys name as a dict, as TFDS writes several."""
+
+    SUPERVISED_KEYS = ({"a": "a", "b": "b"}, "label")
+
+    def features(self):
+        return F.FeaturesDict(
+            {
+                "a": F.Tensor(shape=(2,), dtype=np.float32),
+                "b": F.Tensor(shape=(3,), dtype=np.float32),
+                "label": F.ClassLabel(num_classes=2),
+            }
+        )
+
+    def example(self, index, split):
+        return {"a": _vector(index), "b": np.full(3, index, np.float32), "label": index % 2}
+
+
 class ToyRegression(_Toy, skip_registration=True):
     """A float target: not a class label."""
 
