@@ -150,8 +150,8 @@ def load(
     must have a fixed shape and a real dtype (float, integer or bool, not complex); y must
     be a class label: a ``ClassLabel`` or an integer scalar. Integer images (an ``Image``
     feature, or any uint8 input) are scaled to float32 in [0, 1] (NHWC); other inputs become
-    float32; labels int32. The number of classes is the ``ClassLabel``'s, else one more than
-    the largest train or test label.
+    float32, a scalar one of shape ``(1,)``; labels int32. The number of classes is the
+    ``ClassLabel``'s, else one more than the largest train or test label.
 
     Where it looks: in `data_dir` alone if given; else in ``$PHOSJAX_DATA_DIR`` alone if
     set; else in ``~/.cache/phosjax/tfds`` (where built-in ones are prepared), then in
@@ -260,7 +260,7 @@ def declared_shapes(
     x_key, y_key = _keys(name, builder.info, pair)
     known = builder.info.features
     classes = getattr(known[y_key], "num_classes", None)
-    return tuple(known[x_key].shape), int(classes) if classes else None
+    return _input_shape(known[x_key]), int(classes) if classes else None
 
 
 def is_feature_pair(value: Any) -> bool:
@@ -1400,11 +1400,24 @@ def _as_labels(
 
 
 def _as_inputs(values: list[Any], feature: tfds.features.FeatureConnector) -> np.ndarray:
-    """Stack into float32; integer images (an `Image` feature, or any uint8) scale to [0, 1]."""
+    """Stack into float32, each of `_input_shape`; integer images (an `Image` feature, or any
+    uint8) scale to [0, 1]."""
     import tensorflow_datasets as tfds
 
-    x = np.stack(values)
+    x = np.stack(values).reshape(len(values), *_input_shape(feature))
     is_image = isinstance(feature, tfds.features.Image) or x.dtype == np.uint8
     if is_image and np.issubdtype(x.dtype, np.integer):
         return x.astype(np.float32) / np.float32(np.iinfo(x.dtype).max)
     return x.astype(np.float32)
+
+
+def _input_shape(feature: tfds.features.FeatureConnector) -> tuple[int, ...]:
+    """The shape `load` gives each example of the input `feature`: its own, a scalar's
+    ``(1,)``, one feature, as models take it.
+
+    Examples:
+        >>> import tensorflow_datasets as tfds
+        >>> _input_shape(tfds.features.Scalar(np.float32)), _input_shape(tfds.features.Image())
+        ((1,), (None, None, 3))
+    """
+    return tuple(feature.shape) or (1,)

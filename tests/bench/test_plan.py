@@ -319,6 +319,7 @@ def toys_dir(tmp_path_factory):
     tfds_toys.prepare(tfds_toys.ToyNamedFeatures, data_dir)
     tfds_toys.prepare(tfds_toys.ToyTrainOnly, data_dir)
     tfds_toys.prepare(tfds_toys.ToySeveralInputs, data_dir)
+    tfds_toys.prepare(tfds_toys.ToyScalarInput, data_dir)
     return str(data_dir)
 
 
@@ -336,6 +337,14 @@ def test_dataset_features_pick_the_input_and_label_a_bench_reads(toys_dir):
     planned = plan(tiny_config(**named, dataset_features=features))
     data = planned.datasets["toy_named_features"]
     assert (data.input_shape, data.num_classes) == ((2,), 3)
+
+
+def test_a_data_set_of_one_number_per_example_plans(toys_dir):
+    # EntryError: model 'mlp' on 'toy_scalar_input': input_shape () has 0 axes; ... a scalar
+    # example is input_shape (1,), x[..., None], which a bench config cannot do.
+    named = {"datasets": ["toy_scalar_input"], "data_dir": toys_dir, "grid": {"batch_size": 4}}
+    planned = plan(tiny_config(**named))
+    assert {cell.cell.model.input_shape for cell in planned.cells} == {(1,)}
 
 
 def test_supervised_keys_naming_several_inputs_say_which_dataset_features_to_write(toys_dir):

@@ -139,6 +139,7 @@ def toys_dir(tmp_path_factory):
         tfds_toys.ToyNamedFeatures,
         tfds_toys.ToyTrainOnly,
         tfds_toys.ToySeveralInputs,
+        tfds_toys.ToyScalarInput,
     ):
         tfds_toys.prepare(builder, data_dir)
     tfds_toys.prepare(tfds_toys.ToyConfigs, data_dir, config="small")
@@ -236,7 +237,7 @@ def test_features_pick_the_input_and_label_of_a_data_set_without_supervised_keys
     np.testing.assert_array_equal(ds.y_train, ds.x_train[:, 0].astype(int) % 3)
     # They also override supervised keys: here the weights as the input.
     ds = load("toy_weighted", data_dir=toys_dir, features=["w", "y"])
-    assert ds.input_shape == () and (ds.x_train == 1).all()
+    assert ds.input_shape == (1,) and (ds.x_train == 1).all()
 
 
 @pytest.mark.parametrize("name", ["toy_named_features", "digits"])
@@ -340,6 +341,14 @@ def test_an_optional_label_some_examples_lack_is_named_not_a_damaged_folder(toys
         r"label in every example$",
     ):
         load("toy_optional_label", data_dir=toys_dir)
+
+
+def test_a_scalar_input_is_read_as_one_feature(toys_dir):
+    # It was read as input_shape (), which no model takes: a bench said to use x[..., None].
+    data = load("toy_scalar_input", data_dir=toys_dir)
+    assert data.input_shape == (1,) and data.x_test.shape == (3, 1)
+    assert sorted(data.x_train[:, 0].tolist()) == [0, 1, 2, 3, 4]
+    assert _load.declared_shapes("toy_scalar_input", data_dir=toys_dir) == ((1,), None)
 
 
 def test_uint8_inputs_of_a_plain_tensor_are_scaled_to_the_unit_range(toys_dir):

@@ -75,6 +75,20 @@ class ToySeveralInputs(_Toy, skip_registration=True):
         return {"a": _vector(index), "b": np.full(3, index, np.float32), "label": index % 2}
 
 
+class ToyScalarInput(_Toy, skip_registration=True):
+    """One number per example, ``features``, and an integer ``target``: its supervised keys."""
+
+    SUPERVISED_KEYS = ("features", "target")
+
+    def features(self):
+        return F.FeaturesDict(
+            {"features": F.Scalar(dtype=np.float32), "target": F.Scalar(dtype=np.int64)}
+        )
+
+    def example(self, index, split):
+        return {"features": float(index), "target": index % 2}
+
+
 class ToyRegression(_Toy, skip_registration=True):
     """A float target: not a class label."""
 
