@@ -25,7 +25,7 @@ from phosjax.core._module_check import check_module
 from phosjax.core._numbers import in_type_of
 from phosjax.core._paths import unflatten
 from phosjax.core._record import Calls, add_call
-from phosjax.core._selectors import value_per_path
+from phosjax.core._selectors import selected, selector_per_path
 
 
 def injections(
@@ -80,17 +80,11 @@ def _flat_injections(
     whether a value there is tagged by several calls (each call then finds its own
     through ``intermediates``)."""
     calls, sown, dropped = tag_call_shapes(model, variables, x, **kwargs)
-    selected_by: dict[str, str] = {}
-
-    def find(selector: str) -> list[str]:
-        paths = select_tags(calls, sown, selector, dropped)
-        selected_by.update(dict.fromkeys(paths, selector))
-        return paths
-
-    chosen = value_per_path(values, find, what="tagged value")
+    find = lambda selector: select_tags(calls, sown, selector, dropped)
+    chosen = selector_per_path(values, find, what="tagged value")
     flat = {
-        path: _checked(path, value, calls[path], selected_by[path])
-        for path, value in chosen.items()
+        path: _checked(path, values[selector], calls[path], selector)
+        for path, selector in chosen.items()
     }
     return flat, any(len(calls[path]) > 1 for path in flat)
 
@@ -107,7 +101,7 @@ def _checked(path: str, value: Any, calls: tuple[Any, ...], selector: str) -> An
         and ``value`` is no tuple of one value per call.
     """
     check_tagged_arrays("inject", path, calls)
-    where = repr(path) if selector == path else f"{path!r} (selected by {selector!r})"
+    where = selected(path, selector)
     if len(calls) == 1:
         return _checked_call(where, value, calls[0])
     if not (isinstance(value, tuple) and len(value) == len(calls)):

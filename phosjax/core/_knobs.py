@@ -33,7 +33,8 @@ from phosjax.core._selectors import (
     SelectorError,
     check_values,
     select,
-    value_per_path,
+    selected,
+    selector_per_path,
 )
 
 
@@ -168,9 +169,10 @@ class Knob:
     doc: str
     valid: Range | None = None
 
-    def check(self, value: Any, where: str = "") -> None:
-        """Raises a ValueError naming the knob (after ``where``, e.g. the module), the
-        value and its range when a concrete ``value`` is out of ``valid``.
+    def check(self, value: Any, where: str = "", selector: str | None = None) -> None:
+        """Raises a ValueError naming the knob (after ``where``, e.g. the module; with the
+        ``selector`` that matched it, where given), the value and its range when a
+        concrete ``value`` is out of ``valid``.
 
         An array (a knob stacked on a grid axis) is named by its first entry out of range,
         not by all of them.
@@ -193,7 +195,8 @@ class Knob:
             first = tuple(int(i) for i in out[0])
             shown = f"{array[first].tolist()} at index {first} ({len(out)} of {array.size} "
             shown += "entries out of range)"
-        raise ValueError(f"{where}knob {self.path!r} must be {self.valid}, got {shown}.")
+        name = selected(self.path, selector)
+        raise ValueError(f"{where}knob {name} must be {self.valid}, got {shown}.")
 
 
 def _bound(value: float) -> str:
@@ -445,7 +448,7 @@ def set_knobs(
       >>> declared = {"blocks_1/T": Knob("blocks_1/T", 1.0, "temperature", Range(gt=0))}
       >>> set_knobs(v, {"**/T": 0}, declared=declared)
       Traceback (most recent call last):
-      ValueError: knob 'blocks_1/T' must be a finite number > 0, got 0.
+      ValueError: knob 'blocks_1/T' (selected by '**/T') must be a finite number > 0, got 0.
       >>> import jax
       >>> count = {"knobs": {"n": jnp.array(2)}}
       >>> jax.jit(lambda n: set_knobs(count, {"n": n})["knobs"]["n"])(2.5).item()  # traced
@@ -474,33 +477,38 @@ def _set_knobs(
     the knobs a lifted transform dropped, which a selector that matches none names (None:
     not known)."""
     flat = flatten(variables.get(KNOBS, {}))
-    chosen = value_per_path(
+    chosen = selector_per_path(
         values, lambda s: select(flat, s, what="knob", dropped=dropped), what="knob"
     )
-    for path, value in chosen.items():
-        refilled = _refill(path, jnp.asarray(flat[path]), value)  # first: names a non-number
+    for path, selector in chosen.items():
+        value = values[selector]
+        refilled = _refill(path, jnp.asarray(flat[path]), value, selector)  # names a non-number
         if path in declared and not isinstance(value, jax.core.Tracer):
-            check_as_held(declared[path], value, refilled.dtype)
+            check_as_held(declared[path], value, refilled.dtype, selector)
         flat[path] = refilled
     return {**variables, KNOBS: unflatten(flat)}
 
 
-def check_as_held(declaration: Knob, value: Any, dtype: Any = None) -> None:
+def check_as_held(
+    declaration: Knob, value: Any, dtype: Any = None, selector: str | None = None
+) -> None:
     """Checks a concrete ``value`` against its knob's range, and as the knob's ``dtype``
     (None: its default's) holds it: 0.999 is below 1, but a bfloat16 knob holds it as 1.0.
+    The error names the ``selector`` that matched the knob, where given (`Knob.check`).
 
     Examples:
       >>> check_as_held(Knob("p", 0.5, "", Range(lt=1)), 0.999, jnp.bfloat16)
       Traceback (most recent call last):
       ValueError: 0.999 held as bfloat16: knob 'p' must be a finite number < 1, got 1.0.
     """
-    declaration.check(value)
+    declaration.check(value, selector=selector)
     dtype = jnp.result_type(declaration.default) if dtype is None else dtype
     if declaration.valid is None or not jnp.issubdtype(dtype, jnp.floating):
         return  # an int or bool knob holds a value exactly, or refuses it (`holds_exactly`)
     with np.errstate(over="ignore"):  # 1e300 as float32: inf, which the range refuses
         held = np.asarray(value).astype(dtype)  # numpy: jnp is staged under jit
-    declaration.check(held, where=f"{_number_shown(value)} held as {np.dtype(dtype).name}: ")
+    held_as = f"{_number_shown(value)} held as {np.dtype(dtype).name}: "
+    declaration.check(held, where=held_as, selector=selector)
 
 
 def broadcasts(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
@@ -516,8 +524,9 @@ def broadcasts(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
         return False
 
 
-def _refill(path: str, stored: jax.Array, value: Any) -> jax.Array:
-    """``stored`` with every entry set to ``value``: same shape, dtype and weak type.
+def _refill(path: str, stored: jax.Array, value: Any, selector: str | None = None) -> jax.Array:
+    """``stored`` with every entry set to ``value``: same shape, dtype and weak type; the
+    errors name the knob at ``path`` with the ``selector`` that matched it (`selected`).
 
     The weak type of a knob declared with a Python number is kept, so setting it does
     not promote a bfloat16 computation to float32.
@@ -534,13 +543,14 @@ def _refill(path: str, stored: jax.Array, value: Any) -> jax.Array:
       Traceback (most recent call last):
       ValueError: Knob 'blocks_0/T' has shape (3,); a value of shape (2,) does not ...
     """
-    cannot_hold = f"Knob {path!r} holds {np.dtype(stored.dtype).name}, which cannot hold"
+    name = selected(path, selector)
+    cannot_hold = f"Knob {name} holds {np.dtype(stored.dtype).name}, which cannot hold"
     try:
         with np.errstate(over="ignore"):  # a float64 array's float32 inf is refused below
             array = jnp.asarray(value)  # a tracer under jit, even of a Python number
     except (TypeError, ValueError) as error:
         raise TypeError(
-            f"Knob {path!r} takes a number or an array ({stored.dtype}, shape "
+            f"Knob {name} takes a number or an array ({stored.dtype}, shape "
             f"{stored.shape}), got {cut_repr(value)}."
         ) from error
     except OverflowError as error:  # a Python int beyond JAX's default int
@@ -549,13 +559,13 @@ def _refill(path: str, stored: jax.Array, value: Any) -> jax.Array:
         ) from error
     if array.dtype == bool and stored.dtype != bool:  # as Range's bounds and layer sizes
         raise TypeError(
-            f"Knob {path!r} holds {np.dtype(stored.dtype).name}, and a bool is no number "
+            f"Knob {name} holds {np.dtype(stored.dtype).name}, and a bool is no number "
             f"there: got {cut_repr(value)}; give {what_holds(stored.dtype)} (1 for True, 0 "
             "for False)."
         )
     if not broadcasts(array.shape, stored.shape):
         raise ValueError(
-            f"Knob {path!r} has shape {stored.shape}; a value of shape {array.shape} does not "
+            f"Knob {name} has shape {stored.shape}; a value of shape {array.shape} does not "
             f"broadcast to it (give a scalar, or an array of shape {stored.shape})."
         )
     if not is_traced(value) and not holds_exactly(stored.dtype, value):

@@ -521,6 +521,21 @@ def value_per_path(
     values: Mapping[str, Any], find: Callable[[str], list[str]], *, what: str = "path"
 ) -> dict[str, Any]:
     """``{path: value}`` for ``{selector: value}``, ``find(selector)`` giving each one's
+    paths (in the selectors' order); `selector_per_path` says what it raises.
+
+    Examples:
+      >>> paths = ["a/T", "b/T"]
+      >>> value_per_path({"a/T": 1, "b/*": 2}, lambda s: select(paths, s))
+      {'a/T': 1, 'b/T': 2}
+    """
+    chosen = selector_per_path(values, find, what=what)
+    return {path: values[selector] for path, selector in chosen.items()}
+
+
+def selector_per_path(
+    values: Mapping[str, Any], find: Callable[[str], list[str]], *, what: str = "path"
+) -> dict[str, str]:
+    """``{path: selector}`` for ``{selector: value}``, ``find(selector)`` giving each one's
     paths (in the selectors' order).
 
     Raises:
@@ -530,16 +545,15 @@ def value_per_path(
 
     Examples:
       >>> paths = ["a/T", "b/T"]
-      >>> value_per_path({"a/T": 1, "b/*": 2}, lambda s: select(paths, s))
-      {'a/T': 1, 'b/T': 2}
-      >>> value_per_path({"**/T": 1, "b/T": 2}, lambda s: select(paths, s), what="knob")
+      >>> selector_per_path({"a/T": 1, "b/*": 2}, lambda s: select(paths, s))
+      {'a/T': 'a/T', 'b/T': 'b/*'}
+      >>> selector_per_path({"**/T": 1, "b/T": 2}, lambda s: select(paths, s), what="knob")
       Traceback (most recent call last):
       ValueError: Selectors '**/T' and 'b/T' both match knob 'b/T'; give each knob one ...
     """
     check_values(values, what)
-    found: dict[str, Any] = {}
     matched_by: dict[str, str] = {}
-    for selector, value in values.items():
+    for selector in values:
         for path in find(selector):
             if path in matched_by:
                 raise ValueError(
@@ -547,5 +561,16 @@ def value_per_path(
                     f"{path!r}; give each {what} one value (narrow a selector so that it "
                     "leaves the other's paths out)."
                 )
-            matched_by[path], found[path] = selector, value
-    return found
+            matched_by[path] = selector
+    return matched_by
+
+
+def selected(path: str, selector: str | None) -> str:
+    """``path`` as an error names it, with the ``selector`` that matched it where that is
+    another (``"**"`` may match more than was meant).
+
+    Examples:
+      >>> selected("a/T", "**"), selected("a/T", "a/T"), selected("a/T", None)
+      ("'a/T' (selected by '**')", "'a/T'", "'a/T'")
+    """
+    return repr(path) if selector in (None, path) else f"{path!r} (selected by {selector!r})"

@@ -703,12 +703,11 @@ def test_a_knob_value_of_the_wrong_shape_or_type_names_the_knob():
         px.set_knobs(variables, {"**/gain": jnp.array([1.0, 2.0, 3.0])})["knobs"]["block"]["gain"],
         [1.0, 2.0, 3.0],
     )
-    message = r"Knob 'block/gain' has shape \(3,\); a value of shape \(2,\) does not broadcast"
+    knob = r"^Knob 'block/gain' \(selected by '\*\*/gain'\)"
+    message = rf"{knob} has shape \(3,\); a value of shape \(2,\) does not broadcast"
     with pytest.raises(ValueError, match=message):
         px.set_knobs(variables, {"**/gain": jnp.array([1.0, 2.0])})
-    with pytest.raises(
-        TypeError, match=r"Knob 'block/gain' takes a number or an array .* got 'hot'"
-    ):
+    with pytest.raises(TypeError, match=rf"{knob} takes a number or an array .* got 'hot'"):
         px.set_knobs(variables, {"**/gain": "hot"})
 
 
@@ -725,6 +724,28 @@ def test_a_false_for_a_number_knob_is_told_to_give_0():
     """It said "(1 for True)" to a False."""
     with pytest.raises(TypeError, match=r"; give a whole number .* \(1 for True, 0 for False\)\.$"):
         px.set_knobs({"knobs": {"n": jnp.ones((), jnp.int32)}}, {"n": np.False_})
+
+
+class Capped(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return x * px.knob(self, "T", 1.0, valid=px.Range(gt=0, le=1))
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "message"),
+    [
+        (1.5, ValueError, "knob 'T' (selected by '**') must be a finite number > 0 and <= 1, "),
+        (True, TypeError, "Knob 'T' (selected by '**') holds float32, and a bool is no "),
+        (jnp.ones(2), ValueError, "Knob 'T' (selected by '**') has shape (); a value of shape"),
+    ],
+    ids=["range", "bool", "shape"],
+)
+def test_tweak_refusing_a_value_names_the_selector_that_matched_the_knob(value, error, message):
+    """It named the knob alone ('T'), which a broad selector ('**') does not show."""
+    with pytest.raises(error) as info:
+        px.tweak(Capped(), {}, jnp.ones(1), {"**": value})
+    assert str(info.value).startswith(message)
 
 
 class Activation(nn.Module):
