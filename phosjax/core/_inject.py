@@ -241,7 +241,7 @@ def _checked_call(where: str, value: Any, expected: Any) -> Any:
     if given_tree != expected_tree:
         raise ValueError(
             f"Injected value for {where} has structure {given_tree}, but the tagged value "
-            f"there has structure {expected_tree}."
+            f"there has structure {expected_tree}.{_sequence_hint(value, expected)}"
         )
     for (key, given), want in zip(
         jax.tree.leaves_with_path(value), jax.tree.leaves(expected), strict=True
@@ -255,6 +255,31 @@ def _checked_call(where: str, value: Any, expected: Any) -> Any:
     # weakly typed or not as the tagged value: else what follows takes another dtype (a
     # bfloat16 output where the model's is float32, or a float32 one where it is bfloat16)
     return jax.tree.map(in_type_of, value, expected)
+
+
+def _sequence_hint(given: Any, want: Any, at: str = "") -> str:
+    """A sentence naming the first place (below ``at``) where ``given`` holds one kind of
+    sequence and the tagged ``want`` another (a tuple for a list), which JAX's structures
+    tell apart, else ``""``.
+
+    Examples:
+      >>> _sequence_hint((1, 2), [1, 2])
+      ' It is a tuple where the tagged value holds a list: give a list.'
+      >>> _sequence_hint({"a": [1]}, {"a": (1,)}), _sequence_hint([1], [1, 2])
+      (" It holds a list at ['a'] where the tagged value holds a tuple: give a tuple.", '')
+    """
+    both = lambda kind: isinstance(given, kind) and isinstance(want, kind)
+    if both(list | tuple) and type(given) is not type(want):
+        kind, wanted = type(given).__name__, type(want).__name__
+        holds = f"holds a {kind} at {at}" if at else f"is a {kind}"
+        return f" It {holds} where the tagged value holds a {wanted}: give a {wanted}."
+    if both(list | tuple) and len(given) == len(want):
+        pairs = [(f"{at}[{i}]", g, w) for i, (g, w) in enumerate(zip(given, want, strict=True))]
+    elif both(Mapping) and given.keys() == want.keys():
+        pairs = [(f"{at}[{k!r}]", given[k], want[k]) for k in want]
+    else:
+        return ""
+    return next(filter(None, (_sequence_hint(g, w, a) for a, g, w in pairs)), "")
 
 
 def _how_to_give(given: jax.Array, want: Any) -> str:

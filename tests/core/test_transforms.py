@@ -1079,6 +1079,29 @@ def test_inject_refusing_a_value_names_the_selector_that_matched_the_tagged_valu
         px.inject(TagsTwice(), {}, jnp.ones(2), {"*": jnp.zeros(2)})
 
 
+class TagsAList(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        a, b = px.tag(self, "pair", [x, 2 * x])
+        return a + px.tag(self, "nested", {"n": (b,)})["n"][0]
+
+
+@pytest.mark.parametrize(
+    ("values", "hint"),
+    [
+        ({"pair": (X, X)}, "It is a tuple where the tagged value holds a list: give a list."),
+        ({"nested": {"n": [X]}}, "It holds a list at ['n'] where the tagged value holds a tuple"),
+    ],
+    ids=["top", "nested"],
+)
+def test_inject_of_a_tuple_for_a_tagged_list_says_so(values, hint):
+    """It showed PyTreeDef((*, *)) beside PyTreeDef([*, *]) alone, which read alike."""
+    with pytest.raises(ValueError) as info:
+        px.inject(TagsAList(), {}, X, values)
+    assert hint in str(info.value)
+    np.testing.assert_allclose(px.inject(TagsAList(), {}, X, {"pair": [X, X]}), 2 * X)
+
+
 def test_inject_of_a_name_tagged_twice_in_one_call_says_so_and_takes_a_value_per_tag():
     # it said "tagged by 2 calls of one module", which a module called once is not
     with pytest.raises(ValueError, match=r"^Cannot inject 'h': it is tagged 2 times \(by a "):
