@@ -264,14 +264,28 @@ def _check_outside(directory: str, run_dir: str | os.PathLike[str]) -> None:
     cache, run = (pathlib.Path(path).expanduser().resolve() for path in (directory, run_dir))
     if cache == run or run in cache.parents:
         raise BenchError(
-            f"--compilation_cache {directory!r} is inside --dir {str(run_dir)!r}, which holds "
-            "only the run's own files; pick a directory outside it."
+            f"{_setting(directory)} {directory!r} is inside --dir {str(run_dir)!r}, which "
+            "holds only the run's own files; pick a directory outside it."
         )
     if bench := next((path for path in (cache, *cache.parents) if _holds_bench(path)), None):
         raise BenchError(
-            f"--compilation_cache {directory!r} is inside the bench {str(bench)!r} (it has a "
-            f"{MARKER}), which holds only its run's own files; pick a directory outside it."
+            f"{_setting(directory)} {directory!r} is inside the bench {str(bench)!r} (it has "
+            f"a {MARKER}), which holds only its run's own files; pick a directory outside it."
         )
+
+
+def _setting(directory: str) -> str:
+    """What gave the cache ``directory``, for a message: ``$PHOSJAX_COMPILATION_CACHE``
+    where it holds it (``--compilation_cache``'s default), else ``--compilation_cache``.
+
+    Examples:
+      >>> from unittest import mock
+      >>> with mock.patch.dict(os.environ, {CACHE_ENV: "/c"}):
+      ...     _setting("/c"), _setting("/d")
+      ('$PHOSJAX_COMPILATION_CACHE', '--compilation_cache')
+    """
+    from_env = os.environ.get(CACHE_ENV, "").strip() == directory
+    return f"${CACHE_ENV}" if from_env else "--compilation_cache"
 
 
 def _holds_bench(directory: pathlib.Path) -> bool:
@@ -294,8 +308,10 @@ def _writable(directory: str) -> bool:
             probe.flush()
             os.fsync(probe.fileno())  # a full disk says so here
     except OSError as error:
+        setting = _setting(directory)  # the option overrides the variable: its advice holds
+        given = f" (from {setting})" if setting != "--compilation_cache" else ""
         print(
-            f"warning: compilation cache {directory!r} cannot be written ({error}); "
+            f"warning: compilation cache {directory!r}{given} cannot be written ({error}); "
             f"programs are compiled anew, none kept (--compilation_cache DIR moves it, "
             f"--compilation_cache {OFF} turns it off).",
             file=sys.stderr,

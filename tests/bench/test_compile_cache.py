@@ -93,6 +93,22 @@ def test_a_cache_that_cannot_be_written_warns_once_and_programs_still_compile(tm
     assert jax.config.jax_compilation_cache_dir is None
 
 
+def test_a_cache_the_environment_variable_gave_is_named_so(tmp_path, capsys, monkeypatch):
+    """The warning and the refusal named --compilation_cache alone, which was not given."""
+    (tmp_path / "file").write_text("")
+    cache = str(tmp_path / "file" / "xla")
+    monkeypatch.setenv("PHOSJAX_COMPILATION_CACHE", cache)
+    with compilation_cache(cache, tmp_path / "run"):
+        pass
+    assert capsys.readouterr().err.startswith(
+        f"warning: compilation cache {cache!r} (from $PHOSJAX_COMPILATION_CACHE) cannot be"
+    )
+    monkeypatch.setenv("PHOSJAX_COMPILATION_CACHE", str(tmp_path))
+    said = re.escape(f"$PHOSJAX_COMPILATION_CACHE {str(tmp_path)!r} is inside --dir")
+    with pytest.raises(BenchError, match=said), compilation_cache(str(tmp_path), tmp_path):
+        pass
+
+
 def test_an_entry_cut_short_is_replaced_so_it_warns_in_one_run_only(tmp_path):
     """An entry cut short (a run killed while writing it) warned in every run: JAX writes
     no entry where one is; it is deleted as it fails, and the program compiled kept."""
