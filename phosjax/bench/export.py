@@ -82,6 +82,8 @@ _MODEL_ARTIFACTS = {_layout.BLURBS: "blurb", _layout.GRAPHS: "graph"}
 _DATABASES = ("sqlite", "postgresql", "mysql", "mssql")
 """The schemes of MLflow's database stores, which mlflow-skinny lacks."""
 _INSTALL = "Exporting to MLflow needs the mlflow extra: pip install 'phosjax[mlflow]'."
+_FILE_STORE = "file:mlruns (with MLFLOW_ALLOW_FILE_STORE=true)"
+"""A file store, as advice gives it: MLflow 3 refuses one without that variable."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -590,7 +592,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         required=True,
         metavar="URI",
         help="MLflow's tracking URI: a server (http://localhost:5000), sqlite:///mlflow.db "
-        "(the full mlflow package) or file:mlruns (with MLFLOW_ALLOW_FILE_STORE=true)",
+        f"(the full mlflow package) or {_FILE_STORE}",
     )
     parser.add_argument("--experiment", help="experiment name (default: the bench's name)")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
@@ -599,7 +601,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         usage_error(
             parser,
             f"--mlflow {args.mlflow!r} is empty; give MLflow's tracking URI, e.g. --mlflow "
-            "http://localhost:5000 or --mlflow file:mlruns",
+            f"http://localhost:5000 or --mlflow {_FILE_STORE}",
         )
     if args.experiment is not None and not args.experiment.strip():
         usage_error(
@@ -645,7 +647,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif "unsupported URI" in message:  # MLflow's words name its model registry, unused
             message = (
                 f"--mlflow {args.mlflow}: MLflow stores runs at no {scheme!r} URI; give a "
-                "tracking server (http://HOST:PORT), file:mlruns or sqlite:///mlflow.db"
+                f"tracking server (http://HOST:PORT), {_FILE_STORE} or sqlite:///mlflow.db"
             )
         print(f"error: {message}", file=sys.stderr)
         return 2
