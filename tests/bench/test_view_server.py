@@ -1609,6 +1609,21 @@ def test_columns_of_types_json_lacks_added_to_the_plan_or_morph_are_sent_as_text
     assert morph["rows"] == [{"kind": "start", "raw": "\x00ab"}]
 
 
+def test_datetimes_in_lists_are_sent_as_iso_8601_as_a_column_of_them_is(tmp_path):
+    """A column of lists of datetimes sent '2026-12-08 00:00:00' (str of a datetime), and
+    in nanoseconds an int (1796688000000000000), where a column of them sent ISO 8601."""
+    written = write_bench(tmp_path / "added", blurb_json())
+    when, n = datetime.datetime(2026, 12, 8), len(written.cells)
+    added = {"when": [when] * n, "us": [[when]] * n, "ns": [np.array([when], "M8[ns]")] * n}
+    written.cells.assign(**added).to_parquet(written.root / _layout.CELLS)
+    with serving(written.root) as server:
+        rows = get_json(server, "/api/cells")["rows"]
+    iso = "2026-12-08T00:00:00"
+    assert [{k: r["cell"][k] for k in added} for r in rows] == [
+        {"when": iso, "us": [iso], "ns": [iso]}
+    ] * n
+
+
 def _dead_pid() -> int:
     """The pid of a process that has ended (and been reaped): no process has it now."""
     process = subprocess.Popen(["true"])

@@ -1,6 +1,7 @@
 """The viewer's JSON payloads, each built from the bench's files on request."""
 
 import dataclasses
+import datetime
 import json
 import math
 import pathlib
@@ -40,9 +41,11 @@ def plain(value: Any) -> Any:
     Examples:
       >>> plain({"a": np.float32(0.5), "b": [np.nan, np.int64(3)], "c": (1.0, math.inf)})
       {'a': 0.5, 'b': [None, 3], 'c': [1.0, None]}
-      >>> import datetime, decimal
+      >>> import decimal
       >>> plain([b"ab\\xff", datetime.date(2026, 1, 2), decimal.Decimal("1.50")])
       ['ab\\\\xff', '2026-01-02', '1.50']
+      >>> plain([datetime.datetime(2026, 1, 2), np.datetime64("2026-01-02", "ns")])
+      ['2026-01-02T00:00:00', '2026-01-02T00:00:00']
     """
     if type(value) in _JSON_SCALARS:  # most values: skip the checks below
         return value
@@ -52,14 +55,18 @@ def plain(value: Any) -> Any:
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple | np.ndarray | pd.Series):
         return [plain(v) for v in value]
-    if isinstance(value, np.generic):
+    if isinstance(value, np.datetime64):  # its .item() is an int in ns, a datetime in us
+        value = pd.Timestamp(value)
+    elif isinstance(value, np.timedelta64 | datetime.timedelta):  # as a column's reads
+        value = pd.Timedelta(value)
+    elif isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None
-    if isinstance(value, pd.Timestamp):
-        return value.isoformat()
-    if value is pd.NA or value is pd.NaT:
+    if value is pd.NA or value is pd.NaT:  # NaT is a datetime too
         return None
+    if isinstance(value, datetime.date | datetime.time):  # a Timestamp too: ISO 8601
+        return value.isoformat()
     if value is None or isinstance(value, str | int | float):  # subclasses too
         return value
     if isinstance(value, bytes):
