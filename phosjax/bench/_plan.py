@@ -902,9 +902,9 @@ def plan(
             _check_knob_ranges(entry.name, dataset, paths, knob_values)
             strengths, nan = {}, float("nan")
             for reg, column in zip(reg_entries, reg_columns, strict=True):
+                _check_penalized_kept(reg, model, entry.name, dataset)  # first: as the step
                 reason = _applies(reg, model)
                 if reason is None:
-                    _check_penalized_kept(reg, model, entry.name, dataset)
                     strengths[column] = reg.regularizer(values[column])
                     applied.add(column)
                 else:

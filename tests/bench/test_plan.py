@@ -572,14 +572,17 @@ def test_a_model_whose_path_weight_a_lifted_transform_drops_is_an_error_at_plann
         plan(config, toy)
 
 
-def test_a_regularizer_on_a_tag_a_lifted_transform_drops_is_an_error_at_planning(toy):
-    """Planned (it matched the top 'h'), the bench failed once its group came to train."""
-    on_h = [{"selector": "**/h", "kind": "l2", "on": "activations", "strength": 0.1}]
+@pytest.mark.parametrize("selector", ["**/h", "members/h"])
+def test_a_regularizer_on_a_tag_a_lifted_transform_drops_is_an_error_at_planning(toy, selector):
+    """Planned (it matched the top 'h'), the bench failed once its group came to train;
+    one matching the dropped tag alone was said to match no tagged value, as a typo."""
+    on_h = [{"selector": selector, "kind": "l2", "on": "activations", "strength": 0.1}]
     config = tiny_config(models=[TAGS_LIFTED], grid=small(regularizers=on_h))
     with pytest.raises(
         BenchError,
         match=rf"^model '{TAGS_LIFTED}' on 'toy': tagged value 'members/h' was tagged but not "
-        r"recorded.*omit 'intermediates'.*the regularizer 'reg/l2/\*\*/h' would not penalize it",
+        rf"recorded.*omit 'intermediates'.*the regularizer {re.escape(repr('reg/l2/' + selector))} "
+        "would not penalize it",
     ):
         plan(config, toy)
 
