@@ -549,6 +549,7 @@ class _Trace:
 
     calls: dict[str, list[_Call]]  # in the order the first calls began
     touched: set[str]  # the paths of the modules any method of which ran
+    made: set[str]  # the paths of the submodules those modules made
     declared: dict[str, Any]  # the knobs declared, by path
     notes: dict[str, Any]  # the notes `constant_notes` kept
     written: dict[str, dict[str, None]]  # `_written_in_records`
@@ -572,6 +573,7 @@ def _trace(
     entered: dict[str, None] = {}
     calls: dict[str, list[_Call]] = {}
     touched: set[str] = set()
+    made: set[str] = set()
     depth = apply_depth()
     initializing = False  # init's calls are no calls on x (a graph group's would count twice)
 
@@ -584,6 +586,10 @@ def _trace(
         if context.method_name == "__call__":
             entered.setdefault(path)
         out = next_fun(*args, **kwargs)
+        children = context.module._state.children.items()
+        made.update(
+            SEP.join((*context.module.path, k)) for k, c in children if isinstance(c, nn.Module)
+        )
         sums_calls = getattr(context.module, "blurb_sums_calls", False)
         if context.method_name == "__call__" and (path not in calls or sums_calls):
             call = _Call.record(context.module, args, kwargs, out, persistent)
@@ -623,19 +629,31 @@ def _trace(
             lambda variables, x, traced: run(variables, x, put_back(traced)), given, x, traced
         )
     calls = {path: calls[path] for path in entered if path in calls}
-    return _Trace(calls, touched, declared, notes, written, collected, outputs, knob_tree)
+    return _Trace(calls, touched, made, declared, notes, written, collected, outputs, knob_tree)
 
 
-def _untouched(variables: Mapping[str, Any], touched: set[str]) -> bool:
-    """Whether a module holding ``variables`` ran no method of its own: a trace that
-    nn.jit reused (from an earlier call, or from a sibling block of the same fields: it
-    fingerprints no name) runs no Python, so no call of it was recorded (or a module the
-    call leaves out, which an inlined trace leaves out too)."""
-    return any(
-        _split(path)[0] not in touched
+def _untouched(variables: Mapping[str, Any], touched: set[str], made: set[str]) -> bool:
+    """Whether a submodule that a module made (``made``) holds ``variables`` but ran no
+    method (not in ``touched``): a trace that nn.jit reused (from an earlier call, or from
+    a sibling block of the same fields: it fingerprints no name) runs no Python, so no
+    call of it was recorded (or a module the call leaves out, which an inlined trace
+    leaves out too). Variables no module made (params its parent applies, `apply_as_out`)
+    are none of them.
+
+    Examples:
+      >>> _untouched({"params": {"b": {"dense": {"kernel": 0}}}}, {""}, {"b"})
+      True
+      >>> _untouched({"params": {"a": {"out": {"kernel": 0}}}}, {"", "a"}, {"a"})
+      False
+    """
+    holding = {
+        SEP.join(module.split(SEP)[:end])
         for tree in nn.meta.unbox(variables).values()
         for path in flatten(tree, unwrap=False)
-    )
+        for module in [_split(path)[0]]
+        for end in range(1, module.count(SEP) + 2)
+    }
+    return any(path in holding for path in made - touched)
 
 
 def _capture(
@@ -659,7 +677,7 @@ def _capture(
       method it runs on the top module ``__call__`` or another (``method=``).
     """
     trace = _trace(model, variables, x, init, apply_kwargs, inline_jit=False)
-    if _untouched(variables, trace.touched):
+    if _untouched(variables, trace.touched, trace.made):
         with contextlib.suppress(Exception):  # only the inlining failed: the model ran
             trace = _trace(model, variables, x, init, apply_kwargs, inline_jit=True)
     collected = trace.collected
