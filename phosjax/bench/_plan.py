@@ -52,7 +52,6 @@ from phosjax.core import (
 )
 from phosjax.core._apply import dropped_tags
 from phosjax.core._knobs import check_as_held
-from phosjax.core._record import check_recorded
 from phosjax.core._selectors import dropped_hint, value_per_path, what_was_meant
 from phosjax.core._tags import tags_seen
 from phosjax.data import ArrayDataset, check_batch_size, load
@@ -69,7 +68,13 @@ from phosjax.models import ModelConfig, model_spec, registered_models
 from phosjax.morph import UnsupportedOpError, channel_groups
 from phosjax.train import Cell, HParams, plan_groups
 from phosjax.train._state import _traced_knobs
-from phosjax.train._step import evaluation_apply, on_hint, training_apply, training_mutable
+from phosjax.train._step import (
+    check_tags_kept,
+    evaluation_apply,
+    on_hint,
+    training_apply,
+    training_mutable,
+)
 
 _LATER_HPARAMS = ("compute_dtype", "lr_schedule", "warmup_steps")
 """HParams fields added after benches existed: in a cell's id only when not at their default,
@@ -670,10 +675,9 @@ def _check_penalized_kept(
     transform dropped, which the train step refuses (`check_penalized_tags_kept`)."""
     if entry.on != "activations":
         return
-    lost = select(_traced_step(model)["dropped"], entry.selector, allow_empty=True)
     unpenalized = f"the regularizer {entry.column()!r} would not penalize it"
     try:
-        check_recorded(INTERMEDIATES, lost, {}, "tagged value {!r} was tagged", unpenalized)
+        check_tags_kept(entry.selector, _traced_step(model)["dropped"], unpenalized)
     except ValueError as error:
         raise BenchError(_model_on(name, dataset, error)) from None
 

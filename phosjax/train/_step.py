@@ -8,7 +8,7 @@ and the test split cut into padded batches ``x_test (B, E, ...)``, ``y_test (B, 
 import dataclasses
 import functools
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import flax.errors
@@ -562,10 +562,16 @@ def check_penalized_tags_kept(
     dropped = dropped_tags(seen, flatten(activations, unwrap=False)) or []
     for i, regularizer in enumerate(regularizers):
         if regularizer.on == "activations":
-            lost = select(dropped, regularizer.selector, allow_empty=True)
-            what, penalty = "tagged value {!r} was tagged", f"regularizers[{i}]"
-            unpenalized = f"HParams {penalty} ({regularizer.selector!r}) would not penalize it"
-            check_recorded(INTERMEDIATES, lost, activations, what, unpenalized)
+            named = f"HParams regularizers[{i}] ({regularizer.selector!r})"
+            check_tags_kept(regularizer.selector, dropped, f"{named} would not penalize it")
+
+
+def check_tags_kept(selector: str, dropped: Sequence[str], unpenalized: str) -> None:
+    """Raises where ``selector``, a regularizer's on activations, matches a tagged value
+    that a lifted transform ``dropped`` (`dropped_tags`): the message ends saying that
+    the regularizer would not penalize it (``unpenalized``)."""
+    lost = select(dropped, selector, allow_empty=True)
+    check_recorded(INTERMEDIATES, lost, {}, "tagged value {!r} was tagged", unpenalized)
 
 
 def training_apply(
