@@ -5,12 +5,12 @@ import contextlib
 import errno
 import os
 import pathlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
 
-from phosjax.bench import BenchConfig
+from phosjax.bench import BenchConfig, _plan, _runner
 from phosjax.bench._checkpoint import Checkpoints
 from phosjax.data import ArrayDataset
 
@@ -21,6 +21,17 @@ def toy_data() -> ArrayDataset:
     x = rng.normal(size=(96, 8)).astype(np.float32)
     y = ((x[:, 0] > 0).astype(np.int32) + (x[:, 1] > 0)).astype(np.int32)
     return ArrayDataset("toy", x[:64], y[:64], x[64:], y[64:], 3, (8,))
+
+
+def fake_toy_datasets(
+    patch: pytest.MonkeyPatch,
+    load: Callable[..., dict[str, ArrayDataset]] = lambda *_: {"toy": toy_data()},
+) -> None:
+    """Makes a bench run's data sets those ``load`` gives (``toy``, `toy_data`), whatever its
+    config names, through ``patch``: none is checked or read of TFDS, no version recorded."""
+    patch.setattr(_plan, "check_datasets", lambda *args: {})
+    patch.setattr(_plan, "load_datasets", load)
+    patch.setattr(_runner, "dataset_versions", lambda config: {})
 
 
 def tiny_config(**changes: object) -> BenchConfig:

@@ -18,8 +18,6 @@ from phosjax.bench import (
     BenchError,
     _imports,
     _layout,
-    _plan,
-    _runner,
     add_models_to,
     run,
 )
@@ -28,7 +26,7 @@ from phosjax.bench.new import main as new_main
 from phosjax.bench.new import parser as new_parser
 from phosjax.bench.profile import main as profile_main
 from phosjax.models import _registry
-from tests.bench.runner_tiny import toy_data
+from tests.bench.runner_tiny import fake_toy_datasets, toy_data
 
 CONFIG = """\
 models: [{name: my_dense, width: 4}]
@@ -59,11 +57,7 @@ def _fresh(monkeypatch: pytest.MonkeyPatch, *modules: str) -> None:
 def made(tmp_path, monkeypatch) -> tuple[pathlib.Path, pathlib.Path]:
     """``(bench, folder of the user's module)``: a bench of ``my_dense`` that
     ``new --import my_models`` trained (``json`` imported too, registering nothing)."""
-    monkeypatch.setattr(
-        _plan, "load_datasets", lambda names, data_dir, features, splits: {"toy": toy_data()}
-    )
-    monkeypatch.setattr(_runner, "dataset_versions", lambda config: {})  # no TFDS one
-    monkeypatch.setattr(_plan, "check_datasets", lambda *args: {})  # --print_config's
+    fake_toy_datasets(monkeypatch)
     source = tmp_path / "src"
     source.mkdir()
     (source / "my_models.py").write_text(MODULE)

@@ -46,7 +46,7 @@ from phosjax.bench.new import main as new_main
 from phosjax.bench.new import parser
 from phosjax.bench.profile import main as profile_main
 from phosjax.models import _registry
-from tests.bench.runner_tiny import listing_refused, toy_data
+from tests.bench.runner_tiny import fake_toy_datasets, listing_refused, toy_data
 
 CONFIG = """\
 models: [{name: mlp, width: 6}]
@@ -68,11 +68,7 @@ def cli_bench(tmp_path_factory) -> tuple[pathlib.Path, str, str]:
     root = tmp / "bench"
     out, err = io.StringIO(), io.StringIO()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_plan, "check_datasets", lambda *args: {})  # the toy data set
-        patch.setattr(
-            _plan, "load_datasets", lambda names, data_dir, features, splits: {"toy": toy_data()}
-        )
-        patch.setattr(_runner, "dataset_versions", lambda config: {})  # no TFDS one
+        fake_toy_datasets(patch)
         # Every chunk shows, however close together chunks end on a slow machine.
         patch.setattr(_runner, "TrainingBar", functools.partial(_runner.TrainingBar, mininterval=0))
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -283,11 +279,7 @@ def test_results_that_cannot_be_listed_say_to_let_this_user_read_them(
     write their rows."""
     root = tmp_path / "bench"
     shutil.copytree(cli_bench[0], root)
-    monkeypatch.setattr(_plan, "check_datasets", lambda *args: {})  # the toy data set
-    monkeypatch.setattr(
-        _plan, "load_datasets", lambda names, data_dir, features, splits: {"toy": toy_data()}
-    )
-    monkeypatch.setattr(_runner, "dataset_versions", lambda config: {})  # no TFDS one
+    fake_toy_datasets(monkeypatch)
     listing_refused(monkeypatch, root / "results")
     capsys.readouterr()
     argv = ["--dir", str(root), *models, "--no_progress"]
@@ -401,10 +393,7 @@ def test_resume_with_another_config_says_it_keeps_the_stored_one(
     cli_bench, tmp_path, capsys, monkeypatch
 ):
     root, _, _ = cli_bench
-    monkeypatch.setattr(
-        _plan, "load_datasets", lambda names, data_dir, features, splits: {"toy": toy_data()}
-    )
-    monkeypatch.setattr(_runner, "dataset_versions", lambda config: {})  # no TFDS one
+    fake_toy_datasets(monkeypatch)
     other = tmp_path / "other.yaml"
     other.write_text(CONFIG.replace("seeds: 2", "seeds: 3"))
     stored = (root / _layout.CONFIG).read_text()
@@ -421,10 +410,7 @@ def test_resume_with_another_config_says_it_keeps_the_stored_one(
 def test_a_finished_bench_run_again_shows_no_empty_progress_bar(cli_bench, capsys, monkeypatch):
     """Nothing left to train: the summary, without a bar of zero steps before it."""
     root, _, _ = cli_bench
-    monkeypatch.setattr(
-        _plan, "load_datasets", lambda names, data_dir, features, splits: {"toy": toy_data()}
-    )
-    monkeypatch.setattr(_runner, "dataset_versions", lambda config: {})  # no TFDS one
+    fake_toy_datasets(monkeypatch)
     capsys.readouterr()
     assert new_main(["--dir", str(root)]) == 0
     out, err = capsys.readouterr()
@@ -441,10 +427,7 @@ def test_a_finished_bench_whose_summary_no_one_reads_ends_quietly(
     cut short; it ends as ``cat`` does: SIGPIPE's status, no line, the bench as it was."""
     root = tmp_path / "bench"
     shutil.copytree(cli_bench[0], root)
-    monkeypatch.setattr(
-        _plan, "load_datasets", lambda names, data_dir, features, splits: {"toy": toy_data()}
-    )
-    monkeypatch.setattr(_runner, "dataset_versions", lambda config: {})  # no TFDS one
+    fake_toy_datasets(monkeypatch)
     parts = [f"{_layout.RESULTS}/{name}" for name in os.listdir(root / _layout.RESULTS)]
     before = {name: (root / name).read_bytes() for name in [_layout.CELLS, _layout.STATUS, *parts]}
     read, write = os.pipe()
@@ -472,10 +455,7 @@ def test_a_finished_bench_in_a_read_only_folder_prints_its_summary(
     finished bench needs no write: its summary, exit status 0, nothing written."""
     root = tmp_path / "bench"
     shutil.copytree(cli_bench[0], root)
-    monkeypatch.setattr(
-        _plan, "load_datasets", lambda names, data_dir, features, splits: {"toy": toy_data()}
-    )
-    monkeypatch.setattr(_runner, "dataset_versions", lambda config: {})  # no TFDS one
+    fake_toy_datasets(monkeypatch)
     if os.geteuid() == 0:  # root writes whatever the permissions say
         monkeypatch.setattr(_directory, "open", _writes_refused, raising=False)
     before = {path: path.stat().st_mtime_ns for path in root.rglob("*")}
@@ -508,10 +488,7 @@ def test_a_finished_bench_that_cannot_write_its_metadata_prints_its_summary(
     (``chmod a-w DIR``) whose run.lock, the user's own, could still be opened to write."""
     root = tmp_path / "bench"
     shutil.copytree(cli_bench[0], root)
-    monkeypatch.setattr(
-        _plan, "load_datasets", lambda names, data_dir, features, splits: {"toy": toy_data()}
-    )
-    monkeypatch.setattr(_runner, "dataset_versions", lambda config: {})  # no TFDS one
+    fake_toy_datasets(monkeypatch)
     monkeypatch.setattr(module, name, refusing, raising=False)
     files = lambda: {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
     before = files()
@@ -743,11 +720,7 @@ def test_a_knob_value_out_of_its_range_is_one_error_line_and_nothing_written(
 ):
     """A grid temperature of 0 (or one that float32 holds as 0) planned and trained cells
     with NaN outputs."""
-    monkeypatch.setattr(_plan, "check_datasets", lambda *args: {})  # the toy data set
-    monkeypatch.setattr(
-        _plan, "load_datasets", lambda names, data_dir, features, splits: {"toy": toy_data()}
-    )
-    monkeypatch.setattr(_runner, "dataset_versions", lambda config: {})  # no TFDS one
+    fake_toy_datasets(monkeypatch)
     config, root = tmp_path / "bench.yaml", tmp_path / "bench"
     config.write_text(
         CONFIG.replace("{name: mlp, width: 6}", "{name: choicenet, width: 6, depth: 1}").replace(
@@ -799,10 +772,7 @@ def test_a_config_file_that_cannot_be_read_or_is_empty_is_one_error_line(
 
 def test_no_config_on_a_bench_continues_it_under_its_stored_config(cli_bench, monkeypatch):
     root, _, _ = cli_bench
-    monkeypatch.setattr(
-        _plan, "load_datasets", lambda names, data_dir, features, splits: {"toy": toy_data()}
-    )
-    monkeypatch.setattr(_runner, "dataset_versions", lambda config: {})  # no TFDS one
+    fake_toy_datasets(monkeypatch)
     stored = (root / _layout.CONFIG).read_text()
     rows = len(pd.read_parquet(root / _layout.RESULTS))
     assert new_main(["--dir", str(root), "--no_progress"]) == 0
@@ -1411,11 +1381,7 @@ def test_ctrl_c_mid_training_closes_the_bar_before_its_line(tmp_path, capsys, mo
         on_progress(4)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(_plan, "check_datasets", lambda *args: {})  # the toy data set
-    monkeypatch.setattr(
-        _plan, "load_datasets", lambda names, data_dir, features, splits: {"toy": toy_data()}
-    )
-    monkeypatch.setattr(_runner, "dataset_versions", lambda config: {})  # no TFDS one
+    fake_toy_datasets(monkeypatch)
     monkeypatch.setattr(_runner, "train_group", interrupted_after_a_chunk)
     config = tmp_path / "bench.yaml"
     config.write_text(CONFIG)
@@ -1458,8 +1424,7 @@ def test_data_dir_alone_continues_the_bench_reading_from_there(cli_bench, tmp_pa
         read_from.append(data_dir)
         return {"toy": toy_data()}
 
-    monkeypatch.setattr(_plan, "load_datasets", load)
-    monkeypatch.setattr(_runner, "dataset_versions", lambda config: {})  # no TFDS one
+    fake_toy_datasets(monkeypatch, load)
     checked_in = []
     monkeypatch.setattr(_runner, "check_datasets", lambda *a: checked_in.append(a[1]) or {})
     rows = len(pd.read_parquet(root / _layout.RESULTS))

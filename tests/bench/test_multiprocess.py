@@ -9,9 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from phosjax.bench import _layout, _plan, _runner
+from phosjax.bench import _layout
 from phosjax.bench.new import main as new_main
-from tests.bench.runner_tiny import tiny_config, toy_data
+from tests.bench.runner_tiny import fake_toy_datasets, tiny_config
 from tests.processes import launch as launch_workers
 
 MLP = [{"name": "mlp", "width": 8}]
@@ -177,8 +177,6 @@ def test_new_run_by_two_processes_joined_by_its_options_writes_the_rows_of_one_p
         "status.p0of2.json",
         "status.p1of2.json",
     ]  # each process trained a cell
-    monkeypatch.setattr(_plan, "check_datasets", lambda *args: {})  # the toy data set
-    monkeypatch.setattr(_plan, "load_datasets", lambda *_: {"toy": toy_data()})
-    monkeypatch.setattr(_runner, "dataset_versions", lambda config: {})  # no TFDS one
+    fake_toy_datasets(monkeypatch)
     assert new_main([*given, "--dir", str(tmp_path / "alone")]) == 0
     pd.testing.assert_frame_equal(frame(tmp_path / "shared"), frame(tmp_path / "alone"))

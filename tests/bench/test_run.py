@@ -76,7 +76,7 @@ from phosjax.models._registry import FRAME_OPTIONS
 from phosjax.models.graph import GraphModel, node
 from phosjax.train import Cell, Chunk, GroupState, HParams, init_group, plan_groups, train_grid
 from phosjax.train._grid import chunk_frame
-from tests.bench.runner_tiny import Killed, killed_after_save, tiny_config
+from tests.bench.runner_tiny import Killed, fake_toy_datasets, killed_after_save, tiny_config
 from tests.compiles import compiles_seen
 from tests.data import tfds_toys
 
@@ -1598,9 +1598,7 @@ def test_add_models_of_no_new_cell_loads_the_data_sets_once(bench, toy, tmp_path
         group["finished"] = False  # as a kill leaves it
     (copy / _layout.STATUS).write_text(json.dumps(status))
     loads = []
-    monkeypatch.setattr(_plan, "check_datasets", lambda *args: {})  # the toy data set
-    monkeypatch.setattr(_plan, "load_datasets", lambda names, *_: loads.append(names) or toy)
-    monkeypatch.setattr(_runner, "dataset_versions", lambda config: {})  # no TFDS one
+    fake_toy_datasets(monkeypatch, lambda names, *_: loads.append(names) or toy)
     add_models_to(copy, [{"name": "mlp", "width": 8, "depth": 1}], progress=False)
     assert loads == [["toy"]]
     phases = pd.read_parquet(copy / _layout.PHASES)
