@@ -12,6 +12,8 @@ atomically (a temporary file, then a rename), so a reader never sees half a file
                            "processes": how many processes share it (absent in old benches),
                            "split": how they split its cells, "plan" (absent in benches
                            made before it was recorded: each group's own, see `SPLIT_KEY`),
+                           "datasets": {data set: the full TFDS name, with the version its
+                           cells read} (absent where given in Python, or in older benches),
                            "imports": [modules that register its models: ``--import``s,
                            imported again by later commands] (absent when none),
                            "import_folders": {module: the folder on Python's path it was

@@ -468,6 +468,7 @@ def test_a_bench_records_its_data_sets_versions_and_is_not_continued_on_another(
     run(config, root, progress=False)
     marker = json.loads((root / _layout.MARKER).read_text())
     assert marker["datasets"] == {"toy_versions": "toy_versions:1.0.0"}
+    assert [key for key in marker if f'"{key}"' not in _layout.__doc__] == []  # documented
     _prepare_versioned("1.0.1", data_dir)
     with pytest.raises(BenchError) as raised:
         add_models_to(root, ["logreg"], progress=False)
