@@ -113,6 +113,7 @@ class HyperDense(CheckedFields):
             "embedding", nn.initializers.normal(1.0), embedding_shape, self.param_dtype
         )
         size, param_dtype = fan_in * features + features, self.param_dtype
+        self._check_generated(x, features, size)
         wide = at_least_float32(param_dtype)
         hyper = nn.Dense(size, dtype=wide, param_dtype=param_dtype, name="hyper")
         generated = hyper(embedding)  # in float32 at least whatever the storage
@@ -121,6 +122,22 @@ class HyperDense(CheckedFields):
         bias = generated[fan_in * features :]
         dtype = compute_dtype(self.dtype, x)
         return x.astype(dtype) @ kernel.astype(dtype) + bias.astype(dtype)
+
+    def _check_generated(self, x: jax.Array, features: int, size: int) -> None:
+        """Raises a ValueError when the stored hyper-network generates another number of
+        values than ``size`` (``x``'s width times ``features``, plus ``features``): Flax's
+        own error names the shapes of ``hyper``'s kernel alone, not the input's width."""
+        stored = self.variables.get("params", {}).get("hyper", {}).get("kernel")
+        if stored is None or stored.shape[-1] == size:
+            return
+        made = stored.shape[-1]
+        width = f" (for inputs of width {made // features - 1})" if made % features == 0 else ""
+        raise ValueError(
+            f"HyperDense got inputs of width {x.shape[-1]} (shape {x.shape}) and features="
+            f"{features}, which take {size} generated values (width * features + features), "
+            f"but its hyper-network generates {made}{width}: apply it to what it was "
+            f"initialized for, or init it again."
+        )
 
 
 class LipschitzDense(CheckedFields):

@@ -717,6 +717,18 @@ def test_fixed_fourier_frequencies_refuse_an_input_of_another_width(key):
         jax.eval_shape(layer.apply, variables, jnp.ones((2, 5)))
 
 
+def test_hyper_dense_refuses_an_input_of_another_width_naming_the_widths(key):
+    # Flax named the hyper-network's kernel alone: shape (8, 21), but got (8, 15)
+    layer = L.HyperDense(3)
+    variables = jax.eval_shape(layer.init, key, jnp.ones((2, 4)))
+    with pytest.raises(
+        ValueError,
+        match=r"HyperDense got inputs of width 6 \(shape \(2, 6\)\) and features=3, which take "
+        r"21 generated values .* generates 15 \(for inputs of width 4\)",
+    ):
+        jax.eval_shape(layer.apply, variables, jnp.ones((2, 6)))
+
+
 def test_trainable_fourier_frequencies_are_params_that_get_gradients(key):
     layer, x = L.FourierFeatures(3, trainable=True), jax.random.normal(key, (2, 4))
     variables = layer.init(key, x)
