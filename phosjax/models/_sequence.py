@@ -91,10 +91,26 @@ class Patches(CheckedFields):
             name="embed",
         )
         tokens = embed(x)
+        self._check_positions(x, tokens.shape[1], patch_size)
         init = nn.initializers.normal(0.02)
         shape = (tokens.shape[1], self.features)
         positions = self.param("positions", init, shape, self.param_dtype)
         return tag(self, "tokens", tokens + positions.astype(tokens.dtype))
+
+    def _check_positions(self, x: jax.Array, patches: int, size: int) -> None:
+        """Raises a ValueError when the stored position embedding holds another number of
+        patches than ``x`` makes (``patches`` of ``size`` tokens): Flax's own error names
+        the shapes of ``positions`` alone, not the sequence's length."""
+        stored = self.variables.get("params", {}).get("positions")
+        if stored is None or stored.shape[0] == patches:
+            return
+        held = stored.shape[0]
+        raise ValueError(
+            f"Patches got a sequence of length {x.shape[1]} (shape {x.shape}): {patches} "
+            f"patch(es) of {size} tokens, but its position embedding holds {held} positions "
+            f"(sequences of length {held * size} to {held * size + size - 1}): apply it to "
+            f"sequences as long as those it was initialized for, or init it again."
+        )
 
 
 class _SkippingGRUCell(nn.GRUCell):

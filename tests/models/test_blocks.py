@@ -150,6 +150,18 @@ def test_a_sequence_block_given_another_layout_says_so(block, shape):
         block.init(jax.random.key(0), jnp.ones(shape))
 
 
+def test_patches_refuse_a_sequence_of_another_length_naming_the_lengths():
+    # Flax named the positions alone: expected to generate shape (3, 8), but got (2, 8)
+    patches = Patches(8, patch_size=4)
+    variables = jax.eval_shape(patches.init, jax.random.key(0), jnp.ones((2, 8, 1)))
+    message = (
+        r"^Patches got a sequence of length 12 \(shape \(2, 12, 1\)\): 3 patch\(es\) of 4 "
+        r"tokens, but its position embedding holds 2 positions \(sequences of length 8 to 11\)"
+    )
+    with pytest.raises(ValueError, match=message):
+        jax.eval_shape(patches.apply, variables, jnp.ones((2, 12, 1)))
+
+
 @pytest.mark.parametrize("block", [DenseBlock(3), Layer(3), ResBlock(3), Skip(3)])
 def test_a_block_given_a_scalar_says_it_needs_features(block):
     """It failed with IndexError: tuple index out of range (or, for a convolution,
