@@ -18,7 +18,7 @@ from phosjax._listing import counted, listing
 from phosjax.core import KNOBS, Knob, SelectorError, flatten, select, set_knobs
 from phosjax.core._knobs import _trace_init, check_as_held, holds_exactly, what_holds
 from phosjax.core._numbers import in_type_of
-from phosjax.core._selectors import value_per_path
+from phosjax.core._selectors import selector_per_path
 from phosjax.models._registry import checked_build
 from phosjax.train._config import COMPUTE_DTYPES, LR_SCHEDULES, OPTIMIZERS, HParams
 from phosjax.train._group import Group
@@ -439,10 +439,8 @@ def _check_knob_ranges(group: Group, data: Any) -> None:
         except SelectorError as error:
             raise SelectorError(f"{where} {selector!r}) of model {name!r}: {error}") from None
 
-    # as the first cell gives them, which a message names in that order
-    selectors = {selector: selector for selector, _ in group.cells[0].hparams.knobs}
-    try:
-        chosen = value_per_path(selectors, paths, what="knob")
+    try:  # as the first cell gives them, which a message names in that order
+        chosen = selector_per_path(dict(group.cells[0].hparams.knobs), paths, what="knob")
     except ValueError as error:
         raise ValueError(f"{where} of model {name!r}): {error}") from None
     for cell, index in zip(group.cells, group.index, strict=True):
