@@ -52,7 +52,7 @@ from phosjax.core import (
 )
 from phosjax.core._apply import dropped_tags
 from phosjax.core._knobs import check_as_held
-from phosjax.core._selectors import dropped_hint, value_per_path, what_was_meant
+from phosjax.core._selectors import dropped_hint, selector_per_path, what_was_meant
 from phosjax.core._tags import tags_seen
 from phosjax.data import ArrayDataset, check_batch_size, load
 from phosjax.data._load import (
@@ -756,19 +756,19 @@ def _check_knob_ranges(
       Traceback (most recent call last):
       phosjax.bench._errors.BenchError: grid.knobs['**/T'] = 0.0 for model 'choicenet' on ...
     """
+    find = lambda selector: [path for path in declared if matches(selector, path)]
     try:
-        value_per_path(values, lambda s: [p for p in declared if matches(s, p)], what="knob")
+        chosen = selector_per_path(values, find, what="knob")
     except ValueError as error:
         raise BenchError(f"grid.knobs for model {model!r} on {dataset!r}: {error}") from None
-    for selector, value in values.items():
-        for knob in (k for path, k in declared.items() if matches(selector, path)):
-            try:
-                check_as_held(knob, value)
-            except ValueError as error:
-                raise BenchError(
-                    f"grid.knobs[{selector!r}] = {value} for model {model!r} on {dataset!r}: "
-                    f"{error} Give grid.knobs values in its range."
-                ) from None
+    for path, selector in chosen.items():
+        try:
+            check_as_held(declared[path], values[selector])
+        except ValueError as error:
+            raise BenchError(
+                f"grid.knobs[{selector!r}] = {values[selector]} for model {model!r} on "
+                f"{dataset!r}: {error} Give grid.knobs values in its range."
+            ) from None
 
 
 def check_config(config: Any, alternatives: str = "") -> None:
