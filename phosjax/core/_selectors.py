@@ -498,7 +498,7 @@ _EXAMPLES = {"tagged value": "**/pre_act", "knob": "**/T"}
 
 
 def check_values(values: Any, what: str) -> None:
-    """Raises unless ``values`` is a mapping ``{selector: value}`` (see `value_per_path`).
+    """Raises unless ``values`` is a mapping ``{selector: value}`` (see `selector_per_path`).
 
     Raises:
       TypeError: ``values`` is a bare value or a selector, naming it and an example.
@@ -515,21 +515,6 @@ def check_values(values: Any, what: str) -> None:
             f"{{selector: value}} giving each {what} it selects its value, e.g. "
             f"{{{selector!r}: value}}."
         )
-
-
-def value_per_path(
-    values: Mapping[str, Any], find: Callable[[str], list[str]], *, what: str = "path"
-) -> dict[str, Any]:
-    """``{path: value}`` for ``{selector: value}``, ``find(selector)`` giving each one's
-    paths (in the selectors' order); `selector_per_path` says what it raises.
-
-    Examples:
-      >>> paths = ["a/T", "b/T"]
-      >>> value_per_path({"a/T": 1, "b/*": 2}, lambda s: select(paths, s))
-      {'a/T': 1, 'b/T': 2}
-    """
-    chosen = selector_per_path(values, find, what=what)
-    return {path: values[selector] for path, selector in chosen.items()}
 
 
 def selector_per_path(
