@@ -35,7 +35,7 @@ from phosjax.morph import (
 from phosjax.morph._groups import leaf_path
 from phosjax.train import make_optimizer
 from tests.morph.perturb import perturbed
-from tests.morph.two_layers import check_followed_where_zero_stays_zero, two_layers
+from tests.morph.two_layers import pruned_through, two_layers
 
 ZOO = {
     name: ModelConfig(name, num_classes=5, input_shape=shape)
@@ -671,7 +671,13 @@ def test_an_activation_follows_channels_exactly_when_it_maps_zero_to_zero(name):
     """hard_tanh (a select on comparisons), elu and selu (a select with a broadcast 0) keep
     a dead channel zero, as relu does: they are followed; those with f(0) != 0 pin it."""
     act = ACTIVATIONS[name]
-    check_followed_where_zero_stays_zero(act, float(act(jnp.zeros(()))) == 0.0)
+    keeps_zero = float(act(jnp.zeros(()))) == 0.0
+    groups, pruned = pruned_through(act)
+    assert bool(groups.groups) == keeps_zero, groups.pinned
+    if keeps_zero:  # shrunk equals masked, up to sums of 2 vs 4 terms
+        np.testing.assert_allclose(*pruned, atol=1e-5, rtol=1e-5)
+    else:
+        assert "not zero when dead" in groups.pinned["w1:1"]
 
 
 def test_glu_prunes_both_halves_of_a_channel_together():

@@ -18,16 +18,13 @@ def two_layers(hidden, inner):
     return p, jax.random.normal(keys[3], (3, 5))
 
 
-def check_followed_where_zero_stays_zero(act, keeps_zero):
-    """A dead channel of ``act(x @ w1 + b1) @ w2`` is pruned where ``act`` keeps it zero
-    (``keeps_zero``: shrunk equal to masked), pinned ("not zero when dead") where not."""
+def pruned_through(act):
+    """`channel_groups` of ``act(x @ w1 + b1) @ w2``, and where it follows ``w1``'s channels
+    the output with channels 1 and 3 pruned by `shrink` and zeroed by `mask` (else None)."""
     p, x = two_layers(4, 4)
     apply = lambda p, x: act(x @ p["w1"] + p["b1"]) @ p["w2"]
     groups = channel_groups(apply, p, x)
-    assert bool(groups.groups) == keeps_zero, groups.pinned
-    if not keeps_zero:
-        assert "not zero when dead" in groups.pinned["w1:1"]
-        return
+    if not groups.groups:
+        return groups, None
     alive = {"w1": np.array([True, False, True, False])}
-    shrunk, masked = apply(shrink(p, alive, groups).variables, x), apply(mask(p, alive, groups), x)
-    np.testing.assert_allclose(shrunk, masked, atol=1e-5, rtol=1e-5)  # sums of 2 vs 4 terms
+    return groups, (apply(shrink(p, alive, groups).variables, x), apply(mask(p, alive, groups), x))
