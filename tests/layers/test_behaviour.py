@@ -70,10 +70,15 @@ def test_a_choice_of_bfloat16_branches_returning_their_input_returns_it_exactly(
 
 def test_choice_branches_may_be_plain_flax_sequentials(key):
     # nn.Sequential takes **kwargs but its first layer does not take `train`: it must not get it.
-    layer = L.Choice([nn.Sequential([nn.Dense(4), nn.relu]), nn.Dense(4)])
-    x = jnp.ones((2, 3))
+    first, second = nn.Sequential([nn.Dense(4), nn.relu]), nn.Dense(4)
+    layer = L.Choice([first, second])
+    x = jax.random.normal(key, (2, 3))
     variables = layer.init(key, x, train=True)
-    assert layer.apply(variables, x, train=True).shape == (2, 4)
+    p = variables["params"]
+    w = jax.nn.softmax(p["gate_logits"])
+    mixed = w[0] * first.apply({"params": p["branches_0"]}, x)
+    mixed += w[1] * second.apply({"params": p["branches_1"]}, x)
+    np.testing.assert_allclose(layer.apply(variables, x, train=True), mixed, rtol=1e-6)
 
 
 WRAPPERS = {
