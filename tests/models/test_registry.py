@@ -839,6 +839,7 @@ def test_a_models_check_runs_when_a_config_resolves_not_on_the_stand_in_shape():
     assert ModelConfig("test_checked", 2, (3,)).resolved().input_shape == (3,)
     with pytest.raises(ValueError, match=r"model 'test_checked': option size is too large"):
         ModelConfig("test_checked", 2, (1,)).resolved()
+    assert seen == [(3,), (1,)]  # each config's own input shape
     with pytest.raises(TypeError, match=r"check must be a function of the resolved ModelConfig"):
         register_model("test_checked_bad", Doubling, check=3)
 
