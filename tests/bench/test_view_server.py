@@ -197,6 +197,7 @@ def test_results_endpoint_thins_long_curves(server, written):
     data = get_json(server, f"/api/results?cells={cell}&columns=accuracy&max_points=5")
     group = written.cells.set_index("cell_id").group_id
     of_group = written.results[written.results.cell_id.map(group) == group[cell]]
+    assert [(s["cell_id"], s["split"]) for s in data["series"]] == [(cell, "test"), (cell, "train")]
     for series in data["series"]:
         # First and last kept, evenly spread, and the steps of the group's seeds' extremes.
         rows = of_group[of_group.split == series["split"]].set_index("step").groupby("cell_id")
