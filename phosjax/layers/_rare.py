@@ -127,7 +127,7 @@ class HyperDense(CheckedFields):
         """Raises a ValueError when the stored hyper-network generates another number of
         values than ``size`` (``x``'s width times ``features``, plus ``features``): Flax's
         own error names the shapes of ``hyper``'s kernel alone, not the input's width."""
-        stored = self.variables.get("params", {}).get("hyper", {}).get("kernel")
+        stored = nn.meta.unbox(self.variables.get("params", {}).get("hyper", {}).get("kernel"))
         if stored is None or stored.shape[-1] == size:
             return
         made = stored.shape[-1]

@@ -734,6 +734,17 @@ def test_hyper_dense_refuses_an_input_of_another_width_naming_the_widths(key):
         jax.eval_shape(layer.apply, variables, jnp.ones((2, 6)))
 
 
+def test_hyper_dense_reads_its_widths_of_params_boxed_by_partitioning(key):
+    """Its width check read the stored kernel's shape of a box (nn.Partitioned) and failed
+    with AttributeError: 'Partitioned' object has no attribute 'shape'."""
+    layer, x = L.HyperDense(3), jax.random.normal(key, (2, 4))
+    variables = layer.init(key, x)
+    boxed = jax.tree.map(lambda a: nn.Partitioned(a, names=(None,) * a.ndim), variables)
+    np.testing.assert_array_equal(layer.apply(boxed, x), layer.apply(variables, x))
+    with pytest.raises(ValueError, match=r"width 6 .* generates 15 \(for inputs of width 4\)"):
+        layer.apply(boxed, jnp.ones((2, 6)))
+
+
 def test_trainable_fourier_frequencies_are_params_that_get_gradients(key):
     layer, x = L.FourierFeatures(3, trainable=True), jax.random.normal(key, (2, 4))
     variables = layer.init(key, x)
