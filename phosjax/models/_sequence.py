@@ -101,7 +101,7 @@ class Patches(CheckedFields):
         """Raises a ValueError when the stored position embedding holds another number of
         patches than ``x`` makes (``patches`` of ``size`` tokens): Flax's own error names
         the shapes of ``positions`` alone, not the sequence's length."""
-        stored = self.variables.get("params", {}).get("positions")
+        stored = nn.meta.unbox(self.variables.get("params", {}).get("positions"))
         if stored is None or stored.shape[0] == patches:
             return
         held = stored.shape[0]

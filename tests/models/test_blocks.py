@@ -2,6 +2,7 @@
 
 import re
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -160,6 +161,17 @@ def test_patches_refuse_a_sequence_of_another_length_naming_the_lengths():
     )
     with pytest.raises(ValueError, match=message):
         jax.eval_shape(patches.apply, variables, jnp.ones((2, 12, 1)))
+
+
+def test_patches_read_their_length_of_params_boxed_by_partitioning():
+    """Its length check read the stored positions' shape of a box (nn.Partitioned) and
+    failed with AttributeError: 'Partitioned' object has no attribute 'shape'."""
+    patches, x = Patches(8, patch_size=4), jnp.arange(16.0).reshape(2, 8, 1)
+    variables = patches.init(jax.random.key(0), x)
+    boxed = jax.tree.map(lambda a: nn.Partitioned(a, names=(None,) * a.ndim), variables)
+    np.testing.assert_array_equal(patches.apply(boxed, x), patches.apply(variables, x))
+    with pytest.raises(ValueError, match=r"holds 2 positions \(sequences of length 8 to 11\)"):
+        patches.apply(boxed, jnp.ones((2, 12, 1)))
 
 
 @pytest.mark.parametrize("block", [DenseBlock(3), Layer(3), ResBlock(3), Skip(3)])
