@@ -444,10 +444,10 @@ def _check_knob_ranges(group: Group, data: Any) -> None:
     except ValueError as error:
         raise ValueError(f"{where} of model {name!r}): {error}") from None
     for cell, index in zip(group.cells, group.index, strict=True):
+        values = dict(cell.hparams.knobs)
         for path, selector in chosen.items():
-            value = dict(cell.hparams.knobs)[selector]
             try:
-                check_as_held(declared[path], value)
+                check_as_held(declared[path], values[selector])
             except ValueError as error:
                 raise ValueError(
                     f"init_group: cell {index} (HParams knobs {selector!r}): {error}"
