@@ -641,7 +641,8 @@ def _write_and_train(
     groups = {j.key: status["groups"][j.key] for j in mine if j.key in status["groups"]}
     results = _results(root, groups, plan_.hparam_columns, progress and process[0] == 0)
     if progress and process[0] != 0:  # one summary on a terminal the processes share
-        print(f"process {process[0]} of {process[1]}: process 0 prints the bench's summary")
+        with unread_at_end():  # its share trained: nothing left to cut short
+            print(f"process {process[0]} of {process[1]}: process 0 prints the bench's summary")
     if profiled:  # at most one
         clock.lap("results")
         profiled[0].write(clock.rows(process))

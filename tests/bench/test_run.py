@@ -44,6 +44,7 @@ from phosjax.bench import (
 )
 from phosjax.bench._checkpoint import Checkpoints
 from phosjax.bench._directory import choose_config, choose_config_together, export_locked
+from phosjax.bench._interrupt import UnreadAtEnd
 from phosjax.bench._plan import Plan, PlannedCell, PlannedGroup
 from phosjax.bench._profile import (
     MemorySampler,
@@ -2253,6 +2254,25 @@ def test_a_process_other_than_process_0_leaves_the_summary_to_it(tmp_path, toy, 
     config = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=1)  # process 0's cell
     run(config, tmp_path, datasets=toy, process=(1, 2))
     assert capsys.readouterr().out == "process 1 of 2: process 0 prints the bench's summary\n"
+
+
+def test_the_line_of_a_process_other_than_process_0_unread_ends_it_quietly(
+    tmp_path, toy, monkeypatch
+):
+    """``| head`` gone before process 1's last line ('process 0 prints the bench's
+    summary') said 'interrupted by SIGPIPE' once its share was trained; it is unread at
+    the end, as process 0's summary: the command ends as ``cat`` does."""
+    config = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=1)  # process 0's cell
+    read, write = os.pipe()
+    os.close(read)  # as head, gone
+    with os.fdopen(write, "w", 1) as stdout:
+        monkeypatch.setattr(sys, "stdout", stdout)
+        with pytest.raises(UnreadAtEnd):
+            run(config, tmp_path, datasets=toy, process=(1, 2))
+        monkeypatch.undo()
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, write)  # its line, still held, flushed there on closing
+        os.close(null)
 
 
 def test_only_process_0_says_that_resume_leaves_the_config_given_unused(bench, capsys, monkeypatch):
