@@ -542,12 +542,15 @@ def check_unlocked(root: pathlib.Path, process: tuple[int, int] | None = None) -
 
 def check_processes(root: pathlib.Path, count: int, given: bool = False) -> None:
     """Raises `BenchError` when the bench in ``root`` was started with another number of
-    processes (its groups are split, and named, per process); a bench that does not
-    record its count (made before it was recorded) is accepted. ``given``: the count was
-    passed (`run`'s ``process``), not jax.distributed's, and the message says to pass it."""
-    if not _layout.is_bench(root):
-        return
-    started = read_bench_json(root / _layout.MARKER).get("processes")
+    processes (its groups are split, and named, per process), or a folder with no marker
+    yet holds the status of a process of another count (run apart, before process 0 wrote
+    the marker); a bench that does not record its count (made before it was recorded) is
+    accepted. ``given``: the count was passed (`run`'s ``process``), not jax.distributed's,
+    and the message says to pass it."""
+    if _layout.is_bench(root):
+        started = read_bench_json(root / _layout.MARKER).get("processes")
+    else:
+        started = _other_count(root, count)
     if started is not None and started != count:
         how = (
             f"process i passing process=(i, {started})"
@@ -560,6 +563,14 @@ def check_processes(root: pathlib.Path, count: int, given: bool = False) -> None
             f"count would train it all again. Continue it with {started} process(es) "
             f"{how}, or pick another --dir."
         )
+
+
+def _other_count(root: pathlib.Path, count: int) -> int | None:
+    """The least process count other than ``count`` of the processes whose status files
+    (``status.p<i>of<n>.json``) are in ``root``; None where there is none."""
+    names = _layout.per_process_files(root, _layout.STATUS)
+    processes = [_layout.process_of(name, _layout.STATUS) for name in names]
+    return min((p[1] for p in processes if p is not None and p[1] != count), default=None)
 
 
 def recorded_split(root: pathlib.Path) -> str | None:

@@ -1925,6 +1925,24 @@ def test_processes_write_their_own_parts(tmp_path, toy):
     assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
 
 
+def test_a_folder_of_process_1_of_2_run_apart_is_not_started_by_one_process(tmp_path, toy):
+    """Process 1 of 2, run apart, trains before process 0 writes the marker; a run of one
+    process there then started a bench, trained every cell again and returned the cells
+    of process 1's share twice (28 rows of a cell of 14). It is refused, as a bench
+    started with 2 processes is, and nothing is written."""
+    config = tiny_config(models=[{"name": "mlp", "width": 8}])  # a cell for each process
+    root = tmp_path / "b"
+    run(config, root, datasets=toy, process=(1, 2), progress=False)
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    with pytest.raises(BenchError) as raised:
+        run(config, root, datasets=toy, progress=False)
+    assert str(raised.value).startswith(
+        f"{str(root)!r} was started with 2 process(es), and this run has 1: "
+    )
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
+    run(config, root, datasets=toy, process=(0, 2), progress=False)  # its own count: as ever
+
+
 def _plan_of_groups(sizes: list[int]) -> Plan:
     """A plan of groups of ``sizes`` cells (``g<group>c<cell>``), for `jobs` alone."""
     groups = tuple(
