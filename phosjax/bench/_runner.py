@@ -874,6 +874,7 @@ def add_models_to(
     wanted = {ModelEntry.parse(model).name for model in [*present, *(models or [])]}
     in_every_process(lambda: import_for_bench(root, imports, wanted), "import the bench's modules")
     named = models is not None
+    said = progress and jax.process_index() == 0  # once on a terminal the processes share
     if models is None:
         known = {*marker.get("registered_models", []), *(entry.name for entry in present)}
         models = [name for name in registered_models() if name not in known]
@@ -898,7 +899,7 @@ def add_models_to(
         grown, stored = _planned(root, extended, datasets, clock)
         # an unreadable cells.parquet is rewritten; else ({name: mlp, depth: 1}) the bench's own
         if stored is None or any(cell.cell_id not in stored for cell in grown.cells):
-            if progress:
+            if said:
                 print(f"adding models {new} to {directory}", file=sys.stderr)
             return _execute(extended, root, datasets, None, progress, grown, seen, imports, clock)
     process = (jax.process_index(), jax.process_count())
@@ -921,6 +922,6 @@ def add_models_to(
             "finished); import the module that registers yours with --import, or name "
             "models with --models."
         )
-    if progress:
+    if said:
         print(f"nothing new to add; continuing the unfinished bench {directory}", file=sys.stderr)
     return _execute(config, root, datasets, process, progress, planned, seen, imports, clock)

@@ -1555,6 +1555,21 @@ def test_add_models_names_an_unknown_model_without_saying_it_adds_it(bench, caps
     assert "adding models" not in err  # printed before the check, once
 
 
+@pytest.mark.parametrize("index", [0, 1])
+def test_only_process_0_says_which_models_add_models_adds(
+    bench, toy, tmp_path, capsys, monkeypatch, index
+):
+    """Every process sharing the bench said 'adding models ['logreg'] to DIR': a terminal
+    the processes share showed it once per process."""
+    copy = tmp_path / "b"
+    shutil.copytree(bench[0], copy)
+    monkeypatch.setattr(jax, "process_index", lambda: index)
+    monkeypatch.setattr(_runner, "_execute", lambda *args: None)  # as it trains
+    add_models_to(copy, ["logreg"], datasets=toy)
+    said = f"adding models ['logreg'] to {copy}\n"
+    assert capsys.readouterr().err == (said if index == 0 else "")
+
+
 def test_running_again_keeps_the_models_registered_when_the_bench_was_made(bench, toy, tmp_path):
     copy = tmp_path / "b"
     shutil.copytree(bench[0], copy)
