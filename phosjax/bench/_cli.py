@@ -32,7 +32,7 @@ from phosjax.bench._argv import (
     split_top,
 )
 from phosjax.bench._config import BenchError, colon_hint
-from phosjax.bench._directory import why_no_bench_starts
+from phosjax.bench._directory import read_bench_json, why_no_bench_starts
 from phosjax.bench._errors import BrokenFileError
 from phosjax.bench._interrupt import (
     BROKEN_PIPE,
@@ -785,6 +785,7 @@ def _kept_in_bench(
             lambda: why_no_bench_starts(root),
             lambda: starts(directory, command, argv),
         )
+    command = _in_each_process(root, command)
     try:
         finished, cells = finished_cells(directory)
     except (OSError, ValueError):  # a BrokenFileError, a file cut short: what is sure
@@ -801,6 +802,23 @@ def _kept_in_bench(
         f"{kept}, and the others' rows up to their group's last checkpoint; "
         f"{when_unfinished}: {command}"
     )
+
+
+def _in_each_process(root: pathlib.Path, command: str) -> str:
+    """``command``, which continues the bench in ``root``; where its marker records several
+    processes, one process run again alone continues nothing: each of them is.
+
+    Examples:
+      >>> _in_each_process(pathlib.Path("/no/bench"), "python -m phosjax.bench.new --dir b")
+      'python -m phosjax.bench.new --dir b'
+    """
+    try:
+        count = read_bench_json(root / _layout.MARKER).get("processes")
+    except BenchError:  # unread: the run that reads it says why
+        return command
+    if not isinstance(count, int) or count < 2:
+        return command
+    return f"{command} (run in each of the bench's {count} processes)"
 
 
 def kept_in_bench(

@@ -1242,6 +1242,25 @@ def test_ctrl_c_where_a_config_file_forces_says_the_bench_is_moved_aside_if_it_d
     )
 
 
+def test_ctrl_c_in_a_process_of_a_shared_bench_says_each_process_runs_again(
+    cli_bench, tmp_path, capsys, monkeypatch
+):
+    """Ctrl-C in process 1 of 2 said 'the same command continues it: ... --process_id 1',
+    which run alone waits for a coordinator that is gone; each process is run again."""
+    root = tmp_path / "bench"
+    shutil.copytree(cli_bench[0], root)
+    marker = json.loads((root / _layout.MARKER).read_text())
+    (root / _layout.MARKER).write_text(json.dumps({**marker, "processes": 2}))
+    monkeypatch.setattr("phosjax.bench.new.run", _interrupted)
+    argv = ["--dir", str(root)]
+    assert new_main(argv) == 130
+    assert capsys.readouterr().err == (
+        f"interrupted: {str(root)!r} keeps 4 of 4 cells finished; nothing is left to train; "
+        f"the same command reads its results: python -m phosjax.bench.new {shlex.join(argv)} "
+        "(run in each of the bench's 2 processes)\n"
+    )
+
+
 def test_ctrl_c_where_a_config_file_sets_the_dir_says_what_that_dir_keeps(
     cli_bench, tmp_path, capsys, monkeypatch
 ):
