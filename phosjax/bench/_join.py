@@ -15,6 +15,7 @@ from jsonargparse import ArgumentParser
 from phosjax._addresses import ip_address
 from phosjax.bench._cli import flag_set_by, setting_file, usage_error
 from phosjax.bench._config import BenchError
+from phosjax.bench._directory import agree
 
 JOINING = ("coordinator", "processes", "process_id")
 """The options that say which group of processes a command joins, and as whom."""
@@ -65,7 +66,8 @@ def join_processes(parser: ArgumentParser, args: Any) -> None:
     its port are usage errors, said before joining.
 
     Raises:
-      BenchError: ``--distributed`` outside a job that gives what is left out.
+      BenchError: ``--distributed`` outside a job that gives what is left out, or the
+        processes joined were given different counts (in every process).
     """
     given = {name: args[name] for name in JOINING if args[name] is not None}
     timeout = JOIN_TIMEOUT_S if args.join_timeout is None else args.join_timeout  # a file's null
@@ -115,6 +117,8 @@ def join_processes(parser: ArgumentParser, args: Any) -> None:
             f"{flag}: {detail} (no Slurm, Open MPI or TPU job gives it); outside such a "
             "job give --coordinator HOST:PORT --processes N --process_id I"
         ) from error
+    # process 0's count makes the group: another count given elsewhere went unheeded
+    agree("--processes", str(count or jax.process_count()))
 
 
 def _shown(argv: Sequence[str], name: str, value: object) -> str:

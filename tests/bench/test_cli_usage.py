@@ -1337,6 +1337,25 @@ def test_process_0_told_to_listen_elsewhere_joins_though_the_coordinators_port_i
         assert _join_as_process_0(address, argv) == _joined_as_process_0(address)
 
 
+def test_processes_given_different_counts_are_refused_once_joined(tmp_path, monkeypatch, capsys):
+    """Process 1 given --processes 3 joined process 0's group of 2 and trained as process 1
+    of 2, its count unheeded (a process 2 started then could not join)."""
+    monkeypatch.setattr("jax.distributed.initialize", lambda *args, **options: None)
+    monkeypatch.setattr("jax.process_count", lambda: 2)  # process 0's --processes 2
+    monkeypatch.setattr("phosjax.bench._directory.gather", lambda value: ["2", value])
+    with socket.socket() as coordinator:  # process 0's, listening
+        coordinator.bind(("127.0.0.1", 0))
+        coordinator.listen()
+        address = f"127.0.0.1:{coordinator.getsockname()[1]}"
+        joining = ["--coordinator", address, "--processes", "3", "--process_id", "1"]
+        assert _main("new")(["--dir", str(tmp_path / "b"), *joining]) == 2
+    assert capsys.readouterr().err == (
+        "error: the 2 processes sharing this bench were given different --processes (process "
+        "0: 2; process 1: 3); nothing was written. Start every process with the same command "
+        "and config.\n"
+    )
+
+
 def test_an_ipv6_coordinator_in_brackets_is_joined(tmp_path, monkeypatch):
     monkeypatch.setattr("jax.distributed.initialize", _joined)
     address = f"[::1]:{free_port()}"
