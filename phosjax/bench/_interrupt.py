@@ -339,8 +339,12 @@ def unread_at_end() -> Iterator[None]:
     """Raises a `BrokenPipeError` of what it holds, a command's last output, as `UnreadAtEnd`.
 
     Examples:
-      >>> with contextlib.suppress(UnreadAtEnd), unread_at_end():
-      ...     raise BrokenPipeError(32, "Broken pipe")
+      >>> try:
+      ...     with unread_at_end():
+      ...         raise BrokenPipeError(32, "Broken pipe")
+      ... except UnreadAtEnd as error:
+      ...     print(type(error).__name__, error.errno)
+      UnreadAtEnd 32
     """
     try:
         yield
